@@ -1,0 +1,1 @@
+"""egom2p.train"""
