@@ -1,0 +1,95 @@
+"""``EgoM2PConfig``: every architectural choice of the model, validated at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .attention import BACKENDS
+from .modalities import RELEASED_MODALITIES, load_modality_specs
+
+
+@dataclass
+class EgoM2PConfig:
+    """Architecture of an EgoM2P encoder-decoder.
+
+    ``modalities`` accepts a modality-file path, a mapping ``name -> {vocab_size, grid|length}``
+    or ``name -> ModalitySpec``; it is normalised to ``dict[str, ModalitySpec]`` (sorted names).
+    Defaults are the released ``egom2p_base_12e_12d_swiglu_nobias`` (SPEC 2.1).
+    """
+
+    dim: int = 768
+    encoder_depth: int = 12
+    decoder_depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    modalities: Any = field(default_factory=lambda: dict(RELEASED_MODALITIES))
+    attn_backend: str = "auto"
+    gated_mlp: bool = True  # SwiGLU (hidden = int(2 * dim * mlp_ratio / 3)); False: GELU (hidden = dim * mlp_ratio)
+    qkv_bias: bool = False
+    proj_bias: bool = False
+    mlp_bias: bool = False
+    norm_bias: bool = False  # LayerNorm eps 1e-6, learned bias only for the GELU variants
+    qk_norm: bool = False
+    decoder_sep_mask: bool = True  # a target attends only to targets of its own modality
+    decoder_causal_mask: bool = False  # only the original's "_causal" variant; not on the triton backend
+    fused_loss: bool = False  # chunked linear + cross-entropy kernel (egom2p.model.kernels.fused_linear_ce)
+    fused_loss_chunk_size: int = 4096
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if isinstance(self.modalities, (str, Path)) or isinstance(self.modalities, Mapping):
+            self.modalities = load_modality_specs(self.modalities)
+        else:
+            raise ValueError(f"modalities must be a path or a mapping, got {type(self.modalities).__name__}")
+        for name in ("dim", "encoder_depth", "decoder_depth", "num_heads", "fused_loss_chunk_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.dim % self.num_heads != 0:
+            raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.dim % 2 != 0:
+            raise ValueError(f"dim must be even for the sin-cos position embeddings, got {self.dim}")
+        video = [m.name for m in self.modalities.values() if m.grid is not None]
+        if video and self.dim % 6 != 0:
+            raise ValueError(f"dim must be divisible by 6 for the 3-D position embedding of {video}, got {self.dim}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        if self.attn_backend not in BACKENDS:
+            raise ValueError(f"attn_backend must be one of {BACKENDS}, got {self.attn_backend!r}")
+        if self.decoder_causal_mask and self.attn_backend == "triton":
+            raise ValueError("decoder_causal_mask is not supported by attn_backend='triton'; use 'sdpa' or 'reference'")
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.dim // self.num_heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        """Hidden width of the feed-forward layers (SwiGLU keeps the parameter count of a 4x GELU MLP)."""
+        nominal = int(self.dim * self.mlp_ratio)
+        return int(2 * nominal / 3) if self.gated_mlp else nominal
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (modalities inlined) that ``from_dict`` reads back."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["modalities"] = {name: spec.to_dict() for name, spec in self.modalities.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EgoM2PConfig:
+        """Build from a dict; unknown keys raise a ValueError naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown EgoM2PConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> EgoM2PConfig:
+        """A copy with some fields changed (validated again)."""
+        return self.from_dict({**self.to_dict(), **changes})
+

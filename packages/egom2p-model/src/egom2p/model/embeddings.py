@@ -1,0 +1,78 @@
+"""Positional, modality and token embeddings (SPEC 1.2-1.5).
+
+Positional embeddings are fixed sin-cos tables kept as non-persistent buffers (they are a
+function of the config, so checkpoints need not store them; the original did, quirk 6).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .modalities import ModalitySpec
+
+TEMPERATURE = 10000.0
+
+
+def sincos_1d(length: int, dim: int, temperature: float = TEMPERATURE) -> torch.Tensor:
+    """1-D table ``[1, length, dim]``: first half sin(n w_k), second half cos(n w_k), w_k = T^(-k/(dim/2))."""
+    if dim % 2 != 0:
+        raise ValueError(f"1-D sin-cos position embedding needs an even dim, got {dim}")
+    half = dim // 2
+    omega = 1.0 / (temperature ** (torch.arange(half, dtype=torch.float32) / half))
+    angles = torch.arange(length, dtype=torch.float32)[:, None] * omega[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)[None]
+
+
+def _interleaved_axis(positions: int, channels: int, temperature: float) -> torch.Tensor:
+    """``[positions, channels]`` = [sin(p f_0), cos(p f_0), sin(p f_1), ...], f_j = T^(-2j/channels)."""
+    inv_freq = 1.0 / (temperature ** (torch.arange(0, channels, 2, dtype=torch.float32) / channels))
+    angles = torch.arange(positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).reshape(positions, channels)
+
+
+def sincos_3d(t: int, h: int, w: int, dim: int, temperature: float = TEMPERATURE) -> torch.Tensor:
+    """3-D table ``[1, t*h*w, dim]``: channels [time | height | width], dim/3 each, (t, h, w) row-major."""
+    if dim % 6 != 0:
+        raise ValueError(f"3-D sin-cos position embedding needs dim divisible by 6, got {dim}")
+    channels = dim // 3
+    et = _interleaved_axis(t, channels, temperature)[:, None, None, :].expand(t, h, w, channels)
+    eh = _interleaved_axis(h, channels, temperature)[None, :, None, :].expand(t, h, w, channels)
+    ew = _interleaved_axis(w, channels, temperature)[None, None, :, :].expand(t, h, w, channels)
+    return torch.cat([et, eh, ew], dim=-1).reshape(1, t * h * w, dim)
+
+
+def position_table(spec: ModalitySpec, dim: int) -> torch.Tensor:
+    """The fixed positional table of a modality: 3-D for grids, 1-D for sequences."""
+    if spec.grid is not None:
+        return sincos_3d(*spec.grid, dim)
+    return sincos_1d(spec.num_tokens, dim)
+
+
+class EncoderEmbedding(nn.Module):
+    """Token table, modality embedding (shared with the decoder) and positions of one modality."""
+
+    def __init__(self, spec: ModalitySpec, dim: int, pos_emb: torch.Tensor) -> None:
+        super().__init__()
+        self.token_emb = nn.Embedding(spec.vocab_size, dim)
+        self.mod_emb = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_emb", pos_emb, persistent=False)
+
+
+class DecoderEmbedding(nn.Module):
+    """Decoder side of one modality: positions and the token table that doubles as the output head.
+
+    The decoder's input at a target is the mask token, so ``token_emb`` is used only as the
+    (tied) output projection ``logits = h @ token_emb.weight.T`` (SPEC 1.3). The modality
+    embedding is the encoder's (SPEC 1.5), so it is not stored here.
+    """
+
+    def __init__(self, spec: ModalitySpec, dim: int, pos_emb: torch.Tensor) -> None:
+        super().__init__()
+        self.token_emb = nn.Embedding(spec.vocab_size, dim)
+        self.register_buffer("pos_emb", pos_emb, persistent=False)
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """Output projection ``[V, D]`` (tied to ``token_emb``)."""
+        return self.token_emb.weight

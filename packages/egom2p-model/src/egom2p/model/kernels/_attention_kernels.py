@@ -1,0 +1,257 @@
+"""Triton kernels of the masked FlashAttention-2 (forward, backward preprocess, dK/dV, dQ).
+
+Visibility of key j to query i of sample b: ``j < key_len[b]`` and, with segments,
+``q_seg[b, i] == k_seg[b, j]``. Each kernel walks key (or query) blocks and skips a block when the
+metadata proves it fully masked: beyond the key length, or its segment range ``[lo, hi]`` disjoint
+from the other block's (ranges come from ``segment_block_ranges``, computed once per call).
+
+Softmax runs in base 2 (``exp2``) with ``scale_log2 = softmax_scale * log2(e)``; the saved
+log-sum-exp ``LSE`` is in the same base (``-inf`` for a query row that sees no key). The backward
+selects recomputed probabilities with the visibility mask (``where``, never a product), so such a row
+gets output and gradients of exactly 0, never NaN.
+
+The functions below are plain Python; ``jit_kernels`` decorates them with ``triton.jit`` on first
+use, so that ``TRITON_INTERPRET=1`` (the CPU interpreter) only has to be set before the first call,
+not before this module is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import triton
+import triton.language as tl
+
+
+def _fwd_kernel(
+    Q, K, V, O, LSE, KEY_LEN, QSEG, KSEG, QRANGE, KRANGE,
+    stride_qb, stride_qh, stride_qn,
+    stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn,
+    stride_ob, stride_oh, stride_on,
+    H, NQ, NK, NQB, NKB, scale_log2,
+    HAS_LEN: tl.constexpr, HAS_SEG: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < NQ
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
+                mask=row_ok[:, None], other=0.0)  # fmt: skip
+    n_end = NK
+    if HAS_LEN:
+        n_end = tl.minimum(tl.load(KEY_LEN + b), NK)
+    if HAS_SEG:
+        q_seg = tl.load(QSEG + b * NQ + offs_m, mask=row_ok, other=-1)
+        q_lo = tl.load(QRANGE + (b * NQB + pid_m) * 2)
+        q_hi = tl.load(QRANGE + (b * NQB + pid_m) * 2 + 1)
+    k_base = K + b * stride_kb + h * stride_kh
+    v_base = V + b * stride_vb + h * stride_vh
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    for start_n in range(0, n_end, BLOCK_N):
+        if HAS_SEG:
+            k_lo = tl.load(KRANGE + (b * NKB + start_n // BLOCK_N) * 2)
+            k_hi = tl.load(KRANGE + (b * NKB + start_n // BLOCK_N) * 2 + 1)
+            visit = (k_lo <= q_hi) & (k_hi >= q_lo)
+        else:
+            visit = start_n >= 0
+        if visit:
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            col_ok = offs_n < n_end
+            k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=col_ok[:, None], other=0.0)
+            v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :], mask=col_ok[:, None], other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+            keep = row_ok[:, None] & col_ok[None, :]
+            if HAS_SEG:
+                k_seg = tl.load(KSEG + b * NK + offs_n, mask=col_ok, other=-2)
+                keep = keep & (q_seg[:, None] == k_seg[None, :])
+            s = tl.where(keep, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            # A row with no visible key so far keeps m = -inf; subtract 0 there to avoid inf - inf.
+            m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.exp2(s - m_sub[:, None])
+            alpha = tl.exp2(m_i - m_sub)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+            m_i = m_new
+
+    l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # no visible key: acc is 0, the output stays 0
+    out = acc / l_safe[:, None]
+    lse = m_i + tl.log2(l_safe)
+    tl.store(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
+             out.to(O.dtype.element_ty), mask=row_ok[:, None])  # fmt: skip
+    tl.store(LSE + pid_bh * NQ + offs_m, lse, mask=row_ok)
+
+
+def _bwd_delta_kernel(
+    O, DO, DELTA,
+    stride_ob, stride_oh, stride_on,
+    stride_dob, stride_doh, stride_don,
+    H, NQ,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+):  # fmt: skip
+    """DELTA[b, h, i] = sum_d O * dO (fp32), the row term of the softmax backward."""
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < NQ
+    o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
+                mask=row_ok[:, None], other=0.0).to(tl.float32)  # fmt: skip
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :],
+                 mask=row_ok[:, None], other=0.0).to(tl.float32)  # fmt: skip
+    tl.store(DELTA + pid_bh * NQ + offs_m, tl.sum(o * do, 1), mask=row_ok)
+
+
+def _bwd_dkdv_kernel(
+    Q, K, V, DO, DK, DV, LSE, DELTA, KEY_LEN, QSEG, KSEG, QRANGE, KRANGE,
+    stride_qb, stride_qh, stride_qn,
+    stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn,
+    stride_dob, stride_doh, stride_don,
+    stride_dkb, stride_dkh, stride_dkn,
+    stride_dvb, stride_dvh, stride_dvn,
+    H, NQ, NK, NQB, NKB, softmax_scale, scale_log2,
+    HAS_LEN: tl.constexpr, HAS_SEG: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One program per key block: loops over the query blocks, so dK/dV need no atomics."""
+    pid_n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    n_end = NK
+    if HAS_LEN:
+        n_end = tl.minimum(tl.load(KEY_LEN + b), NK)
+    col_ok = offs_n < n_end
+    k = tl.load(K + b * stride_kb + h * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
+                mask=col_ok[:, None], other=0.0)  # fmt: skip
+    v = tl.load(V + b * stride_vb + h * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
+                mask=col_ok[:, None], other=0.0)  # fmt: skip
+    if HAS_SEG:
+        k_seg = tl.load(KSEG + b * NK + offs_n, mask=col_ok, other=-2)
+        k_lo = tl.load(KRANGE + (b * NKB + pid_n) * 2)
+        k_hi = tl.load(KRANGE + (b * NKB + pid_n) * 2 + 1)
+    q_base = Q + b * stride_qb + h * stride_qh
+    do_base = DO + b * stride_dob + h * stride_doh
+
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    # A key block wholly beyond the key length sees no query: skip the loop, store zeros.
+    m_stop = tl.where(pid_n * BLOCK_N < n_end, NQ, 0)
+    for start_m in range(0, m_stop, BLOCK_M):
+        if HAS_SEG:
+            q_lo = tl.load(QRANGE + (b * NQB + start_m // BLOCK_M) * 2)
+            q_hi = tl.load(QRANGE + (b * NQB + start_m // BLOCK_M) * 2 + 1)
+            visit = (k_lo <= q_hi) & (k_hi >= q_lo)
+        else:
+            visit = start_m >= 0
+        if visit:
+            offs_m = start_m + tl.arange(0, BLOCK_M)
+            row_ok = offs_m < NQ
+            q = tl.load(q_base + offs_m[:, None] * stride_qn + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+            do = tl.load(do_base + offs_m[:, None] * stride_don + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+            lse = tl.load(LSE + pid_bh * NQ + offs_m, mask=row_ok, other=0.0)
+            delta = tl.load(DELTA + pid_bh * NQ + offs_m, mask=row_ok, other=0.0)
+            keep = col_ok[:, None] & row_ok[None, :]
+            if HAS_SEG:
+                q_seg = tl.load(QSEG + b * NQ + offs_m, mask=row_ok, other=-1)
+                keep = keep & (k_seg[:, None] == q_seg[None, :])
+            s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2
+            p_t = tl.where(keep, tl.exp2(s_t - lse[None, :]), 0.0)
+            dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
+            dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+            ds_t = p_t * (dp_t - delta[None, :])
+            dk += tl.dot(ds_t.to(q.dtype), q, input_precision=PRECISION)
+
+    store_ok = offs_n < NK
+    tl.store(DK + b * stride_dkb + h * stride_dkh + offs_n[:, None] * stride_dkn + offs_d[None, :],
+             (dk * softmax_scale).to(DK.dtype.element_ty), mask=store_ok[:, None])  # fmt: skip
+    tl.store(DV + b * stride_dvb + h * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
+             dv.to(DV.dtype.element_ty), mask=store_ok[:, None])  # fmt: skip
+
+
+def _bwd_dq_kernel(
+    Q, K, V, DO, DQ, LSE, DELTA, KEY_LEN, QSEG, KSEG, QRANGE, KRANGE,
+    stride_qb, stride_qh, stride_qn,
+    stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn,
+    stride_dob, stride_doh, stride_don,
+    stride_dqb, stride_dqh, stride_dqn,
+    H, NQ, NK, NQB, NKB, softmax_scale, scale_log2,
+    HAS_LEN: tl.constexpr, HAS_SEG: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One program per query block: recomputes P over the visible key blocks and accumulates dQ."""
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < NQ
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
+                mask=row_ok[:, None], other=0.0)  # fmt: skip
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :],
+                 mask=row_ok[:, None], other=0.0)  # fmt: skip
+    lse = tl.load(LSE + pid_bh * NQ + offs_m, mask=row_ok, other=0.0)
+    delta = tl.load(DELTA + pid_bh * NQ + offs_m, mask=row_ok, other=0.0)
+    n_end = NK
+    if HAS_LEN:
+        n_end = tl.minimum(tl.load(KEY_LEN + b), NK)
+    if HAS_SEG:
+        q_seg = tl.load(QSEG + b * NQ + offs_m, mask=row_ok, other=-1)
+        q_lo = tl.load(QRANGE + (b * NQB + pid_m) * 2)
+        q_hi = tl.load(QRANGE + (b * NQB + pid_m) * 2 + 1)
+    k_base = K + b * stride_kb + h * stride_kh
+    v_base = V + b * stride_vb + h * stride_vh
+
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    for start_n in range(0, n_end, BLOCK_N):
+        if HAS_SEG:
+            k_lo = tl.load(KRANGE + (b * NKB + start_n // BLOCK_N) * 2)
+            k_hi = tl.load(KRANGE + (b * NKB + start_n // BLOCK_N) * 2 + 1)
+            visit = (k_lo <= q_hi) & (k_hi >= q_lo)
+        else:
+            visit = start_n >= 0
+        if visit:
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            col_ok = offs_n < n_end
+            k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=col_ok[:, None], other=0.0)
+            v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :], mask=col_ok[:, None], other=0.0)
+            keep = row_ok[:, None] & col_ok[None, :]
+            if HAS_SEG:
+                k_seg = tl.load(KSEG + b * NK + offs_n, mask=col_ok, other=-2)
+                keep = keep & (q_seg[:, None] == k_seg[None, :])
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+            p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
+            dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+            ds = p * (dp - delta[:, None])
+            dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+
+    tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :],
+             (dq * softmax_scale).to(DQ.dtype.element_ty), mask=row_ok[:, None])  # fmt: skip
+
+
+@functools.cache
+def jit_kernels(interpret: bool) -> dict[str, triton.runtime.JITFunction]:
+    """The kernels decorated with ``triton.jit``, built once per interpreter mode."""
+    del interpret  # part of the cache key only: triton.jit reads TRITON_INTERPRET itself
+    raw = {
+        "fwd": _fwd_kernel,
+        "delta": _bwd_delta_kernel,
+        "dkdv": _bwd_dkdv_kernel,
+        "dq": _bwd_dq_kernel,
+    }
+    return {name: triton.jit(fn) for name, fn in raw.items()}

@@ -1,0 +1,117 @@
+"""Transformer blocks (SPEC 2.2): pre-norm encoder block and decoder block with cross-attention.
+
+Module and parameter names follow the original so that its state dict maps one to one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention
+from .config import EgoM2PConfig
+
+
+def layer_norm(dim: int, bias: bool) -> nn.LayerNorm:
+    """LayerNorm with the original's eps; no bias in the released (SwiGLU) family."""
+    return nn.LayerNorm(dim, eps=1e-6, bias=bias)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one ``qkv`` projection (rows: all q, all k, all v)."""
+
+    def __init__(self, cfg: EgoM2PConfig) -> None:
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=cfg.proj_bias)
+        self.q_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
+        self.k_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, backend: str, key_lengths=None, segments=None, causal: bool = False) -> torch.Tensor:
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, segments, segments, backend=backend, causal=causal)
+        return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
+
+
+class CrossAttention(nn.Module):
+    """Queries from the decoder, keys/values from the context via one ``kv`` projection."""
+
+    def __init__(self, cfg: EgoM2PConfig) -> None:
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.q = nn.Linear(cfg.dim, cfg.dim, bias=cfg.qkv_bias)
+        self.kv = nn.Linear(cfg.dim, 2 * cfg.dim, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=cfg.proj_bias)
+        self.q_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
+        self.k_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, backend: str, key_lengths=None) -> torch.Tensor:
+        batch, length, dim = x.shape
+        head_dim = dim // self.num_heads
+        q = self.q(x).view(batch, length, self.num_heads, head_dim).transpose(1, 2)
+        k, v = self.kv(context).view(batch, context.shape[1], 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
+        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, backend=backend)
+        return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
+
+
+class Mlp(nn.Module):
+    """SwiGLU ``fc2(silu(fc1 x) * fc3 x)`` or GELU ``fc2(gelu(fc1 x))``."""
+
+    def __init__(self, cfg: EgoM2PConfig) -> None:
+        super().__init__()
+        self.gated = cfg.gated_mlp
+        self.fc1 = nn.Linear(cfg.dim, cfg.mlp_hidden, bias=cfg.mlp_bias)
+        self.fc2 = nn.Linear(cfg.mlp_hidden, cfg.dim, bias=cfg.mlp_bias)
+        if self.gated:
+            self.fc3 = nn.Linear(cfg.dim, cfg.mlp_hidden, bias=cfg.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            return self.fc2(F.silu(self.fc1(x)) * self.fc3(x))
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class EncoderBlock(nn.Module):
+    """x += attn(norm1 x); x += mlp(norm2 x)."""
+
+    def __init__(self, cfg: EgoM2PConfig) -> None:
+        super().__init__()
+        self.norm1 = layer_norm(cfg.dim, cfg.norm_bias)
+        self.attn = SelfAttention(cfg)
+        self.norm2 = layer_norm(cfg.dim, cfg.norm_bias)
+        self.mlp = Mlp(cfg)
+
+    def forward(self, x: torch.Tensor, backend: str, key_lengths: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), backend, key_lengths=key_lengths)
+        return x + self.mlp(self.norm2(x))
+
+
+class DecoderBlock(nn.Module):
+    """y += self_attn(norm1 y); y += cross_attn(query_norm y, context_norm ctx); y += mlp(norm2 y)."""
+
+    def __init__(self, cfg: EgoM2PConfig) -> None:
+        super().__init__()
+        self.norm1 = layer_norm(cfg.dim, cfg.norm_bias)
+        self.self_attn = SelfAttention(cfg)
+        self.query_norm = layer_norm(cfg.dim, cfg.norm_bias)
+        self.context_norm = layer_norm(cfg.dim, cfg.norm_bias)
+        self.cross_attn = CrossAttention(cfg)
+        self.norm2 = layer_norm(cfg.dim, cfg.norm_bias)
+        self.mlp = Mlp(cfg)
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        context: torch.Tensor,
+        backend: str,
+        self_key_lengths: torch.Tensor | None,
+        segments: torch.Tensor | None,
+        context_lengths: torch.Tensor | None,
+        causal: bool = False,
+    ) -> torch.Tensor:
+        y = y + self.self_attn(self.norm1(y), backend, key_lengths=self_key_lengths, segments=segments, causal=causal)
+        y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), backend, key_lengths=context_lengths)
+        return y + self.mlp(self.norm2(y))

@@ -1,0 +1,286 @@
+"""The EgoM2P encoder-decoder (SPEC 2), readable top to bottom.
+
+forward: validate batch -> select encoder inputs / decoder targets -> encoder -> context
+-> decoder (mask-token queries) -> per-modality heads and cross-entropy -> reduced loss.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import resolve_backend
+from .config import EgoM2PConfig
+from .embeddings import DecoderEmbedding, EncoderEmbedding, position_table
+from .inputs import TokenSelection, parse_batch, select_tokens
+from .layers import DecoderBlock, EncoderBlock, layer_norm
+from .losses import cross_entropy_sum, reduce_losses
+from .presets import preset_config
+
+Batch = Mapping[str, Mapping[str, torch.Tensor]]
+
+
+@dataclass
+class EgoM2POutput:
+    """Result of a training forward.
+
+    ``logits`` (only with ``return_logits=True``): per modality ``[T_m, V_m]`` at that
+    modality's targets, ordered by sample, then position.
+    """
+
+    loss: torch.Tensor
+    mod_loss: dict[str, torch.Tensor]
+    num_targets: dict[str, int]
+    logits: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class EncoderContext:
+    """Encoder output as the decoder reads it: ``decoder_proj_context(x) + emb``; valid keys are a prefix."""
+
+    context: torch.Tensor  # [B, N, D], N may be 0
+    key_lengths: torch.Tensor  # int32 [B]
+
+
+class EgoM2P(nn.Module):
+    """Any-to-any masked-modelling encoder-decoder over token modalities."""
+
+    def __init__(self, config: EgoM2PConfig) -> None:
+        super().__init__()
+        if not isinstance(config, EgoM2PConfig):
+            raise TypeError(f"config must be an EgoM2PConfig, got {type(config).__name__}")
+        self.config = config
+        self.modalities = dict(config.modalities)
+        self.modality_names = list(self.modalities)  # sorted
+        self._modality_index = {name: i for i, name in enumerate(self.modality_names)}
+        dim = config.dim
+
+        encoder_embeddings, decoder_embeddings = {}, {}
+        for name, spec in self.modalities.items():
+            table = position_table(spec, dim)  # one tensor shared by both sides
+            encoder_embeddings[name] = EncoderEmbedding(spec, dim, table)
+            decoder_embeddings[name] = DecoderEmbedding(spec, dim, table)
+        self.encoder_embeddings = nn.ModuleDict(encoder_embeddings)
+        self.decoder_embeddings = nn.ModuleDict(decoder_embeddings)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+
+        self.encoder = nn.ModuleList(EncoderBlock(config) for _ in range(config.encoder_depth))
+        self.encoder_norm = layer_norm(dim, config.norm_bias)
+        self.decoder_proj_context = nn.Linear(dim, dim, bias=True)  # the original's only biased linear layer
+        self.decoder = nn.ModuleList(DecoderBlock(config) for _ in range(config.decoder_depth))
+        self.decoder_norm = layer_norm(dim, config.norm_bias)
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------------------------- init
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """MAE-style init of the original (SPEC 2.7).
+
+        Linear: Xavier-uniform, with fan-out split per projection for ``qkv`` (by 3) and ``kv``
+        (by 2); biases 0. LayerNorm: weight 1, bias 0. Encoder token tables, modality embeddings
+        and the mask token: normal(0, init_std). Decoder token tables (= output heads): Xavier-
+        uniform, bound sqrt(6 / (D + V)), which is what the trained original effectively got (quirk 3).
+        """
+        std = self.config.init_std
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                fan_out, fan_in = module.weight.shape
+                if "qkv" in name:
+                    fan_out //= 3
+                elif "kv" in name:
+                    fan_out //= 2
+                bound = math.sqrt(6.0 / (fan_out + fan_in))
+                nn.init.uniform_(module.weight, -bound, bound)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                if module.weight is not None:
+                    nn.init.ones_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for name in self.modality_names:
+            nn.init.normal_(self.encoder_embeddings[name].token_emb.weight, std=std)
+            nn.init.normal_(self.encoder_embeddings[name].mod_emb, std=std)
+            nn.init.xavier_uniform_(self.decoder_embeddings[name].token_emb.weight)
+        nn.init.normal_(self.mask_token, std=std)
+
+    # ------------------------------------------------------------------------- constructors
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> EgoM2P:
+        """A fresh model of a named preset (``egom2p-base``, an original registry name, ...)."""
+        return cls(preset_config(name, **overrides))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | Mapping[str, torch.Tensor], config: EgoM2PConfig | Mapping | None = None) -> EgoM2P:
+        """Load our directory (safetensors + config.json), the original ``.pth``, or a plain state dict.
+
+        ``config`` (an EgoM2PConfig or dict) overrides the architecture stored with the weights;
+        it is required for a bare state dict. See ``egom2p.model.checkpoint``.
+        """
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(cls, path, config)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``model.safetensors`` and ``config.json`` into ``directory``."""
+        from .checkpoint import save_pretrained
+
+        save_pretrained(self, directory)
+
+    # ------------------------------------------------------------------------- embeddings
+    def _scatter(self, sel: TokenSelection, build) -> torch.Tensor:
+        """``[B, N, D]`` with ``build(name, ids, positions)`` at each modality's slots, zeros at padding."""
+        batch, width = sel.ids.shape
+        flat_segments = sel.segments.reshape(-1)
+        out = self.mask_token.new_zeros(batch * width, self.config.dim)
+        for i, name in enumerate(self.modality_names):
+            # Empty selections still run, so every table takes part in the graph (zero grads, DDP-safe).
+            idx = (flat_segments == i).nonzero().squeeze(1)
+            values = build(name, sel.ids.reshape(-1)[idx], sel.positions.reshape(-1)[idx])
+            out = out.index_copy(0, idx, values.to(out.dtype))
+        return out.view(batch, width, self.config.dim)
+
+    def _position_emb(self, name: str, positions: torch.Tensor) -> torch.Tensor:
+        emb = self.encoder_embeddings[name]
+        return emb.pos_emb[0, positions] + emb.mod_emb[0]
+
+    # ------------------------------------------------------------------------- trunk
+    def _backend(self, device: torch.device) -> str:
+        return resolve_backend(self.config.attn_backend, device)
+
+    def _encode_selection(self, sel: TokenSelection) -> EncoderContext:
+        backend = self._backend(sel.ids.device)
+        tokens = self._scatter(sel, lambda name, ids, pos: self.encoder_embeddings[name].token_emb(ids))
+        emb = self._scatter(sel, lambda name, ids, pos: self._position_emb(name, pos))
+        x = tokens + emb
+        for block in self.encoder:
+            x = block(x, backend, sel.lengths)
+        x = self.encoder_norm(x)
+        # The embeddings are added again to the context (zero at padding, SPEC 2.4 step 6).
+        return EncoderContext(context=self.decoder_proj_context(x) + emb, key_lengths=sel.lengths)
+
+    def _decode(
+        self,
+        y: torch.Tensor,
+        ctx: EncoderContext,
+        self_lengths: torch.Tensor | None,
+        segments: torch.Tensor | None,
+        causal: bool,
+    ) -> torch.Tensor:
+        backend = self._backend(y.device)
+        if causal and backend == "triton":
+            backend = "sdpa"  # the fused kernel has no causal mode; reached only through attn_backend="auto"
+        context = ctx.context.to(y.dtype)
+        for block in self.decoder:
+            y = block(y, context, backend, self_lengths, segments, ctx.key_lengths, causal)
+        return self.decoder_norm(y)
+
+    def encode(self, batch: Batch, num_encoder_tokens: int | None = None) -> EncoderContext:
+        """Run the encoder on the batch's inputs; ``None`` keeps as many tokens as the fullest sample has."""
+        inputs = parse_batch(batch, self.modalities)
+        return self._encode_selection(select_tokens(inputs, self._modality_index, "input", num_encoder_tokens))
+
+    def decode_positions(self, ctx: EncoderContext, modality: str, positions: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, k, V]`` of ``modality`` at ``positions`` (int64 ``[B, k]``).
+
+        Queries are mask token + position + modality embedding; they attend to each other
+        without restriction and to the context's valid keys (SPEC 2.5, inference).
+        """
+        if modality not in self.modalities:
+            raise ValueError(f"unknown modality {modality!r}; the model has {self.modality_names}")
+        num_tokens = self.modalities[modality].num_tokens
+        if positions.dim() != 2 or positions.shape[0] != ctx.context.shape[0]:
+            raise ValueError(f"positions must have shape [{ctx.context.shape[0]}, k], got {tuple(positions.shape)}")
+        if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= num_tokens):
+            raise ValueError(f"positions for {modality!r} must be in [0, {num_tokens}), got [{int(positions.min())}, {int(positions.max())}]")
+        y = self.mask_token + self._position_emb(modality, positions.long())
+        y = self._decode(y, ctx, None, None, causal=False)
+        return F.linear(y, self.decoder_embeddings[modality].head_weight)
+
+    def forward(
+        self,
+        batch: Batch,
+        num_encoder_tokens: int | None = None,
+        num_decoder_tokens: int | None = None,
+        loss_type: str = "mod",
+        return_logits: bool = False,
+    ) -> EgoM2POutput:
+        """Masked-modelling loss of a batch (docs/contracts.md).
+
+        Budgets are per sample (the original's 2048/2048 in training); ``None`` = every selected
+        token. Samples with fewer tokens are padded; padding never influences valid tokens.
+        """
+        inputs = parse_batch(batch, self.modalities)
+        ctx = self._encode_selection(select_tokens(inputs, self._modality_index, "input", num_encoder_tokens))
+        targets = select_tokens(inputs, self._modality_index, "target", num_decoder_tokens)
+        queries = self._scatter(targets, lambda name, ids, pos: self.mask_token[0] + self._position_emb(name, pos))
+        segments = targets.segments if self.config.decoder_sep_mask else None
+        y = self._decode(queries, ctx, targets.lengths, segments, causal=self.config.decoder_causal_mask)
+
+        valid = targets.valid
+        mod_loss, num_targets, logits = {}, {}, {}
+        for name in inputs:
+            rows = valid & (targets.segments == self._modality_index[name])
+            hidden, target_ids = y[rows], targets.ids[rows]
+            weight = self.decoder_embeddings[name].head_weight
+            count = int(target_ids.numel())
+            ce_sum = cross_entropy_sum(hidden, weight, target_ids, self.config.fused_loss, self.config.fused_loss_chunk_size)
+            mod_loss[name] = ce_sum / max(count, 1)
+            num_targets[name] = count
+            if return_logits:
+                logits[name] = F.linear(hidden, weight).float()
+        vocab = {name: self.modalities[name].vocab_size for name in inputs}
+        loss = reduce_losses(mod_loss, num_targets, vocab, loss_type)
+        return EgoM2POutput(loss=loss, mod_loss=mod_loss, num_targets=num_targets, logits=logits if return_logits else None)
+
+    # ------------------------------------------------------------------------- accounting
+    def flops_per_sample(
+        self,
+        num_encoder_tokens: int,
+        num_decoder_tokens: int,
+        decoder_tokens_per_modality: Mapping[str, int] | None = None,
+        backward: bool = True,
+    ) -> float:
+        """FLOPs of one sample (multiply-add = 2 FLOPs), for MFU.
+
+        With N encoder and M decoder tokens, D = dim, H = MLP hidden, L_e / L_d = depths:
+        - encoder layer: 2N(3D^2 + D^2) projections + k_mlp*2NDH MLP + 4N^2 D attention
+          (scores and weighted sum over all N keys);
+        - context projection 2ND^2;
+        - decoder layer: 2M(3D^2 + D^2) self projections + 4 D sum_m M_m^2 self-attention
+          (targets see only their own modality's M_m targets; M_m^2 summed over modalities,
+          or M^2 with ``decoder_sep_mask`` off) + 2M D^2 + 2N(2D^2) + 2MD^2 cross projections
+          + 4MND cross-attention + k_mlp*2MDH MLP;
+        - heads: 2 M_m D V_m per modality.
+        k_mlp = 3 for SwiGLU, 2 for GELU. Embedding lookups, norms and softmax are not counted.
+        Without ``decoder_tokens_per_modality`` all M targets are assumed to belong to the
+        modality with the largest vocabulary (an upper bound; the common video case).
+        ``backward=True`` returns forward + backward = 3x forward.
+        """
+        cfg = self.config
+        n, m, d, h = num_encoder_tokens, num_decoder_tokens, cfg.dim, cfg.mlp_hidden
+        if decoder_tokens_per_modality is None:
+            largest = max(self.modality_names, key=lambda k: self.modalities[k].vocab_size)
+            decoder_tokens_per_modality = {largest: m}
+        unknown = set(decoder_tokens_per_modality) - set(self.modalities)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)} in decoder_tokens_per_modality")
+        if sum(decoder_tokens_per_modality.values()) != m:
+            raise ValueError(f"decoder_tokens_per_modality sums to {sum(decoder_tokens_per_modality.values())}, expected {m}")
+        k_mlp = 3 if cfg.gated_mlp else 2
+        encoder = cfg.encoder_depth * (2 * n * 4 * d * d + k_mlp * 2 * n * d * h + 4 * n * n * d)
+        self_pairs = sum(c * c for c in decoder_tokens_per_modality.values()) if cfg.decoder_sep_mask else m * m
+        decoder = cfg.decoder_depth * (
+            2 * m * 4 * d * d + 4 * d * self_pairs + 2 * m * d * d + 2 * n * 2 * d * d + 2 * m * d * d
+            + 4 * m * n * d + k_mlp * 2 * m * d * h
+        )
+        heads = sum(2 * c * d * self.modalities[k].vocab_size for k, c in decoder_tokens_per_modality.items())
+        forward = encoder + 2 * n * d * d + decoder + heads
+        return float(3 * forward if backward else forward)

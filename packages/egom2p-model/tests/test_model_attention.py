@@ -1,0 +1,93 @@
+"""The attention interface: one visibility rule, identical across backends."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from egom2p.model.attention import attention
+
+
+def _qkv(b=2, h=2, nq=5, nk=7, d=4, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, d, generator=gen, dtype=dtype, requires_grad=True) for n in (nq, nk, nk)]
+
+
+def _naive(q, k, v, allowed):
+    """Loop-free but obviously correct: softmax over the allowed keys only, zeros if none."""
+    q, k, v = (t.detach() for t in (q, k, v))
+    out = torch.zeros_like(q)
+    for b in range(q.shape[0]):
+        for i in range(q.shape[2]):
+            keys = allowed[b, i].nonzero().flatten()
+            if len(keys):
+                scores = q[b, :, i, None] @ k[b, :, keys].transpose(-1, -2) * q.shape[-1] ** -0.5
+                out[b, :, i] = (torch.softmax(scores, dim=-1) @ v[b, :, keys]).squeeze(1)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["reference", "sdpa"])
+def test_lengths_and_segments_follow_the_rule(backend):
+    q, k, v = _qkv()
+    key_lengths = torch.tensor([7, 3], dtype=torch.int32)
+    q_seg = torch.tensor([[0, 0, 1, 1, 2], [1, 1, 0, 0, 0]], dtype=torch.int32)
+    k_seg = torch.tensor([[0, 1, 1, 0, 1, 1, 0], [1, 0, 1, 1, 1, 1, 1]], dtype=torch.int32)
+    allowed = (torch.arange(7)[None, None, :] < key_lengths[:, None, None]) & (q_seg[:, :, None] == k_seg[:, None, :])
+    out = attention(q, k, v, key_lengths, q_seg, k_seg, backend=backend)
+    torch.testing.assert_close(out, _naive(q, k, v, allowed))
+    # Query 4 of sample 0 is segment 2, which no key has: zeros, not NaN.
+    assert torch.equal(out[0, :, 4], torch.zeros_like(out[0, :, 4]))
+
+
+def test_backends_agree_in_float64_with_gradients():
+    q, k, v = _qkv(nq=6, nk=6)
+    key_lengths = torch.tensor([4, 0], dtype=torch.int32)
+    seg = torch.tensor([[0, 0, 1, 1, 1, 2], [0, 0, 0, 1, 1, 1]], dtype=torch.int32)
+    outs, grads = [], []
+    for backend in ("reference", "sdpa"):
+        out = attention(q, k, v, key_lengths, seg, seg, backend=backend)
+        (g,) = [torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum(), [q, k, v])]
+        outs.append(out)
+        grads.append(g)
+    torch.testing.assert_close(outs[0], outs[1])
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(a, b)
+    # Sample 1 sees no key at all: zero output and zero gradient to its queries.
+    assert torch.equal(outs[1][1], torch.zeros_like(outs[1][1]))
+    assert torch.equal(grads[1][0][1], torch.zeros_like(grads[1][0][1]))
+    assert torch.isfinite(grads[1][0]).all()
+
+
+@pytest.mark.parametrize("backend", ["reference", "sdpa"])
+def test_empty_key_set_returns_zeros(backend):
+    q, k, v = _qkv(nk=0)
+    out = attention(q, k, v, torch.zeros(2, dtype=torch.int32), backend=backend)
+    assert out.shape == q.shape and torch.equal(out, torch.zeros_like(q))
+
+
+def test_causal_rule():
+    q, k, v = _qkv(nq=5, nk=5)
+    allowed = torch.tril(torch.ones(5, 5, dtype=torch.bool)).expand(2, 5, 5)
+    torch.testing.assert_close(attention(q, k, v, backend="sdpa", causal=True), _naive(q, k, v, allowed))
+
+
+def test_bad_arguments_raise():
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match="unknown attention backend"):
+        attention(q, k, v, backend="flash")
+    with pytest.raises(ValueError, match="key_lengths"):
+        attention(q, k, v, key_lengths=torch.zeros(3, dtype=torch.int32))
+    with pytest.raises(ValueError, match="together"):
+        attention(q, k, v, q_segments=torch.zeros(2, 5, dtype=torch.int32), backend="reference")
+    with pytest.raises(ValueError, match="dtypes"):
+        attention(q, k.float(), v, backend="reference")
+
+
+def test_triton_backend_without_kernel_gives_clear_error():
+    try:
+        import egom2p.model.kernels.flash_attention  # noqa: F401
+    except ImportError:
+        q, k, v = _qkv()
+        with pytest.raises(RuntimeError, match="triton"):
+            attention(q, k, v, backend="triton")
+    else:
+        pytest.skip("the Triton kernel is installed; its own tests cover it")
