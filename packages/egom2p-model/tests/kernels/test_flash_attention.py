@@ -23,8 +23,7 @@ TOLERANCES = {
 def _qkv(batch, heads, num_q, num_k, head_dim, dtype, seed):
     gen = torch.Generator().manual_seed(seed)
     return [
-        torch.randn(batch, heads, n, head_dim, generator=gen).to(dtype).requires_grad_()
-        for n in (num_q, num_k, num_k)
+        torch.randn(batch, heads, n, head_dim, generator=gen).to(dtype).requires_grad_() for n in (num_q, num_k, num_k)
     ]
 
 
@@ -123,10 +122,14 @@ def test_custom_op_registration_and_compile():
     segments = torch.tensor([[0] * 10 + [1] * 7], dtype=torch.int32)
     args = (q, k, v, lengths, segments, segments, 32**-0.5)
     torch.library.opcheck(
-        torch.ops.egom2p.flash_attention_fwd.default, args, test_utils=("test_schema", "test_faketensor", "test_autograd_registration")
+        torch.ops.egom2p.flash_attention_fwd.default,
+        args,
+        test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
     )
     compiled = torch.compile(flash_attention, backend="aot_eager", fullgraph=True)
-    torch.testing.assert_close(compiled(q, k, v, lengths, segments, segments), flash_attention(q, k, v, lengths, segments, segments))
+    torch.testing.assert_close(
+        compiled(q, k, v, lengths, segments, segments), flash_attention(q, k, v, lengths, segments, segments)
+    )
 
 
 def test_segment_block_ranges_skip_padding_and_empty_blocks():

@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from egom2p.model.kernels.fused_linear_ce import fused_linear_cross_entropy
 
 

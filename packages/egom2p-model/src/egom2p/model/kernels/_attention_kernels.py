@@ -24,7 +24,7 @@ import triton.language as tl
 
 
 def _fwd_kernel(
-    Q, K, V, O, LSE, KEY_LEN, QSEG, KSEG, QRANGE, KRANGE,
+    Q, K, V, Out, LSE, KEY_LEN, QSEG, KSEG, QRANGE, KRANGE,
     stride_qb, stride_qh, stride_qn,
     stride_kb, stride_kh, stride_kn,
     stride_vb, stride_vh, stride_vn,
@@ -85,13 +85,13 @@ def _fwd_kernel(
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # no visible key: acc is 0, the output stays 0
     out = acc / l_safe[:, None]
     lse = m_i + tl.log2(l_safe)
-    tl.store(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
-             out.to(O.dtype.element_ty), mask=row_ok[:, None])  # fmt: skip
+    tl.store(Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
+             out.to(Out.dtype.element_ty), mask=row_ok[:, None])  # fmt: skip
     tl.store(LSE + pid_bh * NQ + offs_m, lse, mask=row_ok)
 
 
 def _bwd_delta_kernel(
-    O, DO, DELTA,
+    Out, DO, DELTA,
     stride_ob, stride_oh, stride_on,
     stride_dob, stride_doh, stride_don,
     H, NQ,
@@ -105,7 +105,7 @@ def _bwd_delta_kernel(
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = offs_m < NQ
-    o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
+    o = tl.load(Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
                 mask=row_ok[:, None], other=0.0).to(tl.float32)  # fmt: skip
     do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :],
                  mask=row_ok[:, None], other=0.0).to(tl.float32)  # fmt: skip

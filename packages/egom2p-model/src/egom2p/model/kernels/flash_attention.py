@@ -82,9 +82,9 @@ def _device_guard(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _precision(dtype: torch.dtype) -> str:
+def _precision(dtype: torch.dtype) -> str | None:
     # fp32 inputs get exact fp32 products (no TF32 rounding); fp16/bf16 ignore the setting.
-    return "ieee" if dtype == torch.float32 else "tf32"
+    return "ieee" if dtype == torch.float32 else None
 
 
 def _strides(t: torch.Tensor) -> tuple[int, int, int]:
@@ -234,11 +234,17 @@ _flash_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 def _validate(q, k, v, key_lengths, q_segments, k_segments) -> None:
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"flash_attention expects q/k/v [B, H, N, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"flash_attention expects q/k/v [B, H, N, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
-        raise ValueError(f"flash_attention: incompatible shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+        raise ValueError(
+            f"flash_attention: incompatible shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
     if not q.dtype == k.dtype == v.dtype or q.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"flash_attention: q/k/v must share one dtype of {SUPPORTED_DTYPES}, got {q.dtype}, {k.dtype}, {v.dtype}")
+        raise ValueError(
+            f"flash_attention: q/k/v must share one dtype of {SUPPORTED_DTYPES}, got {q.dtype}, {k.dtype}, {v.dtype}"
+        )
     if q.shape[3] > SUPPORTED_HEAD_DIMS[-1]:
         raise ValueError(f"flash_attention: head dim {q.shape[3]} > {SUPPORTED_HEAD_DIMS[-1]} is not supported")
     batch = q.shape[0]
