@@ -18,7 +18,7 @@ PACKAGES=("$@")
 declare -A NEEDS=( [data]="data" [model]="model" [generate]="model generate" [train]="data model generate train" )
 declare -A FORBIDDEN=(
   [data]="egom2p.model egom2p.generate egom2p.train wandb boto3"
-  [model]="egom2p.data egom2p.generate egom2p.train webdataset boto3 wandb yaml numpy"
+  [model]="egom2p.data egom2p.generate egom2p.train webdataset boto3 wandb yaml"
   [generate]="egom2p.data egom2p.train webdataset boto3 wandb yaml"
   [train]="boto3"
 )
@@ -47,8 +47,9 @@ if present:
     sys.exit(f"isolation: modules that the package does not declare are installed: {present}")
 print("ok: none present")
 PY
+  tests=$ROOT/packages/egom2p-$pkg/tests
   # Run from an empty directory so nothing from the checkout shadows the installed wheel.
-  if ! (cd "$WORK" && "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 "$ROOT/packages/egom2p-$pkg/tests"); then
+  if ! (cd "$WORK" && "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 "$tests"); then
     echo "isolation: egom2p-$pkg tests FAILED in its own environment"; status=1
   fi
 done
