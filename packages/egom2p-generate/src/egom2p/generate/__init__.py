@@ -1,1 +1,10 @@
-"""egom2p.generate"""
+"""egom2p.generate: any-to-any sampling for EgoM2P (ROAR, MaskGIT, schedules, guidance).
+
+Token-level eval tasks live in `egom2p.generate.tasks` (`run_eval_task`).
+"""
+
+from .sampler import GenerationSampler
+from .sampling import sample_tokens, top_k_top_p_filtering
+from .schedule import build_generation_schedule
+
+__all__ = ["GenerationSampler", "build_generation_schedule", "sample_tokens", "top_k_top_p_filtering"]
