@@ -1,0 +1,460 @@
+"""Training and validation loaders over token shards (SPEC section 5, with its quirks 15/16 fixed).
+
+Training: per rank and dataloader worker, every dataset is an infinite stream of resampled shards (a
+shard is drawn with replacement, read whole, its samples visited in a seeded random order, each
+``wds_n_repeats`` times). Each batch draws a dataset per sample by the mixture weights, masks each
+dataset's samples with that dataset's modalities and alphas (batched), fills the global modalities a
+dataset lacks (zeros, both masks True) and yields the batch contract. The stream is unbounded: an
+"epoch" is ``steps_per_epoch`` optimizer steps, counted by the trainer.
+
+Resuming: ``state_dict()`` holds the position. With ``num_workers=0`` it is exact (RNG states, shard draw
+and offset per dataset: the shard in progress is re-read and skipped into). With workers, the loader
+resumes on fresh seeds (a new ``generation``), so nothing is replayed, but batches differ.
+
+Bad data (corrupt or truncated tar, a modality's file missing, wrong shape, token outside the vocabulary)
+is skipped, counted in ``loader.stats`` and logged to the ``egom2p.data`` logger; past
+``max_bad_fraction`` of the samples seen (checked from 50 samples on) a ``RuntimeError`` stops training.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from egom2p.data.config import DataConfig, DatasetConfig
+from egom2p.data.masking import UnifiedMasking
+from egom2p.data.modalities import ModalityInfo
+from egom2p.data.shards import ShardError, decode_tokens, expand_shard_pattern, read_shard
+
+__all__ = ["build_train_loader", "build_val_loaders", "steps_per_epoch", "TrainLoader", "ValLoader"]
+
+logger = logging.getLogger("egom2p.data")
+MIN_SAMPLES_FOR_BAD_CHECK = 50
+MAX_FRUITLESS_DRAWS = 100  # a dataset whose shards all fail stops the run even with max_bad_fraction=1
+Sample = dict[str, np.ndarray]
+
+
+def steps_per_epoch(epoch_size: int, batch_size: int, world_size: int) -> int:
+    """Optimizer steps in one nominal epoch of ``epoch_size`` samples over all ranks (SPEC 5.4)."""
+    steps = epoch_size // (batch_size * world_size)
+    if steps <= 0:
+        raise ValueError(f"epoch_size {epoch_size} is smaller than one global batch ({batch_size} x {world_size})")
+    return steps
+
+
+def _new_stats() -> dict[str, Any]:
+    return {"samples": 0, "skipped_samples": 0, "shards_read": 0, "skipped_shards": 0, "by_reason": {}}
+
+
+def _merge_stats(into: dict[str, Any], delta: Mapping[str, Any]) -> None:
+    for key in ("samples", "skipped_samples", "shards_read", "skipped_shards"):
+        into[key] += delta[key]
+    for reason, n in delta["by_reason"].items():
+        into["by_reason"][reason] = into["by_reason"].get(reason, 0) + n
+
+
+class _BadData:
+    """Counts skipped data and enforces ``max_bad_fraction``."""
+
+    def __init__(self, stats: dict[str, Any], max_bad_fraction: float) -> None:
+        self.stats = stats
+        self.max_bad_fraction = max_bad_fraction
+
+    def good(self) -> None:
+        self.stats["samples"] += 1
+
+    def bad_sample(self, reason: str, where: str, detail: str) -> None:
+        self.stats["skipped_samples"] += 1
+        self.stats["by_reason"][reason] = self.stats["by_reason"].get(reason, 0) + 1
+        logger.warning("skipping sample %s (%s): %s", where, reason, detail)
+        self.check()
+
+    def bad_shard(self, url: str, detail: str) -> None:
+        self.stats["skipped_shards"] += 1
+        self.stats["by_reason"]["corrupt_shard"] = self.stats["by_reason"].get("corrupt_shard", 0) + 1
+        logger.warning("skipping shard %s: %s", url, detail)
+        read, bad = self.stats["shards_read"], self.stats["skipped_shards"]
+        if (read >= 10 and bad > self.max_bad_fraction * read) or (bad >= 10 and self.stats["samples"] == 0):
+            raise RuntimeError(
+                f"{bad} of {read} shards could not be read (max_bad_fraction={self.max_bad_fraction}); last: {url}: {detail}"
+            )
+
+    def check(self) -> None:
+        seen = self.stats["samples"] + self.stats["skipped_samples"]
+        bad = self.stats["skipped_samples"]
+        if seen >= MIN_SAMPLES_FOR_BAD_CHECK and bad > self.max_bad_fraction * seen:
+            raise RuntimeError(
+                f"{bad} of {seen} samples were bad (max_bad_fraction={self.max_bad_fraction}); "
+                f"reasons: {self.stats['by_reason']}. See the 'egom2p.data' log for shards and keys."
+            )
+
+
+def _decode_sample(
+    key: str, url: str, raw: Mapping[str, tuple[str, bytes]], modalities: tuple[str, ...],
+    infos: Mapping[str, ModalityInfo], bad: _BadData,
+) -> Sample | None:
+    """Decode and validate one sample; on a problem count it and return None."""
+    where = f"{url}:{key}"
+    out: Sample = {}
+    for name in modalities:
+        if name not in raw:
+            bad.bad_sample("missing_modality", where, f"no file for modality '{name}'")
+            return None
+        member, data = raw[name]
+        info = infos[name]
+        try:
+            array = decode_tokens(member, data)
+        except Exception as exc:  # any undecodable member is bad data, never a crash
+            bad.bad_sample("decode_error", where, f"{name}: {exc}")
+            return None
+        if array.shape != info.shape and array.shape != (info.num_tokens,):
+            bad.bad_sample("bad_shape", where, f"{name} has shape {array.shape}, expected {info.shape}")
+            return None
+        if array.size and (array.min() < 0 or array.max() >= info.vocab_size):
+            bad.bad_sample("out_of_vocab", where, f"{name} tokens in [{array.min()}, {array.max()}], vocab {info.vocab_size}")
+            return None
+        out[name] = array.reshape(-1)
+    bad.good()
+    return out
+
+
+def _folder_map(cfg: DatasetConfig, infos: Mapping[str, ModalityInfo]) -> dict[str, str]:
+    mapping = {infos[m].folder: m for m in cfg.modalities}
+    mapping.update(cfg.modality_name_map)
+    return mapping
+
+
+def _check_modalities(cfg: DatasetConfig, infos: Mapping[str, ModalityInfo]) -> None:
+    missing = [m for m in cfg.modalities if m not in infos]
+    if missing:
+        raise ValueError(f"dataset '{cfg.name}' uses modalities {missing} that are not in the modality set {sorted(infos)}")
+
+
+def _masking_for(cfg: DatasetConfig, infos: Mapping[str, ModalityInfo], n_in: int | None, n_tg: int | None) -> UnifiedMasking:
+    n_in = n_in if n_in is not None else cfg.num_input_tokens
+    n_tg = n_tg if n_tg is not None else cfg.num_target_tokens
+    if n_in is None or n_tg is None:
+        raise ValueError(f"dataset '{cfg.name}': num_input_tokens / num_target_tokens are neither given nor in the config")
+    return UnifiedMasking.from_config(
+        {m: infos[m] for m in cfg.modalities}, cfg.in_domains, cfg.out_domains, n_in, n_tg,
+        alphas_config=cfg.alphas_config, input_alphas=cfg.input_alphas, target_alphas=cfg.target_alphas,
+        min_input_tokens=cfg.min_input_tokens, min_target_tokens=cfg.min_target_tokens, enforce_domains=cfg.enforce_domains,
+    )
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed derived from integer parts (seed, rank, worker, generation, dataset, ...)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class _DatasetStream:
+    """One dataset's infinite sample stream for one (rank, worker): resampled shards, shuffled in-shard."""
+
+    def __init__(self, cfg: DatasetConfig, infos: Mapping[str, ModalityInfo], seed_parts: tuple[int, ...], bad: _BadData) -> None:
+        self.cfg = cfg
+        self.infos = infos
+        self.urls = expand_shard_pattern(cfg.data_path)
+        self.folders = _folder_map(cfg, infos)
+        self.seed_parts = seed_parts
+        self.bad = bad
+        self.draw = -1  # index of the shard draw in progress
+        self.offset = 0  # samples of that draw already visited
+        self._fruitless_draws = 0  # consecutive shard draws that gave no usable sample
+        self._url = ""
+        self._samples: list = []
+        self._order = np.empty(0, dtype=np.int64)
+
+    def _load(self, draw: int) -> None:
+        rng = np.random.default_rng(_seed(*self.seed_parts, draw))
+        self._url = self.urls[int(rng.integers(len(self.urls)))]
+        self.bad.stats["shards_read"] += 1
+        try:
+            self._samples = read_shard(self._url, self.folders)
+        except (ShardError, OSError, ValueError) as exc:
+            self._samples = []
+            self.bad.bad_shard(self._url, str(exc))
+        order = np.repeat(np.arange(len(self._samples)), self.cfg.wds_n_repeats)
+        self._order = rng.permutation(order)
+
+    def state(self) -> dict[str, int]:
+        return {"draw": self.draw, "offset": self.offset}
+
+    def restore(self, state: Mapping[str, int]) -> None:
+        self.draw, self.offset = int(state["draw"]), int(state["offset"])
+        if self.draw >= 0:
+            self._load(self.draw)
+
+    def next(self) -> Sample:
+        while True:
+            if self.draw < 0 or self.offset >= len(self._order):
+                self._fruitless_draws += 1
+                if self._fruitless_draws > MAX_FRUITLESS_DRAWS:
+                    raise RuntimeError(f"dataset '{self.cfg.name}': {MAX_FRUITLESS_DRAWS} shard draws in a row gave no "
+                                       f"usable sample (last shard {self._url}); check {self.cfg.data_path}")
+                self.draw += 1
+                self.offset = 0
+                self._load(self.draw)
+                continue
+            key, raw = self._samples[self._order[self.offset]]
+            self.offset += 1
+            sample = _decode_sample(key, self._url, raw, self.cfg.modalities, self.infos, self.bad)
+            if sample is not None:
+                self._fruitless_draws = 0
+                return sample
+
+
+def _collate(
+    groups: Mapping[int, list[int]], masked: Mapping[int, Mapping[str, Mapping[str, torch.Tensor]]],
+    infos: Mapping[str, ModalityInfo], batch_size: int,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Assemble per-dataset masked groups into one batch with every global modality present."""
+    batch = {}
+    for name, info in infos.items():
+        tensor = torch.zeros(batch_size, info.num_tokens, dtype=torch.int64)
+        input_mask = torch.ones(batch_size, info.num_tokens, dtype=torch.bool)
+        target_mask = torch.ones(batch_size, info.num_tokens, dtype=torch.bool)
+        for ds, rows in groups.items():
+            if name in masked[ds]:
+                idx = torch.tensor(rows)
+                tensor[idx] = masked[ds][name]["tensor"]
+                input_mask[idx] = masked[ds][name]["input_mask"]
+                target_mask[idx] = masked[ds][name]["target_mask"]
+        batch[name] = {"tensor": tensor, "input_mask": input_mask, "target_mask": target_mask}
+    return batch
+
+
+class _TrainStream:
+    """The batch stream of one (rank, worker, generation)."""
+
+    def __init__(self, loader: TrainLoader, worker: int, stats: dict[str, Any]) -> None:
+        self.loader = loader
+        cfg = loader.config
+        self.names = list(cfg.train)
+        weights = np.asarray(cfg.weights, dtype=np.float64)
+        self.p = weights / weights.sum()
+        base = (loader.seed, loader.rank, worker, loader.generation)
+        self.bad = _BadData(stats, cfg.max_bad_fraction)
+        self.rng = np.random.default_rng(_seed(*base))
+        self.streams = [_DatasetStream(cfg.train[n], loader.modalities, (*base, i), self.bad) for i, n in enumerate(self.names)]
+        self.mask_gens = [torch.Generator().manual_seed(_seed(*base, i, 1)) for i in range(len(self.names))]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "mixture_rng": copy.deepcopy(self.rng.bit_generator.state),
+            "datasets": {n: s.state() for n, s in zip(self.names, self.streams)},
+            "mask_rng": {n: g.get_state().clone() for n, g in zip(self.names, self.mask_gens)},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = copy.deepcopy(state["mixture_rng"])
+        for n, s, g in zip(self.names, self.streams, self.mask_gens):
+            s.restore(state["datasets"][n])
+            g.set_state(state["mask_rng"][n])
+
+    def next_batch(self) -> dict[str, dict[str, torch.Tensor]]:
+        loader = self.loader
+        choice = self.rng.choice(len(self.names), size=loader.batch_size, p=self.p)
+        groups: dict[int, list[int]] = {}
+        for row, ds in enumerate(choice.tolist()):
+            groups.setdefault(ds, []).append(row)
+        masked = {}
+        for ds, rows in groups.items():
+            samples = [self.streams[ds].next() for _ in rows]
+            tensors = {m: torch.from_numpy(np.stack([s[m] for s in samples])) for m in self.streams[ds].cfg.modalities}
+            masked[ds] = loader.maskings[ds].mask_batch(tensors, self.mask_gens[ds])
+        return _collate(groups, masked, loader.modalities, loader.batch_size)
+
+
+class _WorkerDataset(torch.utils.data.IterableDataset):
+    """Runs one stream per dataloader worker; yields ``(batch, stats_delta)``."""
+
+    def __init__(self, loader: TrainLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[tuple[dict, dict]]:
+        info = torch.utils.data.get_worker_info()
+        stats = _new_stats()
+        stream = _TrainStream(self.loader, info.id if info is not None else 0, stats)
+        while True:
+            batch = stream.next_batch()
+            delta = copy.deepcopy(stats)
+            stats.update(_new_stats())
+            yield batch, delta
+
+
+class TrainLoader:
+    """Infinite iterable of training batches for one rank (see the module docstring)."""
+
+    def __init__(
+        self, config: DataConfig, modalities: Mapping[str, ModalityInfo], batch_size: int, rank: int = 0,
+        world_size: int = 1, num_workers: int = 0, seed: int = 0, num_input_tokens: int | None = None,
+        num_target_tokens: int | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.config = config
+        self.modalities = {n: modalities[n] for n in sorted(modalities)}
+        for cfg in config.train.values():
+            _check_modalities(cfg, self.modalities)
+        self.maskings = [_masking_for(config.train[n], self.modalities, num_input_tokens, num_target_tokens) for n in config.train]
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.num_workers, self.seed = num_workers, seed
+        self.generation = 0
+        self.batches = 0
+        self.stats = _new_stats()
+        self._stream: _TrainStream | None = None
+        self._pending: Mapping[str, Any] | None = None
+        self._worker_runs = 0
+
+    def __iter__(self) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
+        """Batches from the current position; a second ``iter()`` continues, it never restarts the stream."""
+        if self.num_workers == 0:
+            if self._pending is not None or self._stream is None:
+                self._stream = _TrainStream(self, 0, self.stats)
+                if self._pending is not None:
+                    self._stream.restore(self._pending)
+                    self._pending = None
+            stream = self._stream
+            while True:
+                batch = stream.next_batch()
+                self.batches += 1
+                yield batch
+        else:
+            if self._worker_runs > 0:
+                self.generation += 1  # fresh workers must not replay the previous workers' batches
+            self._worker_runs += 1
+            data = torch.utils.data.DataLoader(_WorkerDataset(self), batch_size=None, num_workers=self.num_workers)
+            for batch, delta in data:
+                _merge_stats(self.stats, delta)
+                self.batches += 1
+                yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stream position after the batches consumed so far."""
+        state: dict[str, Any] = {"seed": self.seed, "rank": self.rank, "generation": self.generation,
+                                 "batches": self.batches, "num_workers": self.num_workers, "stats": copy.deepcopy(self.stats)}
+        if self.num_workers == 0:
+            state["stream"] = self._stream.state() if self._stream is not None else self._pending
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: exactly with ``num_workers=0``, else on fresh seeds."""
+        if int(state["rank"]) != self.rank or int(state["seed"]) != self.seed:
+            raise ValueError(f"loader state is for rank {state['rank']} / seed {state['seed']}, not rank {self.rank} / seed {self.seed}")
+        self.batches = int(state["batches"])
+        self.stats = copy.deepcopy(state["stats"])
+        self._stream = None
+        self._worker_runs = 0
+        if self.num_workers == 0 and int(state.get("num_workers", 0)) == 0:
+            self.generation = int(state["generation"])
+            self._pending = state.get("stream")
+        else:
+            self.generation = int(state["generation"]) + 1  # never replay: continue on new seeds
+            self._pending = None
+
+
+def build_train_loader(
+    config: DataConfig, modalities: Mapping[str, ModalityInfo], batch_size: int, rank: int = 0, world_size: int = 1,
+    num_workers: int = 0, seed: int = 0, num_input_tokens: int | None = None, num_target_tokens: int | None = None,
+) -> TrainLoader:
+    """The infinite training loader of one rank (see :class:`TrainLoader`)."""
+    return TrainLoader(config, modalities, batch_size, rank, world_size, num_workers, seed, num_input_tokens, num_target_tokens)
+
+
+def _folder_samples(root: str, cfg: DatasetConfig, folders: Mapping[str, str]) -> Iterator[tuple[str, str, dict[str, tuple[str, bytes]]]]:
+    """The original's validation layout: ``<root>/<folder>/<dataset>/<key>.npz``, paired by file stem."""
+    per_mod: dict[str, dict[str, str]] = {}
+    for folder, name in folders.items():
+        directory = os.path.join(root, folder, cfg.name)
+        if name in cfg.modalities and os.path.isdir(directory):
+            per_mod[name] = {f.partition(".")[0]: os.path.join(directory, f) for f in sorted(os.listdir(directory))}
+    if not per_mod:
+        raise FileNotFoundError(f"validation set '{cfg.name}': no folder {root}/<folder>/{cfg.name}/ for {list(cfg.modalities)}")
+    first = per_mod[min(per_mod)]
+    for key in first:
+        raw = {}
+        for name, files in per_mod.items():
+            if key in files:
+                with open(files[key], "rb") as f:
+                    raw[name] = (os.path.basename(files[key]), f.read())
+        yield key, os.path.join(root, cfg.name), raw
+
+
+class ValLoader:
+    """Finite validation batches of one dataset for one rank: sample i goes to rank ``i % world_size``."""
+
+    def __init__(self, cfg: DatasetConfig, modalities: Mapping[str, ModalityInfo], masking: UnifiedMasking, batch_size: int,
+                 rank: int, world_size: int, seed: int, max_bad_fraction: float, fill_missing_modalities: bool) -> None:
+        self.cfg, self.modalities, self.masking = cfg, modalities, masking
+        self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
+        self.max_bad_fraction = max_bad_fraction
+        self.fill_missing_modalities = fill_missing_modalities
+        self.stats = _new_stats()
+
+    def _raw_samples(self) -> Iterator[tuple[str, str, dict[str, tuple[str, bytes]]]]:
+        folders = _folder_map(self.cfg, self.modalities)
+        if ".tar" not in self.cfg.data_path:
+            yield from _folder_samples(self.cfg.data_path, self.cfg, folders)
+            return
+        bad = _BadData(self.stats, self.max_bad_fraction)
+        for url in expand_shard_pattern(self.cfg.data_path):
+            self.stats["shards_read"] += 1
+            try:
+                samples = read_shard(url, folders)
+            except (ShardError, OSError, ValueError) as exc:
+                bad.bad_shard(url, str(exc))
+                continue
+            for key, raw in samples:
+                yield key, url, raw
+
+    def _emit(self, samples: list[Sample], gen: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
+        tensors = {m: torch.from_numpy(np.stack([s[m] for s in samples])) for m in self.cfg.modalities}
+        masked = self.masking.mask_batch(tensors, gen)
+        if not self.fill_missing_modalities:
+            return masked
+        return _collate({0: list(range(len(samples)))}, {0: masked}, self.modalities, len(samples))
+
+    def __iter__(self) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
+        self.stats = _new_stats()
+        bad = _BadData(self.stats, self.max_bad_fraction)
+        gen = torch.Generator().manual_seed(_seed(self.seed, self.rank))
+        pending: list[Sample] = []
+        for i, (key, where, raw) in enumerate(self._raw_samples()):
+            if i % self.world_size != self.rank:
+                continue
+            sample = _decode_sample(key, where, raw, self.cfg.modalities, self.modalities, bad)
+            if sample is None:
+                continue
+            pending.append(sample)
+            if len(pending) == self.batch_size:
+                yield self._emit(pending, gen)
+                pending = []
+        if pending:
+            yield self._emit(pending, gen)
+
+
+def build_val_loaders(
+    config: DataConfig, modalities: Mapping[str, ModalityInfo], batch_size: int, rank: int = 0, world_size: int = 1,
+    num_input_tokens: int | None = None, num_target_tokens: int | None = None, seed: int = 0,
+    fill_missing_modalities: bool = False,
+) -> dict[str, ValLoader]:
+    """One finite, seeded validation loader per val dataset (every sample read once across ranks).
+
+    As in the original, a val batch holds only the dataset's own modalities unless
+    ``fill_missing_modalities`` (then every global modality is present, absent ones fully masked).
+    """
+    infos = {n: modalities[n] for n in sorted(modalities)}
+    loaders = {}
+    for i, (name, cfg) in enumerate(config.val.items()):
+        _check_modalities(cfg, infos)
+        masking = _masking_for(cfg, infos, num_input_tokens, num_target_tokens)
+        loaders[name] = ValLoader(cfg, infos, masking, batch_size, rank, world_size, _seed(seed, i),
+                                  config.max_bad_fraction, fill_missing_modalities)
+    return loaders
