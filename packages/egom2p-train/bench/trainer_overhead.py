@@ -1,0 +1,95 @@
+"""Trainer overhead: steps/s of ``Trainer.train_step`` vs a bare forward/backward/AdamW loop.
+
+Same model, same random batches (contract format, in memory, no data loading), float32 on CPU.
+usage: python packages/egom2p-train/bench/trainer_overhead.py [--steps 10] [--dim 96] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from egom2p.train.config import TrainConfig
+from egom2p.train.distributed import DistInfo
+from egom2p.train.trainer import Trainer, build_model
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class RandomBatches:
+    """An endless stream of the same few random batches (no I/O in the measurement)."""
+
+    def __init__(self, modalities, batch_size: int, n: int = 4):
+        g = torch.Generator().manual_seed(0)
+        self.batches = []
+        for _ in range(n):
+            batch = {}
+            for name, spec in modalities.items():
+                k = spec.num_tokens
+                inp = torch.rand(batch_size, k, generator=g) > 0.3
+                batch[name] = {"tensor": torch.randint(0, spec.vocab_size, (batch_size, k), generator=g),
+                               "input_mask": inp, "target_mask": ~inp}
+            self.batches.append(batch)
+        self.stats = {}
+
+    def __iter__(self):
+        i = 0
+        while True:
+            yield self.batches[i % len(self.batches)]
+            i += 1
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--dim", type=int, default=96)
+    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--tokens", type=int, default=96, help="input and target budget each")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(model="egom2p-tiny", modalities=str(ROOT / "configs/modalities/tiny.yaml"),
+                          model_overrides=dict(dim=args.dim, encoder_depth=args.depth, decoder_depth=args.depth,
+                                               num_heads=4),
+                          output_dir=out, data_config="unused", batch_size=args.batch, epoch_size=args.batch * 1000,
+                          epochs=2, warmup_epochs=1, dtype="float32", device="cpu", clip_grad=1.0,
+                          num_input_tokens=args.tokens, num_target_tokens=args.tokens)
+        info = DistInfo(0, 1, 0, torch.device("cpu"))
+
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        data = RandomBatches(model.modalities, args.batch)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        it = iter(data)
+
+        def bare_step():
+            out = model(next(it), num_encoder_tokens=args.tokens, num_decoder_tokens=args.tokens)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        torch.manual_seed(0)
+        trainer = Trainer(cfg, build_model(cfg), RandomBatches(model.modalities, args.batch), info, log=lambda m: None)
+        for name, step in (("bare loop", bare_step), ("Trainer.train_step", trainer.train_step)):
+            step()  # warm-up
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            dt = (time.perf_counter() - t0) / args.steps
+            print(f"{name:20s} {dt * 1000:8.1f} ms/step  {args.batch * 2 * args.tokens / dt:10.0f} budget tokens/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Checkpoints are uploaded to ``s3_save_dir`` (against a local moto S3 server, no in-process mocking)."""
+
+import socket
+
+import pytest
+import torch
+from egom2p.train.checkpoint import CheckpointManager
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    yield endpoint
+    server.stop()
+
+
+@pytest.mark.xdist_group("s3")
+def test_checkpoint_is_uploaded_under_the_prefix(tmp_path, s3_endpoint):
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="ckpts")
+    mgr = CheckpointManager(tmp_path, keep_last_k=1, s3_save_dir="s3://ckpts/runs/a")
+    mgr.save(7, {"step": 7, "w": torch.ones(3)})
+    body = client.get_object(Bucket="ckpts", Key="runs/a/step-000000007.pt")["Body"].read()
+    assert body == (tmp_path / "checkpoints" / "step-000000007.pt").read_bytes()

@@ -1,0 +1,83 @@
+"""LR rule and cosine schedule: the released recipe's numbers (SPEC 6.3, 6.4)."""
+
+import math
+
+import pytest
+import torch
+from egom2p.train.config import ConfigError, TrainConfig
+from egom2p.train.schedule import derive_schedule
+
+RELEASED = TrainConfig(blr=1e-4, min_blr=0.0, batch_size=4, accum_iter=1, num_input_tokens=2048,
+                       num_target_tokens=2048, total_tokens=500, warmup_tokens=10, epoch_size=1_000_000,
+                       epochs=-1, warmup_epochs=-1, output_dir="x", data_config="y")
+
+
+@pytest.fixture(scope="module")
+def released():
+    return derive_schedule(RELEASED, world_size=256)
+
+
+def test_released_lengths_and_peak(released):
+    assert released.global_batch == 1024
+    assert released.peak_lr == pytest.approx(4e-4, rel=1e-12)
+    assert released.epochs == 123 and released.steps_per_epoch == 976
+    assert released.total_steps == 120_048 and released.warmup_steps == 2385
+
+
+def test_released_values_at_known_steps(released):
+    lr, w, k = 4e-4, 2385, 120_048 - 2385
+    assert released.lr_at(0) == 0.0
+    assert released.lr_at(1) == pytest.approx(lr / 2384, rel=1e-12)
+    assert released.lr_at(2384) == pytest.approx(lr, rel=1e-12)  # linspace endpoint included
+    assert released.lr_at(2385) == pytest.approx(lr, rel=1e-12)  # cosine starts at the peak
+    assert released.lr_at(w + k // 2) == pytest.approx(0.5 * lr * (1 + math.cos(math.pi * (k // 2) / k)), rel=1e-12)
+    assert released.lr_at(120_047) == pytest.approx(0.5 * lr * (1 + math.cos(math.pi * (k - 1) / k)), rel=1e-12)
+    assert released.lr_at(120_048) == 0.0  # past the end: min lr
+
+
+def test_matches_the_original_linspace_array():
+    cfg = TrainConfig(blr=2.56e-3, min_blr=2.56e-4, batch_size=10, epoch_size=100, epochs=3, warmup_epochs=1,
+                      output_dir="x", data_config="y")
+    s = derive_schedule(cfg, world_size=1)
+    warm = torch.linspace(0, s.peak_lr, s.warmup_steps, dtype=torch.float64).tolist()
+    k = s.total_steps - s.warmup_steps
+    cos = [s.min_lr + 0.5 * (s.peak_lr - s.min_lr) * (1 + math.cos(math.pi * i / k)) for i in range(k)]
+    assert [s.lr_at(i) for i in range(s.total_steps)] == pytest.approx(warm + cos, rel=1e-12, abs=1e-18)
+    assert s.peak_lr == pytest.approx(1e-4) and s.min_lr == pytest.approx(1e-5)
+
+
+def test_lambda_drives_lambdalr():
+    cfg = TrainConfig(blr=1e-3, batch_size=256, epoch_size=2560, epochs=2, warmup_epochs=1,
+                      output_dir="x", data_config="y")
+    s = derive_schedule(cfg, world_size=1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=s.peak_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, s.lr_lambda)
+    seen = []
+    for _ in range(s.total_steps):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([s.lr_at(i) for i in range(s.total_steps)], rel=1e-12)
+
+
+def test_epoch_is_an_exact_number_of_optimizer_steps():
+    cfg = TrainConfig(batch_size=4, accum_iter=2, epoch_size=1000, epochs=5, warmup_epochs=1,
+                      output_dir="x", data_config="y")
+    s = derive_schedule(cfg, world_size=3)
+    assert s.global_batch == 24 and s.steps_per_epoch == 1000 // 24 and s.total_steps == 5 * (1000 // 24)
+
+
+def test_epoch_smaller_than_a_batch_names_epoch_size():
+    cfg = TrainConfig(batch_size=64, epoch_size=100, output_dir="x", data_config="y")
+    with pytest.raises(ConfigError, match="'epoch_size'"):
+        derive_schedule(cfg, world_size=2)
+
+
+def test_released_config_file_gives_the_released_run():
+    from pathlib import Path
+
+    from egom2p.train.config import load_config
+
+    root = Path(__file__).resolve().parents[3]
+    s = derive_schedule(load_config(root / "configs/train/egom2p-b-released.yaml"), world_size=256)
+    assert (s.peak_lr, s.total_steps, s.warmup_steps) == (pytest.approx(4e-4), 120_048, 2385)
