@@ -15,7 +15,7 @@ from egom2p.data.synth import MOTIONS, PERMUTATION, SALIENT_TOKEN, chance_accura
 
 def test_synth_rules_hold():
     s = generate_samples(200, seed=5)
-    assert s["rgb"].shape == (200, 2, 8, 8) and s["cam"].shape == (200, 8) and s["gaze"].shape == (200, 8)
+    assert s["rgb"].shape == (200, 2, 4, 4) and s["cam"].shape == (200, 8) and s["gaze"].shape == (200, 8)
     assert np.array_equal(s["depth"], PERMUTATION[s["rgb"]])
     assert ((s["rgb"][:, 0] == SALIENT_TOKEN).sum((1, 2)) == 1).all()
     # Frame 1 is frame 0 moved by one of the motions, and cam tokens identify that motion.
@@ -27,13 +27,13 @@ def test_synth_rules_hold():
     assert s["gaze"][0, 0] == 8 * y + x
     assert np.array_equal(generate_samples(10, seed=1)["rgb"], generate_samples(10, seed=1)["rgb"])
     for k in ("rgb", "depth"):
-        assert s[k].max() < 256
+        assert s[k].max() < 64
     assert s["cam"].max() < 64 and s["gaze"].max() < 64
 
 
 def test_accuracy_levels():
     assert perfect_accuracy("rgb2depth") == 1.0 and chance_accuracy("rgb2cam") == 1 / 8
-    assert chance_accuracy("rgb2depth") == pytest.approx(2 / 128)
+    assert chance_accuracy("rgb2depth") == pytest.approx(2 / 32)
     with pytest.raises(ValueError, match="unknown synth task"):
         perfect_accuracy("rgb2audio")
 

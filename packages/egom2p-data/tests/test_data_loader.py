@@ -130,7 +130,7 @@ def test_val_reads_each_sample_once_across_ranks(repo_root, demo, tiny):
 
 def test_val_folder_layout(repo_root, tiny, tmp_path):
     """The original's val tree: <root>/<folder>/<dataset>/<key>.npz."""
-    for folder, shape in (("rgb", (2, 8, 8)), ("cam", (8,))):
+    for folder, shape in (("rgb", (2, 4, 4)), ("cam", (8,))):
         d = tmp_path / folder / "toy"
         d.mkdir(parents=True)
         for i in range(3):
@@ -143,7 +143,7 @@ def test_val_folder_layout(repo_root, tiny, tmp_path):
 
 
 def make_bad_dataset(root, good=60):
-    rgb = np.random.default_rng(0).integers(0, 255, (good, 2, 8, 8))
+    rgb = np.random.default_rng(0).integers(0, 63, (good, 2, 4, 4))
     cam = np.random.default_rng(1).integers(0, 63, (good, 8))
     rgb[3, 0, 0, 0] = 999                      # outside the vocabulary
     rgb_list = list(rgb)
@@ -173,7 +173,7 @@ def test_bad_data_is_skipped_counted_and_logged(tmp_path, tiny, caplog):
 
 
 def test_missing_modality_file_is_skipped(tmp_path, tiny):
-    rgb = np.random.default_rng(0).integers(0, 255, (4, 2, 8, 8))
+    rgb = np.random.default_rng(0).integers(0, 63, (4, 2, 4, 4))
     write_shards(tmp_path, "m", {"rgb": rgb, "cam": np.zeros((4, 8), dtype=np.int64)})
     write_shards(tmp_path / "tmp", "m", {"cam": np.zeros((3, 8), dtype=np.int64)})
     (tmp_path / "tmp/cam/m/shard-000000.tar").replace(tmp_path / "cam/m/shard-000000.tar")  # cam lacks the last key

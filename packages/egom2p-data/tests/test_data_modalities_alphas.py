@@ -35,7 +35,7 @@ def test_modalities_without_pyyaml(repo_root, tmp_path):
         f"print(load_modalities({str(repo_root / 'configs/modalities/tiny.yaml')!r})['tok_rgb'].num_tokens)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "128"
+    assert out.stdout.strip() == "32"
 
 
 def test_released_alphas(repo_root):

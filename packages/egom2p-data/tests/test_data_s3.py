@@ -46,7 +46,7 @@ def bucket(s3_server, tmp_path_factory):
     client.create_bucket(Bucket="egom2p-test")
     root = tmp_path_factory.mktemp("s3src")
     rng = np.random.default_rng(0)
-    write_shards(root, "toy", {"rgb": rng.integers(0, 256, (12, 2, 8, 8)), "cam": rng.integers(0, 64, (12, 8))}, samples_per_shard=4)
+    write_shards(root, "toy", {"rgb": rng.integers(0, 64, (12, 2, 4, 4)), "cam": rng.integers(0, 64, (12, 8))}, samples_per_shard=4)
     for path in sorted(root.rglob("*.tar")):
         client.upload_file(str(path), "egom2p-test", f"tokens/{path.relative_to(root)}")
     return "s3://egom2p-test/tokens"
@@ -61,7 +61,7 @@ def test_loader_reads_shards_from_s3(bucket, repo_root):
     it = iter(loader)
     batches = [next(it) for _ in range(6)]
     assert loader.stats["skipped_shards"] == 0 and loader.stats["samples"] == 24
-    assert batches[0]["tok_rgb"]["tensor"].shape == (4, 128) and batches[0]["tok_cam"]["tensor"].max() < 64
+    assert batches[0]["tok_rgb"]["tensor"].shape == (4, 32) and batches[0]["tok_cam"]["tensor"].max() < 64
 
 
 def test_missing_object_names_bucket_and_key(bucket):

@@ -2,12 +2,12 @@
 
 Rules (all deterministic given the sample's random content):
 
-* rgb ``[2, 8, 8]``, vocab 256: frame 0 holds random tokens in ``[0, 255)`` plus one *salient* cell holding
-  the reserved token 255; frame 1 is frame 0 circularly shifted by a motion ``(dy, dx)`` drawn uniformly
+* rgb ``[2, 4, 4]``, vocab 64: frame 0 holds random tokens in ``[0, 63)`` plus one *salient* cell holding
+  the reserved token 63; frame 1 is frame 0 circularly shifted by a motion ``(dy, dx)`` drawn uniformly
   from the 8 non-zero moves in ``{-1, 0, 1}^2``.
-* depth ``[2, 8, 8]``: ``depth = PERMUTATION[rgb]`` cell by cell (a fixed permutation of 256 tokens).
+* depth ``[2, 4, 4]``: ``depth = PERMUTATION[rgb]`` cell by cell (a fixed permutation of 64 tokens).
 * cam (8 tokens, vocab 64): ``cam[i] = (8 * motion_id + 3 * i) % 64``, a function of the motion and index.
-* gaze (8 tokens, vocab 64): the salient cell's location ``loc = 8 * y + x`` in frame 0 (tokens 0-3) and in
+* gaze (8 tokens, vocab 64): the salient cell's location ``loc = 4 * y + x`` in frame 0 (tokens 0-3) and in
   frame 1 (tokens 4-7): ``gaze[i] = (loc_f + 5 * i) % 64``.
 
 A perfect model given the full conditioning modality reaches :func:`perfect_accuracy` (1.0: every rule is
@@ -26,8 +26,8 @@ from egom2p.data.shards import write_shards
 __all__ = ["MOTIONS", "SALIENT_TOKEN", "PERMUTATION", "generate_samples", "write_demo_dataset", "perfect_accuracy",
            "chance_accuracy", "DATASETS"]
 
-GRID = (2, 8, 8)
-RGB_VOCAB = 256
+GRID = (2, 4, 4)
+RGB_VOCAB = 64
 SEQ_LEN = 8
 SEQ_VOCAB = 64
 SALIENT_TOKEN = RGB_VOCAB - 1
