@@ -53,4 +53,39 @@ PY
     echo "isolation: egom2p-$pkg tests FAILED in its own environment"; status=1
   fi
 done
+
+# A checkpoint written by the trainer loads with egom2p-model alone, and the sampler's CLI generates from it.
+if [ -d "$WORK/venv-train" ] && [ -d "$WORK/venv-model" ] && [ -d "$WORK/venv-generate" ]; then
+  echo "== trainer checkpoint -> egom2p-model alone -> egom2p-generate CLI"
+  port=$WORK/portability; rm -rf "$port"; mkdir -p "$port"
+  (cd "$port" && "$WORK/venv-train/bin/egom2p-data" synth --out data --train-samples 64 --val-samples 8 --samples-per-shard 32 >/dev/null)
+  sed "s|data/demo/|$port/data/|; s|configs/alphas/|$ROOT/configs/alphas/|" "$ROOT/configs/data/demo.yaml" > "$port/data.yaml"
+  "$WORK/venv-train/bin/egom2p-train" --config "$ROOT/configs/train/demo-cpu.yaml" "output_dir=$port/run" \
+      "data_config=$port/data.yaml" "modalities=$ROOT/configs/modalities/tiny.yaml" max_steps=3 batch_size=4 >/dev/null 2>&1 \
+    || { echo "isolation: the trainer failed to write a checkpoint"; status=1; }
+  "$WORK/venv-train/bin/python" -c "
+import numpy as np; from egom2p.data.synth import generate_samples
+np.savez('$port/rgb.npz', generate_samples(1, seed=5)['rgb'][0])"
+  "$WORK/venv-model/bin/python" - "$port/run/final" <<'PY' || status=1
+import sys, torch
+from egom2p.model import EgoM2P
+model = EgoM2P.from_pretrained(sys.argv[1]).eval()
+g = torch.Generator().manual_seed(0)
+batch = {name: {"tensor": torch.randint(0, spec.vocab_size, (2, spec.num_tokens), generator=g),
+                "input_mask": torch.rand(2, spec.num_tokens, generator=g) < 0.5,
+                "target_mask": torch.rand(2, spec.num_tokens, generator=g) < 0.5} for name, spec in model.modalities.items()}
+for m in batch.values():
+    m["target_mask"] |= ~m["input_mask"]  # inputs are never targets
+with torch.no_grad():
+    out = model(batch, num_encoder_tokens=16, num_decoder_tokens=16)
+assert torch.isfinite(out.loss), out.loss
+print(f"ok: trainer checkpoint loads with egom2p-model alone (loss {out.loss.item():.3f})")
+PY
+  if "$WORK/venv-generate/bin/egom2p-generate" --checkpoint "$port/run/final" --cond "tok_rgb=$port/rgb.npz" \
+      --target tok_depth --target tok_cam --steps 2 --out "$port/gen.npz"; then
+    ls "$port"/gen_tok_depth.npz "$port"/gen_tok_cam.npz || status=1
+  else
+    echo "isolation: egom2p-generate failed on the trainer's checkpoint"; status=1
+  fi
+fi
 exit $status

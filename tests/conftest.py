@@ -16,7 +16,7 @@ def synth_root(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     from egom2p.data.synth import write_demo_dataset
 
     root = tmp_path_factory.mktemp("synth") / "data"
-    patterns = write_demo_dataset(root, train_samples=512, val_samples=64, samples_per_shard=64, seed=0)
+    patterns = write_demo_dataset(root, train_samples=2048, val_samples=64, samples_per_shard=256, seed=0)
     return root, patterns
 
 
