@@ -4,24 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-def attention_visibility(
-    batch: int,
-    num_queries: int,
-    num_keys: int,
-    device: torch.device,
-    key_lengths: torch.Tensor | None = None,
-    q_segments: torch.Tensor | None = None,
-    k_segments: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Boolean ``[B, 1, Nq, Nk]``: True where query i may see key j (the kernels' mask rule)."""
-    mask = torch.ones(batch, 1, num_queries, num_keys, dtype=torch.bool, device=device)
-    if key_lengths is not None:
-        keys = torch.arange(num_keys, device=device)
-        mask = mask & (keys[None, :] < key_lengths.to(device)[:, None])[:, None, None, :]
-    if q_segments is not None:
-        mask = mask & (q_segments[:, None, :, None] == k_segments[:, None, None, :])
-    return mask
+from ..attention import visibility_mask as attention_visibility  # one mask rule for every path
 
 
 def masked_attention_reference(

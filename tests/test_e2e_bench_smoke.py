@@ -1,0 +1,25 @@
+"""The benchmark scripts stay runnable: their CPU dry runs check each implementation against a reference."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from e2e_helpers import ROOT
+
+SMOKE_RUNS = {
+    "attention": ["bench/attention.py", "--dry-run"],  # triton (interpreter), sdpa, flex vs float64
+    "loss": ["bench/loss.py", "--dry-run"],  # fused and unfused head + CE vs float64
+    "train_step": ["bench/train_step.py", "--dry-run"],  # one egom2p-tiny training step
+    "masking": ["bench/masking.py", "--quick"],  # per-sample and batched masking, released config
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE_RUNS))
+def test_benchmark_dry_run_passes(name):
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, *SMOKE_RUNS[name]], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
