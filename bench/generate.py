@@ -6,6 +6,7 @@ Cases (released modality set, random weights, batch 1, ROAR, temperature 0.01, t
 
     python bench/generate.py --quick          # rgb->cam and rgb->depth/3 steps only, one repeat
     python bench/generate.py --base --device cuda
+    python bench/generate.py --preset egom2p-base --case 'rgb->cam 3 steps cfg' --repeats 0
 """
 
 from __future__ import annotations
@@ -52,14 +53,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="two cases, no warm-up repeat")
     parser.add_argument("--base", action="store_true", help="also run egom2p-base (slow on CPU)")
+    parser.add_argument("--case", action="append", choices=sorted(CASES), help="run only these cases (repeatable)")
+    parser.add_argument("--preset", action="append", help="run only these presets (repeatable), e.g. egom2p-base")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    presets = ["egom2p-tiny"] + (["egom2p-base"] if args.base else [])
-    cases = QUICK if args.quick else tuple(CASES)
+    presets = args.preset or ["egom2p-tiny"] + (["egom2p-base"] if args.base else [])
+    cases = args.case or (QUICK if args.quick else tuple(CASES))
     repeats = 0 if args.quick else args.repeats
     print(f"device={args.device} threads={args.threads} repeats={repeats} (best of; one warm-up unless --quick)")
     print(f"{'model':<12} {'case':<26} {'seconds':>8} {'steps/s':>8} {'tokens/s':>9}")

@@ -22,8 +22,6 @@ def test_training_survives_and_reports_bad_data(tmp_path):
     broken.write_bytes(broken.read_bytes()[:700])  # truncated mid-member, as an interrupted upload leaves it
     data_config = write_data_config(tmp_path / "data.yaml", {"train/synth_full": train, "val/synth_full": val},
                                     datasets=("synth_full",))
-    # One shard in 16 is broken and the stream resamples shards: allow for it being drawn repeatedly.
-    data_config.write_text(data_config.read_text().replace("max_bad_fraction: 0.1", "max_bad_fraction: 0.5"))
 
     out = tmp_path / "run"
     result = run_trainer(out, data_config, "max_steps=12", "batch_size=16", "log_every_steps=4",
@@ -31,7 +29,8 @@ def test_training_survives_and_reports_bad_data(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     last = read_metrics(out)[-1]
     assert last["step"] == 12
-    assert last["data/skipped_shards"] >= 1, last
+    assert 0 < last["peak_memory_gib"] < 24  # CPU runs report the process peak RSS
+    assert last["data/skipped_shards"] == 1, last  # counted once, however often resampling draws it
     assert last["data/skipped_samples"] >= 1, last
     # The log names the bad shard and the bad sample's key, so a user can find and fix them.
     assert "shard-000003.tar" in result.stderr

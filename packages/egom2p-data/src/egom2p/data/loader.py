@@ -168,16 +168,23 @@ class _DatasetStream:
         self._url = ""
         self._samples: list = []
         self._order = np.empty(0, dtype=np.int64)
+        self._known_bad: set[str] = set()  # shards that failed to read in this process
 
     def _load(self, draw: int) -> None:
         rng = np.random.default_rng(_seed(*self.seed_parts, draw))
         self._url = self.urls[int(rng.integers(len(self.urls)))]
         self.bad.stats["shards_read"] += 1
-        try:
-            self._samples = read_shard(self._url, self.folders)
-        except (ShardError, OSError, ValueError) as exc:
+        if self._url in self._known_bad:
+            # Reported once already: resampling draws it again, but it neither re-reads nor re-counts, so one
+            # broken shard in a long run stays one skipped shard.
             self._samples = []
-            self.bad.bad_shard(self._url, str(exc))
+        else:
+            try:
+                self._samples = read_shard(self._url, self.folders)
+            except (ShardError, OSError, ValueError) as exc:
+                self._samples = []
+                self._known_bad.add(self._url)
+                self.bad.bad_shard(self._url, str(exc))
         order = np.repeat(np.arange(len(self._samples)), self.cfg.wds_n_repeats)
         self._order = rng.permutation(order)
 

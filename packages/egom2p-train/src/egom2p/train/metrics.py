@@ -45,10 +45,14 @@ def mfu(flops_per_sample: float, samples_per_s_per_device: float, peak: float | 
 
 
 def peak_memory_gib(device: torch.device) -> float | None:
-    """Peak allocated accelerator memory since start, in GiB (None on CPU)."""
-    if device.type != "cuda":
+    """Peak memory since start, in GiB: allocated accelerator memory on CUDA, the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    try:
+        import resource  # POSIX only
+    except ImportError:
         return None
-    return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
 
 
 def _wandb_mode() -> str | None:
