@@ -12,8 +12,8 @@ import torch
 from .tasks import DEFAULTS, TASKS, run_eval_task
 
 EXAMPLES = """examples:
-  egom2p-eval --checkpoint runs/tiny/final --task rgb2cam \\
-      --data 'data/demo/[rgb,depth,cam,gaze]/val/shard-{000000..000001}.tar' --max-samples 64
+  egom2p-eval --checkpoint runs/demo-cpu/final --task rgb2cam \\
+      --data 'data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-000000.tar' --max-samples 64
   egom2p-eval --checkpoint ckpt/checkpoint-main.pth --task rgb2depth --data val_root --dataset holoassist --json out.json
 defaults are the released eval scripts': ROAR, steps rgb2depth 3 / rgb2cam 3 / rgb2gaze 5 / depth2rgb 6,
 temperature 0.01, top-p 0.8, CFG 2.0 with growing conditioning, seed 0. Metrics are token-level.

@@ -4,7 +4,7 @@ Layouts (SPEC 1.6): tar shards `root/<folder>/<dataset>/shard-*.tar` with member
 (array `arr_0`) or `<key>.npy`, one tar per modality folder with the same keys in the same order;
 or folders of per-sample files `root/<folder>/<dataset>/<file>.npz`, paired across modalities by
 sorted file name. Patterns use the original's notation: a bracket list of folders and brace
-ranges/lists, e.g. `data/demo/[rgb,depth,cam,gaze]/val/shard-{000000..000001}.tar`.
+ranges/lists, e.g. `data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar`.
 """
 
 from __future__ import annotations
