@@ -1,0 +1,30 @@
+"""egom2p.core: the contracts every egom2p package shares, each defined here and nowhere else.
+
+- :mod:`egom2p.core.modalities`: the one ``ModalitySpec`` and the modality-file loader.
+- :mod:`egom2p.core.shards`: the token-shard format (pattern grammar, folder lists, npz/npy codec,
+  tar reader and writer).
+- :mod:`egom2p.core.enums`: loss types and attention backends.
+- :mod:`egom2p.core.batch`: the batch contract and its validator (needs torch, which every package
+  that builds batches brings; importing ``egom2p.core`` itself does not import torch).
+"""
+
+from egom2p.core.enums import AttnBackend, LossType
+from egom2p.core.modalities import RELEASED_MODALITIES, ModalitySpec, load_modality_specs, read_config_file
+from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, expand_folders, expand_shard_pattern
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttnBackend",
+    "LossType",
+    "ModalitySpec",
+    "RELEASED_MODALITIES",
+    "ShardError",
+    "__version__",
+    "decode_tokens",
+    "encode_tokens",
+    "expand_folders",
+    "expand_shard_pattern",
+    "load_modality_specs",
+    "read_config_file",
+]

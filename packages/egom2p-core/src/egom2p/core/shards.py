@@ -1,0 +1,181 @@
+"""The token-shard format (SPEC 1.6): patterns, folder lists, the npz/npy codec, tar reading and writing.
+
+Layout: ``root/<folder>/<dataset>/shard-000000.tar``, one tar per modality folder, members
+``<key>.npz`` (one array ``arr_0``, ``np.savez_compressed``) or ``<key>.npy``, the same keys in the
+same order in every folder's tar. A sample's key is its member's base name up to the first dot.
+
+Pattern grammar (one grammar for every reader): brace expansion as in bash, by ``braceexpand``
+(``{000000..000003}`` zero-padded ranges, descending ranges count down, ``{a,b}`` alternatives),
+then at most one bracketed folder list ``[rgb,depth,cam]`` that names the modality folders:
+``root/[rgb,depth,cam]/egogen/shard-{000000..000003}.tar``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO
+
+import numpy as np
+from braceexpand import braceexpand
+
+__all__ = [
+    "ShardError",
+    "decode_tokens",
+    "encode_tokens",
+    "expand_folders",
+    "expand_shard_pattern",
+    "iter_tar_members",
+    "open_local",
+    "read_tar_members",
+    "sample_key",
+    "write_tar",
+]
+
+_BRACKETS = re.compile(r"\[([^\[\]]*)\]")
+TOKEN_SUFFIXES = (".npz", ".npy")
+
+
+class ShardError(RuntimeError):
+    """A shard cannot be read: missing, truncated, corrupt or inconsistent across modalities."""
+
+
+def expand_shard_pattern(pattern: str) -> list[str]:
+    """Expand the brace ranges and alternatives of ``pattern``; ``[a,b]`` folder lists stay intact."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"shard pattern must be a non-empty string, got {pattern!r}")
+    urls = list(braceexpand(pattern))
+    if not urls or any(not u for u in urls):
+        raise ValueError(f"shard pattern {pattern!r} expands to no shard")
+    return urls
+
+
+def expand_folders(url: str) -> dict[str, str]:
+    """One URL per modality folder: ``a/[rgb,cam]/x.tar`` -> ``{"rgb": "a/rgb/x.tar", "cam": "a/cam/x.tar"}``.
+
+    A URL without a folder list is one tar, returned under the key ``""`` (its folder is not guessed).
+    """
+    matches = _BRACKETS.findall(url)
+    if not matches:
+        return {"": url}
+    if len(matches) > 1:
+        raise ValueError(f"shard URL {url!r} has {len(matches)} [folder,...] lists; at most one is allowed")
+    folders = [f.strip() for f in matches[0].split(",") if f.strip()]
+    if not folders:
+        raise ValueError(f"empty folder list [] in shard URL {url!r}")
+    bad = [f for f in folders if "/" in f or f in (".", "..")]
+    if bad:
+        raise ValueError(f"shard URL {url!r}: folder names may not contain '/' or be '.'/'..', got {bad}")
+    if len(set(folders)) != len(folders):
+        raise ValueError(f"shard URL {url!r} lists a folder twice")
+    return {f: _BRACKETS.sub(f, url, count=1) for f in folders}
+
+
+def sample_key(member_name: str) -> tuple[str, str]:
+    """``(key, extension)`` of a tar member or file: ``dir/clip-1.npz`` -> ``("clip-1", "npz")``."""
+    base = member_name.rsplit("/", 1)[-1]
+    key, _, ext = base.partition(".")
+    return key, ext
+
+
+def decode_tokens(name: str, data: bytes) -> np.ndarray:
+    """Decode one token file: ``.npz`` -> its ``arr_0``, ``.npy`` -> the array; returned as int64.
+
+    Never unpickles. Raises ``ValueError`` naming ``name`` for other suffixes, archives without
+    ``arr_0`` and non-integer arrays (a float token file is an error, never truncated to ints).
+    """
+    buffer = io.BytesIO(data)
+    try:
+        if name.endswith(".npz"):
+            with np.load(buffer, allow_pickle=False) as archive:
+                if "arr_0" not in archive.files:
+                    raise ValueError(f"{name}: .npz holds {archive.files}, expected 'arr_0'")
+                array = archive["arr_0"]
+        elif name.endswith(".npy"):
+            array = np.load(buffer, allow_pickle=False)
+        else:
+            raise ValueError(f"{name}: unsupported token file type (expected .npz or .npy)")
+    except ValueError:
+        raise
+    except Exception as exc:  # zip, header and EOF errors of a corrupt file
+        raise ValueError(f"{name}: not a readable token file ({type(exc).__name__}: {exc})") from None
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name}: token array has dtype {array.dtype}, expected integers")
+    return array.astype(np.int64, copy=False)
+
+
+def encode_tokens(array: np.ndarray) -> bytes:
+    """The ``.npz`` bytes of one token array (``arr_0``, compressed), as the original writes them."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"token arrays must hold integers, got dtype {array.dtype}")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, array)
+    return buffer.getvalue()
+
+
+def open_local(url: str) -> IO[bytes]:
+    """Open a local path (or ``file://`` URL) for binary reads."""
+    return open(url[len("file://"):] if url.startswith("file://") else url, "rb")
+
+
+def iter_tar_members(stream: IO[bytes], where: str) -> Iterator[tuple[str, str, bytes]]:
+    """Stream the regular members of a tar as ``(key, extension, bytes)``, in tar order.
+
+    Raises :class:`ShardError` naming ``where`` for a truncated member or a corrupt tar.
+    """
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                handle = tar.extractfile(info)
+                data = handle.read() if handle is not None else b""
+                if len(data) != info.size:
+                    raise ShardError(f"{where}: member {info.name} is truncated")
+                key, ext = sample_key(info.name)
+                yield key, ext, data
+    except ShardError:
+        raise
+    except Exception as exc:  # tar and stream errors alike (e.g. an S3 stream dropped mid-read)
+        raise ShardError(f"cannot read shard {where}: {type(exc).__name__}: {exc}") from exc
+
+
+def read_tar_members(url: str, opener: Callable[[str], IO[bytes]] = open_local) -> list[tuple[str, str, bytes]]:
+    """All regular members of the tar at ``url`` as ``(key, extension, bytes)``; ``opener`` opens the URL.
+
+    Raises :class:`ShardError` naming the URL when it is missing, truncated or corrupt.
+    """
+    try:
+        stream = opener(url)
+    except Exception as exc:
+        raise ShardError(f"cannot read shard {url}: {type(exc).__name__}: {exc}") from exc
+    with stream:
+        return list(iter_tar_members(stream, url))
+
+
+def write_tar(path: str | os.PathLike, members: Iterable[tuple[str, bytes]]) -> None:
+    """Write ``(member name, bytes)`` pairs as a tar at ``path``, atomically (temp file, fsync, rename).
+
+    Member mtimes are 0, so identical inputs give identical bytes.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mtime = 0
+                tar.addfile(info, io.BytesIO(data))
+            tar.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
