@@ -28,8 +28,11 @@ __all__ = [
     "encode_tokens",
     "expand_folders",
     "expand_shard_pattern",
+    "iter_folder_samples",
     "iter_tar_members",
+    "load_token_array",
     "open_local",
+    "read_shard",
     "read_tar_members",
     "sample_key",
     "write_tar",
@@ -81,11 +84,11 @@ def sample_key(member_name: str) -> tuple[str, str]:
     return key, ext
 
 
-def decode_tokens(name: str, data: bytes) -> np.ndarray:
-    """Decode one token file: ``.npz`` -> its ``arr_0``, ``.npy`` -> the array; returned as int64.
+def load_token_array(name: str, data: bytes) -> np.ndarray:
+    """The array stored in one token file, in its stored dtype: ``.npz`` -> ``arr_0``, ``.npy`` -> the array.
 
     Never unpickles. Raises ``ValueError`` naming ``name`` for other suffixes, archives without
-    ``arr_0`` and non-integer arrays (a float token file is an error, never truncated to ints).
+    ``arr_0`` and corrupt files.
     """
     buffer = io.BytesIO(data)
     try:
@@ -102,6 +105,15 @@ def decode_tokens(name: str, data: bytes) -> np.ndarray:
         raise
     except Exception as exc:  # zip, header and EOF errors of a corrupt file
         raise ValueError(f"{name}: not a readable token file ({type(exc).__name__}: {exc})") from None
+    return array
+
+
+def decode_tokens(name: str, data: bytes) -> np.ndarray:
+    """Decode one token file (see :func:`load_token_array`) as int64 token ids.
+
+    A non-integer array is an error naming ``name``, never truncated to ints.
+    """
+    array = load_token_array(name, data)
     if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"{name}: token array has dtype {array.dtype}, expected integers")
     return array.astype(np.int64, copy=False)
@@ -179,3 +191,51 @@ def write_tar(path: str | os.PathLike, members: Iterable[tuple[str, bytes]]) -> 
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+Sample = tuple[str, dict[str, tuple[str, bytes]]]  # (key, {folder: (member name, bytes)})
+
+
+def read_shard(url: str, opener: Callable[[str], IO[bytes]] = open_local) -> list[Sample]:
+    """Read a shard URL (``[a,b]`` folder list or one tar) into ``[(key, {folder: (member, bytes)})]``.
+
+    Samples follow the first folder's member order. A key that a later folder lacks leaves that
+    folder out of the sample (readers count the sample as bad); keys only later folders have are
+    dropped. Raises :class:`ShardError` for an unreadable tar.
+    """
+    order: list[str] = []
+    samples: dict[str, dict[str, tuple[str, bytes]]] = {}
+    for i, (folder, folder_url) in enumerate(expand_folders(url).items()):
+        for key, ext, data in read_tar_members(folder_url, opener):
+            if key not in samples:
+                if i > 0:
+                    continue
+                samples[key] = {}
+                order.append(key)
+            samples[key][folder] = (f"{key}.{ext}", data)
+    return [(key, samples[key]) for key in order]
+
+
+def iter_folder_samples(root: str | os.PathLike, dataset: str, folders: Iterable[str]) -> Iterator[Sample]:
+    """The original's per-file layout ``root/<folder>/<dataset>/<key>.npz|.npy``, paired by key.
+
+    Folders that do not exist are left out (a dataset may lack a modality); samples follow the
+    sorted keys of the first existing folder. Raises ``FileNotFoundError`` when no folder exists.
+    """
+    folders = list(folders)
+    per_folder: dict[str, dict[str, str]] = {}
+    for folder in folders:
+        directory = os.path.join(os.fspath(root), folder, dataset)
+        if os.path.isdir(directory):
+            names = sorted(n for n in os.listdir(directory) if n.endswith(TOKEN_SUFFIXES))
+            per_folder[folder] = {sample_key(n)[0]: os.path.join(directory, n) for n in names}
+    if not per_folder:
+        raise FileNotFoundError(f"no token folders {os.fspath(root)}/<{'|'.join(folders)}>/{dataset}/")
+    first = next(iter(per_folder.values()))
+    for key in first:
+        sample = {}
+        for folder, files in per_folder.items():
+            if key in files:
+                with open(files[key], "rb") as f:
+                    sample[folder] = (os.path.basename(files[key]), f.read())
+        yield key, sample
