@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
 from egom2p.core.modalities import ModalitySpec
 
 __all__ = ["BATCH_KEYS", "MASK_KEYS", "ModalityBatch", "validate_batch"]
@@ -96,8 +95,9 @@ def validate_batch(
             target_mask = torch.ones(batch_size, spec.num_tokens, dtype=torch.bool, device=ids.device)
         elif len(given) != 2:
             missing = [k for k in MASK_KEYS if k not in entry]
-            raise ValueError(f"batch[{name!r}] is missing {missing[0]!r}" if require_masks or given else
-                             f"batch[{name!r}] has only {given}; give both input_mask and target_mask")
+            if given and not require_masks:
+                raise ValueError(f"batch[{name!r}] has only {given}; give both input_mask and target_mask")
+            raise ValueError(f"batch[{name!r}] is missing {missing[0]!r}")
         else:
             input_mask = _mask(entry["input_mask"], f"batch[{name!r}]['input_mask']", batch_size, spec)
             target_mask = _mask(entry["target_mask"], f"batch[{name!r}]['target_mask']", batch_size, spec)

@@ -90,21 +90,18 @@ def load_token_array(name: str, data: bytes) -> np.ndarray:
     Never unpickles. Raises ``ValueError`` naming ``name`` for other suffixes, archives without
     ``arr_0`` and corrupt files.
     """
-    buffer = io.BytesIO(data)
+    if not name.endswith(TOKEN_SUFFIXES):
+        raise ValueError(f"{name}: unsupported token file type (expected .npz or .npy)")
     try:
-        if name.endswith(".npz"):
-            with np.load(buffer, allow_pickle=False) as archive:
-                if "arr_0" not in archive.files:
-                    raise ValueError(f"{name}: .npz holds {archive.files}, expected 'arr_0'")
-                array = archive["arr_0"]
-        elif name.endswith(".npy"):
-            array = np.load(buffer, allow_pickle=False)
-        else:
-            raise ValueError(f"{name}: unsupported token file type (expected .npz or .npy)")
-    except ValueError:
-        raise
-    except Exception as exc:  # zip, header and EOF errors of a corrupt file
+        if name.endswith(".npy"):
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            files = archive.files
+            array = archive["arr_0"] if "arr_0" in files else None
+    except Exception as exc:  # zip, header, pickle and EOF errors of a corrupt or unsafe file
         raise ValueError(f"{name}: not a readable token file ({type(exc).__name__}: {exc})") from None
+    if array is None:
+        raise ValueError(f"{name}: .npz holds {files}, expected 'arr_0'")
     return array
 
 

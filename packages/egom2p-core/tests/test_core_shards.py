@@ -1,0 +1,151 @@
+"""The shard format: one pattern grammar, one folder-list rule, one codec, the tar reader and writer."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import tarfile
+
+import numpy as np
+import pytest
+from egom2p.core.shards import (
+    ShardError,
+    decode_tokens,
+    encode_tokens,
+    expand_folders,
+    expand_shard_pattern,
+    iter_folder_samples,
+    load_token_array,
+    read_shard,
+    read_tar_members,
+    write_tar,
+)
+
+# Token files written by the original tokenizers (copied from the project's reference folder).
+EXAMPLES = pathlib.Path(__file__).resolve().parent / "fixtures" / "examples"
+
+
+def test_pattern_grammar_is_braceexpand_with_folder_lists_intact():
+    urls = expand_shard_pattern("root/[rgb,depth,cam]/egogen/shard-{000000..000002}.tar")
+    assert urls == [f"root/[rgb,depth,cam]/egogen/shard-00000{i}.tar" for i in range(3)]
+    assert expand_shard_pattern("s-{000010..000008}.tar") == ["s-000010.tar", "s-000009.tar", "s-000008.tar"]
+    assert expand_shard_pattern("{a,b}/x-{1..2}.tar") == ["a/x-1.tar", "a/x-2.tar", "b/x-1.tar", "b/x-2.tar"]
+    assert expand_shard_pattern("s3://bucket/plain.tar") == ["s3://bucket/plain.tar"]
+    with pytest.raises(ValueError, match="non-empty string"):
+        expand_shard_pattern("")
+
+
+def test_folder_lists():
+    assert expand_folders("root/[rgb, cam]/x.tar") == {"rgb": "root/rgb/x.tar", "cam": "root/cam/x.tar"}
+    assert expand_folders("root/rgb/x.tar") == {"": "root/rgb/x.tar"}
+    for bad, message in (("r/[]/x.tar", "empty folder list"), ("[a]/[b]/x.tar", "at most one"),
+                         ("r/[a,..]/x.tar", "may not contain"), ("r/[a,a]/x.tar", "twice")):
+        with pytest.raises(ValueError, match=message):
+            expand_folders(bad)
+
+
+def test_codec_round_trip_and_stored_dtype():
+    array = np.arange(12, dtype=np.int16).reshape(3, 4)
+    data = encode_tokens(array)
+    assert load_token_array("k.npz", data).dtype == np.int16
+    out = decode_tokens("k.npz", data)
+    assert out.dtype == np.int64 and np.array_equal(out, array)
+    buf = io.BytesIO()
+    np.save(buf, np.arange(6, dtype=np.uint8))
+    assert decode_tokens("k.npy", buf.getvalue()).dtype == np.int64
+
+
+def test_codec_rejects_floats_pickles_and_garbage_naming_the_file():
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="k.npy: token array has dtype float32"):
+        decode_tokens("k.npy", buf.getvalue())
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="obj.npy: not a readable token file"):
+        decode_tokens("obj.npy", buf.getvalue())
+    with pytest.raises(ValueError, match="k.jpg: unsupported"):
+        decode_tokens("k.jpg", b"")
+    with pytest.raises(ValueError, match="junk.npz: not a readable"):
+        decode_tokens("junk.npz", b"not a zip")
+    buf = io.BytesIO()
+    np.savez(buf, tokens=np.arange(3))
+    with pytest.raises(ValueError, match="expected 'arr_0'"):
+        decode_tokens("named.npz", buf.getvalue())
+    with pytest.raises(ValueError, match="integers"):
+        encode_tokens(np.zeros(2))
+
+
+def test_real_example_token_files_decode():
+    video = decode_tokens("x.npz", (EXAMPLES / "rgb2cam_egoexo.npz").read_bytes())
+    assert video.shape == (5, 32, 32) and 0 <= video.min() and video.max() < 64000
+    assert load_token_array("x.npz", (EXAMPLES / "rgb2cam_egoexo.npz").read_bytes()).dtype == np.int32
+    for name in ("token__cam-tok.npz", "token__gaze-tok.npz"):
+        tokens = decode_tokens(name, (EXAMPLES / name).read_bytes())
+        assert tokens.shape == (30,) and 0 <= tokens.min() and tokens.max() < 256
+
+
+def _write(tmp_path, folder, keys, value=0):
+    path = tmp_path / folder / "ds" / "shard-000000.tar"
+    write_tar(path, [(f"{k}.npz", encode_tokens(np.full(3, value + i))) for i, k in enumerate(keys)])
+    return path
+
+
+def test_write_tar_is_reproducible_and_leaves_no_temp_file(tmp_path):
+    a = _write(tmp_path, "rgb", ["k0", "k1"])
+    first = a.read_bytes()
+    a = _write(tmp_path, "rgb", ["k0", "k1"])
+    assert a.read_bytes() == first
+    assert sorted(p.name for p in a.parent.iterdir()) == ["shard-000000.tar"]
+    assert [m[:2] for m in read_tar_members(str(a))] == [("k0", "npz"), ("k1", "npz")]
+
+
+def test_read_shard_pairs_members_across_folders_by_key(tmp_path):
+    _write(tmp_path, "rgb", ["a", "b", "c"])
+    _write(tmp_path, "cam", ["a", "c", "z"], value=10)
+    samples = read_shard(str(tmp_path / "[rgb,cam]" / "ds" / "shard-000000.tar"))
+    assert [k for k, _ in samples] == ["a", "b", "c"]
+    assert set(samples[0][1]) == {"rgb", "cam"} and set(samples[1][1]) == {"rgb"}  # b lacks cam; z is dropped
+    assert np.array_equal(decode_tokens(*samples[2][1]["cam"]), np.full(3, 11))
+
+
+def test_truncated_corrupt_and_missing_tars_raise_shard_error(tmp_path):
+    path = tmp_path / "t.tar"
+    write_tar(path, [("k.npz", encode_tokens(np.random.default_rng(0).integers(0, 1000, 4096)))])
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(ShardError, match="t.tar"):
+        read_tar_members(str(path))
+    with pytest.raises(ShardError, match="nope.tar"):
+        read_tar_members(str(tmp_path / "nope.tar"))
+    (tmp_path / "junk.tar").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ShardError, match="junk.tar"):
+        read_tar_members(str(tmp_path / "junk.tar"))
+
+
+def test_tar_directories_and_links_are_skipped(tmp_path):
+    path = tmp_path / "mixed.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("sub")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        data = encode_tokens(np.arange(2))
+        info = tarfile.TarInfo("sub/k.npz")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("link.npz")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tar.addfile(info)
+    assert [m[:2] for m in read_tar_members(str(path))] == [("k", "npz")]
+
+
+def test_per_file_layout_pairs_by_key(tmp_path):
+    for folder, keys in (("rgb", ["a", "b"]), ("cam", ["b", "a"])):
+        (tmp_path / folder / "ds").mkdir(parents=True)
+        for i, k in enumerate(keys):
+            (tmp_path / folder / "ds" / f"{k}.npz").write_bytes(encode_tokens(np.full(2, i)))
+    samples = list(iter_folder_samples(tmp_path, "ds", ["rgb", "cam", "gaze"]))
+    assert [k for k, _ in samples] == ["a", "b"]
+    assert np.array_equal(decode_tokens(*samples[0][1]["cam"]), np.full(2, 1))
+    with pytest.raises(FileNotFoundError, match="gaze"):
+        list(iter_folder_samples(tmp_path, "ds", ["gaze"]))
