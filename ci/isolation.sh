@@ -4,7 +4,7 @@
 # are absent, and run that package's own tests there. This is what proves that
 # `pip install egom2p-model` alone is enough for inference.
 #
-# usage: bash ci/isolation.sh [data|model|generate|train ...]   (default: all four)
+# usage: bash ci/isolation.sh [core|data|model|generate|train ...]   (default: all five)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -12,20 +12,27 @@ WORK=${ISOLATION_DIR:-$(mktemp -d /tmp/egom2p-isolation.XXXXXX)}
 DIST=$WORK/dist
 export PIP_CONSTRAINT=$ROOT/ci/constraints-cpu.txt PIP_DISABLE_PIP_VERSION_CHECK=1 WANDB_MODE=disabled
 PACKAGES=("$@")
-[ ${#PACKAGES[@]} -eq 0 ] && PACKAGES=(data model generate train)
+[ ${#PACKAGES[@]} -eq 0 ] && PACKAGES=(core data model generate train)
 
-# Which sibling wheels each package needs, and which distributions must NOT be importable.
-declare -A NEEDS=( [data]="data" [model]="model" [generate]="model generate" [train]="data model generate train" )
+echo "== sibling requirements in lockstep"
+python3 ci/check_lockstep.py
+
+# Which sibling wheels each package needs (its own and its siblings', given as files so nothing
+# resolves to an index), and which distributions must NOT be importable. core gets its [torch]
+# extra: the batch validator's tests need torch.
+declare -A NEEDS=( [core]="core" [data]="core data" [model]="core model" [generate]="core model generate"
+                   [train]="core data model train" )
 declare -A FORBIDDEN=(
-  [data]="egom2p.model egom2p.generate egom2p.train wandb boto3"
-  [model]="egom2p.data egom2p.generate egom2p.train webdataset boto3 wandb yaml"
-  [generate]="egom2p.data egom2p.train webdataset boto3 wandb yaml"
-  [train]="boto3"
+  [core]="egom2p.data egom2p.model egom2p.generate egom2p.train webdataset boto3 wandb einops safetensors"
+  [data]="egom2p.model egom2p.generate egom2p.train wandb boto3 webdataset einops safetensors"
+  [model]="egom2p.data egom2p.generate egom2p.train webdataset boto3 wandb"
+  [generate]="egom2p.data egom2p.train webdataset boto3 wandb"
+  [train]="egom2p.generate boto3"
 )
 
 echo "== building wheels into $DIST"
 mkdir -p "$DIST"
-for pkg in data model generate train; do
+for pkg in core data model generate train; do
   (cd "packages/egom2p-$pkg" && python3 -m hatch build -t wheel "$DIST" >/dev/null)
 done
 ls "$DIST"
@@ -36,8 +43,9 @@ for pkg in "${PACKAGES[@]}"; do
   venv=$WORK/venv-$pkg
   python3 -m venv "$venv"
   wheels=()
-  for dep in ${NEEDS[$pkg]}; do wheels+=("$DIST"/egom2p_"$dep"-*.whl); done
-  # --find-links lets pip resolve sibling egom2p-* requirements to the wheels just built.
+  for dep in ${NEEDS[$pkg]}; do wheels+=("$(ls "$DIST"/egom2p_"$dep"-*.whl)"); done
+  [ "$pkg" = core ] && wheels[0]="${wheels[0]}[torch]"
+  # --find-links lets pip resolve the pinned sibling egom2p-* requirements to the wheels just built.
   "$venv/bin/python" -m pip install -q --find-links "$DIST" "${wheels[@]}" -r ci/requirements-test.txt
   echo "-- forbidden modules must be absent: ${FORBIDDEN[$pkg]}"
   "$venv/bin/python" - "${FORBIDDEN[$pkg]}" <<'PY'
