@@ -7,9 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+from egom2p.core.modalities import load_modality_specs
+from egom2p.core.shards import decode_tokens, expand_shard_pattern, read_shard
+from egom2p.data import __version__
 from egom2p.data.cli import main
-from egom2p.data.modalities import load_modalities
-from egom2p.data.shards import decode_tokens, expand_shard_pattern, read_shard
+from egom2p.data.shards import write_shards
 from egom2p.data.synth import MOTIONS, PERMUTATION, SALIENT_TOKEN, chance_accuracy, generate_samples, perfect_accuracy
 
 
@@ -23,8 +25,10 @@ def test_synth_rules_hold():
         motion = cam[0] // 8
         assert np.array_equal(np.roll(rgb[0], MOTIONS[motion], axis=(0, 1)), rgb[1])
         assert np.array_equal(cam, (8 * motion + 3 * np.arange(8)) % 64)
-    y, x = np.argwhere(s["rgb"][0, 0] == SALIENT_TOKEN)[0]
-    assert s["gaze"][0, 0] == 8 * y + x
+    # Gaze tokens 0-3 locate the salient cell in frame 0, tokens 4-7 in frame 1.
+    for f, tokens in ((0, slice(0, 4)), (1, slice(4, 8))):
+        _, y, x = np.nonzero(s["rgb"][:, f] == SALIENT_TOKEN)
+        assert np.array_equal(s["gaze"][:, tokens], (4 * y + x)[:, None] + 5 * np.arange(8)[tokens])
     assert np.array_equal(generate_samples(10, seed=1)["rgb"], generate_samples(10, seed=1)["rgb"])
     for k in ("rgb", "depth"):
         assert s[k].max() < 64
@@ -47,12 +51,12 @@ def test_cli_synth_then_validate(tmp_path, repo_root, capsys):
     assert "OK" in capsys.readouterr().out
     # Wrong modality file: shapes and vocabularies no longer fit -> non-zero exit naming the problem.
     assert main(["validate", pattern, "--modalities", str(repo_root / "configs/modalities/egom2p.yaml")]) == 1
-    assert "expected (5, 32, 32)" in capsys.readouterr().out
+    assert "tok_rgb has shape (2, 4, 4), expected [5, 32, 32]" in capsys.readouterr().out
+    assert main(["validate", pattern, "--modalities", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
 
 
 def test_cli_validate_flags_misaligned_keys(tmp_path, capsys):
-    from egom2p.data.shards import write_shards
-
     write_shards(tmp_path, "d", {"rgb": np.zeros((3, 4), dtype=np.int64)}, keys=["a", "b", "c"])
     write_shards(tmp_path, "d", {"cam": np.zeros((3, 4), dtype=np.int64)}, keys=["a", "c", "b"])
     assert main(["validate", f"{tmp_path}/[rgb,cam]/d/shard-000000.tar"]) == 1
@@ -76,18 +80,29 @@ def test_cli_write_from_dir_and_stacked(tmp_path, capsys):
     assert main(["write", "--stacked", f"cam={tmp_path / 'cam.npy'}", "--root", str(tmp_path / "o2"), "--dataset", "s",
                  "--samples-per-shard", "2"]) == 0
     assert len(expand_shard_pattern(capsys.readouterr().out.strip())) == 3
+    np.save(tmp_path / "float.npy", np.zeros((2, 3)))
     (src / "cam" / "clip2.npy").unlink()
-    with pytest.raises(SystemExit, match="different sample keys"):
-        main(["write", "--from-dir", str(src), "--root", str(tmp_path / "o3"), "--dataset", "ds"])
+    for argv, message in (
+        (["--from-dir", str(src)], "different sample keys"),
+        (["--from-dir", str(tmp_path / "nope")], "nope is not a folder"),
+        (["--stacked", "cam"], "FOLDER=FILE"),
+        (["--stacked", f"cam={tmp_path / 'float.npy'}"], "dtype float64"),
+    ):
+        capsys.readouterr()
+        assert main(["write", *argv, "--root", str(tmp_path / "o3"), "--dataset", "ds"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("egom2p-data: error: ") and message in err and err.count("\n") == 1
 
 
-def test_console_script_help():
+def test_console_script_help_and_version():
     out = subprocess.run([sys.executable, "-m", "egom2p.data.cli", "--help"], capture_output=True, text=True, check=True).stdout
     assert "egom2p-data synth --out data/demo" in out and "validate" in out
+    out = subprocess.run([sys.executable, "-m", "egom2p.data.cli", "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"egom2p-data {__version__}"
 
 
 def test_tiny_modalities_match_synth(repo_root):
-    mods = load_modalities(repo_root / "configs/modalities/tiny.yaml")
+    specs = load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
     s = generate_samples(4)
-    for info in mods.values():
-        assert s[info.folder].shape[1:] == info.shape and s[info.folder].max() < info.vocab_size
+    for spec in specs.values():
+        assert all(spec.check_tokens(sample) is None for sample in s[spec.folder])

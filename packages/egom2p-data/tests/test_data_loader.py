@@ -8,7 +8,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-from egom2p.data import build_train_loader, build_val_loaders, load_data_config, load_modalities, steps_per_epoch
+from egom2p.core.modalities import load_modality_specs
+from egom2p.data import build_train_loader, build_val_loaders, load_data_config
 from egom2p.data.shards import write_shards
 from egom2p.data.synth import write_demo_dataset
 
@@ -22,7 +23,7 @@ def demo(tmp_path_factory):
     return root
 
 
-def demo_config(repo_root, root, **train_extra):
+def demo_config(repo_root, root, nogaze_extra=None, **train_extra):
     alphas = str(repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
     return load_data_config({
         "train": {
@@ -31,9 +32,12 @@ def demo_config(repo_root, root, **train_extra):
                                "data_path": f"{root}/train/[cam,depth,gaze,rgb]/synth_full/shard-{{000000..000002}}.tar"},
                 "synth_nogaze": {"in_domains": ["tok_cam", "tok_depth", "tok_rgb"], "out_domains": ["tok_cam", "tok_depth", "tok_rgb"],
                                  "alphas_config": alphas, "wds_n_repeats": 2,
-                                 "data_path": f"{root}/train/[cam,depth,rgb]/synth_nogaze/shard-{{000000..000002}}.tar"},
+                                 "data_path": f"{root}/train/[cam,depth,rgb]/synth_nogaze/shard-{{000000..000002}}.tar",
+                                 **(nogaze_extra or {})},
             },
             "weights": [0.5, 0.5],
+            "num_input_tokens": 40,
+            "num_target_tokens": 30,
             **train_extra,
         },
         "val": {"datasets": {"synth_full": {"data_path": f"{root}/val/[cam,depth,gaze,rgb]/synth_full/shard-{{000000..000001}}.tar"}}},
@@ -42,7 +46,7 @@ def demo_config(repo_root, root, **train_extra):
 
 @pytest.fixture
 def tiny(repo_root):
-    return load_modalities(repo_root / "configs/modalities/tiny.yaml")
+    return load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
 
 
 def take(it, n):
@@ -54,7 +58,7 @@ def same(a, b):
 
 
 def test_batches_follow_the_contract(repo_root, demo, tiny):
-    loader = build_train_loader(demo_config(repo_root, demo), tiny, batch_size=6, num_input_tokens=40, num_target_tokens=30)
+    loader = build_train_loader(demo_config(repo_root, demo), tiny, batch_size=6)
     for batch in take(iter(loader), 8):
         assert list(batch) == NAMES
         n_in = sum((~batch[m]["input_mask"]).sum(1) for m in NAMES)
@@ -72,15 +76,27 @@ def test_batches_follow_the_contract(repo_root, demo, tiny):
     assert loader.stats["samples"] == 48 and loader.stats["skipped_samples"] == 0
 
 
+def test_each_dataset_is_masked_with_its_own_budget(repo_root, demo, tiny):
+    cfg = demo_config(repo_root, demo, nogaze_extra={"num_input_tokens": 12, "num_target_tokens": 10})
+    assert cfg.max_input_tokens == 40 and cfg.max_target_tokens == 30
+    batches = take(iter(build_train_loader(cfg, tiny, batch_size=16)), 4)
+    nogaze = torch.cat([b["tok_gaze"]["tensor"].sum(1) == 0 for b in batches])  # the synth gaze is never all zeros
+    n_in = torch.cat([sum((~b[m]["input_mask"]).sum(1) for m in NAMES) for b in batches])
+    n_tg = torch.cat([sum((~b[m]["target_mask"]).sum(1) for m in NAMES) for b in batches])
+    assert nogaze.any() and (~nogaze).any()
+    assert (n_in[nogaze] <= 12).all() and (n_tg[nogaze] <= 10).all()
+    assert (n_in[~nogaze] > 12).any() and (n_tg[~nogaze] > 10).any()
+
+
 def test_mixture_uses_both_datasets(repo_root, demo, tiny):
-    loader = build_train_loader(demo_config(repo_root, demo), tiny, batch_size=16, num_input_tokens=40, num_target_tokens=30)
+    loader = build_train_loader(demo_config(repo_root, demo), tiny, batch_size=16)
     rows = torch.cat([b["tok_gaze"]["tensor"].sum(1) == 0 for b in take(iter(loader), 10)])
     assert 0.3 < rows.double().mean().item() < 0.7  # the synth gaze is never all zeros
 
 
 def test_same_seed_same_stream_and_ranks_differ(repo_root, demo, tiny):
     cfg = demo_config(repo_root, demo)
-    kw = dict(batch_size=4, num_input_tokens=40, num_target_tokens=30)
+    kw = dict(batch_size=4)
     a = take(iter(build_train_loader(cfg, tiny, seed=1, **kw)), 5)
     b = take(iter(build_train_loader(cfg, tiny, seed=1, **kw)), 5)
     c = take(iter(build_train_loader(cfg, tiny, seed=1, rank=1, world_size=2, **kw)), 5)
@@ -89,7 +105,7 @@ def test_same_seed_same_stream_and_ranks_differ(repo_root, demo, tiny):
 
 def test_exact_resume_without_workers(repo_root, demo, tiny):
     cfg = demo_config(repo_root, demo)
-    kw = dict(batch_size=5, num_input_tokens=40, num_target_tokens=30, seed=4)
+    kw = dict(batch_size=5, seed=4)
     loader = build_train_loader(cfg, tiny, **kw)
     it = iter(loader)
     take(it, 13)  # crosses several shard boundaries (16 samples per shard, repeats in one dataset)
@@ -104,7 +120,7 @@ def test_exact_resume_without_workers(repo_root, demo, tiny):
 
 def test_workers_stream_and_resume_on_fresh_seeds(repo_root, demo, tiny):
     cfg = demo_config(repo_root, demo)
-    kw = dict(batch_size=4, num_input_tokens=40, num_target_tokens=30, num_workers=1)
+    kw = dict(batch_size=4, num_workers=1)
     loader = build_train_loader(cfg, tiny, **kw)
     first = take(iter(loader), 3)
     assert loader.stats["samples"] >= 12 and list(first[0]) == NAMES
@@ -118,8 +134,7 @@ def test_val_reads_each_sample_once_across_ranks(repo_root, demo, tiny):
     cfg = demo_config(repo_root, demo)
     seen = []
     for rank in range(2):
-        [(name, loader)] = build_val_loaders(cfg, tiny, batch_size=4, rank=rank, world_size=2,
-                                             num_input_tokens=40, num_target_tokens=30).items()
+        [(name, loader)] = build_val_loaders(cfg, tiny, batch_size=4, rank=rank, world_size=2).items()
         batches = list(loader)
         assert name == "synth_full" and list(batches[0]) == NAMES
         seen += [tuple(t.tolist()) for b in batches for t in b["tok_rgb"]["tensor"]]
@@ -136,9 +151,10 @@ def test_val_folder_layout(repo_root, tiny, tmp_path):
         for i in range(3):
             np.savez_compressed(d / f"s{i}.npz", np.full(shape, i))
     cfg = load_data_config({"train": {"datasets": {"toy": {"in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam",
-                                                           "input_alphas": "1.0", "target_alphas": "1.0", "data_path": "x.tar"}}},
+                                                           "input_alphas": "1.0", "target_alphas": "1.0", "data_path": "x.tar"}},
+                                      "num_input_tokens": 10, "num_target_tokens": 10},
                             "val": {"datasets": {"toy": {"data_path": str(tmp_path)}}}})
-    [batch] = list(build_val_loaders(cfg, tiny, batch_size=8, num_input_tokens=10, num_target_tokens=10)["toy"])
+    [batch] = list(build_val_loaders(cfg, tiny, batch_size=8)["toy"])
     assert sorted(batch) == ["tok_cam", "tok_rgb"] and batch["tok_cam"]["tensor"][:, 0].tolist() == [0, 1, 2]
 
 
@@ -157,19 +173,22 @@ def make_bad_dataset(root, good=60):
 def bad_config(root, frac):
     return load_data_config({"train": {"datasets": {"bad": {
         "in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam", "input_alphas": "1.0", "target_alphas": "1.0",
-        "data_path": f"{root}/[rgb,cam]/bad/shard-{{000000..000001}}.tar"}}, "max_bad_fraction": frac}})
+        "data_path": f"{root}/[rgb,cam]/bad/shard-{{000000..000001}}.tar"}},
+        "max_bad_fraction": frac, "num_input_tokens": 20, "num_target_tokens": 20}})
 
 
 def test_bad_data_is_skipped_counted_and_logged(tmp_path, tiny, caplog):
     make_bad_dataset(tmp_path)
-    loader = build_train_loader(bad_config(tmp_path, 0.5), tiny, batch_size=10, num_input_tokens=20, num_target_tokens=20)
+    loader = build_train_loader(bad_config(tmp_path, 0.5), tiny, batch_size=10)
     with caplog.at_level(logging.WARNING, logger="egom2p.data"):
         take(iter(loader), 12)
     stats = loader.stats
-    assert stats["by_reason"]["out_of_vocab"] >= 1 and stats["by_reason"]["bad_shape"] >= 1
+    assert stats["by_reason"]["bad_tokens"] >= 2  # a token outside the vocabulary, a wrong shape
     assert stats["skipped_shards"] >= 1 and stats["by_reason"]["corrupt_shard"] == stats["skipped_shards"]
     assert any("shard-000000.tar:sample-00000003" in r.getMessage() for r in caplog.records)
     assert any("shard-000001.tar" in r.getMessage() for r in caplog.records)
+    assert any("outside the vocabulary [0, 64)" in r.getMessage() for r in caplog.records)
+    assert any("tok_rgb has shape (3, 3)" in r.getMessage() for r in caplog.records)
 
 
 def test_missing_modality_file_is_skipped(tmp_path, tiny):
@@ -178,44 +197,23 @@ def test_missing_modality_file_is_skipped(tmp_path, tiny):
     write_shards(tmp_path / "tmp", "m", {"cam": np.zeros((3, 8), dtype=np.int64)})
     (tmp_path / "tmp/cam/m/shard-000000.tar").replace(tmp_path / "cam/m/shard-000000.tar")  # cam lacks the last key
     cfg = load_data_config({"train": {"datasets": {"m": {"in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam",
-        "input_alphas": "1.0", "target_alphas": "1.0", "data_path": f"{tmp_path}/[rgb,cam]/m/shard-000000.tar"}}}})
-    loader = build_train_loader(cfg, tiny, batch_size=6, num_input_tokens=8, num_target_tokens=8)
+        "input_alphas": "1.0", "target_alphas": "1.0", "data_path": f"{tmp_path}/[rgb,cam]/m/shard-000000.tar"}},
+        "num_input_tokens": 8, "num_target_tokens": 8}})
+    loader = build_train_loader(cfg, tiny, batch_size=6)
     take(iter(loader), 1)
     assert loader.stats["by_reason"] == {"missing_modality": 2}
 
 
 def test_too_much_bad_data_raises(tmp_path, tiny):
     make_bad_dataset(tmp_path)
-    loader = build_train_loader(bad_config(tmp_path, 0.0), tiny, batch_size=10, num_input_tokens=20, num_target_tokens=20)
+    loader = build_train_loader(bad_config(tmp_path, 0.0), tiny, batch_size=10)
     with pytest.raises(RuntimeError, match="max_bad_fraction=0.0"):
         take(iter(loader), 20)
 
 
-def test_config_validation(tmp_path, repo_root):
-    path = tmp_path / "data.yaml"
-    path.write_text("train:\n  datasets:\n    a: {in_domains: tok_rgb, out_domains: tok_rgb, input_alphas: '1', target_alphas: '1', data_path: x.tar, colour: red}\n")
-    with pytest.raises(ValueError, match=r"data.yaml.*colour"):
-        load_data_config(path)
-    path.write_text("train:\n  datasets:\n    a: {in_domains: 3, out_domains: tok_rgb, data_path: x.tar}\n")
-    with pytest.raises(ValueError, match=r"data.yaml.*datasets.a.in_domains"):
-        load_data_config(path)
-    path.write_text("train:\n  datasets:\n    a: {in_domains: tok_rgb, out_domains: tok_rgb, input_alphas: '1', target_alphas: '1', data_path: x.tar}\n  weights: [1, 2]\n")
-    with pytest.raises(ValueError, match="train.weights"):
-        load_data_config(path)
-    demo = load_data_config(repo_root / "configs/data/demo.yaml")
-    assert demo.train["synth_full"].data_path.startswith(str(repo_root / "data/demo/train"))
-    assert demo.val["synth_nogaze"].modalities == ("tok_cam", "tok_depth", "tok_rgb")
-
-
-def test_steps_per_epoch():
-    assert steps_per_epoch(1_000_000, 4, 256) == 976
-    with pytest.raises(ValueError, match="smaller than one global batch"):
-        steps_per_epoch(10, 4, 4)
-
-
 def test_second_iter_continues_instead_of_restarting(repo_root, demo, tiny):
     cfg = demo_config(repo_root, demo)
-    kw = dict(batch_size=4, num_input_tokens=40, num_target_tokens=30, seed=2)
+    kw = dict(batch_size=4, seed=2)
     loader = build_train_loader(cfg, tiny, **kw)
     first = take(iter(loader), 2)
     second = take(iter(loader), 2)  # e.g. a trainer's next "epoch" loop
@@ -228,7 +226,8 @@ def test_dataset_without_any_readable_shard_stops(tmp_path, tiny):
     (tmp_path / "rgb/dead/shard-000000.tar").write_bytes(b"junk")
     cfg = load_data_config({"train": {"datasets": {"dead": {
         "in_domains": "tok_rgb", "out_domains": "tok_rgb", "input_alphas": "1.0", "target_alphas": "1.0",
-        "data_path": f"{tmp_path}/[rgb]/dead/shard-000000.tar"}}, "max_bad_fraction": 1.0}})
-    loader = build_train_loader(cfg, tiny, batch_size=2, num_input_tokens=8, num_target_tokens=8)
+        "data_path": f"{tmp_path}/[rgb]/dead/shard-000000.tar"}}, "max_bad_fraction": 1.0,
+        "num_input_tokens": 8, "num_target_tokens": 8}})
+    loader = build_train_loader(cfg, tiny, batch_size=2)
     with pytest.raises(RuntimeError, match="could not be read|no usable sample"):
         next(iter(loader))

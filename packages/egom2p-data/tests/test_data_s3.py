@@ -11,9 +11,11 @@ pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 from botocore.exceptions import ClientError  # noqa: E402
-from egom2p.data import build_train_loader, load_data_config, load_modalities  # noqa: E402
+from egom2p.core.modalities import load_modality_specs  # noqa: E402
+from egom2p.core.shards import ShardError, read_tar_members  # noqa: E402
+from egom2p.data import build_train_loader, load_data_config  # noqa: E402
 from egom2p.data.s3 import _with_retries, open_s3, parse_s3_url  # noqa: E402
-from egom2p.data.shards import ShardError, read_tar_members, write_shards  # noqa: E402
+from egom2p.data.shards import open_url, write_shards  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("s3")
 
@@ -55,9 +57,10 @@ def bucket(s3_server, tmp_path_factory):
 def test_loader_reads_shards_from_s3(bucket, repo_root):
     cfg = load_data_config({"train": {"datasets": {"toy": {
         "in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam", "input_alphas": "1.0", "target_alphas": "1.0",
-        "data_path": f"{bucket}/[rgb,cam]/toy/shard-{{000000..000002}}.tar"}}}})
-    mods = load_modalities(repo_root / "configs/modalities/tiny.yaml")
-    loader = build_train_loader(cfg, mods, batch_size=4, num_input_tokens=16, num_target_tokens=16)
+        "data_path": f"{bucket}/[rgb,cam]/toy/shard-{{000000..000002}}.tar"}},
+        "num_input_tokens": 16, "num_target_tokens": 16}})
+    specs = load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
+    loader = build_train_loader(cfg, specs, batch_size=4)
     it = iter(loader)
     batches = [next(it) for _ in range(6)]
     assert loader.stats["skipped_shards"] == 0 and loader.stats["samples"] == 24
@@ -68,7 +71,7 @@ def test_missing_object_names_bucket_and_key(bucket):
     with pytest.raises(FileNotFoundError, match="s3://egom2p-test/tokens/nope.tar"):
         open_s3(f"{bucket}/nope.tar")
     with pytest.raises(ShardError, match="nope.tar"):
-        read_tar_members(f"{bucket}/nope.tar")
+        read_tar_members(f"{bucket}/nope.tar", open_url)
     with pytest.raises(FileNotFoundError, match="no-such-bucket"):
         open_s3("s3://no-such-bucket/x.tar")
 

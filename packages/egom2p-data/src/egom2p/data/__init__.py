@@ -1,7 +1,7 @@
-"""egom2p.data: EgoM2P masking and token-shard loaders.
+"""egom2p.data: EgoM2P masking, token-shard loaders and writers, and the demo dataset.
 
-``import egom2p.data`` needs only torch and numpy; the loader, S3 and config pieces (webdataset, boto3,
-PyYAML) are imported when first used.
+``import egom2p.data`` needs only torch; the config, loader, shard and S3 pieces (egom2p-core, PyYAML,
+boto3) are imported when first used. Modality specs come from :mod:`egom2p.core.modalities`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import importlib
 from typing import Any
 
 from egom2p.data.masking import UnifiedMasking
-from egom2p.data.modalities import ModalityInfo, load_modalities
+
+__version__ = "0.1.0"
 
 _LAZY = {
     "load_data_config": "egom2p.data.config",
@@ -18,12 +19,11 @@ _LAZY = {
     "DatasetConfig": "egom2p.data.config",
     "build_train_loader": "egom2p.data.loader",
     "build_val_loaders": "egom2p.data.loader",
-    "steps_per_epoch": "egom2p.data.loader",
     "load_alphas_config": "egom2p.data.alphas",
     "write_shards": "egom2p.data.shards",
 }
 
-__all__ = ["ModalityInfo", "UnifiedMasking", "load_modalities", *_LAZY]
+__all__ = ["UnifiedMasking", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,8 @@ File format (the original's)::
       tok_rgb: {input_alphas: [0.01, 0.1, 1.0, 10.0], target_alphas: [0.01, 0.1, 1.0, 10.0]}
       ...
 
-PyYAML is imported only when a file is read (see :mod:`egom2p.data.modalities`).
+Files are read with :func:`egom2p.core.modalities.read_config_file` when first needed, so that
+``import egom2p.data.masking`` (which imports this module) needs neither PyYAML nor egom2p.core.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from egom2p.data.modalities import _read_config_text
 
 __all__ = ["AlphasConfig", "load_alphas_config", "parse_alphas_string"]
 
@@ -68,8 +67,10 @@ def load_alphas_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> A
     if isinstance(path_or_dict, Mapping):
         raw, where = path_or_dict, "<alphas dict>"
     else:
+        from egom2p.core.modalities import read_config_file  # imports PyYAML: see the module docstring
+
         where = os.fspath(path_or_dict)
-        raw = _read_config_text(where)
+        raw = read_config_file(where)
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: expected a mapping with 'alphas_mixture'")
     unknown = set(raw) - {"sampling_weights", "alphas_mixture"}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from egom2p.data.modalities import ModalityInfo
-from egom2p.data.shards import ShardError, decode_tokens, expand_folders, expand_shard_pattern, read_tar_members
+from egom2p.core.modalities import ModalitySpec
+from egom2p.core.shards import ShardError, expand_folders, expand_shard_pattern, load_token_array, read_tar_members
+from egom2p.data.shards import open_url
 
 __all__ = ["FolderSummary", "ShardReport", "inspect_shards"]
 
@@ -48,22 +48,14 @@ class ShardReport:
         return "\n".join(lines)
 
 
-def _stored_dtype(name: str, data: bytes) -> str:
-    buffer = io.BytesIO(data)
-    if name.endswith(".npz"):
-        with np.load(buffer) as archive:
-            return str(archive["arr_0"].dtype)
-    return str(np.load(buffer).dtype)
-
-
-def inspect_shards(pattern: str, modalities: Mapping[str, ModalityInfo] | None = None) -> ShardReport:
-    """Read every shard of ``pattern`` and report contents and problems.
+def inspect_shards(pattern: str, modalities: Mapping[str, ModalitySpec] | None = None) -> ShardReport:
+    """Read every shard of ``pattern`` (local or ``s3://``) and report contents and problems.
 
     Problems: unreadable tars, keys that differ (or differ in order) across a shard's modality tars,
-    undecodable members, and, when ``modalities`` is given, shapes and token ids that do not fit the
-    modality of the folder (matched by ``ModalityInfo.folder``).
+    undecodable members, non-integer arrays and, when ``modalities`` is given, arrays that do not fit
+    the modality of their folder (:meth:`ModalitySpec.check_tokens`: shape, dtype, vocabulary).
     """
-    by_folder = {info.folder: info for info in (modalities or {}).values()}
+    by_folder = {spec.folder: spec for spec in (modalities or {}).values()}
     report = ShardReport()
     for url in expand_shard_pattern(pattern):
         report.shards += 1
@@ -71,35 +63,33 @@ def inspect_shards(pattern: str, modalities: Mapping[str, ModalityInfo] | None =
         for folder, folder_url in expand_folders(url).items():
             summary = report.folders.setdefault(folder, FolderSummary())
             try:
-                members = read_tar_members(folder_url)
+                members = read_tar_members(folder_url, open_url)
             except ShardError as exc:
                 report.problems.append(str(exc))
                 continue
             if modalities is not None and folder not in by_folder:
                 report.problems.append(f"{folder_url}: folder '{folder}' matches no modality in the modality file")
             keys_per_folder[folder] = [key for key, _, _ in members]
+            spec = by_folder.get(folder)
             for key, ext, data in members:
-                name = f"{key}.{ext}"
                 try:
-                    tokens = decode_tokens(name, data)
-                    summary.dtypes[_stored_dtype(name, data)] += 1
-                except Exception as exc:  # report every undecodable member, keep going
+                    array = load_token_array(f"{key}.{ext}", data)  # the stored dtype, for the report
+                except ValueError as exc:  # report every undecodable member, keep going
                     report.problems.append(f"{folder_url}:{key}: {exc}")
                     continue
                 summary.samples += 1
-                summary.shapes[tokens.shape] += 1
-                if tokens.size:
-                    lo, hi = int(tokens.min()), int(tokens.max())
+                summary.shapes[array.shape] += 1
+                summary.dtypes[str(array.dtype)] += 1
+                integer = np.issubdtype(array.dtype, np.integer)
+                problem = spec.check_tokens(array) if spec is not None else None
+                if problem is None and not integer:
+                    problem = f"dtype {array.dtype}, expected integer token ids"
+                if problem is not None:
+                    report.problems.append(f"{folder_url}:{key}: {problem}")
+                if integer and array.size:
+                    lo, hi = int(array.min()), int(array.max())
                     summary.min_token = lo if summary.min_token is None else min(summary.min_token, lo)
                     summary.max_token = hi if summary.max_token is None else max(summary.max_token, hi)
-                info = by_folder.get(folder)
-                if info is None:
-                    continue
-                if tokens.shape not in (info.shape, (info.num_tokens,)):
-                    report.problems.append(f"{folder_url}:{key}: shape {tokens.shape}, expected {info.shape} ({info.name})")
-                elif tokens.size and (tokens.min() < 0 or tokens.max() >= info.vocab_size):
-                    report.problems.append(f"{folder_url}:{key}: tokens in [{tokens.min()}, {tokens.max()}] outside "
-                                           f"vocabulary {info.vocab_size} ({info.name})")
         if len(keys_per_folder) > 1:
             ref_folder, ref = next(iter(keys_per_folder.items()))
             for folder, keys in keys_per_folder.items():

@@ -8,6 +8,12 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
+from egom2p.core.modalities import load_modality_specs
+from egom2p.core.shards import TOKEN_SUFFIXES, load_token_array, sample_key
+from egom2p.data import __version__
+from egom2p.data.checks import inspect_shards
+from egom2p.data.shards import write_shards
+from egom2p.data.synth import write_demo_dataset
 
 EPILOG = """examples:
   # demo data for configs/data/demo.yaml (two datasets, train and val splits)
@@ -26,36 +32,37 @@ EPILOG = """examples:
 
 
 def _load_array(path: str) -> np.ndarray:
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as archive:
-            if "arr_0" not in archive.files:
-                raise SystemExit(f"error: {path} holds {archive.files}, expected 'arr_0'")
-            return archive["arr_0"]
-    return np.load(path, allow_pickle=False)
+    """A token file (``.npy`` or ``.npz`` ``arr_0``) in its stored dtype; never unpickles."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return load_token_array(path, data)
 
 
 def _cmd_write(args: argparse.Namespace) -> int:
-    from egom2p.data.shards import write_shards
-
     keys: list[str] | None = None
     if args.from_dir:
+        if not os.path.isdir(args.from_dir):
+            raise FileNotFoundError(f"--from-dir {args.from_dir} is not a folder")
         folders = sorted(d for d in os.listdir(args.from_dir) if os.path.isdir(os.path.join(args.from_dir, d)))
         if not folders:
-            raise SystemExit(f"error: {args.from_dir} has no modality folders (expected <dir>/<folder>/<key>.npy)")
-        files = {f: {n.partition(".")[0]: os.path.join(args.from_dir, f, n) for n in sorted(os.listdir(os.path.join(args.from_dir, f)))
-                     if n.endswith((".npy", ".npz"))} for f in folders}
+            raise ValueError(f"{args.from_dir} has no modality folders (expected <dir>/<folder>/<key>.npy)")
+        files = {f: {sample_key(n)[0]: os.path.join(args.from_dir, f, n) for n in sorted(os.listdir(os.path.join(args.from_dir, f)))
+                     if n.endswith(TOKEN_SUFFIXES)} for f in folders}
         keys = sorted(files[folders[0]])
         for f in folders:
             if sorted(files[f]) != keys:
                 diff = sorted(set(files[f]) ^ set(keys))[:5]
-                raise SystemExit(f"error: folder '{f}' and '{folders[0]}' hold different sample keys, e.g. {diff}")
+                raise ValueError(f"folder '{f}' and '{folders[0]}' hold different sample keys, e.g. {diff}")
         samples = {f: [_load_array(files[f][k]) for k in keys] for f in folders}
     else:
         samples = {}
         for item in args.stacked:
             folder, sep, path = item.partition("=")
             if not sep or not folder or not path:
-                raise SystemExit(f"error: --stacked takes FOLDER=FILE, got {item!r}")
+                raise ValueError(f"--stacked takes FOLDER=FILE, got {item!r}")
             samples[folder] = _load_array(path)
     pattern = write_shards(args.root, args.dataset, samples, keys=keys, samples_per_shard=args.samples_per_shard, subdir=args.subdir)
     print(pattern)
@@ -63,10 +70,7 @@ def _cmd_write(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace, validate: bool) -> int:
-    from egom2p.data.checks import inspect_shards
-    from egom2p.data.modalities import load_modalities
-
-    mods = load_modalities(args.modalities) if args.modalities else None
+    mods = load_modality_specs(args.modalities) if args.modalities else None
     report = inspect_shards(args.pattern, mods)
     print(report.format())
     if validate and report.problems:
@@ -78,8 +82,6 @@ def _cmd_inspect(args: argparse.Namespace, validate: bool) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from egom2p.data.synth import write_demo_dataset
-
     patterns = write_demo_dataset(args.out, train_samples=args.train_samples, val_samples=args.val_samples,
                                   samples_per_shard=args.samples_per_shard, seed=args.seed)
     for name, pattern in patterns.items():
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``egom2p-data`` (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="egom2p-data", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("write", help="write shards from numpy token files", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,13 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``egom2p-data`` console script."""
+    """Entry point of the ``egom2p-data`` console script: 0 ok, 1 invalid shards, 2 a usage mistake."""
     args = build_parser().parse_args(argv)
-    if args.command == "write":
-        return _cmd_write(args)
-    if args.command in ("inspect", "validate"):
-        return _cmd_inspect(args, validate=args.command == "validate")
-    return _cmd_synth(args)
+    try:
+        if args.command == "write":
+            return _cmd_write(args)
+        if args.command in ("inspect", "validate"):
+            return _cmd_inspect(args, validate=args.command == "validate")
+        return _cmd_synth(args)
+    except (ValueError, FileNotFoundError) as exc:  # user mistakes: one line, exit 2 (as argparse does)
+        print(f"egom2p-data: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,59 +3,82 @@
 ::
 
     train:
+      num_input_tokens: 2048          # the token budgets of every dataset (encoder / decoder tokens per sample)
+      num_target_tokens: 2048
       datasets:
         egogen:
-          type: multimodal
-          in_domains: tok_rgb-tok_depth-tok_cam        # or a list
+          type: multimodal                               # original keys without effect are accepted
+          in_domains: tok_rgb-tok_depth-tok_cam          # or a list
           out_domains: [tok_rgb, tok_depth, tok_cam]
           alphas_config: configs/alphas/mix_mod4_all2all_uni.yaml
-          num_input_tokens: 2048
-          num_target_tokens: 2048
+          num_input_tokens: 1024                         # optional: this dataset's own budget
+          min_input_tokens: 512                          # optional: budgets drawn uniformly in [min, num]
           data_path: 's3://bucket/[rgb,depth,cam]/egogen/token/shard-{000000..000040}.tar'
       weights: [1.0]
-      max_bad_fraction: 0.1                             # ours: tolerated share of bad samples
+      max_bad_fraction: 0.1                              # ours: tolerated share of bad samples
     val:
       datasets:
         egogen: {data_path: ...}                         # other keys fall back to the train entry
 
-Relative paths (``data_path``, ``alphas_config``) are resolved against ``base_dir``: by default the
-directory that holds the ``configs/`` folder the file lives in (the repository root), else the file's folder.
+Token budgets live here and only here: after loading, every dataset (train and val) holds resolved
+``num_input_tokens`` / ``num_target_tokens`` (its own, else its train entry's, else ``train:``'s), and
+:attr:`DataConfig.max_input_tokens` / ``max_target_tokens`` are the model's forward budgets. Relative
+paths (:data:`PATH_KEYS`) follow :mod:`egom2p.core.paths`.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from egom2p.data.modalities import _read_config_text
+from egom2p.core.modalities import read_config_file
+from egom2p.core.paths import config_base_dir, resolve_path
 
-__all__ = ["DatasetConfig", "DataConfig", "load_data_config"]
+__all__ = [
+    "DATASET_KEYS",
+    "IGNORED_DATASET_KEYS",
+    "PATH_KEYS",
+    "TOP_KEYS",
+    "TRAIN_KEYS",
+    "VAL_KEYS",
+    "DataConfig",
+    "DatasetConfig",
+    "load_data_config",
+]
 
-# Keys of the original that have no effect here (4M leftovers, SPEC quirk 14) are accepted and ignored.
-_IGNORED_KEYS = {"type", "use_wds", "main_augment_domain", "aligned_captions", "tok_train_aug", "wds_shuffle_buffer_tar",
-                 "wds_shuffle_buffer_repeat"}
-_DATASET_KEYS = {"in_domains", "out_domains", "input_alphas", "target_alphas", "alphas_config", "min_input_tokens",
-                 "min_target_tokens", "num_input_tokens", "num_target_tokens", "data_path", "wds_n_repeats",
-                 "modality_name_map", "enforce_domains"} | _IGNORED_KEYS
+TOP_KEYS = ("train", "val")
+TRAIN_KEYS = ("datasets", "weights", "max_bad_fraction", "num_input_tokens", "num_target_tokens")
+VAL_KEYS = ("datasets",)
+DATASET_KEYS = (
+    "data_path", "in_domains", "out_domains", "alphas_config", "input_alphas", "target_alphas",
+    "num_input_tokens", "num_target_tokens", "min_input_tokens", "min_target_tokens",
+    "wds_n_repeats", "modality_name_map", "enforce_domains",
+)
+# Keys of the original that have no effect here (4M leftovers, SPEC quirk 14): accepted and ignored.
+IGNORED_DATASET_KEYS = ("type", "use_wds", "main_augment_domain", "aligned_captions", "tok_train_aug",
+                        "wds_shuffle_buffer_tar", "wds_shuffle_buffer_repeat")
+PATH_KEYS = ("data_path", "alphas_config")
+_BUDGETS = (("min_input_tokens", "num_input_tokens"), ("min_target_tokens", "num_target_tokens"))
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """One dataset of the mixture (or of validation)."""
+    """One dataset of the mixture (or of validation), with resolved token budgets."""
 
     name: str
     data_path: str
     in_domains: tuple[str, ...]
     out_domains: tuple[str, ...]
+    num_input_tokens: int
+    num_target_tokens: int
+    min_input_tokens: int | None = None  # None: the budget is always num_input_tokens
+    min_target_tokens: int | None = None
     alphas_config: str | None = None
     input_alphas: str | None = None
     target_alphas: str | None = None
-    num_input_tokens: int | None = None
-    num_target_tokens: int | None = None
-    min_input_tokens: int | None = None
-    min_target_tokens: int | None = None
     wds_n_repeats: int = 1
     modality_name_map: dict[str, str] = field(default_factory=dict)
     enforce_domains: bool = False
@@ -74,16 +97,35 @@ class DataConfig:
     weights: tuple[float, ...]
     val: dict[str, DatasetConfig]
     max_bad_fraction: float = 0.1
-    source: str = "<dict>"
+    source: str = "<data config>"
 
     @property
     def modalities(self) -> tuple[str, ...]:
         """Sorted union of all training datasets' modalities (the global modality list)."""
         return tuple(sorted({m for d in self.train.values() for m in d.modalities}))
 
+    @property
+    def max_input_tokens(self) -> int:
+        """The largest input budget of the training datasets: the model's encoder token budget."""
+        return max(d.num_input_tokens for d in self.train.values())
+
+    @property
+    def max_target_tokens(self) -> int:
+        """The largest target budget of the training datasets: the model's decoder token budget."""
+        return max(d.num_target_tokens for d in self.train.values())
+
 
 def _fail(where: str, key: str, problem: str) -> ValueError:
     return ValueError(f"{where}: '{key}' {problem}")
+
+
+def _check_keys(raw: Mapping[Any, Any], allowed: Sequence[str], prefix: str, where: str) -> None:
+    """Reject the first unknown key, naming its dotted path and the closest known key."""
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(allowed)}"
+            raise _fail(where, f"{prefix}.{key}" if prefix else str(key), f"is not a known key; {hint}")
 
 
 def _domains(value: Any, key: str, where: str) -> tuple[str, ...]:
@@ -98,11 +140,12 @@ def _domains(value: Any, key: str, where: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _opt_int(value: Any, key: str, where: str) -> int | None:
+def _count(value: Any, key: str, where: str, minimum: int) -> int | None:
+    """An integer >= ``minimum``, or None for null / unset."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(where, key, f"must be a non-negative integer or null, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(where, key, f"must be an integer >= {minimum} (or null), got {value!r}")
     return value
 
 
@@ -118,50 +161,48 @@ def _opt_alphas(value: Any, key: str, where: str) -> str | None:
     raise _fail(where, key, f"must be a number, an 'a1-a2-...' string or a list, got {value!r}")
 
 
-def _resolve(path: str, base_dir: str) -> str:
-    if "://" in path or os.path.isabs(path):
-        return path
-    return os.path.join(base_dir, path)
+def _path(value: Any, key: str, where: str, base_dir: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(where, key, f"must be a non-empty path string, got {value!r}")
+    return resolve_path(value, base_dir)
 
 
-def _parse_dataset(name: str, raw: Any, where: str, base_dir: str, fallback: DatasetConfig | None) -> DatasetConfig:
-    prefix = f"{where}: dataset '{name}'"
+def _parse_dataset(
+    name: str, raw: Any, key: str, where: str, base_dir: str, fallback: DatasetConfig | None,
+    budgets: Mapping[str, int | None],
+) -> DatasetConfig:
+    """One dataset entry at dotted ``key``; a val entry with a train ``fallback`` only overrides it."""
     if not isinstance(raw, Mapping):
-        raise ValueError(f"{prefix} must be a mapping")
-    unknown = set(raw) - _DATASET_KEYS
-    if unknown:
-        raise ValueError(f"{prefix} has unknown key(s) {sorted(unknown)}")
-    key = f"datasets.{name}"
-    if fallback is not None:
-        values: dict[str, Any] = {}
-    else:
+        raise _fail(where, key, f"must be a mapping, got {type(raw).__name__}")
+    _check_keys(raw, DATASET_KEYS + IGNORED_DATASET_KEYS, key, where)
+    if fallback is None:
         for required in ("data_path", "in_domains", "out_domains"):
             if required not in raw:
                 raise _fail(where, f"{key}.{required}", "is missing")
-        values = {}
+    values: dict[str, Any] = {}
     if "data_path" in raw:
-        if not isinstance(raw["data_path"], str) or not raw["data_path"]:
-            raise _fail(where, f"{key}.data_path", f"must be a non-empty string, got {raw['data_path']!r}")
-        values["data_path"] = _resolve(raw["data_path"], base_dir)
+        values["data_path"] = _path(raw["data_path"], f"{key}.data_path", where, base_dir)
+    if raw.get("alphas_config") is not None:
+        values["alphas_config"] = _path(raw["alphas_config"], f"{key}.alphas_config", where, base_dir)
     for k in ("in_domains", "out_domains"):
         if k in raw:
             values[k] = _domains(raw[k], f"{key}.{k}", where)
-    if raw.get("alphas_config") is not None:
-        if not isinstance(raw["alphas_config"], str):
-            raise _fail(where, f"{key}.alphas_config", f"must be a path string, got {raw['alphas_config']!r}")
-        values["alphas_config"] = _resolve(raw["alphas_config"], base_dir)
     for k in ("input_alphas", "target_alphas"):
         if k in raw:
             values[k] = _opt_alphas(raw[k], f"{key}.{k}", where)
-    for k in ("num_input_tokens", "num_target_tokens", "min_input_tokens", "min_target_tokens"):
-        if k in raw:
-            values[k] = _opt_int(raw[k], f"{key}.{k}", where)
+    for low, high in _BUDGETS:
+        if low in raw:
+            values[low] = _count(raw[low], f"{key}.{low}", where, minimum=0)
+        budget = _count(raw.get(high), f"{key}.{high}", where, minimum=1)
+        if budget is None and fallback is None:
+            budget = budgets[high]
+            if budget is None:
+                raise _fail(where, f"{key}.{high}", f"is missing: set it here or 'train.{high}' for every dataset")
+        if budget is not None:
+            values[high] = budget
     if "wds_n_repeats" in raw:
-        n = raw["wds_n_repeats"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise _fail(where, f"{key}.wds_n_repeats", f"must be an integer >= 1, got {n!r}")
-        values["wds_n_repeats"] = n
-    if "modality_name_map" in raw and raw["modality_name_map"] is not None:
+        values["wds_n_repeats"] = _count(raw["wds_n_repeats"], f"{key}.wds_n_repeats", where, minimum=1) or 1
+    if raw.get("modality_name_map") is not None:
         m = raw["modality_name_map"]
         if not isinstance(m, Mapping) or not all(isinstance(a, str) and isinstance(b, str) for a, b in m.items()):
             raise _fail(where, f"{key}.modality_name_map", f"must map folder names to modality names, got {m!r}")
@@ -170,68 +211,75 @@ def _parse_dataset(name: str, raw: Any, where: str, base_dir: str, fallback: Dat
         if not isinstance(raw["enforce_domains"], bool):
             raise _fail(where, f"{key}.enforce_domains", f"must be true or false, got {raw['enforce_domains']!r}")
         values["enforce_domains"] = raw["enforce_domains"]
-    if fallback is not None:
-        return replace(fallback, name=name, **values)
-    cfg = DatasetConfig(name=name, **values)
+    cfg = replace(fallback, name=name, **values) if fallback is not None else DatasetConfig(name=name, **values)
     if cfg.alphas_config is None and (cfg.input_alphas is None or cfg.target_alphas is None):
-        raise ValueError(f"{prefix} needs 'alphas_config' or both 'input_alphas' and 'target_alphas'")
+        raise _fail(where, key, "needs 'alphas_config' or both 'input_alphas' and 'target_alphas'")
+    for low, high in _BUDGETS:
+        if getattr(cfg, low) is not None and getattr(cfg, low) > getattr(cfg, high):
+            raise _fail(where, f"{key}.{low}", f"is {getattr(cfg, low)}, more than {high} = {getattr(cfg, high)}")
     return cfg
 
 
-def _default_base_dir(path: str) -> str:
-    directory = os.path.dirname(os.path.abspath(path))
-    probe = directory
-    while True:
-        if os.path.basename(probe) == "configs":
-            return os.path.dirname(probe)
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return directory
-        probe = parent
+def _datasets(raw: Any, key: str, where: str, required: bool) -> Mapping[str, Any]:
+    if raw is None and not required:
+        return {}
+    if not isinstance(raw, Mapping) or (required and not raw):
+        raise _fail(where, key, "must be a non-empty mapping of dataset name -> settings")
+    bad = [n for n in raw if not isinstance(n, str) or not n or "/" in n]
+    if bad:
+        raise _fail(where, key, f"has invalid dataset names {bad} (non-empty strings without '/')")
+    return raw
 
 
 def load_data_config(
-    path_or_dict: str | os.PathLike | Mapping[str, Any], base_dir: str | os.PathLike | None = None
+    source: str | os.PathLike | Mapping[str, Any], base_dir: str | os.PathLike | None = None, where: str | None = None,
 ) -> DataConfig:
-    """Load and validate a data config (file or mapping); errors name the file and the bad key."""
-    if isinstance(path_or_dict, Mapping):
-        raw, where = path_or_dict, "<data config dict>"
+    """Load and validate a data config file or mapping; errors name the source and the dotted key.
+
+    ``base_dir`` overrides where relative paths resolve (default: the file's project root, see
+    :func:`egom2p.core.paths.config_base_dir`; the working directory for a mapping). ``where`` names the
+    source in errors, e.g. ``"configs/train/demo-cpu.yaml: data"`` for a mapping taken from another file.
+    """
+    if isinstance(source, Mapping):
+        raw: Any = source
+        name = where or "<data config>"
         base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
     else:
-        where = os.fspath(path_or_dict)
-        raw = _read_config_text(where)
-        base = os.fspath(base_dir) if base_dir is not None else _default_base_dir(where)
+        path = os.fspath(source)
+        raw = read_config_file(path)
+        name = where or path
+        base = os.fspath(base_dir) if base_dir is not None else config_base_dir(path)
     if not isinstance(raw, Mapping):
-        raise ValueError(f"{where}: expected a mapping with 'train' (and optionally 'val')")
-    unknown = set(raw) - {"train", "val"}
-    if unknown:
-        raise ValueError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
+        raise ValueError(f"{name}: expected a mapping with 'train' (and optionally 'val'), got {type(raw).__name__}")
+    _check_keys(raw, TOP_KEYS, "", name)
     train = raw.get("train")
     if not isinstance(train, Mapping):
-        raise _fail(where, "train", "must be a mapping with 'datasets'")
-    unknown = set(train) - {"datasets", "weights", "max_bad_fraction"}
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) under 'train': {sorted(unknown)}")
-    datasets = train.get("datasets")
-    if not isinstance(datasets, Mapping) or not datasets:
-        raise _fail(where, "train.datasets", "must be a non-empty mapping")
-    train_sets = {n: _parse_dataset(n, d, where, base, None) for n, d in datasets.items()}
+        raise _fail(name, "train", "must be a mapping with 'datasets'")
+    _check_keys(train, TRAIN_KEYS, "train", name)
+    budgets = {k: _count(train.get(k), f"train.{k}", name, minimum=1) for k in ("num_input_tokens", "num_target_tokens")}
+    datasets = _datasets(train.get("datasets"), "train.datasets", name, required=True)
+    train_sets = {n: _parse_dataset(n, d, f"train.datasets.{n}", name, base, None, budgets) for n, d in datasets.items()}
     weights = train.get("weights", [1.0] * len(train_sets))
     if (not isinstance(weights, (list, tuple)) or len(weights) != len(train_sets)
             or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights) or sum(weights) <= 0):
-        raise _fail(where, "train.weights", f"must be {len(train_sets)} non-negative numbers with a positive sum, got {weights!r}")
+        raise _fail(name, "train.weights", f"must be {len(train_sets)} non-negative numbers with a positive sum, got {weights!r}")
     frac = train.get("max_bad_fraction", 0.1)
     if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
-        raise _fail(where, "train.max_bad_fraction", f"must be a number in [0, 1], got {frac!r}")
-    val_sets: dict[str, DatasetConfig] = {}
+        raise _fail(name, "train.max_bad_fraction", f"must be a number in [0, 1], got {frac!r}")
+    config = DataConfig(train=train_sets, weights=tuple(float(w) for w in weights), val={},
+                        max_bad_fraction=float(frac), source=name)
     val = raw.get("val")
-    if val is not None:
-        if not isinstance(val, Mapping) or set(val) - {"datasets"}:
-            raise _fail(where, "val", "must be a mapping with only 'datasets'")
-        vd = val.get("datasets") or {}
-        if not isinstance(vd, Mapping):
-            raise _fail(where, "val.datasets", "must be a mapping")
-        for n, d in vd.items():
-            val_sets[n] = _parse_dataset(n, d, where, base, train_sets.get(n))
-    return DataConfig(train=train_sets, weights=tuple(float(w) for w in weights), val=val_sets,
-                      max_bad_fraction=float(frac), source=where)
+    if val is None:
+        return config
+    if not isinstance(val, Mapping):
+        raise _fail(name, "val", "must be a mapping with 'datasets'")
+    _check_keys(val, VAL_KEYS, "val", name)
+    val_sets = {}
+    for n, d in _datasets(val.get("datasets"), "val.datasets", name, required=False).items():
+        key = f"val.datasets.{n}"
+        val_sets[n] = cfg = _parse_dataset(n, d, key, name, base, train_sets.get(n), budgets)
+        # Validation batches go through the model with the training budgets: they must fit.
+        for high, most in (("num_input_tokens", config.max_input_tokens), ("num_target_tokens", config.max_target_tokens)):
+            if getattr(cfg, high) > most:
+                raise _fail(name, f"{key}.{high}", f"is {getattr(cfg, high)}, more than the largest training budget {most}")
+    return replace(config, val=val_sets)

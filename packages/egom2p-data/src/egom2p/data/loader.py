@@ -4,8 +4,8 @@ Training: per rank and dataloader worker, every dataset is an infinite stream of
 shard is drawn with replacement, read whole, its samples visited in a seeded random order, each
 ``wds_n_repeats`` times). Each batch draws a dataset per sample by the mixture weights, masks each
 dataset's samples with that dataset's modalities and alphas (batched), fills the global modalities a
-dataset lacks (zeros, both masks True) and yields the batch contract. The stream is unbounded: an
-"epoch" is ``steps_per_epoch`` optimizer steps, counted by the trainer.
+dataset lacks (zeros, both masks True) and yields the batch contract. The stream is unbounded: the
+trainer counts steps. Each dataset is masked with its own token budgets from the data config.
 
 Resuming: ``state_dict()`` holds the position. With ``num_workers=0`` it is exact (RNG states, shard draw
 and offset per dataset: the shard in progress is re-read and skipped into). With workers, the loader
@@ -26,25 +26,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from egom2p.core.modalities import ModalitySpec
+from egom2p.core.shards import ShardError, decode_tokens, expand_shard_pattern, iter_folder_samples, read_shard
 from egom2p.data.config import DataConfig, DatasetConfig
 from egom2p.data.masking import UnifiedMasking
-from egom2p.data.modalities import ModalityInfo
-from egom2p.data.shards import ShardError, decode_tokens, expand_shard_pattern, read_shard
+from egom2p.data.shards import open_url
 
-__all__ = ["build_train_loader", "build_val_loaders", "steps_per_epoch", "TrainLoader", "ValLoader"]
+__all__ = ["build_train_loader", "build_val_loaders", "TrainLoader", "ValLoader"]
 
 logger = logging.getLogger("egom2p.data")
 MIN_SAMPLES_FOR_BAD_CHECK = 50
 MAX_FRUITLESS_DRAWS = 100  # a dataset whose shards all fail stops the run even with max_bad_fraction=1
 Sample = dict[str, np.ndarray]
-
-
-def steps_per_epoch(epoch_size: int, batch_size: int, world_size: int) -> int:
-    """Optimizer steps in one nominal epoch of ``epoch_size`` samples over all ranks (SPEC 5.4)."""
-    steps = epoch_size // (batch_size * world_size)
-    if steps <= 0:
-        raise ValueError(f"epoch_size {epoch_size} is smaller than one global batch ({batch_size} x {world_size})")
-    return steps
+RawSample = dict[str, tuple[str, bytes]]  # modality -> (member name, bytes)
 
 
 def _new_stats() -> dict[str, Any]:
@@ -96,7 +90,7 @@ class _BadData:
 
 def _decode_sample(
     key: str, url: str, raw: Mapping[str, tuple[str, bytes]], modalities: tuple[str, ...],
-    infos: Mapping[str, ModalityInfo], bad: _BadData,
+    specs: Mapping[str, ModalitySpec], bad: _BadData,
 ) -> Sample | None:
     """Decode and validate one sample; on a problem count it and return None."""
     where = f"{url}:{key}"
@@ -106,42 +100,46 @@ def _decode_sample(
             bad.bad_sample("missing_modality", where, f"no file for modality '{name}'")
             return None
         member, data = raw[name]
-        info = infos[name]
         try:
             array = decode_tokens(member, data)
         except Exception as exc:  # any undecodable member is bad data, never a crash
             bad.bad_sample("decode_error", where, f"{name}: {exc}")
             return None
-        if array.shape != info.shape and array.shape != (info.num_tokens,):
-            bad.bad_sample("bad_shape", where, f"{name} has shape {array.shape}, expected {info.shape}")
-            return None
-        if array.size and (array.min() < 0 or array.max() >= info.vocab_size):
-            bad.bad_sample("out_of_vocab", where, f"{name} tokens in [{array.min()}, {array.max()}], vocab {info.vocab_size}")
+        problem = specs[name].check_tokens(array)
+        if problem is not None:
+            bad.bad_sample("bad_tokens", where, problem)
             return None
         out[name] = array.reshape(-1)
     bad.good()
     return out
 
 
-def _folder_map(cfg: DatasetConfig, infos: Mapping[str, ModalityInfo]) -> dict[str, str]:
-    mapping = {infos[m].folder: m for m in cfg.modalities}
+def _folder_map(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> dict[str, str]:
+    """Shard folder -> modality name for one dataset (the spec's folder, then ``modality_name_map``)."""
+    mapping = {specs[m].folder: m for m in cfg.modalities}
     mapping.update(cfg.modality_name_map)
     return mapping
 
 
-def _check_modalities(cfg: DatasetConfig, infos: Mapping[str, ModalityInfo]) -> None:
-    missing = [m for m in cfg.modalities if m not in infos]
+def _by_modality(raw: Mapping[str, tuple[str, bytes]], folders: Mapping[str, str]) -> RawSample:
+    """A sample read by folder, keyed by modality name (folders of no modality are dropped)."""
+    return {folders[f]: member for f, member in raw.items() if f in folders}
+
+
+def _read_samples(url: str, folders: Mapping[str, str]) -> list[tuple[str, RawSample]]:
+    """One shard URL (local or ``s3://``) as ``[(key, {modality: (member, bytes)})]``."""
+    return [(key, _by_modality(raw, folders)) for key, raw in read_shard(url, open_url)]
+
+
+def _check_modalities(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> None:
+    missing = [m for m in cfg.modalities if m not in specs]
     if missing:
-        raise ValueError(f"dataset '{cfg.name}' uses modalities {missing} that are not in the modality set {sorted(infos)}")
+        raise ValueError(f"dataset '{cfg.name}' uses modalities {missing} that are not in the modality set {sorted(specs)}")
 
 
-def _masking_for(cfg: DatasetConfig, infos: Mapping[str, ModalityInfo], n_in: int | None, n_tg: int | None) -> UnifiedMasking:
-    n_in = n_in if n_in is not None else cfg.num_input_tokens
-    n_tg = n_tg if n_tg is not None else cfg.num_target_tokens
-    if n_in is None or n_tg is None:
-        raise ValueError(f"dataset '{cfg.name}': num_input_tokens / num_target_tokens are neither given nor in the config")
+def _masking_for(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> UnifiedMasking:
     return UnifiedMasking.from_config(
-        {m: infos[m] for m in cfg.modalities}, cfg.in_domains, cfg.out_domains, n_in, n_tg,
+        {m: specs[m] for m in cfg.modalities}, cfg.in_domains, cfg.out_domains, cfg.num_input_tokens, cfg.num_target_tokens,
         alphas_config=cfg.alphas_config, input_alphas=cfg.input_alphas, target_alphas=cfg.target_alphas,
         min_input_tokens=cfg.min_input_tokens, min_target_tokens=cfg.min_target_tokens, enforce_domains=cfg.enforce_domains,
     )
@@ -155,11 +153,11 @@ def _seed(*parts: int) -> int:
 class _DatasetStream:
     """One dataset's infinite sample stream for one (rank, worker): resampled shards, shuffled in-shard."""
 
-    def __init__(self, cfg: DatasetConfig, infos: Mapping[str, ModalityInfo], seed_parts: tuple[int, ...], bad: _BadData) -> None:
+    def __init__(self, cfg: DatasetConfig, specs: Mapping[str, ModalitySpec], seed_parts: tuple[int, ...], bad: _BadData) -> None:
         self.cfg = cfg
-        self.infos = infos
+        self.specs = specs
         self.urls = expand_shard_pattern(cfg.data_path)
-        self.folders = _folder_map(cfg, infos)
+        self.folders = _folder_map(cfg, specs)
         self.seed_parts = seed_parts
         self.bad = bad
         self.draw = -1  # index of the shard draw in progress
@@ -180,7 +178,7 @@ class _DatasetStream:
             self._samples = []
         else:
             try:
-                self._samples = read_shard(self._url, self.folders)
+                self._samples = _read_samples(self._url, self.folders)
             except (ShardError, OSError, ValueError) as exc:
                 self._samples = []
                 self._known_bad.add(self._url)
@@ -209,7 +207,7 @@ class _DatasetStream:
                 continue
             key, raw = self._samples[self._order[self.offset]]
             self.offset += 1
-            sample = _decode_sample(key, self._url, raw, self.cfg.modalities, self.infos, self.bad)
+            sample = _decode_sample(key, self._url, raw, self.cfg.modalities, self.specs, self.bad)
             if sample is not None:
                 self._fruitless_draws = 0
                 return sample
@@ -217,14 +215,14 @@ class _DatasetStream:
 
 def _collate(
     groups: Mapping[int, list[int]], masked: Mapping[int, Mapping[str, Mapping[str, torch.Tensor]]],
-    infos: Mapping[str, ModalityInfo], batch_size: int,
+    specs: Mapping[str, ModalitySpec], batch_size: int,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Assemble per-dataset masked groups into one batch with every global modality present."""
     batch = {}
-    for name, info in infos.items():
-        tensor = torch.zeros(batch_size, info.num_tokens, dtype=torch.int64)
-        input_mask = torch.ones(batch_size, info.num_tokens, dtype=torch.bool)
-        target_mask = torch.ones(batch_size, info.num_tokens, dtype=torch.bool)
+    for name, spec in specs.items():
+        tensor = torch.zeros(batch_size, spec.num_tokens, dtype=torch.int64)
+        input_mask = torch.ones(batch_size, spec.num_tokens, dtype=torch.bool)
+        target_mask = torch.ones(batch_size, spec.num_tokens, dtype=torch.bool)
         for ds, rows in groups.items():
             if name in masked[ds]:
                 idx = torch.tensor(rows)
@@ -298,9 +296,8 @@ class TrainLoader:
     """Infinite iterable of training batches for one rank (see the module docstring)."""
 
     def __init__(
-        self, config: DataConfig, modalities: Mapping[str, ModalityInfo], batch_size: int, rank: int = 0,
-        world_size: int = 1, num_workers: int = 0, seed: int = 0, num_input_tokens: int | None = None,
-        num_target_tokens: int | None = None,
+        self, config: DataConfig, modalities: Mapping[str, ModalitySpec], batch_size: int, rank: int = 0,
+        world_size: int = 1, num_workers: int = 0, seed: int = 0,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -310,7 +307,7 @@ class TrainLoader:
         self.modalities = {n: modalities[n] for n in sorted(modalities)}
         for cfg in config.train.values():
             _check_modalities(cfg, self.modalities)
-        self.maskings = [_masking_for(config.train[n], self.modalities, num_input_tokens, num_target_tokens) for n in config.train]
+        self.maskings = [_masking_for(config.train[n], self.modalities) for n in config.train]
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.num_workers, self.seed = num_workers, seed
         self.generation = 0
@@ -368,36 +365,17 @@ class TrainLoader:
 
 
 def build_train_loader(
-    config: DataConfig, modalities: Mapping[str, ModalityInfo], batch_size: int, rank: int = 0, world_size: int = 1,
-    num_workers: int = 0, seed: int = 0, num_input_tokens: int | None = None, num_target_tokens: int | None = None,
+    config: DataConfig, modalities: Mapping[str, ModalitySpec], batch_size: int, rank: int = 0, world_size: int = 1,
+    num_workers: int = 0, seed: int = 0,
 ) -> TrainLoader:
-    """The infinite training loader of one rank (see :class:`TrainLoader`)."""
-    return TrainLoader(config, modalities, batch_size, rank, world_size, num_workers, seed, num_input_tokens, num_target_tokens)
-
-
-def _folder_samples(root: str, cfg: DatasetConfig, folders: Mapping[str, str]) -> Iterator[tuple[str, str, dict[str, tuple[str, bytes]]]]:
-    """The original's validation layout: ``<root>/<folder>/<dataset>/<key>.npz``, paired by file stem."""
-    per_mod: dict[str, dict[str, str]] = {}
-    for folder, name in folders.items():
-        directory = os.path.join(root, folder, cfg.name)
-        if name in cfg.modalities and os.path.isdir(directory):
-            per_mod[name] = {f.partition(".")[0]: os.path.join(directory, f) for f in sorted(os.listdir(directory))}
-    if not per_mod:
-        raise FileNotFoundError(f"validation set '{cfg.name}': no folder {root}/<folder>/{cfg.name}/ for {list(cfg.modalities)}")
-    first = per_mod[min(per_mod)]
-    for key in first:
-        raw = {}
-        for name, files in per_mod.items():
-            if key in files:
-                with open(files[key], "rb") as f:
-                    raw[name] = (os.path.basename(files[key]), f.read())
-        yield key, os.path.join(root, cfg.name), raw
+    """The infinite training loader of one rank (see :class:`TrainLoader`); budgets come from ``config``."""
+    return TrainLoader(config, modalities, batch_size, rank, world_size, num_workers, seed)
 
 
 class ValLoader:
     """Finite validation batches of one dataset for one rank: sample i goes to rank ``i % world_size``."""
 
-    def __init__(self, cfg: DatasetConfig, modalities: Mapping[str, ModalityInfo], masking: UnifiedMasking, batch_size: int,
+    def __init__(self, cfg: DatasetConfig, modalities: Mapping[str, ModalitySpec], masking: UnifiedMasking, batch_size: int,
                  rank: int, world_size: int, seed: int, max_bad_fraction: float, fill_missing_modalities: bool) -> None:
         self.cfg, self.modalities, self.masking = cfg, modalities, masking
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
@@ -405,16 +383,20 @@ class ValLoader:
         self.fill_missing_modalities = fill_missing_modalities
         self.stats = _new_stats()
 
-    def _raw_samples(self) -> Iterator[tuple[str, str, dict[str, tuple[str, bytes]]]]:
+    def _raw_samples(self) -> Iterator[tuple[str, str, RawSample]]:
         folders = _folder_map(self.cfg, self.modalities)
         if ".tar" not in self.cfg.data_path:
-            yield from _folder_samples(self.cfg.data_path, self.cfg, folders)
+            # The original's per-file layout <root>/<folder>/<dataset>/<key>.npz (local only).
+            own = sorted((f for f, m in folders.items() if m in self.cfg.modalities), key=folders.__getitem__)
+            where = os.path.join(self.cfg.data_path, self.cfg.name)
+            for key, raw in iter_folder_samples(self.cfg.data_path, self.cfg.name, own):
+                yield key, where, _by_modality(raw, folders)
             return
         bad = _BadData(self.stats, self.max_bad_fraction)
         for url in expand_shard_pattern(self.cfg.data_path):
             self.stats["shards_read"] += 1
             try:
-                samples = read_shard(url, folders)
+                samples = _read_samples(url, folders)
             except (ShardError, OSError, ValueError) as exc:
                 bad.bad_shard(url, str(exc))
                 continue
@@ -448,20 +430,21 @@ class ValLoader:
 
 
 def build_val_loaders(
-    config: DataConfig, modalities: Mapping[str, ModalityInfo], batch_size: int, rank: int = 0, world_size: int = 1,
-    num_input_tokens: int | None = None, num_target_tokens: int | None = None, seed: int = 0,
-    fill_missing_modalities: bool = False,
+    config: DataConfig, modalities: Mapping[str, ModalitySpec], batch_size: int, rank: int = 0, world_size: int = 1,
+    seed: int = 0, fill_missing_modalities: bool = False,
 ) -> dict[str, ValLoader]:
     """One finite, seeded validation loader per val dataset (every sample read once across ranks).
+
+    Each dataset is masked with its own budgets from ``config`` (the train entry's, unless overridden).
 
     As in the original, a val batch holds only the dataset's own modalities unless
     ``fill_missing_modalities`` (then every global modality is present, absent ones fully masked).
     """
-    infos = {n: modalities[n] for n in sorted(modalities)}
+    specs = {n: modalities[n] for n in sorted(modalities)}
     loaders = {}
     for i, (name, cfg) in enumerate(config.val.items()):
-        _check_modalities(cfg, infos)
-        masking = _masking_for(cfg, infos, num_input_tokens, num_target_tokens)
-        loaders[name] = ValLoader(cfg, infos, masking, batch_size, rank, world_size, _seed(seed, i),
+        _check_modalities(cfg, specs)
+        masking = _masking_for(cfg, specs)
+        loaders[name] = ValLoader(cfg, specs, masking, batch_size, rank, world_size, _seed(seed, i),
                                   config.max_bad_fraction, fill_missing_modalities)
     return loaders

@@ -8,22 +8,24 @@ random input and target positions. Output follows the batch contract: ``tensor``
 ``input_mask`` / ``target_mask`` bool ``[B, N_m]`` with True = NOT an input / NOT a target.
 
 Everything is driven by one ``torch.Generator`` (or an int seed), so a seed gives the same masks in any
-process. This module needs only torch (no numpy, yaml or webdataset at import).
+process. This module needs only torch at import (no numpy, PyYAML or egom2p.core).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from egom2p.data.alphas import AlphasConfig, load_alphas_config, parse_alphas_string
-from egom2p.data.modalities import ModalityInfo
 from egom2p.data.sampling import random_disjoint_masks, sample_log_gamma
 from torch import Tensor
 
-__all__ = ["UnifiedMasking", "as_generator", "empty_modality"]
+if TYPE_CHECKING:  # egom2p.core imports PyYAML; masking stays importable with torch alone
+    from egom2p.core.modalities import ModalitySpec
+
+__all__ = ["UnifiedMasking", "as_generator"]
 
 MIN_ALPHA = 1e-9  # the original clamps concentrations to this before sampling
 Seed = int | torch.Generator | None
@@ -41,21 +43,11 @@ def as_generator(seed: Seed) -> torch.Generator:
     return gen
 
 
-def empty_modality(num_tokens: int, batch_size: int | None = None) -> dict[str, Tensor]:
-    """A modality absent from a sample: zero tokens, both masks all True (nothing in, nothing out)."""
-    shape = (num_tokens,) if batch_size is None else (batch_size, num_tokens)
-    return {
-        "tensor": torch.zeros(shape, dtype=torch.int64),
-        "input_mask": torch.ones(shape, dtype=torch.bool),
-        "target_mask": torch.ones(shape, dtype=torch.bool),
-    }
-
-
-def _token_counts(modalities: Mapping[str, int | ModalityInfo]) -> dict[str, int]:
+def _token_counts(modalities: Mapping[str, int | ModalitySpec]) -> dict[str, int]:
     out = {}
     for name in sorted(modalities):
         value = modalities[name]
-        n = value.num_tokens if isinstance(value, ModalityInfo) else int(value)
+        n = value.num_tokens if hasattr(value, "num_tokens") else int(value)  # a ModalitySpec or a count
         if n <= 0:
             raise ValueError(f"modality '{name}' must have a positive token count, got {n}")
         out[name] = n
@@ -73,7 +65,7 @@ class UnifiedMasking:
     """Mixture-of-Dirichlet token-budget masking over one dataset's modalities.
 
     Args:
-        modalities: name -> token count (or :class:`ModalityInfo`) of the dataset's modalities.
+        modalities: name -> token count (or :class:`~egom2p.core.modalities.ModalitySpec`) of the dataset's modalities.
         input_alphas / target_alphas: name -> K concentrations (one per mixture component); a modality
             missing here gets 0 (it never receives budget unless all others are 0 too, as in the original).
         sampling_weights: K component weights, or None for a uniform choice.
@@ -82,7 +74,7 @@ class UnifiedMasking:
 
     def __init__(
         self,
-        modalities: Mapping[str, int | ModalityInfo],
+        modalities: Mapping[str, int | ModalitySpec],
         input_alphas: Mapping[str, Sequence[float]],
         target_alphas: Mapping[str, Sequence[float]],
         sampling_weights: Sequence[float] | None = None,
@@ -124,7 +116,7 @@ class UnifiedMasking:
     @classmethod
     def from_config(
         cls,
-        modalities: Mapping[str, int | ModalityInfo],
+        modalities: Mapping[str, int | ModalitySpec],
         in_domains: Iterable[str],
         out_domains: Iterable[str],
         num_input_tokens: int,
