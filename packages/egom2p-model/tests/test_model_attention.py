@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
-from egom2p.model.attention import attention
+from egom2p.core.enums import AttnBackend
+from egom2p.model import attention as attention_module
+from egom2p.model.attention import CAUSAL_BACKENDS, attention, check_backend, resolve_backend
 
 
 def _qkv(b=2, h=2, nq=5, nk=7, d=4, dtype=torch.float64, seed=0):
@@ -72,7 +76,7 @@ def test_causal_rule():
 
 def test_bad_arguments_raise():
     q, k, v = _qkv()
-    with pytest.raises(ValueError, match="unknown attention backend"):
+    with pytest.raises(ValueError, match=r"attn_backend: 'flash' is not one of \['auto', 'reference', 'sdpa', 'triton'\]"):
         attention(q, k, v, backend="flash")
     with pytest.raises(ValueError, match="key_lengths"):
         attention(q, k, v, key_lengths=torch.zeros(3, dtype=torch.int32))
@@ -82,12 +86,27 @@ def test_bad_arguments_raise():
         attention(q, k.float(), v, backend="reference")
 
 
-def test_triton_backend_without_kernel_gives_clear_error():
-    try:
-        import egom2p.model.kernels.flash_attention  # noqa: F401
-    except ImportError:
-        q, k, v = _qkv()
-        with pytest.raises(RuntimeError, match="triton"):
-            attention(q, k, v, backend="triton")
-    else:
-        pytest.skip("the Triton kernel is installed; its own tests cover it")
+def test_triton_backend_without_kernel_gives_clear_error(monkeypatch):
+    # Simulate an install without triton: importing the kernel module fails.
+    monkeypatch.setitem(sys.modules, "egom2p.model.kernels.flash_attention", None)
+    q, k, v = _qkv()
+    with pytest.raises(RuntimeError, match="backend 'triton' needs triton.*Use attn_backend='sdpa'"):
+        attention(q, k, v, backend="triton")
+    assert resolve_backend("auto", torch.device("cuda")) is AttnBackend.SDPA  # auto falls back quietly
+
+
+def test_one_rule_for_causal_and_auto(monkeypatch):
+    assert AttnBackend.TRITON not in CAUSAL_BACKENDS
+    for backend in ("reference", "sdpa", "auto"):
+        assert check_backend(backend, causal=True) == backend
+    with pytest.raises(ValueError, match="'triton' has no causal mode"):
+        check_backend("triton", causal=True)
+    q, k, v = _qkv(nq=5, nk=5)
+    with pytest.raises(ValueError, match="'triton' has no causal mode"):
+        attention(q, k, v, backend="triton", causal=True)
+    monkeypatch.setattr(attention_module, "_triton_available", lambda: True)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_backend("auto", cuda) is AttnBackend.TRITON
+    assert resolve_backend("auto", cuda, causal=True) is AttnBackend.SDPA
+    assert resolve_backend("auto", cpu) is AttnBackend.SDPA
+    assert resolve_backend("reference", cuda) is AttnBackend.REFERENCE

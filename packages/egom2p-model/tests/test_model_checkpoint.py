@@ -1,4 +1,4 @@
-"""Checkpoints: our safetensors directory, the original .pth layout, and the converter CLI."""
+"""Checkpoints: our safetensors directory, training-run layouts, the original .pth layout, and the converter CLI."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from egom2p.model import EgoM2P
+from egom2p.model import EgoM2P, resolve_checkpoint, write_pretrained
 from egom2p.model.checkpoint import config_from_original_args
 from egom2p.model.convert import main as convert_main
 from model_helpers import random_batch, tiny_config
 
-MANIFEST = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "egom2p_b_state_dict_manifest.tsv"
+# The released checkpoint's keys and shapes (fixtures/PARITY_README.md). Missing = failure.
+MANIFEST = Path(__file__).parent / "fixtures" / "egom2p_b_state_dict_manifest.tsv"
 
 
 def _outputs(model, batch):
@@ -36,8 +37,6 @@ def test_save_load_round_trip(tmp_path):
 
 def _original_layout(model: EgoM2P) -> dict[str, torch.Tensor]:
     """The original's state dict for ``model``'s weights, built from the released key manifest."""
-    if not MANIFEST.is_file():
-        pytest.skip(f"state-dict manifest not found at {MANIFEST}")
     ours = model.state_dict()
     buffers = dict(model.named_buffers(remove_duplicate=False))
     state = {}
@@ -105,10 +104,73 @@ def test_convert_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         convert_main(["--help"])
     assert exit_info.value.code == 0 and "egom2p-convert checkpoint-main.pth" in capsys.readouterr().out
-    assert convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 1
-    assert "not found" in capsys.readouterr().err
-    # Our own directory converts to itself (the path a released .pth takes is the same code).
+    with pytest.raises(SystemExit) as exit_info:
+        convert_main(["--version"])
+    assert exit_info.value.code == 0 and "egom2p-convert 0.1.0" in capsys.readouterr().out
+    assert convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pth: no such file or directory" in err and err.count("\n") == 1
+    # A run directory converts its newest step (the path a released .pth takes is the same code).
     model = EgoM2P(tiny_config())
-    model.save_pretrained(tmp_path / "a")
-    assert convert_main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    model.save_pretrained(tmp_path / "run" / "checkpoints" / "step-3")
+    assert convert_main([str(tmp_path / "run"), str(tmp_path / "b")]) == 0
+    assert "step-3" in capsys.readouterr().out
     assert EgoM2P.from_pretrained(tmp_path / "b").config == model.config
+
+
+def _step(run: Path, name: str, model: EgoM2P | None = None) -> Path:
+    """A trainer step directory: weights + config (when ``model`` is given) and the ignored train state."""
+    step = run / "checkpoints" / name
+    step.mkdir(parents=True)
+    if model is not None:
+        model.save_pretrained(step)
+    torch.save({"step": 1}, step / "train_state.pt")
+    return step
+
+
+def test_resolve_checkpoint_finds_step_dirs_runs_and_original_files(tmp_path):
+    model = EgoM2P(tiny_config())
+    run = tmp_path / "run"
+    step2, step10 = _step(run, "step-2", model), _step(run, "step-10", model)
+    _step(run, "step-11")  # interrupted: no weights yet
+    (run / "checkpoints" / "step-12.tmp").mkdir()  # being written
+    model.save_pretrained(run / "checkpoints" / "step-13.tmp")
+    # A step directory (train_state.pt beside the weights) is itself a checkpoint.
+    assert resolve_checkpoint(step2) == step2
+    loaded = EgoM2P.from_pretrained(step2)
+    batch = random_batch(model.config)
+    assert torch.equal(_outputs(loaded, batch).loss, _outputs(model, batch).loss)
+    # The run directory and its checkpoints/ folder: the highest complete step, numerically (10 > 2).
+    assert resolve_checkpoint(run) == step10
+    assert resolve_checkpoint(str(run / "checkpoints")) == step10
+    assert EgoM2P.from_pretrained(run).config == model.config
+    # An original file is itself.
+    torch.save({"model": model.state_dict()}, tmp_path / "checkpoint-main.pth")
+    assert resolve_checkpoint(tmp_path / "checkpoint-main.pth") == tmp_path / "checkpoint-main.pth"
+
+
+def test_resolve_checkpoint_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere: no such file or directory; expected a directory with model.safetensors"):
+        resolve_checkpoint(tmp_path / "nowhere")
+    _step(tmp_path / "run", "step-4")  # only a train state, no weights
+    (tmp_path / "run" / "checkpoints" / "step-5.tmp").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"run: not a checkpoint.*checkpoints/step-<N>/"):
+        resolve_checkpoint(tmp_path / "run")
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"weights.bin: not a checkpoint"):
+        EgoM2P.from_pretrained(tmp_path / "weights.bin")
+
+
+def test_write_pretrained_from_a_state_dict(tmp_path):
+    model = EgoM2P(tiny_config())
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    write_pretrained(tmp_path / "out", state, model.config)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors"]  # no temp files
+    batch = random_batch(model.config)
+    assert torch.equal(_outputs(EgoM2P.from_pretrained(tmp_path / "out"), batch).loss, _outputs(model, batch).loss)
+    # Overwriting keeps the directory valid, and a state dict that does not fit the config is refused.
+    write_pretrained(tmp_path / "out", state, model.config)
+    state["encoder.0.attn.extra"] = state.pop("mask_token")
+    with pytest.raises(ValueError, match=r"missing keys \['mask_token'\]; unexpected keys \['encoder.0.attn.extra'\]"):
+        write_pretrained(tmp_path / "bad", state, model.config)
+    assert not (tmp_path / "bad").exists()

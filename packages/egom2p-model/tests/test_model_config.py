@@ -1,12 +1,14 @@
-"""Modalities, position embeddings, config validation and presets."""
+"""Modalities in the config, position embeddings, config validation and presets."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
-from egom2p.model import PRESETS, EgoM2P, EgoM2PConfig, load_modality_specs, preset_config
+from egom2p.core.modalities import ModalitySpec
+from egom2p.model import PRESETS, EgoM2P, EgoM2PConfig, preset_config
 from egom2p.model.embeddings import sincos_1d, sincos_3d
 from model_helpers import TINY_MODALITIES, tiny_config
 
@@ -39,19 +41,25 @@ def test_position_tables_need_the_right_width():
         sincos_1d(3, 7)
 
 
-def test_modality_specs_from_file_and_dict(tmp_path):
+def test_config_modalities_from_file_entries_or_specs(tmp_path):
     path = tmp_path / "mods.yaml"
-    path.write_text('# comment\n{"tok_b": {"vocab_size": 8, "length": 4}, "tok_a": {"vocab_size": 9, "grid": [1, 2, 3], "folder": "a"}}\n')
-    specs = load_modality_specs(path)
-    assert list(specs) == ["tok_a", "tok_b"]
-    assert specs["tok_a"].num_tokens == 6 and specs["tok_a"].shape == (1, 2, 3) and specs["tok_b"].shape == (4,)
-    assert load_modality_specs({k: v.to_dict() for k, v in specs.items()}) == specs
+    path.write_text("tok_b: {vocab_size: 8, length: 4}\ntok_a: {vocab_size: 9, grid: [1, 2, 6], folder: video_a}\n")
+    from_file = tiny_config(modalities=path)
+    specs = from_file.modalities
+    assert list(specs) == ["tok_a", "tok_b"] and all(isinstance(m, ModalitySpec) for m in specs.values())
+    assert (specs["tok_a"].num_tokens, specs["tok_a"].folder, specs["tok_b"].folder) == (12, "video_a", "b")
+    assert tiny_config(modalities={k: v.to_dict() for k, v in specs.items()}) == from_file
+    assert tiny_config(modalities=dict(specs)) == from_file
+    # config.json always records each modality's folder.
+    assert json.loads(json.dumps(from_file.to_dict()))["modalities"]["tok_b"] == {"vocab_size": 8, "length": 4, "folder": "b"}
     with pytest.raises(ValueError, match="tok_c.*exactly one"):
-        load_modality_specs({"tok_c": {"vocab_size": 3, "length": 2, "grid": [1, 1, 2]}})
-    with pytest.raises(ValueError, match="tok_c.*unknown keys"):
-        load_modality_specs({"tok_c": {"vocab_size": 3, "length": 2, "size": 1}})
-    with pytest.raises(FileNotFoundError):
-        load_modality_specs(tmp_path / "missing.yaml")
+        tiny_config(modalities={"tok_c": {"vocab_size": 3, "length": 2, "grid": [1, 1, 2]}})
+    with pytest.raises(ValueError, match=r"tok_c.*unknown key\(s\) \['size'\]"):
+        tiny_config(modalities={"tok_c": {"vocab_size": 3, "length": 2, "size": 1}})
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        tiny_config(modalities=tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="modalities must be a path or a mapping"):
+        tiny_config(modalities=["tok_a"])
 
 
 @pytest.mark.parametrize(

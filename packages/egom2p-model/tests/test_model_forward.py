@@ -7,7 +7,9 @@ import math
 
 import pytest
 import torch
+from egom2p.core.enums import AttnBackend
 from egom2p.model import EgoM2P
+from egom2p.model import model as model_module
 from model_helpers import random_batch, tiny_config
 
 
@@ -143,20 +145,54 @@ def test_backends_agree_in_float64_forward_and_backward():
         torch.testing.assert_close(a, b)
 
 
-def test_fused_loss_flag_uses_the_kernel_entry_point():
+def test_fused_loss_flag_uses_the_kernel_entry_point(monkeypatch):
     model = _model(fused_loss=True)
     batch = random_batch(model.config, seed=8)
-    try:
-        import egom2p.model.kernels.fused_linear_ce  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError):
+    from egom2p.model.kernels import fused_linear_ce
+
+    calls = []
+    kernel = fused_linear_ce.fused_linear_cross_entropy
+    monkeypatch.setattr(fused_linear_ce, "fused_linear_cross_entropy", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
+    with torch.no_grad():
+        fused = model(batch).loss
+        assert calls  # the flag took the fused path
+        model.config.fused_loss = False
+        plain = model(batch).loss
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_check_vocab_false_skips_the_token_id_check():
+    model = _model()
+    batch = random_batch(model.config, seed=10)
+    unused = batch["tok_rgb"]["input_mask"][0] & batch["tok_rgb"]["target_mask"][0]
+    slot = int(unused.nonzero()[0])  # a token that is neither an input nor a target
+    with torch.no_grad():
+        reference = model(batch).loss
+        batch["tok_rgb"]["tensor"].view(2, -1)[0, slot] = 10**6  # outside the vocabulary, never looked up
+        with pytest.raises(ValueError, match=r"tok_rgb.*outside the vocabulary"):
             model(batch)
-    else:
-        with torch.no_grad():
-            fused = model(batch).loss
-            model.config.fused_loss = False
-            plain = model(batch).loss
-        torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+        with pytest.raises(ValueError, match=r"tok_rgb.*outside the vocabulary"):
+            model.encode(batch)
+        assert torch.equal(model(batch, check_vocab=False).loss, reference)
+        assert model.encode(batch, check_vocab=False).context.shape[0] == 2
+
+
+def test_attention_backend_is_resolved_when_built_and_moved(monkeypatch):
+    calls = []
+    real = model_module.resolve_backend
+    monkeypatch.setattr(model_module, "resolve_backend", lambda *a: calls.append(a) or real(*a))
+    model = _model(attn_backend="auto")
+    assert model.attn_backend is AttnBackend.SDPA and len(calls) == 1  # auto on CPU
+    batch = random_batch(model.config, seed=11)
+    with torch.no_grad():
+        model(batch)
+        model.decode_positions(model.encode(batch), "tok_cam", torch.tensor([[0], [1]]))
+    assert len(calls) == 1  # not per forward
+    model.to(torch.float64)  # every move re-resolves `auto` for the model's device
+    assert len(calls) == 2 and calls[-1] == ("auto", torch.device("cpu"), False)
+    assert _model(attn_backend="reference").attn_backend is AttnBackend.REFERENCE
+    with pytest.raises(ValueError, match=r"loss_type: 'mean' is not one of \['mod', 'token', 'mod_present'\]"):
+        model(batch, loss_type="mean")
 
 
 @pytest.mark.parametrize(

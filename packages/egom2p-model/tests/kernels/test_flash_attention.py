@@ -8,7 +8,6 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
-pytest.importorskip("numpy", reason="Triton's interpreter needs numpy")
 
 from egom2p.model.kernels.flash_attention import flash_attention, segment_block_ranges  # noqa: E402
 from egom2p.model.kernels.reference import masked_attention_reference  # noqa: E402

@@ -1,4 +1,9 @@
-"""Checkpoint I/O: our format (safetensors + config.json) and the released original ``.pth``.
+"""Checkpoint I/O: our format (safetensors + config.json), training runs, and the released original ``.pth``.
+
+Our checkpoint is a directory holding ``model.safetensors`` and ``config.json`` (what
+:func:`write_pretrained` writes); a trainer's ``output_dir/checkpoints/step-<N>/`` is one, with its
+``train_state.pt`` beside (ignored here). :func:`resolve_checkpoint` finds the checkpoint a path
+names: such a directory, a run directory or its ``checkpoints/`` folder, or an original file.
 
 The original's state dict (SPEC 8.2) has our parameter names plus entries we do not store:
 fixed ``pos_emb`` buffers, all-zero LayerNorm ``bias`` buffers (bias-free variants), and tied
@@ -10,29 +15,130 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from egom2p.core.modalities import RELEASED_MODALITIES
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import EgoM2PConfig
-from .modalities import RELEASED_MODALITIES
 from .presets import PRESETS
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+ORIGINAL_SUFFIXES = (".pth", ".pt")
+_STEP_DIR = re.compile(r"step-(\d+)")  # a trainer's step directory; "step-5.tmp" and the like do not match
 
 
-def save_pretrained(model: nn.Module, directory: str | Path) -> None:
-    """Write ``model.safetensors`` (parameters only) and ``config.json`` into ``directory``."""
+def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """``write(temp_path)`` beside ``path``, fsync, then rename over ``path``: readers see old or new, never half."""
+    # A unique hidden name in the same folder (same filesystem, so the rename is atomic).
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"))
+    try:
+        with open(tmp, "xb"):
+            pass
+        mode = os.stat(tmp).st_mode & 0o777  # what a new file gets under the umask
+        write(tmp)
+        os.chmod(tmp, mode)  # safetensors writes 0600; checkpoints are shared like any other file
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the renames durable; some platforms/filesystems cannot open a directory for fsync.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_state_keys(state_dict: Mapping[str, torch.Tensor], config: EgoM2PConfig) -> None:
+    from .model import EgoM2P  # checkpoint <- model import cycle; only needed here
+
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {k: tuple(v.shape) for k, v in EgoM2P(config).state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state_dict) if tuple(state_dict[k].shape) != expected[k])
+    if missing or unexpected or wrong:
+        raise ValueError(f"state dict does not match the config: missing keys {missing}; unexpected keys {unexpected}; "
+                         f"wrong shapes {[(k, tuple(state_dict[k].shape), expected[k]) for k in wrong]}")
+
+
+def write_pretrained(directory: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], config: EgoM2PConfig) -> None:
+    """Write ``model.safetensors`` (``state_dict``) and ``config.json`` (``config``) into ``directory``.
+
+    The file-writing half of ``save_pretrained``, for callers that hold a full state dict but no
+    model to call it on (the trainer exporting a sharded or compiled model). The keys and shapes
+    must be those of ``EgoM2P(config)`` (ValueError naming the differences otherwise), so the
+    directory always opens with ``EgoM2P.from_pretrained``. Each file is written under a temporary
+    name, fsynced and renamed into place.
+    """
+    if not isinstance(config, EgoM2PConfig):
+        raise TypeError(f"config must be an EgoM2PConfig, got {type(config).__name__}")
+    _check_state_keys(state_dict, config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    (directory / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    _write_atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    _write_atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    _fsync_dir(directory)
+
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> None:
+    """Write ``model``'s ``model.safetensors`` and ``config.json`` into ``directory`` (see ``write_pretrained``)."""
+    write_pretrained(directory, model.state_dict(), model.config)
+
+
+def _is_checkpoint_dir(path: Path) -> bool:
+    return (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file()
+
+
+def _newest_step(checkpoints: Path) -> Path | None:
+    steps = [(int(m.group(1)), p) for p in checkpoints.iterdir() if (m := _STEP_DIR.fullmatch(p.name)) and p.is_dir()]
+    complete = [(n, p) for n, p in steps if _is_checkpoint_dir(p)]
+    return max(complete)[1] if complete else None
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint that ``path`` names, for ``EgoM2P.from_pretrained`` and ``egom2p-convert``.
+
+    - a directory holding ``model.safetensors`` (+ ``config.json``): itself (a step directory is one);
+    - a training run's ``output_dir``, or its ``checkpoints/`` folder: the highest-numbered
+      ``checkpoints/step-<N>/`` that holds both files (temporary and incomplete steps are skipped);
+    - an original ``.pth``/``.pt`` file: itself.
+
+    Raises FileNotFoundError naming the path and what was looked for otherwise.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix in ORIGINAL_SUFFIXES:
+        return path
+    if path.is_dir():
+        if (path / WEIGHTS_NAME).is_file():
+            return path
+        for folder in (path / "checkpoints", path):
+            if folder.is_dir() and (step := _newest_step(folder)) is not None:
+                return step
+    what = "no such file or directory" if not path.exists() else "not a checkpoint"
+    raise FileNotFoundError(
+        f"{path}: {what}; expected a directory with {WEIGHTS_NAME} + {CONFIG_NAME}, a run directory with "
+        f"checkpoints/step-<N>/, a checkpoints/ folder, or an original {'/'.join(ORIGINAL_SUFFIXES)} file"
+    )
 
 
 def _as_config(config: EgoM2PConfig | Mapping[str, Any]) -> EgoM2PConfig:
@@ -118,8 +224,18 @@ def _load_torch_file(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_pretrained(cls: type, source: str | Path | Mapping[str, torch.Tensor], config: EgoM2PConfig | Mapping | None = None):
-    """Build ``cls`` and load weights from our directory, an original ``.pth`` or a plain state dict.
+def _read_config_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable JSON config ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of EgoM2PConfig fields")
+    return data
+
+
+def load_pretrained(cls: type, source: str | os.PathLike | Mapping[str, torch.Tensor], config: EgoM2PConfig | Mapping | None = None):
+    """Build ``cls`` and load weights from a checkpoint path (see ``resolve_checkpoint``) or a plain state dict.
 
     Detection is by contents: a directory holding ``model.safetensors`` is ours; a torch file
     holding a dict with ``model`` (and usually ``args``) is the original; a mapping of tensors is a
@@ -129,17 +245,14 @@ def load_pretrained(cls: type, source: str | Path | Mapping[str, torch.Tensor], 
     if isinstance(source, Mapping):
         state = source
     else:
-        path = Path(source)
+        path = resolve_checkpoint(source)
         if path.is_dir():
-            weights, cfg_file = path / WEIGHTS_NAME, path / CONFIG_NAME
-            if not weights.is_file():
-                raise FileNotFoundError(f"{path} has no {WEIGHTS_NAME}")
             if config is None:
-                if not cfg_file.is_file():
+                if not (path / CONFIG_NAME).is_file():
                     raise FileNotFoundError(f"{path} has no {CONFIG_NAME}; pass config=")
-                config = json.loads(cfg_file.read_text())
-            state = load_file(str(weights))
-        elif path.is_file():
+                config = _read_config_json(path / CONFIG_NAME)
+            state = load_file(str(path / WEIGHTS_NAME))
+        else:
             loaded = _load_torch_file(path)
             if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):
                 state, args = loaded["model"], loaded.get("args")
@@ -147,8 +260,6 @@ def load_pretrained(cls: type, source: str | Path | Mapping[str, torch.Tensor], 
                 state = loaded
             else:
                 raise ValueError(f"{path}: expected an original checkpoint (dict with 'model') or a state dict")
-        else:
-            raise FileNotFoundError(f"checkpoint not found: {path}")
     if config is not None:
         cfg = _as_config(config)
     elif isinstance(args, argparse.Namespace):

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .attention import BACKENDS
-from .modalities import RELEASED_MODALITIES, load_modality_specs
+from egom2p.core.modalities import RELEASED_MODALITIES, load_modality_specs
+
+from .attention import check_backend
 
 
 @dataclass
 class EgoM2PConfig:
     """Architecture of an EgoM2P encoder-decoder.
 
-    ``modalities`` accepts a modality-file path, a mapping ``name -> {vocab_size, grid|length}``
-    or ``name -> ModalitySpec``; it is normalised to ``dict[str, ModalitySpec]`` (sorted names).
+    ``modalities`` accepts a modality-file path, a mapping ``name -> {vocab_size, grid|length, folder?}``
+    or ``name -> ModalitySpec``; it is normalised by :func:`egom2p.core.modalities.load_modality_specs`
+    to ``dict[str, ModalitySpec]`` (sorted names). ``attn_backend`` stays as given (``auto`` included):
+    the model resolves it for its device.
     Defaults are the released ``egom2p_base_12e_12d_swiglu_nobias`` (SPEC 2.1).
     """
 
@@ -27,7 +30,7 @@ class EgoM2PConfig:
     num_heads: int = 12
     mlp_ratio: float = 4.0
     modalities: Any = field(default_factory=lambda: dict(RELEASED_MODALITIES))
-    attn_backend: str = "auto"
+    attn_backend: str = "auto"  # reference | sdpa | triton | auto (egom2p.core.enums.AttnBackend)
     gated_mlp: bool = True  # SwiGLU (hidden = int(2 * dim * mlp_ratio / 3)); False: GELU (hidden = dim * mlp_ratio)
     qkv_bias: bool = False
     proj_bias: bool = False
@@ -35,13 +38,13 @@ class EgoM2PConfig:
     norm_bias: bool = False  # LayerNorm eps 1e-6, learned bias only for the GELU variants
     qk_norm: bool = False
     decoder_sep_mask: bool = True  # a target attends only to targets of its own modality
-    decoder_causal_mask: bool = False  # only the original's "_causal" variant; not on the triton backend
+    decoder_causal_mask: bool = False  # only the original's "_causal" variant (attention.CAUSAL_BACKENDS)
     fused_loss: bool = False  # chunked linear + cross-entropy kernel (egom2p.model.kernels.fused_linear_ce)
     fused_loss_chunk_size: int = 4096
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        if isinstance(self.modalities, (str, Path)) or isinstance(self.modalities, Mapping):
+        if isinstance(self.modalities, (str, os.PathLike, Mapping)):
             self.modalities = load_modality_specs(self.modalities)
         else:
             raise ValueError(f"modalities must be a path or a mapping, got {type(self.modalities).__name__}")
@@ -53,15 +56,12 @@ class EgoM2PConfig:
             raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
         if self.dim % 2 != 0:
             raise ValueError(f"dim must be even for the sin-cos position embeddings, got {self.dim}")
-        video = [m.name for m in self.modalities.values() if m.grid is not None]
+        video = [m.name for m in self.modalities.values() if m.is_video]
         if video and self.dim % 6 != 0:
             raise ValueError(f"dim must be divisible by 6 for the 3-D position embedding of {video}, got {self.dim}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
-        if self.attn_backend not in BACKENDS:
-            raise ValueError(f"attn_backend must be one of {BACKENDS}, got {self.attn_backend!r}")
-        if self.decoder_causal_mask and self.attn_backend == "triton":
-            raise ValueError("decoder_causal_mask is not supported by attn_backend='triton'; use 'sdpa' or 'reference'")
+        self.attn_backend = check_backend(self.attn_backend, causal=self.decoder_causal_mask).value
 
     @property
     def head_dim(self) -> int:

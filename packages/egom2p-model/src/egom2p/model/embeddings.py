@@ -7,9 +7,9 @@ function of the config, so checkpoints need not store them; the original did, qu
 from __future__ import annotations
 
 import torch
+from egom2p.core.modalities import ModalitySpec
+from einops import rearrange
 from torch import nn
-
-from .modalities import ModalitySpec
 
 TEMPERATURE = 10000.0
 
@@ -28,7 +28,7 @@ def _interleaved_axis(positions: int, channels: int, temperature: float) -> torc
     """``[positions, channels]`` = [sin(p f_0), cos(p f_0), sin(p f_1), ...], f_j = T^(-2j/channels)."""
     inv_freq = 1.0 / (temperature ** (torch.arange(0, channels, 2, dtype=torch.float32) / channels))
     angles = torch.arange(positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
-    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).reshape(positions, channels)
+    return rearrange(torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1), "p f sc -> p (f sc)")
 
 
 def sincos_3d(t: int, h: int, w: int, dim: int, temperature: float = TEMPERATURE) -> torch.Tensor:
@@ -39,12 +39,12 @@ def sincos_3d(t: int, h: int, w: int, dim: int, temperature: float = TEMPERATURE
     et = _interleaved_axis(t, channels, temperature)[:, None, None, :].expand(t, h, w, channels)
     eh = _interleaved_axis(h, channels, temperature)[None, :, None, :].expand(t, h, w, channels)
     ew = _interleaved_axis(w, channels, temperature)[None, None, :, :].expand(t, h, w, channels)
-    return torch.cat([et, eh, ew], dim=-1).reshape(1, t * h * w, dim)
+    return rearrange(torch.cat([et, eh, ew], dim=-1), "t h w c -> 1 (t h w) c")
 
 
 def position_table(spec: ModalitySpec, dim: int) -> torch.Tensor:
     """The fixed positional table of a modality: 3-D for grids, 1-D for sequences."""
-    if spec.grid is not None:
+    if spec.is_video:
         return sincos_3d(*spec.grid, dim)
     return sincos_1d(spec.num_tokens, dim)
 

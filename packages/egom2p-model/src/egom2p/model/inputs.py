@@ -1,4 +1,7 @@
-"""Batch validation and token selection (the batch contract of DESIGN.md section 2).
+"""Token selection: which tokens of a validated batch the encoder and the decoder compute.
+
+Batches are checked against the contract (DESIGN.md section 2) by
+:func:`egom2p.core.batch.validate_batch`, which also flattens them to ``ModalityBatch`` entries.
 
 Selection follows the original (SPEC 2.4): concatenate the modalities, stable-sort each sample so
 the selected tokens come first in concatenation order, keep the first ``budget``. We concatenate
@@ -14,17 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-
-from .modalities import ModalitySpec
-
-
-@dataclass
-class ModalityInput:
-    """One modality of a validated batch: flat ids and masks, all ``[B, N_m]``."""
-
-    ids: torch.Tensor  # int64
-    input_mask: torch.Tensor  # bool, True = not an encoder input
-    target_mask: torch.Tensor  # bool, True = not a decoder target
+from egom2p.core.batch import ModalityBatch
 
 
 @dataclass
@@ -43,60 +36,8 @@ class TokenSelection:
         return slots[None, :] < self.lengths[:, None]
 
 
-def _flat_mask(name: str, key: str, mask, batch: int, spec: ModalitySpec) -> torch.Tensor:
-    if not isinstance(mask, torch.Tensor):
-        raise ValueError(f"batch[{name!r}][{key!r}] must be a tensor, got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise ValueError(f"batch[{name!r}][{key!r}] must be a bool tensor (True = not used), got {mask.dtype}")
-    if mask.shape[0] != batch or mask[0].numel() != spec.num_tokens:
-        raise ValueError(f"batch[{name!r}][{key!r}] has shape {tuple(mask.shape)}; expected [{batch}, {spec.num_tokens}]")
-    return mask.reshape(batch, spec.num_tokens)
-
-
-def parse_batch(batch: Mapping[str, Mapping[str, torch.Tensor]], specs: Mapping[str, ModalitySpec]) -> dict[str, ModalityInput]:
-    """Validate a batch dict and return its modalities in sorted name order, flattened.
-
-    Raises ValueError naming the modality and key for unknown modalities, wrong shapes or
-    dtypes, inconsistent batch sizes and token ids outside the vocabulary.
-    """
-    if not isinstance(batch, Mapping) or not batch:
-        raise ValueError("batch must be a non-empty dict modality -> {'tensor', 'input_mask', 'target_mask'}")
-    parsed: dict[str, ModalityInput] = {}
-    batch_size = None
-    for name in sorted(batch):
-        if name not in specs:
-            raise ValueError(f"unknown modality {name!r} in batch; the model has {sorted(specs)}")
-        spec, entry = specs[name], batch[name]
-        for key in ("tensor", "input_mask", "target_mask"):
-            if key not in entry:
-                raise ValueError(f"batch[{name!r}] is missing {key!r}")
-        ids = entry["tensor"]
-        if not isinstance(ids, torch.Tensor) or ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise ValueError(f"batch[{name!r}]['tensor'] must be an integer tensor, got {getattr(ids, 'dtype', type(ids))}")
-        if ids.dim() < 2 or tuple(ids.shape[1:]) not in (spec.shape, (spec.num_tokens,)):
-            raise ValueError(
-                f"batch[{name!r}]['tensor'] has shape {tuple(ids.shape)}; expected [B, {spec.num_tokens}] or [B, *{list(spec.shape)}]"
-            )
-        if batch_size is None:
-            batch_size = ids.shape[0]
-        elif ids.shape[0] != batch_size:
-            raise ValueError(f"batch[{name!r}] has batch size {ids.shape[0]}, other modalities have {batch_size}")
-        ids = ids.reshape(batch_size, spec.num_tokens).long()
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= spec.vocab_size):
-            raise ValueError(
-                f"batch[{name!r}]['tensor'] has token ids in [{int(ids.min())}, {int(ids.max())}], "
-                f"outside the vocabulary [0, {spec.vocab_size})"
-            )
-        parsed[name] = ModalityInput(
-            ids=ids,
-            input_mask=_flat_mask(name, "input_mask", entry["input_mask"], batch_size, spec),
-            target_mask=_flat_mask(name, "target_mask", entry["target_mask"], batch_size, spec),
-        )
-    return parsed
-
-
 def select_tokens(
-    inputs: Mapping[str, ModalityInput],
+    inputs: Mapping[str, ModalityBatch],
     modality_index: Mapping[str, int],
     side: str,
     budget: int | None,

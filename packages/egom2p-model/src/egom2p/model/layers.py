@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .attention import attention
@@ -30,10 +31,9 @@ class SelfAttention(nn.Module):
         self.k_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, backend: str, key_lengths=None, segments=None, causal: bool = False) -> torch.Tensor:
-        batch, length, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = rearrange(self.qkv(x), "b n (qkv h d) -> qkv b h n d", qkv=3, h=self.num_heads)
         out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, segments, segments, backend=backend, causal=causal)
-        return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
 class CrossAttention(nn.Module):
@@ -49,12 +49,10 @@ class CrossAttention(nn.Module):
         self.k_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, backend: str, key_lengths=None) -> torch.Tensor:
-        batch, length, dim = x.shape
-        head_dim = dim // self.num_heads
-        q = self.q(x).view(batch, length, self.num_heads, head_dim).transpose(1, 2)
-        k, v = self.kv(context).view(batch, context.shape[1], 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
+        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.num_heads)
+        k, v = rearrange(self.kv(context), "b n (kv h d) -> kv b h n d", kv=2, h=self.num_heads)
         out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, backend=backend)
-        return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
 class Mlp(nn.Module):

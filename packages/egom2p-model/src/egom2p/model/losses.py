@@ -6,8 +6,7 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-
-LOSS_TYPES = ("mod", "token", "mod_present")
+from egom2p.core.enums import LossType
 
 
 def cross_entropy_sum(
@@ -31,7 +30,7 @@ def reduce_losses(
     mod_loss: Mapping[str, torch.Tensor],
     num_targets: Mapping[str, int],
     vocab_sizes: Mapping[str, int],
-    loss_type: str,
+    loss_type: str | LossType,
 ) -> torch.Tensor:
     """Combine per-modality mean losses into the training loss.
 
@@ -41,12 +40,11 @@ def reduce_losses(
     - ``mod_present``: mean over the modalities that have at least one target (ours; what the
       original's validation effectively reports). 0 when no modality has targets.
     """
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES}")
+    loss_type = LossType.parse(loss_type, "loss_type")
     names = list(mod_loss)
-    if loss_type == "mod":
+    if loss_type is LossType.MOD:
         return sum(mod_loss[m] for m in names) / len(names)
-    if loss_type == "token":
+    if loss_type is LossType.TOKEN:
         weights = {m: num_targets[m] * vocab_sizes[m] for m in names}
         total = sum(weights.values())
         weighted = sum(mod_loss[m] * weights[m] for m in names)

@@ -1,7 +1,7 @@
 """The EgoM2P encoder-decoder (SPEC 2), readable top to bottom.
 
-forward: validate batch -> select encoder inputs / decoder targets -> encoder -> context
--> decoder (mask-token queries) -> per-modality heads and cross-entropy -> reduced loss.
+forward: validate batch (egom2p.core.batch) -> select encoder inputs / decoder targets -> encoder
+-> context -> decoder (mask-token queries) -> per-modality heads and cross-entropy -> reduced loss.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from egom2p.core.batch import validate_batch
+from egom2p.core.enums import AttnBackend, LossType
 from torch import nn
 
 from .attention import resolve_backend
+from .checkpoint import load_pretrained, save_pretrained
 from .config import EgoM2PConfig
 from .embeddings import DecoderEmbedding, EncoderEmbedding, position_table
-from .inputs import TokenSelection, parse_batch, select_tokens
+from .inputs import TokenSelection, select_tokens
 from .layers import DecoderBlock, EncoderBlock, layer_norm
 from .losses import cross_entropy_sum, reduce_losses
 from .presets import preset_config
@@ -50,7 +53,12 @@ class EncoderContext:
 
 
 class EgoM2P(nn.Module):
-    """Any-to-any masked-modelling encoder-decoder over token modalities."""
+    """Any-to-any masked-modelling encoder-decoder over token modalities.
+
+    ``attn_backend`` is the concrete attention backend, resolved from ``config.attn_backend`` when
+    the model is built and again whenever it moves (``.to``/``.cuda``): ``auto`` becomes ``triton``
+    on CUDA and ``sdpa`` elsewhere (``sdpa`` for the causal-decoder variant, which Triton lacks).
+    """
 
     def __init__(self, config: EgoM2PConfig) -> None:
         super().__init__()
@@ -76,7 +84,17 @@ class EgoM2P(nn.Module):
         self.decoder_proj_context = nn.Linear(dim, dim, bias=True)  # the original's only biased linear layer
         self.decoder = nn.ModuleList(DecoderBlock(config) for _ in range(config.decoder_depth))
         self.decoder_norm = layer_norm(dim, config.norm_bias)
+        self.attn_backend = self._resolve_backend()
         self.reset_parameters()
+
+    def _resolve_backend(self) -> AttnBackend:
+        return resolve_backend(self.config.attn_backend, self.mask_token.device, self.config.decoder_causal_mask)
+
+    def _apply(self, fn, recurse: bool = True):
+        # Every device move (.to, .cuda, .cpu, to_empty) goes through here: re-resolve `auto` for the new device.
+        out = super()._apply(fn, recurse)
+        self.attn_backend = self._resolve_backend()
+        return out
 
     # ----------------------------------------------------------------------------------- init
     @torch.no_grad()
@@ -119,19 +137,18 @@ class EgoM2P(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path | Mapping[str, torch.Tensor], config: EgoM2PConfig | Mapping | None = None) -> EgoM2P:
-        """Load our directory (safetensors + config.json), the original ``.pth``, or a plain state dict.
+        """Load our directory (safetensors + config.json), a training run, the original ``.pth``, or a state dict.
 
-        ``config`` (an EgoM2PConfig or dict) overrides the architecture stored with the weights;
-        it is required for a bare state dict. See ``egom2p.model.checkpoint``.
+        ``path`` is found by :func:`egom2p.model.checkpoint.resolve_checkpoint`: a checkpoint directory
+        (a trainer's ``checkpoints/step-N/`` is one), a run's ``output_dir`` or its ``checkpoints/``
+        folder (the newest complete step), or an original ``.pth``/``.pt`` file. ``config`` (an
+        EgoM2PConfig or dict) overrides the architecture stored with the weights; it is required for
+        a bare state dict.
         """
-        from .checkpoint import load_pretrained
-
         return load_pretrained(cls, path, config)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``model.safetensors`` and ``config.json`` into ``directory``."""
-        from .checkpoint import save_pretrained
-
+        """Write ``model.safetensors`` and ``config.json`` into ``directory`` (atomically, see ``write_pretrained``)."""
         save_pretrained(self, directory)
 
     # ------------------------------------------------------------------------- embeddings
@@ -152,16 +169,12 @@ class EgoM2P(nn.Module):
         return emb.pos_emb[0, positions] + emb.mod_emb[0]
 
     # ------------------------------------------------------------------------- trunk
-    def _backend(self, device: torch.device) -> str:
-        return resolve_backend(self.config.attn_backend, device)
-
     def _encode_selection(self, sel: TokenSelection) -> EncoderContext:
-        backend = self._backend(sel.ids.device)
         tokens = self._scatter(sel, lambda name, ids, pos: self.encoder_embeddings[name].token_emb(ids))
         emb = self._scatter(sel, lambda name, ids, pos: self._position_emb(name, pos))
         x = tokens + emb
         for block in self.encoder:
-            x = block(x, backend, sel.lengths)
+            x = block(x, self.attn_backend, sel.lengths)
         x = self.encoder_norm(x)
         # The embeddings are added again to the context (zero at padding, SPEC 2.4 step 6).
         return EncoderContext(context=self.decoder_proj_context(x) + emb, key_lengths=sel.lengths)
@@ -174,17 +187,17 @@ class EgoM2P(nn.Module):
         segments: torch.Tensor | None,
         causal: bool,
     ) -> torch.Tensor:
-        backend = self._backend(y.device)
-        if causal and backend == "triton":
-            backend = "sdpa"  # the fused kernel has no causal mode; reached only through attn_backend="auto"
         context = ctx.context.to(y.dtype)
         for block in self.decoder:
-            y = block(y, context, backend, self_lengths, segments, ctx.key_lengths, causal)
+            y = block(y, context, self.attn_backend, self_lengths, segments, ctx.key_lengths, causal)
         return self.decoder_norm(y)
 
-    def encode(self, batch: Batch, num_encoder_tokens: int | None = None) -> EncoderContext:
-        """Run the encoder on the batch's inputs; ``None`` keeps as many tokens as the fullest sample has."""
-        inputs = parse_batch(batch, self.modalities)
+    def encode(self, batch: Batch, num_encoder_tokens: int | None = None, check_vocab: bool = True) -> EncoderContext:
+        """Run the encoder on the batch's inputs; ``None`` keeps as many tokens as the fullest sample has.
+
+        ``check_vocab=False`` skips the token-id range check (a host sync per modality).
+        """
+        inputs = validate_batch(batch, self.modalities, check_vocab=check_vocab)
         return self._encode_selection(select_tokens(inputs, self._modality_index, "input", num_encoder_tokens))
 
     def decode_positions(self, ctx: EncoderContext, modality: str, positions: torch.Tensor) -> torch.Tensor:
@@ -211,13 +224,17 @@ class EgoM2P(nn.Module):
         num_decoder_tokens: int | None = None,
         loss_type: str = "mod",
         return_logits: bool = False,
+        check_vocab: bool = True,
     ) -> EgoM2POutput:
         """Masked-modelling loss of a batch (docs/contracts.md).
 
         Budgets are per sample (the original's 2048/2048 in training); ``None`` = every selected
         token. Samples with fewer tokens are padded; padding never influences valid tokens.
+        ``loss_type`` is a :class:`egom2p.core.enums.LossType` value. ``check_vocab=False`` skips the
+        token-id range check (one host sync per modality) for batches already known to be in range.
         """
-        inputs = parse_batch(batch, self.modalities)
+        loss_type = LossType.parse(loss_type, "loss_type")
+        inputs = validate_batch(batch, self.modalities, check_vocab=check_vocab)
         ctx = self._encode_selection(select_tokens(inputs, self._modality_index, "input", num_encoder_tokens))
         targets = select_tokens(inputs, self._modality_index, "target", num_decoder_tokens)
         queries = self._scatter(targets, lambda name, ids, pos: self.mask_token[0] + self._position_emb(name, pos))

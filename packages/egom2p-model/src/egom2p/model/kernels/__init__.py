@@ -1,5 +1,7 @@
-"""Fused kernels of egom2p-model.
+"""Fused kernels of egom2p-model, and the reference they are checked against.
 
+- ``reference``: the one visibility rule of attention (key lengths, segment ids, causal) and the
+  plain PyTorch attention that applies it; the bottom of the stack (it imports no other module here).
 - ``flash_attention``: masked FlashAttention-2 (forward + backward) in Triton, reading per-sample
   key lengths and per-token segment ids instead of an N x N mask (``flash_attention.py``).
 - ``fused_linear_cross_entropy``: output head + cross-entropy in token chunks, never holding the

@@ -1,8 +1,10 @@
 """Masked FlashAttention-2 for egom2p: the public function, its torch custom ops and launchers.
 
 ``flash_attention(q, k, v, key_lengths, q_segments, k_segments)`` computes
-``softmax(q k^T * scale) v`` where query i of sample b sees key j iff ``j < key_lengths[b]`` and,
-when segments are given, ``q_segments[b, i] == k_segments[b, j]``. No N x N tensor is built:
+``softmax(q k^T * scale) v`` under the visibility rule of :mod:`egom2p.model.kernels.reference`
+(its non-causal part: the kernels have no causal mode, see ``egom2p.model.attention.CAUSAL_BACKENDS``):
+query i of sample b sees key j iff ``j < key_lengths[b]`` and, when segments are given,
+``q_segments[b, i] == k_segments[b, j]``. No N x N tensor is built:
 the kernels (``_attention_kernels.py``) read the per-token metadata and skip fully masked blocks.
 A query that sees no key returns zeros, with zero gradients.
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import triton
 from egom2p.model.kernels._attention_kernels import jit_kernels
+from egom2p.model.kernels.reference import check_attention_inputs
 from triton import knobs
 
 SUPPORTED_HEAD_DIMS = (32, 64, 128)
@@ -233,31 +236,11 @@ _flash_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _validate(q, k, v, key_lengths, q_segments, k_segments) -> None:
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(
-            f"flash_attention expects q/k/v [B, H, N, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
-        raise ValueError(
-            f"flash_attention: incompatible shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
-    if not q.dtype == k.dtype == v.dtype or q.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(
-            f"flash_attention: q/k/v must share one dtype of {SUPPORTED_DTYPES}, got {q.dtype}, {k.dtype}, {v.dtype}"
-        )
+    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments)
+    if q.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"flash_attention: q/k/v dtype must be one of {SUPPORTED_DTYPES}, got {q.dtype}")
     if q.shape[3] > SUPPORTED_HEAD_DIMS[-1]:
         raise ValueError(f"flash_attention: head dim {q.shape[3]} > {SUPPORTED_HEAD_DIMS[-1]} is not supported")
-    batch = q.shape[0]
-    if key_lengths is not None and tuple(key_lengths.shape) != (batch,):
-        raise ValueError(f"flash_attention: key_lengths must have shape [{batch}], got {tuple(key_lengths.shape)}")
-    if (q_segments is None) != (k_segments is None):
-        raise ValueError("flash_attention: q_segments and k_segments must be given together")
-    if q_segments is not None:
-        if tuple(q_segments.shape) != (batch, q.shape[2]) or tuple(k_segments.shape) != (batch, k.shape[2]):
-            raise ValueError(
-                f"flash_attention: segments must be [B, Nq] / [B, Nk] = [{batch}, {q.shape[2]}] / [{batch}, {k.shape[2]}], "
-                f"got {tuple(q_segments.shape)} / {tuple(k_segments.shape)}"
-            )
 
 
 def _as_int32(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
