@@ -12,7 +12,7 @@ TINY_MODALITIES = {
     "tok_gaze": {"vocab_size": 64, "length": 8},
     "tok_rgb": {"vocab_size": 256, "grid": [2, 4, 4]},
 }
-PARITY_FILE = Path("/work/shared/reference/parity/tiny_generate.pt")
+PARITY_FILE = Path(__file__).parent / "fixtures" / "tiny_generate.pt"  # committed; missing = failure
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,9 +35,8 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def parity():
-    if not PARITY_FILE.is_file():
-        pytest.skip(f"parity fixture {PARITY_FILE} not available")
-    return torch.load(PARITY_FILE, weights_only=False)
+    assert PARITY_FILE.is_file(), f"parity fixture {PARITY_FILE} is missing from the repository"
+    return torch.load(PARITY_FILE, weights_only=True)
 
 
 @pytest.fixture(scope="session")

@@ -186,14 +186,14 @@ def test_partial_targets_keep_given_tokens(tiny_model):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda b: ({**b, "tok_audio": b["tok_rgb"]}, schedule()), "unknown to this checkpoint"),
+        (lambda b: ({**b, "tok_audio": b["tok_rgb"]}, schedule()), "unknown modality 'tok_audio'"),
         (lambda b: ({"tok_rgb": {"tensor": torch.zeros(2, 31, dtype=torch.long)}}, schedule()), r"expected \[B, 32\]"),
         (lambda b: (b, schedule(cond=(), cfg=2.0)), "no conditioning domains"),
         (lambda b: (b, schedule(cond=("tok_depth",), cfg=2.0)), "'tok_depth', which is not in the batch"),
         (lambda b: (b, [{"target_domain": "tok_cam"}]), "lacks"),
         (lambda b: ({"tok_rgb": {"tensor": torch.zeros(2, 32)}}, schedule()), "integer token ids"),
         (lambda b: ({"tok_rgb": {**b["tok_rgb"], "input_mask": torch.zeros(3, 32, dtype=torch.bool)}}, schedule()),
-         "only"),
+         "has only"),
     ],
 )
 def test_bad_inputs_raise_value_errors(tiny_model, make, message):

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from egom2p.core.modalities import ModalitySpec
 from egom2p.generate.schedule import (
     build_generation_schedule,
     cosine_schedule,
@@ -122,12 +123,9 @@ def test_bad_arguments_raise_clear_errors(changes, message):
 
 
 def test_modality_info_checks_names_and_counts():
-    class Spec:
-        num_tokens = 30
-
-    info = {"tok_cam": Spec(), "tok_rgb": Spec()}
+    info = {name: ModalitySpec(name, 256, length=30) for name in ("tok_cam", "tok_rgb")}
     assert len(build_generation_schedule(**_args(), modality_info=info)) == 3
     with pytest.raises(ValueError, match="unknown target modality 'tok_cam'"):
-        build_generation_schedule(**_args(), modality_info={"tok_rgb": Spec()})
+        build_generation_schedule(**_args(), modality_info={"tok_rgb": info["tok_rgb"]})
     with pytest.raises(ValueError, match="has only 30 tokens"):
         build_generation_schedule(**_args(tokens_per_target=[31]), modality_info=info)

@@ -1,67 +1,83 @@
 """The eval data reader: pattern expansion and lockstep reading of tar shards / sample folders."""
 
 import io
-import tarfile
 
 import numpy as np
 import pytest
-from egom2p.generate.shards import brace_expand, dataset_sources, expand_data_pattern, iter_samples
+from egom2p.core.shards import ShardError, encode_tokens, write_tar
+from egom2p.generate.shards import expand_data_pattern, find_dataset_shards, iter_samples
 
 
-def _npz_bytes(array):
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, array)
-    return buffer.getvalue()
+def tar(path, samples):
+    write_tar(path, [(f"{key}.npz", encode_tokens(array)) for key, array in samples])
 
 
-def write_tar(path, samples):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w") as tar:
-        for key, array in samples:
-            data = _npz_bytes(array)
-            info = tarfile.TarInfo(f"{key}.npz")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
-def test_brace_and_bracket_expansion():
-    assert brace_expand("s-{000008..000010}.tar") == ["s-000008.tar", "s-000009.tar", "s-000010.tar"]
-    assert brace_expand("{a,b}/{1..2}") == ["a/1", "a/2", "b/1", "b/2"]
-    got = expand_data_pattern("root/[rgb,cam]/val/shard-{000000..000001}.tar")
-    assert got == {
-        "rgb": ["root/rgb/val/shard-000000.tar", "root/rgb/val/shard-000001.tar"],
-        "cam": ["root/cam/val/shard-000000.tar", "root/cam/val/shard-000001.tar"],
-    }
-    with pytest.raises(ValueError, match="folder"):
+def test_pattern_expansion():
+    assert expand_data_pattern("root/[rgb,cam]/val/shard-{000000..000001}.tar") == [
+        {"rgb": "root/rgb/val/shard-000000.tar", "cam": "root/cam/val/shard-000000.tar"},
+        {"rgb": "root/rgb/val/shard-000001.tar", "cam": "root/cam/val/shard-000001.tar"},
+    ]
+    # the core grammar: descending ranges count down
+    assert [s["cam"] for s in expand_data_pattern("r/[cam]/s-{10..08}.tar")] == ["r/cam/s-10.tar", "r/cam/s-09.tar",
+                                                                                "r/cam/s-08.tar"]
+    with pytest.raises(ValueError, match=r"exactly one \[folder,...\] list"):
         expand_data_pattern("root/rgb/val/shard-000000.tar")
-    with pytest.raises(ValueError, match="empty brace range"):
-        brace_expand("{5..1}")
+    with pytest.raises(ValueError, match="at most one"):
+        expand_data_pattern("root/[rgb]/[cam]/shard-000000.tar")
 
 
 def test_reads_tar_shards_in_lockstep(tmp_path):
     for shard in range(2):
         keys = [f"s{shard}_{i}" for i in range(3)]
-        write_tar(tmp_path / "rgb" / "val" / f"shard-{shard:06d}.tar", [(k, np.full((2, 2), i)) for i, k in enumerate(keys)])
-        write_tar(tmp_path / "cam" / "val" / f"shard-{shard:06d}.tar", [(k, np.arange(4) + i) for i, k in enumerate(keys)])
-    samples = list(iter_samples(expand_data_pattern(str(tmp_path) + "/[rgb,cam]/val/shard-{000000..000001}.tar")))
+        tar(tmp_path / "rgb" / "val" / f"shard-{shard:06d}.tar", [(k, np.full((2, 2), i)) for i, k in enumerate(keys)])
+        tar(tmp_path / "cam" / "val" / f"shard-{shard:06d}.tar", [(k, np.arange(4) + i) for i, k in enumerate(keys)])
+    pattern = str(tmp_path) + "/[rgb,cam]/val/shard-{000000..000001}.tar"
+    samples = list(iter_samples(pattern, ["rgb", "cam", "gaze"]))
     assert [key for key, _ in samples] == ["s0_0", "s0_1", "s0_2", "s1_0", "s1_1", "s1_2"]
     assert samples[4][1]["rgb"].shape == (2, 2) and samples[4][1]["cam"].tolist() == [1, 2, 3, 4]
-    assert dataset_sources(tmp_path, "val", ["rgb", "cam", "gaze"]).keys() == {"rgb", "cam"}
+    assert samples[4][1]["cam"].dtype == np.int64
+    # the same data found under a root + dataset; the folder without the dataset is left out
+    assert [s.keys() for s in find_dataset_shards(tmp_path, "val", ["rgb", "cam", "gaze"])] == [{"rgb", "cam"}] * 2
+    assert [k for k, _ in iter_samples(tmp_path, ["rgb", "cam", "gaze"], "val")] == [k for k, _ in samples]
+    with pytest.raises(ValueError, match=r"data folders \['cam'\].*match no modality"):
+        iter_samples(pattern, ["rgb"])
+    with pytest.raises(ValueError, match="also give the dataset"):
+        iter_samples(tmp_path, ["rgb"])
 
 
-def test_mismatched_keys_are_reported(tmp_path):
-    write_tar(tmp_path / "rgb" / "val" / "shard-000000.tar", [("a", np.zeros(2)), ("b", np.zeros(2))])
-    write_tar(tmp_path / "cam" / "val" / "shard-000000.tar", [("a", np.zeros(2)), ("c", np.zeros(2))])
-    with pytest.raises(ValueError, match="sample keys differ"):
-        list(iter_samples(dataset_sources(tmp_path, "val", ["rgb", "cam"])))
+def test_mismatched_shards_are_reported_naming_both_files(tmp_path):
+    rgb, cam = tmp_path / "rgb" / "val" / "shard-0.tar", tmp_path / "cam" / "val" / "shard-0.tar"
+    tar(rgb, [("a", np.zeros(2, np.int64)), ("b", np.zeros(2, np.int64))])
+    tar(cam, [("a", np.zeros(2, np.int64)), ("c", np.zeros(2, np.int64))])
+    with pytest.raises(ShardError, match="sample keys differ") as err:
+        list(iter_samples(tmp_path, ["rgb", "cam"], "val"))
+    assert str(rgb) in str(err.value) and str(cam) in str(err.value)
+    tar(cam, [("a", np.zeros(2, np.int64))])
+    with pytest.raises(ShardError, match="differ in length"):
+        list(iter_samples(str(tmp_path) + "/[rgb,cam]/val/shard-0.tar", ["rgb", "cam"]))
+    tar(tmp_path / "cam" / "val" / "shard-1.tar", [("a", np.zeros(2, np.int64))])
+    with pytest.raises(ShardError, match="holds shards"):
+        find_dataset_shards(tmp_path, "val", ["rgb", "cam"])
+    with pytest.raises(FileNotFoundError, match="data file not found"):
+        list(iter_samples(str(tmp_path) + "/[rgb,gaze]/val/shard-0.tar", ["rgb", "gaze"]))
 
 
-def test_reads_per_sample_npz_folders(tmp_path):
+def test_float_tokens_are_an_error_naming_the_member(tmp_path):
+    buffer = io.BytesIO()
+    np.savez(buffer, np.zeros(2, np.float32))
+    write_tar(tmp_path / "cam" / "val" / "shard-0.tar", [("k1.npz", buffer.getvalue())])
+    with pytest.raises(ValueError, match=r"shard-0.tar:k1.npz: token array has dtype float32"):
+        list(iter_samples(str(tmp_path) + "/[cam]/val/shard-0.tar", ["cam"]))
+
+
+def test_reads_per_sample_npz_folders_paired_by_key(tmp_path):
     for folder in ("rgb", "cam"):
         (tmp_path / folder / "ds").mkdir(parents=True)
         for i in range(2):
             np.savez(tmp_path / folder / "ds" / f"clip{i}.npz", np.full(3, i))
-    samples = list(iter_samples(dataset_sources(tmp_path, "ds", ["rgb", "cam"])))
-    assert [k for k, _ in samples] == ["clip0", "clip1"] and samples[1][1]["cam"].tolist() == [1, 1, 1]
-    with pytest.raises(FileNotFoundError, match="no shards"):
-        dataset_sources(tmp_path, "missing", ["rgb"])
+    np.save(tmp_path / "rgb" / "ds" / "clip2.npy", np.full(3, 2))  # no cam for clip2
+    samples = list(iter_samples(tmp_path, ["rgb", "cam"], "ds"))
+    assert [k for k, _ in samples] == ["clip0", "clip1", "clip2"] and samples[1][1]["cam"].tolist() == [1, 1, 1]
+    assert samples[2][1].keys() == {"rgb"}
+    with pytest.raises(FileNotFoundError, match="no token folders"):
+        list(iter_samples(tmp_path, ["rgb"], "missing"))

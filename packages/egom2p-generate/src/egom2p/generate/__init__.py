@@ -7,4 +7,6 @@ from .sampler import GenerationSampler
 from .sampling import sample_tokens, top_k_top_p_filtering
 from .schedule import build_generation_schedule
 
-__all__ = ["GenerationSampler", "build_generation_schedule", "sample_tokens", "top_k_top_p_filtering"]
+__version__ = "0.1.0"
+
+__all__ = ["GenerationSampler", "__version__", "build_generation_schedule", "sample_tokens", "top_k_top_p_filtering"]

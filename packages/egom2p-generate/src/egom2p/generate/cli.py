@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from egom2p.core.modalities import ModalitySpec
+from egom2p.core.shards import decode_tokens
+from egom2p.model import EgoM2P
 
-from .batch import modality_num_tokens
+from . import __version__
 from .sampler import GenerationSampler
 from .schedule import build_generation_schedule
 
@@ -33,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="our checkpoint directory or the original .pth")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint directory (ours, a run's checkpoints/step-N, or a run: its newest step) "
+                             "or the original .pth")
     parser.add_argument("--cond", action="append", default=[], metavar="MODALITY=FILE",
                         help="conditioning tokens: .npz (arr_0) or .npy, one sample (5,32,32)/(30,) or a batch")
     parser.add_argument("--target", action="append", required=True, help="modality to generate (repeat to chain)")
@@ -62,19 +68,16 @@ def _top_k(text: str) -> float:
 
 
 def load_tokens(path: str | Path) -> np.ndarray:
-    """Token array of an .npz (`arr_0`) or .npy file."""
+    """Token ids (int64) of an .npz (`arr_0`) or .npy file; a non-integer array is an error naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"conditioning file not found: {path}")
-    if path.suffix == ".npz":
-        with np.load(path) as archive:
-            if "arr_0" not in archive:
-                raise ValueError(f"{path}: npz without 'arr_0' (has {list(archive.keys())})")
-            return archive["arr_0"]
-    return np.load(path)
+    return decode_tokens(str(path), path.read_bytes())
 
 
-def _conditioning(specs: list[str], modalities: dict[str, Any]) -> tuple[dict[str, dict[str, torch.Tensor]], bool]:
+def _conditioning(
+    specs: list[str], modalities: Mapping[str, ModalitySpec]
+) -> tuple[dict[str, dict[str, torch.Tensor]], bool]:
     batch, single = {}, None
     for item in specs:
         name, sep, file = item.partition("=")
@@ -83,10 +86,14 @@ def _conditioning(specs: list[str], modalities: dict[str, Any]) -> tuple[dict[st
         if name not in modalities:
             raise ValueError(f"--cond {name!r}: unknown modality; the checkpoint has {sorted(modalities)}")
         tokens = load_tokens(file)
-        n = modality_num_tokens(modalities[name])
+        spec = modalities[name]
+        n = spec.num_tokens
         is_single = tokens.size == n
         if not is_single and (tokens.ndim < 2 or tokens[0].size != n):
             raise ValueError(f"--cond {name}: {file} has shape {tokens.shape}, expected {n} tokens per sample")
+        problem = next(filter(None, map(spec.check_tokens, tokens.reshape(-1, n))), None)
+        if problem:
+            raise ValueError(f"--cond {name}: {file}: {problem}")
         if single is not None and single != is_single:
             raise ValueError("mix of single-sample and batched --cond files")
         single = is_single
@@ -104,8 +111,6 @@ def output_paths(out: Path, targets: list[str]) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `egom2p-generate`."""
     args = build_parser().parse_args(argv)
-    from egom2p.model import EgoM2P
-
     try:
         model = EgoM2P.from_pretrained(args.checkpoint).to(args.device).eval()
         modalities = model.modalities
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         n = len(targets)
         schedule = build_generation_schedule(
             cond_domains=list(batch), target_domains=targets,
-            tokens_per_target=[modality_num_tokens(modalities[t]) for t in targets],
+            tokens_per_target=[modalities[t].num_tokens for t in targets],
             autoregression_schemes=[args.scheme] * n, decoding_steps=steps,
             token_decoding_schedules=[args.token_schedule] * n, temps=[args.temp] * n,
             temp_schedules=[args.temp_schedule] * n, cfg_scales=[args.cfg] * n, cfg_schedules=["constant"] * n,

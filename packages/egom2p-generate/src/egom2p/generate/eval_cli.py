@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 import torch
+from egom2p.core.shards import ShardError
+from egom2p.model import EgoM2P
 
+from . import __version__
 from .tasks import DEFAULTS, TASKS, run_eval_task
 
 EXAMPLES = """examples:
@@ -28,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="our checkpoint directory or the original .pth")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint directory (ours, a run's checkpoints/step-N, or a run: its newest step) "
+                             "or the original .pth")
     parser.add_argument("--data", required=True,
                         help="shard pattern with a [folder,...] list and brace ranges, or a root directory")
     parser.add_argument("--dataset", help="dataset folder under each modality folder when --data is a root")
@@ -62,8 +68,6 @@ def format_table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `egom2p-eval`."""
     args = build_parser().parse_args(argv)
-    from egom2p.model import EgoM2P
-
     top_k = int(args.top_k) if args.top_k >= 1 and args.top_k.is_integer() else args.top_k
     try:
         model = EgoM2P.from_pretrained(args.checkpoint).to(args.device).eval()
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             for task in args.task
         ]
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ShardError) as err:
         print(f"egom2p-eval: error: {err}", file=sys.stderr)
         return 2
     print(format_table(results))

@@ -21,8 +21,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from egom2p.core.modalities import ModalitySpec
+from egom2p.model import EgoM2P
 
-from .batch import Batch, empty_target, flatten_batch, modality_num_tokens, unflatten_into
+from .batch import Batch, empty_target, flatten_batch, unflatten_into
 from .sampling import ARGMAX_TEMPERATURE, sample_tokens
 
 STEP_KEYS = ("target_domain", "scheme", "num_tokens", "temperature", "cfg_scale", "cfg_cond_domains")
@@ -31,14 +33,13 @@ STEP_KEYS = ("target_domain", "scheme", "num_tokens", "temperature", "cfg_scale"
 class GenerationSampler:
     """Fills target modalities of a batch following a schedule from `build_generation_schedule`.
 
-    `model` offers `modalities`, `encode(batch, num_encoder_tokens=None)` and
-    `decode_positions(ctx, modality, positions)` (docs/contracts.md); it is used as is (call
-    `model.eval()` first if it has dropout). `filter_after_temperature` swaps the original's
+    `model` is used through `modalities`, `encode(batch)` and `decode_positions(ctx, modality,
+    positions)` (docs/contracts.md), as is (call `model.eval()` first if it has dropout). `filter_after_temperature` swaps the original's
     filter-then-temperature order (quirk 31); `order_per_row` draws a ROAR order per batch row
     instead of one shared order.
     """
 
-    def __init__(self, model: Any, filter_after_temperature: bool = False, order_per_row: bool = False):
+    def __init__(self, model: EgoM2P, filter_after_temperature: bool = False, order_per_row: bool = False):
         self.model = model
         self.filter_after_temperature = filter_after_temperature
         self.order_per_row = order_per_row
@@ -81,13 +82,13 @@ class GenerationSampler:
 
     def _run(self, batch, schedule, seed, top_k, top_p, order, copy_each_step):
         modalities = self.model.modalities
-        device = _model_device(self.model)
+        device = next(self.model.parameters()).device
         state, batch_size = flatten_batch(batch, modalities, device)
         steps = [_check_step(i, step, modalities) for i, step in enumerate(schedule)]
         for step in steps:  # create missing targets up front so that the batch layout is fixed
             name = step["target_domain"]
             if name not in state:
-                state[name] = empty_target(batch_size, modality_num_tokens(modalities[name]), device)
+                state[name] = empty_target(batch_size, modalities[name].num_tokens, device)
         order_cursor = _check_order(order, state, batch_size)
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
@@ -191,7 +192,7 @@ def _commit(item: dict[str, torch.Tensor], positions: torch.Tensor, tokens: torc
     item["target_mask"].scatter_(1, positions, True)
 
 
-def _check_step(index: int, step: Mapping[str, Any], modalities: Mapping[str, Any]) -> dict[str, Any]:
+def _check_step(index: int, step: Mapping[str, Any], modalities: Mapping[str, ModalitySpec]) -> dict[str, Any]:
     missing = [key for key in STEP_KEYS if key not in step]
     if missing:
         raise ValueError(f"schedule step {index} lacks {missing}; build it with build_generation_schedule")
@@ -223,13 +224,6 @@ def _check_order(order, state: Batch, batch_size: int) -> dict[str, tuple[torch.
             raise ValueError(f"order[{name!r}] holds positions outside [0, {n})")
         cursor[name] = (positions.long(), 0)
     return cursor
-
-
-def _model_device(model: Any) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
 
 
 def _device_generator(device: torch.device, seed: int) -> torch.Generator:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from egom2p.core.modalities import ModalitySpec
 
 SCHEMES = ("roar", "maskgit")
 TOKEN_SCHEDULES = ("linear", "cosine")
@@ -124,7 +125,7 @@ def build_generation_schedule(
     cfg_scales: Sequence[float],
     cfg_schedules: Sequence[str],
     cfg_grow_conditioning: bool = False,
-    modality_info: Mapping[str, Any] | None = None,
+    modality_info: Mapping[str, ModalitySpec] | None = None,
     roar_honours_token_schedule: bool = False,
 ) -> list[dict[str, Any]]:
     """Build the flat list of generation steps for chained targets (SPEC 7.2).
@@ -132,8 +133,8 @@ def build_generation_schedule(
     Every per-target argument is a list with one entry per target, in generation order. Each step
     is a dict `{target_domain, scheme, num_tokens, temperature, cfg_scale, cfg_cond_domains}`.
     With `cfg_grow_conditioning`, a finished target joins the conditioning set of later targets (so
-    their unconditional pass blanks it too). `modality_info` (e.g. `model.modalities`, name -> spec
-    with `num_tokens`) checks target names and token counts when given. ROAR uses the linear token
+    their unconditional pass blanks it too). `modality_info` (e.g. `model.modalities`, name -> spec)
+    checks target names and token counts when given. ROAR uses the linear token
     schedule like the original unless `roar_honours_token_schedule` is set.
     """
     per_target = {
@@ -165,8 +166,8 @@ def build_generation_schedule(
         if modality_info is not None:
             if target not in modality_info:
                 raise ValueError(f"unknown target modality {target!r}; known: {sorted(modality_info)}")
-            limit = getattr(modality_info[target], "num_tokens", None)
-            if limit is not None and num_tokens > limit:
+            limit = modality_info[target].num_tokens
+            if num_tokens > limit:
                 raise ValueError(f"tokens_per_target for {target!r} is {num_tokens}, but it has only {limit} tokens")
         if scheme == "autoregressive":
             raise ValueError("scheme 'autoregressive' is for text-like sequence modalities, which EgoM2P does not have")

@@ -1,142 +1,136 @@
-"""A small reader of pre-tokenised evaluation data, independent of egom2p-data.
+"""Evaluation samples from pre-tokenised data, read with the one shard format of ``egom2p.core.shards``.
 
-Layouts (SPEC 1.6): tar shards `root/<folder>/<dataset>/shard-*.tar` with members `<key>.npz`
-(array `arr_0`) or `<key>.npy`, one tar per modality folder with the same keys in the same order;
-or folders of per-sample files `root/<folder>/<dataset>/<file>.npz`, paired across modalities by
-sorted file name. Patterns use the original's notation: a bracket list of folders and brace
-ranges/lists, e.g. `data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar`.
+Two layouts (SPEC 1.6): tar shards ``root/<folder>/<dataset>/shard-*.tar``, one tar per modality
+folder holding the same ``<key>.npz|.npy`` members in the same order; or folders of per-sample files
+``root/<folder>/<dataset>/<key>.npz``, paired across folders by key. A shard pattern holds exactly
+one ``[folder,...]`` list and brace ranges, e.g.
+``data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar``.
 """
 
 from __future__ import annotations
 
-import io
-import re
-import tarfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from itertools import zip_longest
+from typing import IO
 
 import numpy as np
+from egom2p.core.shards import (
+    TOKEN_SUFFIXES,
+    ShardError,
+    decode_tokens,
+    expand_folders,
+    expand_shard_pattern,
+    iter_folder_samples,
+    iter_tar_members,
+    open_local,
+)
 
-_BRACE = re.compile(r"\{([^{}]*)\}")
-_BRACKET = re.compile(r"\[([^\[\]]*)\]")
-_RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
-
-
-def brace_expand(pattern: str) -> list[str]:
-    """Expand `{000000..000003}` (zero-padded numeric range) and `{a,b}` (alternatives), left to right."""
-    match = _BRACE.search(pattern)
-    if match is None:
-        return [pattern]
-    body, head, tail = match.group(1), pattern[: match.start()], pattern[match.end() :]
-    numeric = _RANGE.match(body)
-    if numeric:
-        lo, hi = numeric.groups()
-        if int(hi) < int(lo):
-            raise ValueError(f"empty brace range {{{body}}} in {pattern!r}")
-        width = len(lo)
-        options = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
-    else:
-        options = body.split(",")
-    return [expanded for option in options for expanded in brace_expand(head + option + tail)]
+Shard = dict[str, str]  # folder -> tar path, one modality folder each
+Sample = tuple[str, dict[str, np.ndarray]]  # (key, folder -> int64 token array)
 
 
-def expand_data_pattern(pattern: str) -> dict[str, list[str]]:
-    """Expand a shard pattern to `{folder: [shard paths]}`; every folder gets the same shard list.
+def expand_data_pattern(pattern: str) -> list[Shard]:
+    """Expand a shard pattern into one ``{folder: tar path}`` per shard, in pattern order.
 
-    The pattern must hold exactly one `[a,b,...]` list naming the modality folders (a single
-    folder is written `[cam]`): the folder tells which modality a shard holds.
+    The pattern must hold exactly one ``[a,b,...]`` list naming the modality folders (a single
+    folder is written ``[cam]``): the folder tells which modality a tar holds.
     """
-    brackets = _BRACKET.findall(pattern)
-    if len(brackets) != 1:
+    shards = [expand_folders(url) for url in expand_shard_pattern(pattern)]
+    if "" in shards[0]:
         raise ValueError(
             f"data pattern {pattern!r} must contain exactly one [folder,...] list, "
-            "e.g. 'data/demo/[rgb,cam]/val/shard-{000000..000001}.tar'"
+            "e.g. 'data/demo/val/[cam,rgb]/synth_full/shard-{000000..000001}.tar'"
         )
-    folders = [f.strip() for f in brackets[0].split(",") if f.strip()]
-    return {folder: brace_expand(_BRACKET.sub(folder, pattern, count=1)) for folder in folders}
+    return shards
 
 
-def dataset_sources(root: str | Path, dataset: str, folders: Sequence[str]) -> dict[str, list[str]]:
-    """`{folder: files}` for `root/<folder>/<dataset>/`: its `*.tar` shards, else its `*.npz`/`*.npy` files.
+def find_dataset_shards(root: str | os.PathLike, dataset: str, folders: Sequence[str]) -> list[Shard]:
+    """The tar shards of ``root/<folder>/<dataset>/``, paired across folders by file name.
 
-    Folders that do not exist under root are left out (a dataset may lack a modality).
+    Folders that do not exist are left out (a dataset may lack a modality). Returns ``[]`` when no
+    folder holds a tar (the per-sample layout). Raises ``ShardError`` when the folders hold
+    different shard names.
     """
-    sources: dict[str, list[str]] = {}
+    names: dict[str, list[str]] = {}
     for folder in folders:
-        directory = Path(root) / folder / dataset
-        if not directory.is_dir():
-            continue
-        files = sorted(directory.glob("*.tar")) or sorted(
-            p for p in directory.iterdir() if p.suffix in (".npz", ".npy")
-        )
-        if files:
-            sources[folder] = [str(p) for p in files]
-    if not sources:
-        raise FileNotFoundError(f"no shards or sample files under {Path(root)}/<{'|'.join(folders)}>/{dataset}/")
-    return sources
+        directory = os.path.join(os.fspath(root), folder, dataset)
+        if os.path.isdir(directory):
+            names[folder] = sorted(n for n in os.listdir(directory) if n.endswith(".tar"))
+    if not any(names.values()):
+        return []
+    first, first_names = next(iter(names.items()))
+    for folder, folder_names in names.items():
+        if folder_names != first_names:
+            raise ShardError(f"{os.path.join(os.fspath(root), first, dataset)} holds shards {first_names}, "
+                             f"{os.path.join(os.fspath(root), folder, dataset)} holds {folder_names}")
+    return [{folder: os.path.join(os.fspath(root), folder, dataset, name) for folder in names} for name in first_names]
 
 
-def _load_array(name: str, data: bytes) -> np.ndarray:
-    with io.BytesIO(data) as buffer:
-        if name.endswith(".npz"):
-            with np.load(buffer) as archive:
-                if "arr_0" not in archive:
-                    raise ValueError(f"{name}: npz without 'arr_0' (has {list(archive.keys())})")
-                return archive["arr_0"]
-        return np.load(buffer)
+def _open(url: str) -> IO[bytes]:
+    try:
+        return open_local(url)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"data file not found: {url}") from None
 
 
-def _tar_samples(path: str) -> Iterator[tuple[str, np.ndarray]]:
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if not member.isfile() or not member.name.endswith((".npz", ".npy")):
-                continue
-            key = Path(member.name).name.split(".", 1)[0]
-            handle = tar.extractfile(member)
-            if handle is None:
-                continue
-            yield key, _load_array(member.name, handle.read())
+def _token_members(url: str, stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
+    """``(key, member name, bytes)`` of the token members of one tar; other members are ignored."""
+    for key, ext, data in iter_tar_members(stream, url):
+        name = f"{key}.{ext}"
+        if name.endswith(TOKEN_SUFFIXES):
+            yield key, name, data
 
 
-def _file_samples(paths: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
-    for path in paths:
-        yield Path(path).name.split(".", 1)[0], _load_array(path, Path(path).read_bytes())
+def iter_shard_samples(shards: Iterable[Mapping[str, str]]) -> Iterator[Sample]:
+    """Stream ``(key, {folder: tokens})`` from each shard's tars in lockstep.
 
-
-def iter_samples(sources: dict[str, list[str]]) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-    """Yield `(key, {folder: array})` walking every folder's files in lockstep.
-
-    Tar shards must hold the same keys in the same order (a mismatch raises, naming both);
-    per-sample files are paired by sorted order, as the original's validation reader does.
+    The tars of one shard must hold the same keys in the same order: a differing key or length
+    raises ``ShardError`` naming every tar of the shard.
     """
-    for path_list in sources.values():
-        for path in path_list:
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"data file not found: {path}")
-    folders = list(sources)
-    counts = {folder: len(paths) for folder, paths in sources.items()}
-    if len(set(counts.values())) != 1:
-        raise ValueError(f"modality folders have different numbers of files: {counts}")
-    for file_index in range(counts[folders[0]]):
-        paths = {folder: sources[folder][file_index] for folder in folders}
-        streams = {
-            folder: _tar_samples(path) if path.endswith(".tar") else _file_samples([path])
-            for folder, path in paths.items()
+    for shard in shards:
+        folders = list(shard)
+        with ExitStack() as stack:
+            streams = [_token_members(shard[f], stack.enter_context(_open(shard[f]))) for f in folders]
+            for items in zip_longest(*streams):
+                if any(item is None for item in items):
+                    ended = [shard[f] for f, item in zip(folders, items) if item is None]
+                    raise ShardError(f"shards differ in length: {ended} ended before {list(shard.values())}")
+                keys = [key for key, _, _ in items]
+                if len(set(keys)) != 1:
+                    found = ", ".join(f"{shard[f]}: {key!r}" for f, key in zip(folders, keys))
+                    raise ShardError(f"sample keys differ across modality shards: {found}")
+                yield keys[0], {f: decode_tokens(f"{shard[f]}:{name}", data) for f, (_, name, data) in zip(folders, items)}
+
+
+def iter_file_samples(root: str | os.PathLike, dataset: str, folders: Sequence[str]) -> Iterator[Sample]:
+    """``(key, {folder: tokens})`` from per-sample files ``root/<folder>/<dataset>/<key>.npz``, paired by key.
+
+    A folder lacking a key is left out of that sample. Raises ``FileNotFoundError`` when no folder exists.
+    """
+    for key, files in iter_folder_samples(root, dataset, folders):
+        yield key, {
+            folder: decode_tokens(os.path.join(os.fspath(root), folder, dataset, name), data)
+            for folder, (name, data) in files.items()
         }
-        yield from _zip_streams(streams, paths, strict_keys=paths[folders[0]].endswith(".tar"))
 
 
-def _zip_streams(streams, paths, strict_keys: bool):
-    sentinel = object()
-    while True:
-        items = {folder: next(stream, sentinel) for folder, stream in streams.items()}
-        ended = [folder for folder, item in items.items() if item is sentinel]
-        if ended:
-            if len(ended) != len(items):
-                raise ValueError(f"shards differ in length: {[paths[f] for f in ended]} ended before the others")
-            return
-        keys = {folder: item[0] for folder, item in items.items()}
-        if strict_keys and len(set(keys.values())) != 1:
-            raise ValueError(f"sample keys differ across modality shards: {keys} (files {list(paths.values())})")
-        first = next(iter(keys.values()))
-        yield first, {folder: item[1] for folder, item in items.items()}
+def iter_samples(data: str | os.PathLike, folders: Sequence[str], dataset: str | None = None) -> Iterator[Sample]:
+    """Samples of a shard pattern (``data`` holds a ``[folder,...]`` list) or of ``root`` + ``dataset``.
+
+    ``folders`` are the known modality folders: a pattern may name only these, and under a root
+    these are looked for. Under a root, a dataset's tar shards are read if it has any, else its
+    per-sample files.
+    """
+    text = os.fspath(data)
+    if "[" in text:
+        shards = expand_data_pattern(text)
+        unknown = sorted(set(shards[0]) - set(folders))
+        if unknown:
+            raise ValueError(f"data folders {unknown} in {text!r} match no modality; known folders: {sorted(folders)}")
+        return iter_shard_samples(shards)
+    if dataset is None:
+        raise ValueError(f"data {text!r} is a root directory: also give the dataset name")
+    shards = find_dataset_shards(text, dataset, folders)
+    return iter_shard_samples(shards) if shards else iter_file_samples(text, dataset, folders)

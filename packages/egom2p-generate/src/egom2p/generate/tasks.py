@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from egom2p.core.modalities import ModalitySpec
+from egom2p.model import EgoM2P
 
-from .batch import modality_num_tokens
 from .sampler import GenerationSampler
 from .schedule import build_generation_schedule
-from .shards import dataset_sources, expand_data_pattern, iter_samples
+from .shards import iter_samples
 
 
 @dataclass(frozen=True)
@@ -51,34 +52,22 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _folder_of(spec: Any, name: str) -> str:
-    return getattr(spec, "folder", None) or name.removeprefix("tok_")
-
-
 def load_samples(
     data: str | Path | Iterable[Mapping[str, np.ndarray]],
-    modalities: Mapping[str, Any],
+    modalities: Mapping[str, ModalitySpec],
     dataset: str | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Samples as `{modality name: token array}` from a pattern, a root + dataset, or an iterable.
 
     A string with a `[folder,...]` list is a shard pattern; otherwise `data` is a root directory and
-    `dataset` names the folder under each modality folder. An iterable of dicts is passed through
-    (keys may be modality names or folder names).
+    `dataset` names the folder under each modality folder (see `egom2p.generate.shards`). An
+    iterable of dicts is passed through (keys may be modality names or folder names).
     """
-    by_folder = {_folder_of(spec, name): name for name, spec in modalities.items()}
+    by_folder = {spec.folder: name for name, spec in modalities.items()}
     if isinstance(data, (str, Path)):
-        text = str(data)
-        if "[" in text:
-            sources = expand_data_pattern(text)
-        else:
-            if dataset is None:
-                raise ValueError(f"data {text!r} is a root directory: also give the dataset name")
-            sources = dataset_sources(text, dataset, list(by_folder))
-        unknown = sorted(set(sources) - set(by_folder))
-        if unknown:
-            raise ValueError(f"data folders {unknown} match no modality; known folders: {sorted(by_folder)}")
-        samples: Iterable[Mapping[str, np.ndarray]] = (arrays for _, arrays in iter_samples(sources))
+        samples: Iterable[Mapping[str, np.ndarray]] = (
+            arrays for _, arrays in iter_samples(data, list(by_folder), dataset)
+        )
     else:
         samples = data
     for sample in samples:
@@ -86,7 +75,7 @@ def load_samples(
 
 
 def run_eval_task(
-    model: Any,
+    model: EgoM2P,
     data: str | Path | Iterable[Mapping[str, np.ndarray]],
     task: str,
     max_samples: int | None = None,
@@ -115,8 +104,8 @@ def run_eval_task(
     for name in (spec.cond, spec.target):
         if name not in modalities:
             raise ValueError(f"task {task!r} needs modality {name!r}, which this checkpoint lacks")
-    n_target = modality_num_tokens(modalities[spec.target])
-    n_cond = modality_num_tokens(modalities[spec.cond])
+    n_target = modalities[spec.target].num_tokens
+    n_cond = modalities[spec.cond].num_tokens
     schedule = build_generation_schedule(
         cond_domains=[spec.cond], target_domains=[spec.target], tokens_per_target=[n_target],
         autoregression_schemes=[settings["scheme"]], decoding_steps=[steps or spec.steps],
