@@ -34,6 +34,14 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def checkpoint(tiny_model, tmp_path_factory):
+    """`tiny_model` saved as our checkpoint directory, for the command-line tests."""
+    directory = tmp_path_factory.mktemp("ckpt")
+    tiny_model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def parity():
     assert PARITY_FILE.is_file(), f"parity fixture {PARITY_FILE} is missing from the repository"
     return torch.load(PARITY_FILE, weights_only=True)

@@ -14,13 +14,6 @@ from egom2p.model import EgoM2P
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("ckpt")
-    tiny_model.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def run_dir(tiny_model, tmp_path_factory):
     """A trainer's run directory: checkpoints/step-N/ with model.safetensors, config.json, train_state.pt."""
     run = tmp_path_factory.mktemp("run")

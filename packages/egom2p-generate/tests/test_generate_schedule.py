@@ -76,6 +76,18 @@ def test_chained_targets_grow_conditioning():
     assert without[-1]["cfg_cond_domains"] == ["tok_rgb"]
 
 
+def test_multi_condition_weights_are_carried_per_step():
+    steps = build_generation_schedule(**_args(
+        target_domains=["tok_cam", "tok_gaze"], tokens_per_target=[30, 30], autoregression_schemes=["roar"] * 2,
+        decoding_steps=[3, 5], token_decoding_schedules=["linear"] * 2, temps=[0.01] * 2,
+        temp_schedules=["constant"] * 2, cfg_scales=[(1.5, 0.5), np.array([1.5, 0.5, 1])],
+        cfg_schedules=["constant"] * 2))
+    assert [s["cfg_scale"] for s in steps] == [[1.5, 0.5]] * 3 + [[1.5, 0.5, 1.0]] * 5
+    assert all(type(w) is float for s in steps for w in s["cfg_scale"])
+    steps[0]["cfg_scale"].append(9.0)  # every step owns its list
+    assert steps[1]["cfg_scale"] == [1.5, 0.5]
+
+
 def test_roar_ignores_cosine_unless_asked():
     roar = build_generation_schedule(**_args(token_decoding_schedules=["cosine"]))
     assert [s["num_tokens"] for s in roar] == [10, 10, 10]
@@ -111,7 +123,9 @@ def test_onex_reproduces_the_original_quirk():
         ({"temp_schedules": ["onex:0.1"]}, "onex"),
         ({"temp_schedules": ["exp"]}, "unknown temperature schedule"),
         ({"cfg_schedules": ["cosine"]}, "cfg schedule"),
-        ({"cfg_scales": [[1.0, 2.0]]}, "multi-condition"),
+        ({"cfg_scales": [[]]}, "non-empty list of numbers"),
+        ({"cfg_scales": [[1.0, "2"]]}, "non-empty list of numbers"),
+        ({"cfg_scales": [True]}, "must be a number"),
         ({"decoding_steps": [0]}, "decoding_steps"),
         ({"temps": [0.01, 0.02]}, "temps must have one entry per target"),
         ({"target_domains": []}, "one entry per target"),

@@ -191,7 +191,7 @@ def test_attention_backend_is_resolved_when_built_and_moved(monkeypatch):
     model.to(torch.float64)  # every move re-resolves `auto` for the model's device
     assert len(calls) == 2 and calls[-1] == ("auto", torch.device("cpu"), False)
     assert _model(attn_backend="reference").attn_backend is AttnBackend.REFERENCE
-    with pytest.raises(ValueError, match=r"loss_type: 'mean' is not one of \['mod', 'token', 'mod_present'\]"):
+    with pytest.raises(ValueError, match=r"loss_type: 'mean' is not one of \['mod', 'token', 'mod_present', 'weighted_mod'\]"):
         model(batch, loss_type="mean")
 
 

@@ -33,11 +33,13 @@ def parse_choice(enum: type[_Choice], value: object, what: str) -> _Choice:
 
 
 class LossType(_Choice):
-    """How token losses are averaged (SPEC 3): per modality, per token, or per present modality."""
+    """How token losses are averaged (SPEC 3): per modality, per token, per present modality, or per
+    modality rescaled by ln(256) / ln(vocabulary size) (the original's ``weighted_mod``)."""
 
     MOD = "mod"
     TOKEN = "token"
     MOD_PRESENT = "mod_present"
+    WEIGHTED_MOD = "weighted_mod"
 
 
 class AttnBackend(_Choice):

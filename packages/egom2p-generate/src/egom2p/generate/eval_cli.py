@@ -12,14 +12,17 @@ from egom2p.core.shards import ShardError
 from egom2p.model import EgoM2P
 
 from . import __version__
+from .precision import TF32_HELP, parse_device, tf32_on_cuda
 from .tasks import DEFAULTS, TASKS, run_eval_task
 
-EXAMPLES = """examples:
+EXAMPLES = f"""examples:
   egom2p-eval --checkpoint runs/demo-cpu/final --task rgb2cam \\
       --data 'data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-000000.tar' --max-samples 64
   egom2p-eval --checkpoint ckpt/checkpoint-main.pth --task rgb2depth --data val_root --dataset holoassist --json out.json
 defaults are the released eval scripts': ROAR, steps rgb2depth 3 / rgb2cam 3 / rgb2gaze 5 / depth2rgb 6,
 temperature 0.01, top-p 0.8, CFG 2.0 with growing conditioning, seed 0. Metrics are token-level.
+
+{TF32_HELP}
 """
 
 
@@ -49,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-p", type=float, default=DEFAULTS["top_p"])
     parser.add_argument("--cfg", type=float, default=DEFAULTS["cfg_scale"])
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=parse_device, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-tf32", action="store_true", help="keep full fp32 matmuls on CUDA (see below)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     return parser
 
@@ -71,14 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     top_k = int(args.top_k) if args.top_k >= 1 and args.top_k.is_integer() else args.top_k
     try:
         model = EgoM2P.from_pretrained(args.checkpoint).to(args.device).eval()
-        results = [
-            run_eval_task(
-                model, args.data, task, max_samples=args.max_samples, dataset=args.dataset,
-                batch_size=args.batch_size, steps=args.steps, scheme=args.scheme, temperature=args.temp,
-                top_k=top_k, top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
-            )  # fmt: skip
-            for task in args.task
-        ]
+        with tf32_on_cuda(args.device, enabled=not args.no_tf32):
+            results = [
+                run_eval_task(
+                    model, args.data, task, max_samples=args.max_samples, dataset=args.dataset,
+                    batch_size=args.batch_size, steps=args.steps, scheme=args.scheme, temperature=args.temp,
+                    top_k=top_k, top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
+                )  # fmt: skip
+                for task in args.task
+            ]
     except (ValueError, FileNotFoundError, ShardError) as err:
         print(f"egom2p-eval: error: {err}", file=sys.stderr)
         return 2

@@ -4,19 +4,24 @@ Each step runs the encoder once on the conditioning plus everything decoded so f
 (`model.encode`) and the decoder only on the positions it queries (`model.decode_positions`).
 Guided steps batch the conditional and the unconditional (conditioning blanked) inputs into ONE
 forward of batch 2B and use the same positions for both (the original draws them twice and relies
-on reseeding to make them agree, quirk 26).
+on reseeding to make them agree, quirk 26). Multi-condition guidance (`generate_multi_guided`) runs
+one pass per condition plus the unconditional one, as one forward of batch (K+1) x B, all at the same
+positions; unlike the original's ROAR version, the conditional passes see the tokens decoded so far
+as inputs (the original marks them as hidden targets there, quirk 27).
 
 Randomness, per step s with base seed `seed` (drawn from torch's global RNG when None): a CPU
 `torch.Generator` seeded with `seed + s` first draws the ROAR order, `torch.rand(N)` shared by all
 batch rows (as the original's `torch.manual_seed(seed + s); torch.rand(N)`, so its recorded positions
 are reproduced without passing `order`), then the multinomial samples on CPU (on another device a
 generator on that device, seeded the same). `order_per_row=True` draws a separate order per row.
-The global RNG is never reseeded.
+The global RNG is never reseeded. `generate_multi_guided` seeds its steps the same way (the original's
+reseeds every step with the same `seed`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -25,6 +30,7 @@ from egom2p.core.modalities import ModalitySpec
 from egom2p.model import EgoM2P
 
 from .batch import Batch, empty_target, flatten_batch, unflatten_into
+from .guidance import MultiGuidance, blanked, mix_guided, pass_logits
 from .sampling import ARGMAX_TEMPERATURE, sample_tokens
 
 STEP_KEYS = ("target_domain", "scheme", "num_tokens", "temperature", "cfg_scale", "cfg_cond_domains")
@@ -78,29 +84,87 @@ class GenerationSampler:
         """Like `generate`, yielding `(step_index, step_dict, batch_so_far)` after every step."""
         yield from self._run(batch, schedule, seed, top_k, top_p, order, copy_each_step=True)
 
+    def generate_multi_guided(
+        self,
+        batch: Mapping[str, Mapping[str, torch.Tensor]],
+        conditions: Sequence[Mapping[str, Mapping[str, torch.Tensor]]],
+        schedule: Sequence[Mapping[str, Any]],
+        seed: int | None = None,
+        top_k: float = 0.0,
+        top_p: float = 0.0,
+        order: Mapping[str, torch.Tensor] | None = None,
+    ) -> Batch:
+        """Generate with several conditions, each with its own guidance weight (the original's
+        `generate_multi_guided`): logits = `uncond + sum_i w_i (cond_i - uncond)`.
+
+        `batch` is the unconditional batch: the targets (created empty when missing) and any inputs
+        every pass shares. `conditions` is a list of batches (modality -> {tensor[, masks]}), one per
+        condition; a condition must not hold a target or a modality of `batch`. Each step's
+        `cfg_scale` is a list of weights, one per condition (`build_generation_schedule` with a list
+        per target); when the schedule moves on to the next target, the finished one becomes one
+        more condition, as in the original, so later targets need one more weight. The unconditional
+        pass sees `batch` with finished targets blanked; pass i sees the same overlaid with condition
+        i. Works for every modality and for ROAR and MaskGIT; seeds, `order` and the return value as
+        in `generate`.
+        """
+        if not conditions:
+            raise ValueError("generate_multi_guided needs at least one condition")
+        if not schedule:
+            raise ValueError("schedule is empty: nothing to generate")
+        modalities = self.model.modalities
+        device = next(self.model.parameters()).device
+        targets = [_check_step(i, step, modalities, multi=True)["target_domain"] for i, step in enumerate(schedule)]
+        flat = []
+        for i, condition in enumerate(conditions):
+            if not condition:
+                raise ValueError(f"condition {i} is empty")
+            cond_state, _ = flatten_batch(condition, modalities, device)
+            clash = sorted(set(cond_state) & (set(batch) | set(targets)))
+            if clash:
+                raise ValueError(f"condition {i} holds {clash}, which the unconditional batch or the schedule also has")
+            flat.append(cond_state)
+        runs = [t for i, t in enumerate(targets) if i == 0 or t != targets[i - 1]]
+        if len(runs) != len(set(runs)):  # a target that came back would be a condition and a target at once
+            raise ValueError(f"generate_multi_guided: each target's steps must be consecutive, got targets {runs}")
+        if not batch:  # the original's usual call: the unconditional batch holds only the targets
+            rows = next(iter(flat[0].values()))["tensor"].shape[0]
+            batch = {targets[0]: empty_target(rows, modalities[targets[0]].num_tokens, device)}
+        results = list(self._run(batch, schedule, seed, top_k, top_p, order, False, MultiGuidance(flat)))
+        return results[-1][2]
+
     # -- the loop ---------------------------------------------------------------------------------
 
-    def _run(self, batch, schedule, seed, top_k, top_p, order, copy_each_step):
+    def _run(self, batch, schedule, seed, top_k, top_p, order, copy_each_step, guidance=None):
         modalities = self.model.modalities
         device = next(self.model.parameters()).device
         state, batch_size = flatten_batch(batch, modalities, device)
-        steps = [_check_step(i, step, modalities) for i, step in enumerate(schedule)]
+        multi = guidance is not None
+        steps = [_check_step(i, step, modalities, multi) for i, step in enumerate(schedule)]
         for step in steps:  # create missing targets up front so that the batch layout is fixed
             name = step["target_domain"]
             if name not in state:
                 state[name] = empty_target(batch_size, modalities[name].num_tokens, device)
+        if multi:
+            for i, condition in enumerate(guidance.conditions):
+                rows = next(iter(condition.values()))["tensor"].shape[0]
+                if rows != batch_size:
+                    raise ValueError(f"condition {i} has {rows} rows, the batch has {batch_size}")
         order_cursor = _check_order(order, state, batch_size)
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
 
         last = len(steps) - 1
         for index, step in enumerate(steps):
+            logits_fn = self._logits
+            if multi:
+                guidance.start_step(state, step["target_domain"])
+                logits_fn = partial(guidance.logits, self.model)
             with torch.no_grad():
-                self._step(state, step, seed + index, top_k, top_p, order_cursor)
+                self._step(state, step, seed + index, top_k, top_p, order_cursor, logits_fn)
             if copy_each_step or index == last:
                 yield index, dict(step), unflatten_into(batch, state)
 
-    def _step(self, state: Batch, step: dict[str, Any], step_seed: int, top_k, top_p, order_cursor) -> None:
+    def _step(self, state: Batch, step: dict[str, Any], step_seed: int, top_k, top_p, order_cursor, logits_fn) -> None:
         target = step["target_domain"]
         remaining = ~state[target]["target_mask"]
         counts = remaining.sum(dim=1)
@@ -120,7 +184,7 @@ class GenerationSampler:
         else:  # maskgit queries every remaining position, in position order
             positions = torch.argsort(state[target]["target_mask"].to(torch.int8), dim=1, stable=True)[:, :n_left]
 
-        logits = self._logits(state, step, positions)
+        logits = logits_fn(state, step, positions)
         batch_size, n_query, vocab = logits.shape
         device_generator = generator if logits.device.type == "cpu" else _device_generator(logits.device, step_seed)
         tokens, probs = sample_tokens(
@@ -169,20 +233,9 @@ class GenerationSampler:
         for name in conditioning:
             if name not in state:
                 raise ValueError(f"guidance blanks {name!r}, which is not in the batch")
-        both = {}
-        for name, item in state.items():
-            uncond = item
-            if name in conditioning:  # blanked as the original's empty_img_modality
-                uncond = {
-                    "tensor": item["tensor"],
-                    "input_mask": torch.ones_like(item["input_mask"]),
-                    "target_mask": torch.zeros_like(item["target_mask"]),
-                }
-            both[name] = {key: torch.cat([item[key], uncond[key]]) for key in ("tensor", "input_mask", "target_mask")}
-        ctx = self.model.encode(both)
-        logits = self.model.decode_positions(ctx, target, torch.cat([positions, positions]))
-        cond, uncond = logits.chunk(2)
-        return uncond + (cond - uncond) * scale
+        uncond_state = {name: blanked(item) if name in conditioning else item for name, item in state.items()}
+        cond, uncond = pass_logits(self.model, [state, uncond_state], target, positions)
+        return mix_guided(cond, uncond, scale)
 
 
 def _commit(item: dict[str, torch.Tensor], positions: torch.Tensor, tokens: torch.Tensor) -> None:
@@ -192,10 +245,18 @@ def _commit(item: dict[str, torch.Tensor], positions: torch.Tensor, tokens: torc
     item["target_mask"].scatter_(1, positions, True)
 
 
-def _check_step(index: int, step: Mapping[str, Any], modalities: Mapping[str, ModalitySpec]) -> dict[str, Any]:
+def _check_step(
+    index: int, step: Mapping[str, Any], modalities: Mapping[str, ModalitySpec], multi: bool = False
+) -> dict[str, Any]:
     missing = [key for key in STEP_KEYS if key not in step]
     if missing:
         raise ValueError(f"schedule step {index} lacks {missing}; build it with build_generation_schedule")
+    if multi != isinstance(step["cfg_scale"], (list, tuple)):
+        raise ValueError(
+            f"schedule step {index}: cfg_scale {step['cfg_scale']!r} "
+            + ("must be a list of weights, one per condition, for generate_multi_guided" if multi
+               else "is a list of multi-condition weights: use generate_multi_guided")
+        )
     if step["target_domain"] not in modalities:
         raise ValueError(
             f"schedule step {index}: target {step['target_domain']!r} is unknown to this checkpoint; "

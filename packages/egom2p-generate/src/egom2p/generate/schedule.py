@@ -2,8 +2,9 @@
 
 Reimplements the original's `build_chained_generation_schedules` (SPEC 7.2) with the same argument
 names and the same step dicts, so schedules written for EgoM2P/4M work unchanged. Deliberate
-differences: integer guidance scales are accepted (the original crashes, quirk 30), and ROAR can be
-told to honour the cosine token schedule (`roar_honours_token_schedule=True`; the original always
+differences: integer guidance scales are accepted (the original crashes, quirk 30), lists of
+multi-condition weights are checked (numbers only, not empty), and ROAR can be told to honour the
+cosine token schedule (`roar_honours_token_schedule=True`; the original always
 uses the linear one for ROAR, which stays the default for parity).
 """
 
@@ -103,14 +104,21 @@ def temperature_schedule(name: str, temp: float, token_schedule: Sequence[int]) 
     )
 
 
-def _cfg_scale(value: Any, target: str) -> float:
+def _is_number(value: Any) -> bool:
     # bool is an int subclass: reject it explicitly, True as a scale is surely a mistake.
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(
-            f"cfg_scales entry for {target!r} must be a number (multi-condition guidance is not supported), "
-            f"got {value!r}"
-        )
-    return float(value)
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def _cfg_scale(value: Any, target: str) -> float | list[float]:
+    """One guidance scale, or a list of weights (one per condition) for `generate_multi_guided`."""
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) > 0 and all(_is_number(v) for v in value):
+        return [float(v) for v in value]
+    raise ValueError(
+        f"cfg_scales entry for {target!r} must be a number, or a non-empty list of numbers (one weight per "
+        f"condition, for multi-condition guidance), got {value!r}"
+    )
 
 
 def build_generation_schedule(
@@ -122,7 +130,7 @@ def build_generation_schedule(
     token_decoding_schedules: Sequence[str],
     temps: Sequence[float],
     temp_schedules: Sequence[str],
-    cfg_scales: Sequence[float],
+    cfg_scales: Sequence[float | Sequence[float]],
     cfg_schedules: Sequence[str],
     cfg_grow_conditioning: bool = False,
     modality_info: Mapping[str, ModalitySpec] | None = None,
@@ -135,7 +143,9 @@ def build_generation_schedule(
     With `cfg_grow_conditioning`, a finished target joins the conditioning set of later targets (so
     their unconditional pass blanks it too). `modality_info` (e.g. `model.modalities`, name -> spec)
     checks target names and token counts when given. ROAR uses the linear token
-    schedule like the original unless `roar_honours_token_schedule` is set.
+    schedule like the original unless `roar_honours_token_schedule` is set. A `cfg_scales` entry may
+    be a list of weights, one per condition, for `GenerationSampler.generate_multi_guided` (the
+    original's multi-condition guidance); each step then carries that list as its `cfg_scale`.
     """
     per_target = {
         "tokens_per_target": tokens_per_target,
@@ -195,7 +205,7 @@ def build_generation_schedule(
                     "scheme": scheme,
                     "num_tokens": int(k),
                     "temperature": float(temp),
-                    "cfg_scale": scale,
+                    "cfg_scale": list(scale) if isinstance(scale, list) else scale,
                     "cfg_cond_domains": list(conditioning),
                 }
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -26,6 +27,27 @@ def cross_entropy_sum(
     return F.cross_entropy(F.linear(hidden, weight).float(), targets, reduction="sum")
 
 
+# The original's weighted_mod writes this constant out: ln(256), its reference codebook size.
+LN_256 = math.log(256)
+
+
+def scale_mod_losses(
+    mod_loss: Mapping[str, torch.Tensor], vocab_sizes: Mapping[str, int], loss_type: str | LossType
+) -> dict[str, torch.Tensor]:
+    """Per-modality losses as the original reports them for ``loss_type``.
+
+    ``weighted_mod`` rescales each modality's mean loss to a 256-token codebook,
+    ``L_m / ln(V_m) * ln(256)`` (the same operations in the same order as the original), so a
+    uniform guess scores ln(256) in every modality; every other loss type reports ``L_m`` as is.
+    """
+    if LossType.parse(loss_type, "loss_type") is not LossType.WEIGHTED_MOD:
+        return dict(mod_loss)
+    small = sorted(m for m in mod_loss if vocab_sizes[m] < 2)
+    if small:
+        raise ValueError(f"loss_type 'weighted_mod' divides by ln(vocab_size): modalities {small} have vocab_size 1")
+    return {m: loss / math.log(vocab_sizes[m]) * LN_256 for m, loss in mod_loss.items()}
+
+
 def reduce_losses(
     mod_loss: Mapping[str, torch.Tensor],
     num_targets: Mapping[str, int],
@@ -39,11 +61,13 @@ def reduce_losses(
     - ``token``: weighted by targets x vocabulary size, as the original's ``logits.numel()`` (quirk 2).
     - ``mod_present``: mean over the modalities that have at least one target (ours; what the
       original's validation effectively reports). 0 when no modality has targets.
+    - ``weighted_mod``: like ``mod`` over the losses rescaled by ``scale_mod_losses`` (SPEC 3).
     """
     loss_type = LossType.parse(loss_type, "loss_type")
     names = list(mod_loss)
-    if loss_type is LossType.MOD:
-        return sum(mod_loss[m] for m in names) / len(names)
+    if loss_type in (LossType.MOD, LossType.WEIGHTED_MOD):
+        reported = scale_mod_losses(mod_loss, vocab_sizes, loss_type)
+        return sum(reported[m] for m in names) / len(names)
     if loss_type is LossType.TOKEN:
         weights = {m: num_targets[m] * vocab_sizes[m] for m in names}
         total = sum(weights.values())

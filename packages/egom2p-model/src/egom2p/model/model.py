@@ -24,7 +24,7 @@ from .config import EgoM2PConfig
 from .embeddings import DecoderEmbedding, EncoderEmbedding, position_table
 from .inputs import TokenSelection, select_tokens
 from .layers import DecoderBlock, EncoderBlock, layer_norm
-from .losses import cross_entropy_sum, reduce_losses
+from .losses import cross_entropy_sum, reduce_losses, scale_mod_losses
 from .presets import preset_config
 
 Batch = Mapping[str, Mapping[str, torch.Tensor]]
@@ -255,6 +255,7 @@ class EgoM2P(nn.Module):
                 logits[name] = F.linear(hidden, weight).float()
         vocab = {name: self.modalities[name].vocab_size for name in inputs}
         loss = reduce_losses(mod_loss, num_targets, vocab, loss_type)
+        mod_loss = scale_mod_losses(mod_loss, vocab, loss_type)  # weighted_mod reports the rescaled losses, as the original
         return EgoM2POutput(loss=loss, mod_loss=mod_loss, num_targets=num_targets, logits=logits if return_logits else None)
 
     # ------------------------------------------------------------------------- accounting
