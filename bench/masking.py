@@ -2,8 +2,8 @@
 
 4 modalities (tok_rgb / tok_depth 5120 tokens, tok_cam / tok_gaze 30), budgets 2048 / 2048, released alphas
 [0.01, 0.1, 1, 10] with uniform sampling weights. Compares, in one run:
-  * baseline: a literal restatement of the original's per-sample code (torch.distributions Dirichlet,
-    argsort(rand(L)) per modality), from packages/egom2p-data/tests/reference_masking.py
+  * baseline: a literal restatement of the original's per-sample code (torch.distributions Dirichlet on
+    float32 concentrations, argsort(rand(L)) per modality), from packages/egom2p-data/tests/data_reference_masking.py
   * ours, per sample: UnifiedMasking.__call__
   * ours, batched: UnifiedMasking.mask_batch (vectorised, no Python loop per sample)
 
@@ -57,7 +57,7 @@ def main() -> None:
     masking = UnifiedMasking(COUNTS, alphas, alphas, [1.0] * 4, (2048, 2048), (2048, 2048))
     sample = {n: torch.zeros(c, dtype=torch.int64) for n, c in COUNTS.items()}
     tensors = {n: torch.zeros(batch, c, dtype=torch.int64) for n, c in COUNTS.items()}
-    table = torch.tensor([ALPHAS] * 4, dtype=torch.float64).T.contiguous()
+    table = torch.tensor([ALPHAS] * 4, dtype=torch.float32).T.contiguous()  # [K, M], float32 as the original
     weights = torch.ones(4)
     gen = torch.Generator().manual_seed(0)
 

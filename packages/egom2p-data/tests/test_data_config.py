@@ -1,9 +1,23 @@
-"""Data configs: budgets in one place, strict keys with dotted names, relative paths, the shipped files."""
+"""Data configs: budgets in one place, strict keys with dotted names, relative paths, the shipped files,
+and every original key with the original's meaning or a rejection that says why (issue 13)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
-from egom2p.data.config import DATASET_KEYS, IGNORED_DATASET_KEYS, PATH_KEYS, TRAIN_KEYS, VAL_KEYS, load_data_config
+import torch
+from egom2p.data.config import (
+    CHECKED_KEYS,
+    DATASET_KEYS,
+    NO_EFFECT_KEYS,
+    PATH_KEYS,
+    TRAIN_KEYS,
+    TRAIN_ONLY_KEYS,
+    VAL_KEYS,
+    load_data_config,
+)
+from egom2p.data.loader import _folder_map, _masking_for
 
 
 def entry(**extra):
@@ -25,8 +39,9 @@ def test_train_level_budgets_are_the_default_and_a_dataset_overrides_them():
     budgets = lambda d: (d.num_input_tokens, d.num_target_tokens)  # noqa: E731
     assert budgets(cfg.train["a"]) == (16, 12) and budgets(cfg.train["b"]) == (64, 12)
     assert cfg.train["b"].min_target_tokens == 3 and cfg.train["a"].min_input_tokens is None
-    # Val entries fall back to their train entry, then to the train-level default.
-    assert budgets(cfg.val["a"]) == (16, 12) and budgets(cfg.val["b"]) == (64, 8) and budgets(cfg.val["c"]) == (16, 12)
+    # Val entries: their own budgets, else the train-level ones, as the original (not their train entry's).
+    assert budgets(cfg.val["a"]) == (16, 12) and budgets(cfg.val["b"]) == (16, 8) and budgets(cfg.val["c"]) == (16, 12)
+    assert cfg.val["b"].min_target_tokens is None
     assert cfg.max_input_tokens == 64 and cfg.max_target_tokens == 12
 
 
@@ -78,16 +93,16 @@ def test_file_errors_name_the_file(tmp_path):
         load_data_config(tmp_path / "nope.yaml")
 
 
-def test_ignored_original_keys_are_accepted(repo_root):
-    cfg = load_data_config(config({"a": entry(type="multimodal", use_wds=True, wds_shuffle_buffer_tar=1000)},
-                                  num_input_tokens=4, num_target_tokens=4))
-    assert cfg.train["a"].wds_n_repeats == 1
-    assert set(IGNORED_DATASET_KEYS).isdisjoint(DATASET_KEYS) and set(PATH_KEYS) <= set(DATASET_KEYS)
-    assert {"num_input_tokens", "num_target_tokens", "datasets", "weights"} <= set(TRAIN_KEYS) and VAL_KEYS == ("datasets",)
+def test_key_lists():
+    assert set(CHECKED_KEYS).isdisjoint(DATASET_KEYS) and set(NO_EFFECT_KEYS).isdisjoint(DATASET_KEYS)
+    assert set(PATH_KEYS) <= set(DATASET_KEYS) and set(TRAIN_ONLY_KEYS) <= set(DATASET_KEYS)
+    assert {"num_input_tokens", "num_target_tokens", "min_input_tokens", "datasets", "weights"} <= set(TRAIN_KEYS)
+    assert VAL_KEYS == ("datasets",)
 
 
 def test_relative_paths(repo_root, tmp_path):
-    cfg = load_data_config(config({"a": entry(data_path="d/[rgb]/a/s.tar", alphas_config="al.yaml")},
+    cfg = load_data_config(config({"a": entry(data_path="d/[rgb]/a/s.tar", alphas_config="al.yaml", input_alphas=None,
+                                              target_alphas=None)},
                                   num_input_tokens=4, num_target_tokens=4), base_dir=tmp_path)
     assert cfg.train["a"].data_path == f"{tmp_path}/d/[rgb]/a/s.tar" and cfg.train["a"].alphas_config == f"{tmp_path}/al.yaml"
     cfg = load_data_config(config({"a": entry(data_path="s3://b/[rgb]/a/s.tar")}, num_input_tokens=4, num_target_tokens=4))
@@ -107,3 +122,153 @@ def test_shipped_configs(repo_root):
     assert {(d.num_input_tokens, d.num_target_tokens, d.min_input_tokens) for d in released.train.values()} == {(2048, 2048, None)}
     assert released.train["hot3d_quest"].out_domains == ("tok_depth", "tok_cam")
     assert released.train["holoassist"].wds_n_repeats == 4
+
+
+# -- one test per key of the original's data config (SPEC 5.1, pretrain_utils.py) ---------------------------
+
+SPECS = {"tok_cam": 30, "tok_depth": 300, "tok_rgb": 300}
+ONE = {"train": {"num_input_tokens": 64, "num_target_tokens": 64}}
+
+
+def one(**extra):
+    """A config with one train dataset 'a' (cam, depth, rgb) and the given dataset keys."""
+    entry = {"in_domains": "tok_rgb-tok_cam-tok_depth", "out_domains": "tok_rgb-tok_cam-tok_depth", "data_path": "x.tar",
+             "input_alphas": "1.0", "target_alphas": "1.0", **extra}
+    entry = {k: v for k, v in entry.items() if v is not ...}
+    return {"train": {**ONE["train"], "datasets": {"a": entry}}}
+
+
+def budgets_of(cfg, n=3000):
+    return _masking_for(cfg.train["a"], SPECS).sample_budgets(n, 0)
+
+
+def test_key_train_datasets_and_weights():
+    cfg = load_data_config({"train": {**ONE["train"], "datasets": {"a": one()["train"]["datasets"]["a"],
+                                                                  "b": one()["train"]["datasets"]["a"]},
+                                      "weights": [3, 1]}})
+    assert list(cfg.train) == ["a", "b"] and cfg.weights == (3.0, 1.0)
+    assert load_data_config({"train": {**ONE["train"], "datasets": {"a": one()["train"]["datasets"]["a"]}}}).weights == (1.0,)
+
+
+def test_key_in_domains_and_out_domains():
+    cfg = load_data_config(one(in_domains="tok_rgb-tok_cam", out_domains="tok_depth"))
+    assert cfg.train["a"].modalities == ("tok_cam", "tok_depth", "tok_rgb")  # sorted union, as the original
+    b_in, b_tg = budgets_of(cfg)
+    assert (b_in[:, 1] == 0).all() and (b_tg[:, [0, 2]] == 0).all()  # "1.0" covers the listed domains only
+
+
+def test_key_input_alphas_is_one_value_per_sorted_in_domain():
+    # Sorted in_domains: tok_cam, tok_depth, tok_rgb -> 0, 1, 0: every input token goes to depth.
+    cfg = load_data_config(one(input_alphas="0-1-0"))
+    b_in, _ = budgets_of(cfg)
+    assert (b_in[:, 1] == 64).all()
+    with pytest.raises(ValueError, match=r"'train.datasets.a.input_alphas' '0-1' has 2 values for the 3 sorted domains.*zips"):
+        load_data_config(one(input_alphas="0-1"))
+    with pytest.raises(ValueError, match=r"'train.datasets.a.input_alphas' is a list.*alphas_config"):
+        load_data_config(one(input_alphas=[0.01, 0.1]))
+    assert load_data_config(one(input_alphas=0.5)).train["a"].input_alphas == "0.5"
+
+
+def test_key_target_alphas_is_one_value_per_sorted_out_domain():
+    cfg = load_data_config(one(out_domains="tok_rgb-tok_depth", target_alphas="0-1"))  # depth 0, rgb 1
+    _, b_tg = budgets_of(cfg)
+    assert (b_tg[:, 0] == 0).all() and (b_tg[:, 1] == 0).all() and (b_tg[:, 2] > 0).all()
+    with pytest.raises(ValueError, match=r"'train.datasets.a' needs 'alphas_config' or both.*even split"):
+        load_data_config(one(target_alphas=...))
+    with pytest.raises(ValueError, match=r"'train.datasets.a' needs 'alphas_config' or both"):
+        load_data_config(one(target_alphas=None))
+
+
+def test_key_alphas_config(repo_root):
+    path = str(repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
+    cfg = load_data_config(one(alphas_config=path, input_alphas=None, target_alphas=None))
+    masking = _masking_for(cfg.train["a"], SPECS)
+    assert masking.input_alphas.shape == (4, 3) and masking.sampling_weights.tolist() == [1.0] * 4
+    with pytest.raises(ValueError, match=r"'train.datasets.a.input_alphas' has no effect next to 'alphas_config'"):
+        load_data_config(one(alphas_config=path, target_alphas=None))
+
+
+def test_keys_num_tokens_dataset_overrides_train_level():
+    cfg = load_data_config(one(num_input_tokens=16))
+    assert (cfg.train["a"].num_input_tokens, cfg.train["a"].num_target_tokens) == (16, 64)
+    b_in, b_tg = budgets_of(cfg)
+    assert (b_in.sum(1) <= 16).all() and (b_in.sum(1) == 16).any() and (b_tg.sum(1) == 64).any()
+
+
+def test_keys_min_tokens_dataset_then_train_level_and_null_means_fixed():
+    raw = one(min_input_tokens=8)
+    raw["train"]["min_target_tokens"] = 32
+    cfg = load_data_config(raw)
+    assert (cfg.train["a"].min_input_tokens, cfg.train["a"].min_target_tokens) == (8, 32)
+    b_in, _ = budgets_of(cfg)
+    assert set(b_in.sum(1).tolist()) >= {8, 64}
+    raw = one(min_target_tokens=None)
+    raw["train"]["min_target_tokens"] = 32
+    assert load_data_config(raw).train["a"].min_target_tokens is None  # null on the dataset: always num
+
+
+def test_val_entries_take_budgets_from_train_level_and_alphas_from_their_train_entry():
+    raw = one(num_input_tokens=100, input_alphas="0-1-0")
+    raw["val"] = {"datasets": {"a": {"data_path": "v.tar", "num_target_tokens": 8}}}
+    cfg = load_data_config(raw)
+    val = cfg.val["a"]
+    assert (val.num_input_tokens, val.num_target_tokens) == (64, 8) and val.input_alphas == "0-1-0"
+    # The model's budgets are the training maximum (the original runs validation at its main budgets).
+    raw["train"]["datasets"]["a"]["num_input_tokens"] = 16
+    with pytest.raises(ValueError, match=r"'val.datasets.a.num_input_tokens' is 64, more than the largest training budget 16"):
+        load_data_config(raw)
+    for key, value in (("alphas_config", "al.yaml"), ("input_alphas", "1"), ("wds_n_repeats", 2), ("enforce_domains", True)):
+        bad = one()
+        bad["val"] = {"datasets": {"a": {key: value}}}
+        with pytest.raises(ValueError, match=rf"'val.datasets.a.{key}' has no effect on a val entry"):
+            load_data_config(bad)
+
+
+def test_key_data_path(tmp_path):
+    assert load_data_config(one(data_path="d/[rgb]/a/s.tar"), base_dir=tmp_path).train["a"].data_path == f"{tmp_path}/d/[rgb]/a/s.tar"
+
+
+def test_key_type_only_multimodal():
+    assert load_data_config(one(type="multimodal")).train["a"].name == "a"
+    with pytest.raises(ValueError, match=r"'train.datasets.a.type' is 'huggingface': only 'multimodal' is supported"):
+        load_data_config(one(type="huggingface"))
+
+
+def test_key_use_wds_only_true_for_training():
+    assert load_data_config(one(use_wds=True)).train["a"].name == "a"
+    with pytest.raises(ValueError, match=r"'train.datasets.a.use_wds' is False: only True is supported.*--from-dir"):
+        load_data_config(one(use_wds=False))
+    raw = one()
+    raw["val"] = {"datasets": {"a": {"use_wds": False}}}  # the original's validation never uses it
+    assert "a" in load_data_config(raw).val
+
+
+def test_keys_wds_repeats_and_shuffle_buffers():
+    default = load_data_config(one()).train["a"]
+    assert (default.wds_n_repeats, default.wds_shuffle_buffer_tar, default.wds_shuffle_buffer_repeat) == (1, 1000, 1000)
+    cfg = load_data_config(one(wds_n_repeats=4, wds_shuffle_buffer_tar=0, wds_shuffle_buffer_repeat=50)).train["a"]
+    assert (cfg.wds_n_repeats, cfg.wds_shuffle_buffer_tar, cfg.wds_shuffle_buffer_repeat) == (4, 0, 50)
+    with pytest.raises(ValueError, match=r"'train.datasets.a.wds_shuffle_buffer_tar' must be an integer >= 0"):
+        load_data_config(one(wds_shuffle_buffer_tar=-1))
+
+
+@pytest.mark.parametrize("key", sorted(NO_EFFECT_KEYS))
+def test_keys_without_effect_are_logged_with_the_reason(key, caplog):
+    with caplog.at_level(logging.INFO, logger="egom2p.data"):
+        cfg = load_data_config(one(**{key: "tok_rgb"}))
+    assert cfg.train["a"] == load_data_config(one()).train["a"]
+    assert any(f"'train.datasets.a.{key}' has no effect: {NO_EFFECT_KEYS[key]}" in r.getMessage() for r in caplog.records)
+
+
+def test_key_modality_name_map():
+    cfg = load_data_config(one(modality_name_map={"video": "tok_rgb"}))
+    specs = {n: type("Spec", (), {"folder": n.removeprefix("tok_")})() for n in SPECS}
+    assert _folder_map(cfg.train["a"], specs) == {"cam": "tok_cam", "depth": "tok_depth", "rgb": "tok_rgb", "video": "tok_rgb"}
+
+
+def test_key_enforce_domains(repo_root):
+    path = str(repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
+    cfg = load_data_config(one(out_domains="tok_cam-tok_depth", alphas_config=path, input_alphas=None, target_alphas=None,
+                               enforce_domains=True))
+    _, b_tg = budgets_of(cfg)
+    assert (b_tg[:, 2] == 0).all() and torch.any(b_tg[:, 1] > 0)

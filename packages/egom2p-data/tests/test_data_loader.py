@@ -73,7 +73,8 @@ def test_batches_follow_the_contract(repo_root, demo, tiny):
         # (synth gaze is never all zeros, so zero rows are exactly the filled ones).
         absent = (batch["tok_gaze"]["tensor"] == 0).all(1)
         assert batch["tok_gaze"]["input_mask"][absent].all() and batch["tok_gaze"]["target_mask"][absent].all()
-    assert loader.stats["samples"] == 48 and loader.stats["skipped_samples"] == 0
+    # The shuffle buffers read ahead: at least the 48 samples batched were decoded, none was bad.
+    assert loader.stats["samples"] >= 48 and loader.stats["skipped_samples"] == 0
 
 
 def test_each_dataset_is_masked_with_its_own_budget(repo_root, demo, tiny):
@@ -197,11 +198,12 @@ def test_missing_modality_file_is_skipped(tmp_path, tiny):
     write_shards(tmp_path / "tmp", "m", {"cam": np.zeros((3, 8), dtype=np.int64)})
     (tmp_path / "tmp/cam/m/shard-000000.tar").replace(tmp_path / "cam/m/shard-000000.tar")  # cam lacks the last key
     cfg = load_data_config({"train": {"datasets": {"m": {"in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam",
-        "input_alphas": "1.0", "target_alphas": "1.0", "data_path": f"{tmp_path}/[rgb,cam]/m/shard-000000.tar"}},
+        "input_alphas": "1.0", "target_alphas": "1.0", "data_path": f"{tmp_path}/[rgb,cam]/m/shard-000000.tar",
+        "wds_shuffle_buffer_tar": 0, "wds_shuffle_buffer_repeat": 0}},  # in order: keys 0 1 2 (3) 0 1 2
         "num_input_tokens": 8, "num_target_tokens": 8}})
     loader = build_train_loader(cfg, tiny, batch_size=6)
     take(iter(loader), 1)
-    assert loader.stats["by_reason"] == {"missing_modality": 2}
+    assert loader.stats["by_reason"] == {"missing_modality": 1} and loader.stats["samples"] == 6
 
 
 def test_too_much_bad_data_raises(tmp_path, tiny):

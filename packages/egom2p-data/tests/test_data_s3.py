@@ -57,7 +57,8 @@ def bucket(s3_server, tmp_path_factory):
 def test_loader_reads_shards_from_s3(bucket, repo_root):
     cfg = load_data_config({"train": {"datasets": {"toy": {
         "in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam", "input_alphas": "1.0", "target_alphas": "1.0",
-        "data_path": f"{bucket}/[rgb,cam]/toy/shard-{{000000..000002}}.tar"}},
+        "data_path": f"{bucket}/[rgb,cam]/toy/shard-{{000000..000002}}.tar",
+        "wds_shuffle_buffer_tar": 0, "wds_shuffle_buffer_repeat": 0}},  # no read-ahead: exactly 24 samples read
         "num_input_tokens": 16, "num_target_tokens": 16}})
     specs = load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
     loader = build_train_loader(cfg, specs, batch_size=4)

@@ -1,11 +1,20 @@
-"""Alphas configs: the mixture-of-Dirichlet parameters of the masking (SPEC section 4.1).
+"""Alphas configs: the mixture-of-Dirichlet parameters of the masking (SPEC section 4.1), and the
+per-dataset alphas strings of data configs.
 
-File format (the original's)::
+File format (the original's ``setup_sampling_mod_info``)::
 
-    sampling_weights: [1.0, 1.0, 1.0, 1.0]        # optional, one weight per mixture component
+    sampling_weights: [1.0, 1.0, 1.0, 1.0]        # one weight per mixture component (null: uniform)
     alphas_mixture:
       tok_rgb: {input_alphas: [0.01, 0.1, 1.0, 10.0], target_alphas: [0.01, 0.1, 1.0, 10.0]}
       ...
+
+or, without ``sampling_weights`` (components chosen uniformly), the modality entries at the top level::
+
+    tok_rgb: {input_alphas: [...], target_alphas: [...]}
+
+An ``alphas_mixture`` without ``sampling_weights`` (the original fails on it) means uniform weights. A
+modality's ``keep`` (the original reads it for sequence modalities only, for span masking of text) has no
+effect: EgoM2P has no sequence modality.
 
 Files are read with :func:`egom2p.core.modalities.read_config_file` when first needed, so that
 ``import egom2p.data.masking`` (which imports this module) needs neither PyYAML nor egom2p.core.
@@ -18,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AlphasConfig", "load_alphas_config", "parse_alphas_string"]
+__all__ = ["AlphasConfig", "load_alphas_config", "parse_alphas_string", "per_modality_alphas"]
 
 
 @dataclass(frozen=True)
@@ -46,23 +55,59 @@ def _float_list(value: Any, key: str, where: str) -> tuple[float, ...]:
     return tuple(out)
 
 
-def parse_alphas_string(value: str | float | int | Sequence[float]) -> tuple[float, ...]:
-    """Parse the original's per-dataset ``input_alphas`` form: ``"a"`` or ``"a1-a2-..."`` (or a list)."""
+def parse_alphas_string(value: str | float | int) -> tuple[float, ...]:
+    """Parse the original's per-dataset alphas form: a number, ``"a"`` or ``"a1-a2-..."``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (float(value),)
     if isinstance(value, str):
         try:
-            return tuple(float(x) for x in value.split("-"))
+            out = tuple(float(x) for x in value.split("-"))
         except ValueError:
             raise ValueError(f"alphas string {value!r} is not of the form 'a' or 'a1-a2-...'") from None
-    return _float_list(value, "alphas", "<alphas>")
+        if all(a >= 0 for a in out):
+            return out
+    raise ValueError(f"alphas {value!r} must be a non-negative number or an 'a1-a2-...' string of them")
+
+
+def per_modality_alphas(value: str | float | int, domains: Sequence[str], key: str = "alphas") -> dict[str, float]:
+    """The original's meaning of a per-dataset ``input_alphas`` / ``target_alphas``: one concentration per domain.
+
+    ``"a"`` gives every domain ``a``; ``"a1-a2-..."`` is zipped with the *sorted* domains (one value per
+    domain). The original's ``zip`` silently drops extra values or leaves domains at 0 when the counts
+    differ; here that is an error naming ``key``.
+    """
+    names = sorted(set(domains))
+    alphas = parse_alphas_string(value)
+    if len(alphas) == 1:
+        return {n: alphas[0] for n in names}
+    if len(alphas) != len(names):
+        raise ValueError(
+            f"{key} {value!r} has {len(alphas)} values for the {len(names)} sorted domains {names}: one per domain "
+            "(the original zips them and silently drops or zeroes the rest); mixtures belong in an alphas_config"
+        )
+    return dict(zip(names, alphas))
+
+
+def _modality_entries(raw: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], Any]:
+    """(modality -> entry mapping, sampling_weights or None) in either of the original's two layouts."""
+    if "sampling_weights" in raw or "alphas_mixture" in raw:
+        unknown = set(raw) - {"sampling_weights", "alphas_mixture"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (next to 'alphas_mixture' only 'sampling_weights' is known)")
+        mixture = raw.get("alphas_mixture")
+        if not isinstance(mixture, Mapping) or not mixture:
+            raise ValueError(f"{where}: 'alphas_mixture' must be a non-empty mapping of modality -> alphas")
+        return mixture, raw.get("sampling_weights")
+    if not raw:
+        raise ValueError(f"{where}: expected 'alphas_mixture' (with 'sampling_weights') or modality -> alphas entries")
+    return raw, None
 
 
 def load_alphas_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> AlphasConfig:
-    """Load and validate an alphas config file or mapping.
+    """Load and validate an alphas config file or mapping (either layout of the module docstring).
 
     Every modality needs ``input_alphas`` and ``target_alphas`` of the same length K, and
-    ``sampling_weights`` (if given) needs K positive-sum entries. Errors name the file and key.
+    ``sampling_weights`` (if given) needs K entries with a positive sum. Errors name the file and key.
     """
     if isinstance(path_or_dict, Mapping):
         raw, where = path_or_dict, "<alphas dict>"
@@ -73,31 +118,26 @@ def load_alphas_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> A
         raw = read_config_file(where)
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: expected a mapping with 'alphas_mixture'")
-    unknown = set(raw) - {"sampling_weights", "alphas_mixture"}
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
-    mixture = raw.get("alphas_mixture")
-    if not isinstance(mixture, Mapping) or not mixture:
-        raise ValueError(f"{where}: 'alphas_mixture' must be a non-empty mapping of modality -> alphas")
+    mixture, weights = _modality_entries(raw, where)
+    prefix = "alphas_mixture." if "alphas_mixture" in raw else ""
     inp: dict[str, tuple[float, ...]] = {}
     tgt: dict[str, tuple[float, ...]] = {}
     for mod in sorted(mixture):
         entry = mixture[mod]
         if not isinstance(entry, Mapping):
-            raise ValueError(f"{where}: 'alphas_mixture.{mod}' must be a mapping")
+            raise ValueError(f"{where}: '{prefix}{mod}' must be a mapping with input_alphas and target_alphas")
         extra = set(entry) - {"input_alphas", "target_alphas", "keep"}
         if extra:
-            raise ValueError(f"{where}: 'alphas_mixture.{mod}' has unknown key(s) {sorted(extra)}")
+            raise ValueError(f"{where}: '{prefix}{mod}' has unknown key(s) {sorted(extra)}")
         for key in ("input_alphas", "target_alphas"):
             if key not in entry:
-                raise ValueError(f"{where}: 'alphas_mixture.{mod}.{key}' is missing")
-        inp[mod] = _float_list(entry["input_alphas"], f"alphas_mixture.{mod}.input_alphas", where)
-        tgt[mod] = _float_list(entry["target_alphas"], f"alphas_mixture.{mod}.target_alphas", where)
+                raise ValueError(f"{where}: '{prefix}{mod}.{key}' is missing")
+        inp[mod] = _float_list(entry["input_alphas"], f"{prefix}{mod}.input_alphas", where)
+        tgt[mod] = _float_list(entry["target_alphas"], f"{prefix}{mod}.target_alphas", where)
     lengths = {len(v) for v in (*inp.values(), *tgt.values())}
     if len(lengths) != 1:
         raise ValueError(f"{where}: all input_alphas/target_alphas lists must have the same length, got {sorted(lengths)}")
     k = lengths.pop()
-    weights = raw.get("sampling_weights")
     if weights is not None:
         weights = _float_list(weights, "sampling_weights", where)
         if len(weights) != k or sum(weights) <= 0:

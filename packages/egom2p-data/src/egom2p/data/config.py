@@ -5,30 +5,48 @@
     train:
       num_input_tokens: 2048          # the token budgets of every dataset (encoder / decoder tokens per sample)
       num_target_tokens: 2048
+      min_input_tokens: null          # optional: budgets drawn uniformly in [min, num] (null: always num)
       datasets:
         egogen:
-          type: multimodal                               # original keys without effect are accepted
+          type: multimodal                               # the only type (checked)
           in_domains: tok_rgb-tok_depth-tok_cam          # or a list
           out_domains: [tok_rgb, tok_depth, tok_cam]
-          alphas_config: configs/alphas/mix_mod4_all2all_uni.yaml
+          alphas_config: configs/alphas/mix_mod4_all2all_uni.yaml   # or input_alphas / target_alphas strings
           num_input_tokens: 1024                         # optional: this dataset's own budget
-          min_input_tokens: 512                          # optional: budgets drawn uniformly in [min, num]
+          min_input_tokens: 512
           data_path: 's3://bucket/[rgb,depth,cam]/egogen/token/shard-{000000..000040}.tar'
+          wds_n_repeats: 4                               # each sample 4 times in a row, then ...
+          wds_shuffle_buffer_tar: 1000                   # ... shuffle buffers as the original's (default 1000)
+          wds_shuffle_buffer_repeat: 1000
       weights: [1.0]
       max_bad_fraction: 0.1                              # ours: tolerated share of bad samples
     val:
       datasets:
         egogen: {data_path: ...}                         # other keys fall back to the train entry
 
-Token budgets live here and only here: after loading, every dataset (train and val) holds resolved
-``num_input_tokens`` / ``num_target_tokens`` (its own, else its train entry's, else ``train:``'s), and
-:attr:`DataConfig.max_input_tokens` / ``max_target_tokens`` are the model's forward budgets. Relative
-paths (:data:`PATH_KEYS`) follow :mod:`egom2p.core.paths`.
+Keys keep the original's meanings (``pretrain_utils.py``); where this package deliberately differs, the
+config is rejected with a message that says so:
+
+* Budgets: a dataset's own ``num_*_tokens`` / ``min_*_tokens``, else ``train:``'s (the original's main
+  config). A val entry does the same with its own keys; as in the original it does not inherit the budgets
+  of its train entry. :attr:`DataConfig.max_input_tokens` / ``max_target_tokens`` are the model's forward
+  budgets; a budget missing everywhere is an error (the original's code default, 128, is not used).
+* ``input_alphas`` / ``target_alphas``: ``"a"`` or ``"a1-a2-..."``, one concentration per *sorted* in / out
+  domain (:func:`~egom2p.data.alphas.per_modality_alphas`); lists and count mismatches are rejected. Both
+  are needed without ``alphas_config`` (the original splits targets evenly when ``target_alphas`` is
+  absent and crashes on null) and rejected next to one (the original ignores them).
+* A val entry of a training dataset is masked with the train entry's alphas and read once, in order
+  (the original ignores its :data:`TRAIN_ONLY_KEYS`): setting them there is an error.
+* :data:`CHECKED_KEYS` accept only the released value; :data:`NO_EFFECT_KEYS` are accepted and logged as
+  having no effect, with the reason.
+
+Relative paths (:data:`PATH_KEYS`) follow :mod:`egom2p.core.paths`.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,32 +54,52 @@ from typing import Any
 
 from egom2p.core.modalities import read_config_file
 from egom2p.core.paths import config_base_dir, resolve_path
+from egom2p.data.alphas import parse_alphas_string, per_modality_alphas
 
 __all__ = [
+    "CHECKED_KEYS",
     "DATASET_KEYS",
-    "IGNORED_DATASET_KEYS",
+    "NO_EFFECT_KEYS",
     "PATH_KEYS",
     "TOP_KEYS",
     "TRAIN_KEYS",
+    "TRAIN_ONLY_KEYS",
     "VAL_KEYS",
     "DataConfig",
     "DatasetConfig",
     "load_data_config",
 ]
 
+logger = logging.getLogger("egom2p.data")
+
 TOP_KEYS = ("train", "val")
-TRAIN_KEYS = ("datasets", "weights", "max_bad_fraction", "num_input_tokens", "num_target_tokens")
+TRAIN_KEYS = ("datasets", "weights", "max_bad_fraction", "num_input_tokens", "num_target_tokens",
+              "min_input_tokens", "min_target_tokens")
 VAL_KEYS = ("datasets",)
 DATASET_KEYS = (
     "data_path", "in_domains", "out_domains", "alphas_config", "input_alphas", "target_alphas",
     "num_input_tokens", "num_target_tokens", "min_input_tokens", "min_target_tokens",
-    "wds_n_repeats", "modality_name_map", "enforce_domains",
+    "wds_n_repeats", "wds_shuffle_buffer_tar", "wds_shuffle_buffer_repeat", "modality_name_map", "enforce_domains",
 )
-# Keys of the original that have no effect here (4M leftovers, SPEC quirk 14): accepted and ignored.
-IGNORED_DATASET_KEYS = ("type", "use_wds", "main_augment_domain", "aligned_captions", "tok_train_aug",
-                        "wds_shuffle_buffer_tar", "wds_shuffle_buffer_repeat")
+#: Keys a val entry of a training dataset takes from its train entry only.
+TRAIN_ONLY_KEYS = ("alphas_config", "input_alphas", "target_alphas", "enforce_domains",
+                   "wds_n_repeats", "wds_shuffle_buffer_tar", "wds_shuffle_buffer_repeat")
+_STREAM_KEYS = ("wds_n_repeats", "wds_shuffle_buffer_tar", "wds_shuffle_buffer_repeat")
+#: Original keys that select one of its code paths: only the released value exists here (train entries).
+CHECKED_KEYS = {
+    "type": ("multimodal", "the original's other type, 'huggingface', is a 4M text-dataset path"),
+    "use_wds": (True, "training reads token shards; the original's use_wds: false path reads a folder of "
+                      "files per sample (convert it with `egom2p-data write --from-dir`)"),
+}
+#: Original keys accepted without effect, with the reason (the original ignores them for EgoM2P too).
+NO_EFFECT_KEYS = {
+    "main_augment_domain": "the original's augmentation of pre-tokenized data is commented out (SPEC quirk 14)",
+    "tok_train_aug": "the original's augmentation of pre-tokenized data is commented out (SPEC quirk 14)",
+    "aligned_captions": "a 4M caption option; EgoM2P has no caption modality",
+}
 PATH_KEYS = ("data_path", "alphas_config")
 _BUDGETS = (("min_input_tokens", "num_input_tokens"), ("min_target_tokens", "num_target_tokens"))
+DEFAULT_SHUFFLE_BUFFER = 1000  # the original's default for both wds_shuffle_buffer_* keys
 
 
 @dataclass(frozen=True)
@@ -80,6 +118,8 @@ class DatasetConfig:
     input_alphas: str | None = None
     target_alphas: str | None = None
     wds_n_repeats: int = 1
+    wds_shuffle_buffer_tar: int = DEFAULT_SHUFFLE_BUFFER
+    wds_shuffle_buffer_repeat: int = DEFAULT_SHUFFLE_BUFFER
     modality_name_map: dict[str, str] = field(default_factory=dict)
     enforce_domains: bool = False
 
@@ -150,15 +190,19 @@ def _count(value: Any, key: str, where: str, minimum: int) -> int | None:
 
 
 def _opt_alphas(value: Any, key: str, where: str) -> str | None:
+    """A per-dataset alphas value in the original's form (a number or an ``"a1-a2-..."`` string), as a string."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str):
-        return value
     if isinstance(value, (list, tuple)):
-        return "-".join(str(float(v)) for v in value)
-    raise _fail(where, key, f"must be a number, an 'a1-a2-...' string or a list, got {value!r}")
+        raise _fail(where, key, f"is a list ({value!r}): the original takes 'a' or 'a1-a2-...', one value per sorted "
+                                "domain; mixture components belong in an alphas_config file")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _fail(where, key, f"must be a number or an 'a1-a2-...' string, got {value!r}")
+    try:
+        parse_alphas_string(value)
+    except ValueError as exc:
+        raise _fail(where, key, str(exc)) from None
+    return str(value)
 
 
 def _path(value: Any, key: str, where: str, base_dir: str) -> str:
@@ -167,14 +211,60 @@ def _path(value: Any, key: str, where: str, base_dir: str) -> str:
     return resolve_path(value, base_dir)
 
 
+def _original_only(raw: Mapping[str, Any], key: str, where: str, is_train: bool) -> None:
+    """Check :data:`CHECKED_KEYS` (train entries) and log :data:`NO_EFFECT_KEYS`."""
+    for k, (value, why) in CHECKED_KEYS.items():
+        if is_train and k in raw and raw[k] != value:
+            raise _fail(where, f"{key}.{k}", f"is {raw[k]!r}: only {value!r} is supported ({why})")
+    for k, why in NO_EFFECT_KEYS.items():
+        if k in raw:
+            logger.info("%s: '%s.%s' has no effect: %s", where, key, k, why)
+
+
+def _check_val_entry(raw: Mapping[str, Any], key: str, where: str, fallback: DatasetConfig | None) -> None:
+    """Reject the keys the original ignores on a val entry (see the module docstring)."""
+    own = TRAIN_ONLY_KEYS if fallback is not None else _STREAM_KEYS
+    for k in own:
+        if raw.get(k) is not None:
+            why = ("validation reads each sample once, in order" if k in _STREAM_KEYS
+                   else "validation is masked with the train entry's alphas")
+            raise _fail(where, f"{key}.{k}", f"has no effect on a val entry ({why}, as in the original); "
+                                            + ("set it under 'train.datasets'" if fallback is not None else "remove it"))
+
+
+def _alphas(cfg: DatasetConfig, key: str, where: str) -> None:
+    """The alphas of a resolved entry: an alphas_config, or both strings with one value per sorted domain."""
+    strings = [k for k in ("input_alphas", "target_alphas") if getattr(cfg, k) is not None]
+    if cfg.alphas_config is not None:
+        if strings:
+            raise _fail(where, f"{key}.{strings[0]}", "has no effect next to 'alphas_config' (the original ignores it): "
+                                                      "remove one of them")
+        return
+    if len(strings) < 2:
+        raise _fail(where, key, "needs 'alphas_config' or both 'input_alphas' and 'target_alphas' (a missing one is "
+                                "all zeros in the original, an even split; null crashes it)")
+    for k, domains in (("input_alphas", cfg.in_domains), ("target_alphas", cfg.out_domains)):
+        try:
+            per_modality_alphas(getattr(cfg, k), domains, f"'{key}.{k}'")
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
 def _parse_dataset(
     name: str, raw: Any, key: str, where: str, base_dir: str, fallback: DatasetConfig | None,
-    budgets: Mapping[str, int | None],
+    defaults: Mapping[str, int | None], is_train: bool,
 ) -> DatasetConfig:
-    """One dataset entry at dotted ``key``; a val entry with a train ``fallback`` only overrides it."""
+    """One dataset entry at dotted ``key``; a val entry with a train ``fallback`` only overrides it.
+
+    ``defaults`` holds ``train:``'s budgets (the original's main config), which fill the budget keys an
+    entry does not set itself (val entries included).
+    """
     if not isinstance(raw, Mapping):
         raise _fail(where, key, f"must be a mapping, got {type(raw).__name__}")
-    _check_keys(raw, DATASET_KEYS + IGNORED_DATASET_KEYS, key, where)
+    _check_keys(raw, DATASET_KEYS + tuple(CHECKED_KEYS) + tuple(NO_EFFECT_KEYS), key, where)
+    _original_only(raw, key, where, is_train)
+    if not is_train:
+        _check_val_entry(raw, key, where, fallback)
     if fallback is None:
         for required in ("data_path", "in_domains", "out_domains"):
             if required not in raw:
@@ -191,17 +281,18 @@ def _parse_dataset(
         if k in raw:
             values[k] = _opt_alphas(raw[k], f"{key}.{k}", where)
     for low, high in _BUDGETS:
-        if low in raw:
-            values[low] = _count(raw[low], f"{key}.{low}", where, minimum=0)
+        # Present, even null, it wins: null means "always num", as dataset_config.get(low, main) in the original.
+        values[low] = _count(raw[low], f"{key}.{low}", where, minimum=0) if low in raw else defaults[low]
         budget = _count(raw.get(high), f"{key}.{high}", where, minimum=1)
-        if budget is None and fallback is None:
-            budget = budgets[high]
-            if budget is None:
-                raise _fail(where, f"{key}.{high}", f"is missing: set it here or 'train.{high}' for every dataset")
-        if budget is not None:
-            values[high] = budget
+        values[high] = budget if budget is not None else defaults[high]
+        if values[high] is None:
+            raise _fail(where, f"{key}.{high}", f"is missing: set it here or 'train.{high}'")
     if "wds_n_repeats" in raw:
         values["wds_n_repeats"] = _count(raw["wds_n_repeats"], f"{key}.wds_n_repeats", where, minimum=1) or 1
+    for k in ("wds_shuffle_buffer_tar", "wds_shuffle_buffer_repeat"):
+        if k in raw:
+            size = _count(raw[k], f"{key}.{k}", where, minimum=0)
+            values[k] = DEFAULT_SHUFFLE_BUFFER if size is None else size
     if raw.get("modality_name_map") is not None:
         m = raw["modality_name_map"]
         if not isinstance(m, Mapping) or not all(isinstance(a, str) and isinstance(b, str) for a, b in m.items()):
@@ -212,8 +303,7 @@ def _parse_dataset(
             raise _fail(where, f"{key}.enforce_domains", f"must be true or false, got {raw['enforce_domains']!r}")
         values["enforce_domains"] = raw["enforce_domains"]
     cfg = replace(fallback, name=name, **values) if fallback is not None else DatasetConfig(name=name, **values)
-    if cfg.alphas_config is None and (cfg.input_alphas is None or cfg.target_alphas is None):
-        raise _fail(where, key, "needs 'alphas_config' or both 'input_alphas' and 'target_alphas'")
+    _alphas(cfg, key, where)
     for low, high in _BUDGETS:
         if getattr(cfg, low) is not None and getattr(cfg, low) > getattr(cfg, high):
             raise _fail(where, f"{key}.{low}", f"is {getattr(cfg, low)}, more than {high} = {getattr(cfg, high)}")
@@ -256,9 +346,11 @@ def load_data_config(
     if not isinstance(train, Mapping):
         raise _fail(name, "train", "must be a mapping with 'datasets'")
     _check_keys(train, TRAIN_KEYS, "train", name)
-    budgets = {k: _count(train.get(k), f"train.{k}", name, minimum=1) for k in ("num_input_tokens", "num_target_tokens")}
+    defaults = {high: _count(train.get(high), f"train.{high}", name, minimum=1) for _, high in _BUDGETS}
+    defaults.update({low: _count(train.get(low), f"train.{low}", name, minimum=0) for low, _ in _BUDGETS})
     datasets = _datasets(train.get("datasets"), "train.datasets", name, required=True)
-    train_sets = {n: _parse_dataset(n, d, f"train.datasets.{n}", name, base, None, budgets) for n, d in datasets.items()}
+    train_sets = {n: _parse_dataset(n, d, f"train.datasets.{n}", name, base, None, defaults, True)
+                  for n, d in datasets.items()}
     weights = train.get("weights", [1.0] * len(train_sets))
     if (not isinstance(weights, (list, tuple)) or len(weights) != len(train_sets)
             or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights) or sum(weights) <= 0):
@@ -277,7 +369,7 @@ def load_data_config(
     val_sets = {}
     for n, d in _datasets(val.get("datasets"), "val.datasets", name, required=False).items():
         key = f"val.datasets.{n}"
-        val_sets[n] = cfg = _parse_dataset(n, d, key, name, base, train_sets.get(n), budgets)
+        val_sets[n] = cfg = _parse_dataset(n, d, key, name, base, train_sets.get(n), defaults, False)
         # Validation batches go through the model with the training budgets: they must fit.
         for high, most in (("num_input_tokens", config.max_input_tokens), ("num_target_tokens", config.max_target_tokens)):
             if getattr(cfg, high) > most:

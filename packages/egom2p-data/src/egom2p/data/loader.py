@@ -1,19 +1,30 @@
 """Training and validation loaders over token shards (SPEC section 5, with its quirks 15/16 fixed).
 
-Training: per rank and dataloader worker, every dataset is an infinite stream of resampled shards (a
-shard is drawn with replacement, read whole, its samples visited in a seeded random order, each
-``wds_n_repeats`` times). Each batch draws a dataset per sample by the mixture weights, masks each
-dataset's samples with that dataset's modalities and alphas (batched), fills the global modalities a
-dataset lacks (zeros, both masks True) and yields the batch contract. The stream is unbounded: the
-trainer counts steps. Each dataset is masked with its own token budgets from the data config.
+Training: per rank and dataloader worker, every dataset is the original's webdataset pipeline (SPEC 5.3):
+an infinite stream of resampled shards (a shard drawn with replacement, its samples read in tar order) ->
+a shuffle buffer of ``wds_shuffle_buffer_tar`` samples -> decode -> each sample ``wds_n_repeats`` times in a
+row -> a shuffle buffer of ``wds_shuffle_buffer_repeat`` samples (:class:`~egom2p.data.shuffle.ShuffleBuffer`,
+webdataset's algorithm), so samples mix across shard boundaries. Each batch draws a dataset per sample by
+the mixture weights, masks each dataset's samples with that dataset's modalities, alphas and budgets
+(batched), fills the global modalities a dataset lacks (zeros, both masks True) and yields the batch
+contract. The stream is unbounded: the trainer counts steps.
 
-Resuming: ``state_dict()`` holds the position. With ``num_workers=0`` it is exact (RNG states, shard draw
-and offset per dataset: the shard in progress is re-read and skipped into). With workers, the loader
+Memory per (dataset, worker): the shard being read (whole, as read from disk or S3), at most
+``wds_shuffle_buffer_tar`` undecoded samples (their bytes as stored) and at most
+``wds_shuffle_buffer_repeat`` decoded samples, kept in the narrowest integer type of their vocabulary
+(uint16 for the released 64k vocabularies: 2 x 5120 + 2 x 30 tokens = 20.6 KB per sample, 21 MB per
+1000-sample buffer; repeats of a sample share one copy).
+
+Resuming: ``state_dict()`` holds the position. With ``num_workers=0`` it is exact: RNG states, shard draw
+and offset per dataset, and the contents of both shuffle buffers as (shard draw, index in shard)
+references; the shards they name are re-read (one at a time) and skipped into. With workers, the loader
 resumes on fresh seeds (a new ``generation``), so nothing is replayed, but batches differ.
 
 Bad data (corrupt or truncated tar, a modality's file missing, wrong shape, token outside the vocabulary)
 is skipped, counted in ``loader.stats`` and logged to the ``egom2p.data`` logger; past
 ``max_bad_fraction`` of the samples seen (checked from 50 samples on) a ``RuntimeError`` stops training.
+Samples are decoded as they leave the first shuffle buffer, so ``stats["samples"]`` runs ahead of the
+samples batched so far.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import copy
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -31,6 +42,7 @@ from egom2p.core.shards import ShardError, decode_tokens, expand_shard_pattern, 
 from egom2p.data.config import DataConfig, DatasetConfig
 from egom2p.data.masking import UnifiedMasking
 from egom2p.data.shards import open_url
+from egom2p.data.shuffle import ShuffleBuffer
 
 __all__ = ["build_train_loader", "build_val_loaders", "TrainLoader", "ValLoader"]
 
@@ -150,8 +162,29 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def _compact_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest integer type holding every token id below ``vocab_size`` (buffers hold many samples)."""
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if vocab_size - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+class _Entry(NamedTuple):
+    """A sample in flight: where it comes from (shard draw, index in that shard) and its data."""
+
+    draw: int
+    index: int
+    url: str
+    key: str
+    data: Any  # RawSample before decoding, Sample after
+
+
+_SHARD_DRAW, _SHUFFLE = 0, 1  # seed tags of one stream's random sources
+
+
 class _DatasetStream:
-    """One dataset's infinite sample stream for one (rank, worker): resampled shards, shuffled in-shard."""
+    """One dataset's infinite sample stream for one (rank, worker): the original's pipeline (module docstring)."""
 
     def __init__(self, cfg: DatasetConfig, specs: Mapping[str, ModalitySpec], seed_parts: tuple[int, ...], bad: _BadData) -> None:
         self.cfg = cfg
@@ -160,57 +193,117 @@ class _DatasetStream:
         self.folders = _folder_map(cfg, specs)
         self.seed_parts = seed_parts
         self.bad = bad
+        self.dtypes = {m: _compact_dtype(specs[m].vocab_size) for m in cfg.modalities}
         self.draw = -1  # index of the shard draw in progress
-        self.offset = 0  # samples of that draw already visited
+        self.offset = 0  # samples of that draw already read
         self._fruitless_draws = 0  # consecutive shard draws that gave no usable sample
         self._url = ""
-        self._samples: list = []
-        self._order = np.empty(0, dtype=np.int64)
+        self._samples: list[tuple[str, RawSample]] = []
         self._known_bad: set[str] = set()  # shards that failed to read in this process
+        self._rng = np.random.default_rng(_seed(*seed_parts, _SHUFFLE))
+        self._tar_buffer: ShuffleBuffer[_Entry] = ShuffleBuffer(cfg.wds_shuffle_buffer_tar, self._rng)
+        self._repeat_buffer: ShuffleBuffer[_Entry] = ShuffleBuffer(cfg.wds_shuffle_buffer_repeat, self._rng)
+        self._repeating: _Entry | None = None  # the decoded sample being repeated ...
+        self._repeats_left = 0  # ... and how many more times
+
+    def _shard_url(self, draw: int) -> str:
+        rng = np.random.default_rng(_seed(*self.seed_parts, _SHARD_DRAW, draw))
+        return self.urls[int(rng.integers(len(self.urls)))]
 
     def _load(self, draw: int) -> None:
-        rng = np.random.default_rng(_seed(*self.seed_parts, draw))
-        self._url = self.urls[int(rng.integers(len(self.urls)))]
+        self._url = self._shard_url(draw)
         self.bad.stats["shards_read"] += 1
         if self._url in self._known_bad:
             # Reported once already: resampling draws it again, but it neither re-reads nor re-counts, so one
             # broken shard in a long run stays one skipped shard.
             self._samples = []
-        else:
-            try:
-                self._samples = _read_samples(self._url, self.folders)
-            except (ShardError, OSError, ValueError) as exc:
-                self._samples = []
-                self._known_bad.add(self._url)
-                self.bad.bad_shard(self._url, str(exc))
-        order = np.repeat(np.arange(len(self._samples)), self.cfg.wds_n_repeats)
-        self._order = rng.permutation(order)
+            return
+        try:
+            self._samples = _read_samples(self._url, self.folders)
+        except (ShardError, OSError, ValueError) as exc:
+            self._samples = []
+            self._known_bad.add(self._url)
+            self.bad.bad_shard(self._url, str(exc))
 
-    def state(self) -> dict[str, int]:
-        return {"draw": self.draw, "offset": self.offset}
-
-    def restore(self, state: Mapping[str, int]) -> None:
-        self.draw, self.offset = int(state["draw"]), int(state["offset"])
-        if self.draw >= 0:
+    def _next_raw(self) -> _Entry:
+        """The next sample of the resampled shards, in tar order (webdataset's ResampledShards + tar reading)."""
+        while self.draw < 0 or self.offset >= len(self._samples):
+            self._fruitless_draws += 1
+            if self._fruitless_draws > MAX_FRUITLESS_DRAWS:
+                raise RuntimeError(f"dataset '{self.cfg.name}': {MAX_FRUITLESS_DRAWS} shard draws in a row gave no "
+                                   f"usable sample (last shard {self._url}); check {self.cfg.data_path}")
+            self.draw += 1
+            self.offset = 0
             self._load(self.draw)
+        key, raw = self._samples[self.offset]
+        self.offset += 1
+        return _Entry(self.draw, self.offset - 1, self._url, key, raw)
+
+    def _decode(self, entry: _Entry, bad: _BadData) -> _Entry | None:
+        sample = _decode_sample(entry.key, entry.url, entry.data, self.cfg.modalities, self.specs, bad)
+        if sample is None:
+            return None
+        return entry._replace(data={m: a.astype(self.dtypes[m]) for m, a in sample.items()})
+
+    def _next_repeated(self) -> _Entry:
+        """Decoded samples, each ``wds_n_repeats`` times in a row (bad ones skipped)."""
+        if self._repeats_left == 0:
+            decoded = None
+            while decoded is None:
+                decoded = self._decode(self._tar_buffer.pull(self._next_raw), self.bad)
+            self._fruitless_draws = 0
+            self._repeating, self._repeats_left = decoded, self.cfg.wds_n_repeats
+        self._repeats_left -= 1
+        return self._repeating
 
     def next(self) -> Sample:
-        while True:
-            if self.draw < 0 or self.offset >= len(self._order):
-                self._fruitless_draws += 1
-                if self._fruitless_draws > MAX_FRUITLESS_DRAWS:
-                    raise RuntimeError(f"dataset '{self.cfg.name}': {MAX_FRUITLESS_DRAWS} shard draws in a row gave no "
-                                       f"usable sample (last shard {self._url}); check {self.cfg.data_path}")
-                self.draw += 1
-                self.offset = 0
-                self._load(self.draw)
+        """The next training sample (int64 token arrays by modality)."""
+        entry = self._repeat_buffer.pull(self._next_repeated)
+        return {m: a.astype(np.int64) for m, a in entry.data.items()}
+
+    def state(self) -> dict[str, Any]:
+        """The position: shard draw and offset, shuffle RNG and buffer contents as [draw, index] references."""
+        refs = lambda entries: [[e.draw, e.index] for e in entries]  # noqa: E731
+        return {
+            "draw": self.draw, "offset": self.offset, "shuffle_rng": copy.deepcopy(self._rng.bit_generator.state),
+            "tar_buffer": refs(self._tar_buffer.items), "repeat_buffer": refs(self._repeat_buffer.items),
+            "repeating": refs([self._repeating] if self._repeats_left else []), "repeats_left": self._repeats_left,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state`: re-read the shard in progress and the shards the buffers refer to."""
+        self.draw, self.offset = int(state["draw"]), int(state["offset"])
+        self._rng.bit_generator.state = copy.deepcopy(state["shuffle_rng"])
+        if self.draw >= 0:
+            self._load(self.draw)
+        raw = self._reread({(int(d), int(i)) for part in ("tar_buffer", "repeat_buffer", "repeating") for d, i in state[part]})
+        scratch = _BadData(_new_stats(), 1.0)  # these samples were counted when first decoded
+        decoded = {ref: self._decode(e, scratch) for ref, e in raw.items()}
+
+        def rebuild(part: str, table: Mapping[tuple[int, int], _Entry | None]) -> list[_Entry]:
+            entries = [table.get((int(d), int(i))) for d, i in state[part]]
+            return [e for e in entries if e is not None]
+
+        self._tar_buffer.items = rebuild("tar_buffer", raw)
+        self._repeat_buffer.items = rebuild("repeat_buffer", decoded)
+        repeating = rebuild("repeating", decoded)
+        self._repeating = repeating[0] if repeating else None
+        self._repeats_left = int(state["repeats_left"]) if repeating else 0
+
+    def _reread(self, refs: set[tuple[int, int]]) -> dict[tuple[int, int], _Entry]:
+        """The raw samples at ``refs``, reading each shard draw once; a shard that now fails is logged, its samples lost."""
+        out = {}
+        for draw in sorted({d for d, _ in refs}):
+            url = self._shard_url(draw)
+            try:
+                samples = self._samples if draw == self.draw else _read_samples(url, self.folders)
+            except (ShardError, OSError, ValueError) as exc:
+                logger.warning("resume: shard %s could not be re-read, its buffered samples are dropped: %s", url, exc)
                 continue
-            key, raw = self._samples[self._order[self.offset]]
-            self.offset += 1
-            sample = _decode_sample(key, self._url, raw, self.cfg.modalities, self.specs, self.bad)
-            if sample is not None:
-                self._fruitless_draws = 0
-                return sample
+            for d, i in refs:
+                if d == draw and i < len(samples):
+                    out[(d, i)] = _Entry(d, i, url, *samples[i])
+        return out
 
 
 def _collate(

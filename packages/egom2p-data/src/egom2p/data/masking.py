@@ -7,27 +7,41 @@ the modality's token count and the target budget to what the input left; then ch
 random input and target positions. Output follows the batch contract: ``tensor`` int64 ``[B, N_m]``,
 ``input_mask`` / ``target_mask`` bool ``[B, N_m]`` with True = NOT an input / NOT a target.
 
+The Dirichlet shares follow the original's ``torch.distributions.Dirichlet`` in float32 on CPU, not the
+exact law: each Gamma draw is clamped below at the smallest normal double, the share is rounded to float32
+and clamped to ``[FLT_MIN, 1 - 2^-24]``, and ``floor(share * N)`` is taken in float32. So one modality
+never takes a whole budget by itself (at least one token goes through a leftover draw), and a component
+whose alphas are all 0 splits evenly (every Gamma draw underflows to the same value; leftovers go to the
+first modality, torch's argmax of a tie). :func:`float32_dirichlet_shares` is that step.
+
 Everything is driven by one ``torch.Generator`` (or an int seed), so a seed gives the same masks in any
 process. This module needs only torch at import (no numpy, PyYAML or egom2p.core).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from egom2p.data.alphas import AlphasConfig, load_alphas_config, parse_alphas_string
+from egom2p.data.alphas import AlphasConfig, load_alphas_config, per_modality_alphas
 from egom2p.data.sampling import random_disjoint_masks, sample_log_gamma
 from torch import Tensor
 
 if TYPE_CHECKING:  # egom2p.core imports PyYAML; masking stays importable with torch alone
     from egom2p.core.modalities import ModalitySpec
 
-__all__ = ["UnifiedMasking", "as_generator"]
+__all__ = ["UnifiedMasking", "as_generator", "float32_dirichlet_shares"]
 
 MIN_ALPHA = 1e-9  # the original clamps concentrations to this before sampling
+# torch's CPU Dirichlet sampler: Gamma draws (in double) clamped below at DBL_MIN, shares cast to float32
+# and clamped to [FLT_MIN, nexttoward(1, 0)] (ATen/native/Distributions.cpp, _s_dirichlet_cpu).
+LOG_MIN_GAMMA = math.log(sys.float_info.min)
+MIN_SHARE = torch.finfo(torch.float32).tiny
+MAX_SHARE = 1.0 - 2.0**-24
 Seed = int | torch.Generator | None
 
 
@@ -41,6 +55,17 @@ def as_generator(seed: Seed) -> torch.Generator:
     else:
         gen.manual_seed(int(seed))
     return gen
+
+
+def float32_dirichlet_shares(log_gamma: Tensor) -> Tensor:
+    """Dirichlet shares over the last dim from log Gamma draws, as torch's float32 CPU sampler returns them.
+
+    ``log_gamma`` (float64) holds ``log X_i`` with ``X_i ~ Gamma(alpha_i)``; the result is float32
+    ``X_i / sum X`` after the sampler's clamps (module docstring): never exactly 0 or 1.
+    """
+    clamped = log_gamma.clamp_min(LOG_MIN_GAMMA)
+    shares = torch.exp(clamped - torch.logsumexp(clamped, dim=-1, keepdim=True))
+    return shares.to(torch.float32).clamp_(MIN_SHARE, MAX_SHARE)
 
 
 def _token_counts(modalities: Mapping[str, int | ModalitySpec]) -> dict[str, int]:
@@ -94,8 +119,9 @@ class UnifiedMasking:
         k = ks.pop()
 
         def table(alphas: Mapping[str, Sequence[float]]) -> Tensor:
-            cols = [torch.tensor(alphas.get(n, [0.0] * k), dtype=torch.float64) for n in self.names]
-            return torch.stack(cols, dim=1).clamp_min(MIN_ALPHA)  # [K, M]
+            # float32 like the original's torch.tensor(alphas); the Gamma sampler reads them as doubles.
+            cols = [torch.tensor(alphas.get(n, [0.0] * k), dtype=torch.float32) for n in self.names]
+            return torch.stack(cols, dim=1).clamp_min(MIN_ALPHA).to(torch.float64)  # [K, M]
 
         self.input_alphas = table(input_alphas)
         self.target_alphas = table(target_alphas)
@@ -122,8 +148,8 @@ class UnifiedMasking:
         num_input_tokens: int,
         num_target_tokens: int,
         alphas_config: AlphasConfig | str | os.PathLike | Mapping[str, Any] | None = None,
-        input_alphas: str | float | Sequence[float] | None = None,
-        target_alphas: str | float | Sequence[float] | None = None,
+        input_alphas: str | float | None = None,
+        target_alphas: str | float | None = None,
         min_input_tokens: int | None = None,
         min_target_tokens: int | None = None,
         enforce_domains: bool = False,
@@ -133,8 +159,9 @@ class UnifiedMasking:
         With ``alphas_config`` every modality of ``in_domains | out_domains`` gets both its input and its
         target alphas from the file (SPEC quirk 11, the released behaviour); ``enforce_domains=True``
         zeroes the input alphas of modalities not in ``in_domains`` and the target alphas of those not in
-        ``out_domains``. Without it, ``input_alphas`` / ``target_alphas`` ("a" or "a1-a2-...") apply to the
-        listed domains only, and components are chosen uniformly.
+        ``out_domains``. Without it, ``input_alphas`` / ``target_alphas`` (``"a"`` or ``"a1-a2-..."``) give
+        one concentration per sorted in / out domain (:func:`~egom2p.data.alphas.per_modality_alphas`), the
+        other modalities get 0, and there is a single component.
         """
         in_set, out_set = set(in_domains), set(out_domains)
         names = sorted(in_set | out_set)
@@ -143,6 +170,9 @@ class UnifiedMasking:
             raise ValueError(f"domains {missing} are not in the modality set {sorted(modalities)}")
         mods = {n: modalities[n] for n in names}
         if alphas_config is not None:
+            if input_alphas is not None or target_alphas is not None:
+                raise ValueError("input_alphas / target_alphas have no effect with an alphas_config (the original "
+                                 "ignores them): give one or the other")
             cfg = alphas_config if isinstance(alphas_config, AlphasConfig) else load_alphas_config(alphas_config)
             absent = [n for n in names if n not in cfg.input_alphas]
             if absent:
@@ -150,18 +180,15 @@ class UnifiedMasking:
             inp = {n: cfg.input_alphas[n] for n in names}
             tgt = {n: cfg.target_alphas[n] for n in names}
             weights = cfg.sampling_weights
+            if enforce_domains:
+                inp = {n: v for n, v in inp.items() if n in in_set}
+                tgt = {n: v for n, v in tgt.items() if n in out_set}
         else:
             if input_alphas is None or target_alphas is None:
                 raise ValueError("give either alphas_config or both input_alphas and target_alphas")
-            a_in, a_tg = parse_alphas_string(input_alphas), parse_alphas_string(target_alphas)
-            if len(a_in) != len(a_tg):
-                raise ValueError(f"input_alphas {a_in} and target_alphas {a_tg} need the same length")
-            inp = {n: a_in for n in names if n in in_set}
-            tgt = {n: a_tg for n in names if n in out_set}
+            inp = {n: (a,) for n, a in per_modality_alphas(input_alphas, in_set, "input_alphas").items()}
+            tgt = {n: (a,) for n, a in per_modality_alphas(target_alphas, out_set, "target_alphas").items()}
             weights = None
-        if enforce_domains:
-            inp = {n: v for n, v in inp.items() if n in in_set}
-            tgt = {n: v for n, v in tgt.items() if n in out_set}
         k = len(next(iter({**inp, **tgt}.values())))
         inp = {n: inp.get(n, (0.0,) * k) for n in names}
         tgt = {n: tgt.get(n, (0.0,) * k) for n in names}
@@ -177,18 +204,20 @@ class UnifiedMasking:
     # -- budgets -----------------------------------------------------------------------------------
 
     @staticmethod
-    def _split_budget(shares_log: Tensor, extra_log_gamma: Tensor, totals: Tensor, caps: Tensor) -> Tensor:
+    def _split_budget(shares: Tensor, extra_log_gamma: Tensor, totals: Tensor, caps: Tensor) -> Tensor:
         """Dirichlet split of ``totals`` [B] over M modalities, leftover tokens by argmax, capped at ``caps``.
 
-        ``shares_log`` [B, M] is the Dirichlet draw (log); ``extra_log_gamma`` [B, M, M] holds M extra draws
-        per sample (Gamma variates: their argmax is the argmax of the normalised draw); the first
-        ``N - sum(floor(p * N))`` of them each give one token to their argmax modality.
+        ``shares`` [B, M] is the float32 Dirichlet draw; ``extra_log_gamma`` [B, M, M] holds M extra draws
+        per sample (log Gamma variates clamped like the shares: their argmax, first index on ties, is the
+        argmax of the normalised draw); the first ``N - sum(floor(p * N))`` of them each give one token to
+        their argmax modality. With float32 shares below 1 that count is between 1 and M.
         """
-        m = shares_log.shape[1]
-        budget = torch.floor(torch.exp(shares_log) * totals[:, None].to(torch.float64)).to(torch.int64)
+        m = shares.shape[1]
+        budget = torch.floor(shares * totals[:, None].to(torch.float32)).to(torch.int64)
         leftover = (totals - budget.sum(1)).clamp(0, m)
         used = torch.arange(m)[None, :] < leftover[:, None]
-        budget += torch.nn.functional.one_hot(extra_log_gamma.argmax(-1), m).mul_(used[..., None]).sum(1)
+        winners = extra_log_gamma.clamp_min(LOG_MIN_GAMMA).argmax(-1)
+        budget += torch.nn.functional.one_hot(winners, m).mul_(used[..., None]).sum(1)
         return torch.minimum(budget, caps)
 
     def sample_budgets(self, batch_size: int, generator: Seed = None) -> tuple[Tensor, Tensor]:
@@ -206,10 +235,10 @@ class UnifiedMasking:
         # All Gamma variates of a batch in one call: per side, 1 share draw + M leftover draws of M each.
         alphas = torch.stack([self.input_alphas[comp], self.target_alphas[comp]], 1)  # [B, 2, M]
         log_g = sample_log_gamma(alphas[:, :, None, :].expand(batch_size, 2, m + 1, m), gen)
-        shares_log = log_g[:, :, 0] - torch.logsumexp(log_g[:, :, 0], dim=-1, keepdim=True)
+        shares = float32_dirichlet_shares(log_g[:, :, 0])
         caps = self._max_tokens[None, :].expand(batch_size, -1)
-        b_in = self._split_budget(shares_log[:, 0], log_g[:, 0, 1:], n_in, caps)
-        b_tg = self._split_budget(shares_log[:, 1], log_g[:, 1, 1:], n_tg, caps - b_in)
+        b_in = self._split_budget(shares[:, 0], log_g[:, 0, 1:], n_in, caps)
+        b_tg = self._split_budget(shares[:, 1], log_g[:, 1, 1:], n_tg, caps - b_in)
         return b_in, b_tg
 
     # -- masks -------------------------------------------------------------------------------------
