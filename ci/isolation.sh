@@ -25,8 +25,8 @@ declare -A NEEDS=( [core]="core" [data]="core data" [model]="core model" [genera
 declare -A FORBIDDEN=(
   [core]="egom2p.data egom2p.model egom2p.generate egom2p.train webdataset boto3 wandb einops safetensors"
   [data]="egom2p.model egom2p.generate egom2p.train wandb boto3 webdataset einops safetensors"
-  [model]="egom2p.data egom2p.generate egom2p.train webdataset boto3 wandb"
-  [generate]="egom2p.data egom2p.train webdataset boto3 wandb"
+  [model]="egom2p.data egom2p.generate egom2p.train webdataset boto3 wandb triton huggingface_hub"
+  [generate]="egom2p.data egom2p.train webdataset boto3 wandb triton huggingface_hub matplotlib"
   [train]="egom2p.generate boto3"
 )
 
@@ -62,19 +62,24 @@ PY
   fi
 done
 
-# A checkpoint written by the trainer loads with egom2p-model alone, and the sampler's CLI generates from it.
+# A step checkpoint written by the trainer loads with egom2p-model alone, and the egom2p-generate and
+# egom2p-eval CLIs run on it (and on the run directory, which names its newest step).
 if [ -d "$WORK/venv-train" ] && [ -d "$WORK/venv-model" ] && [ -d "$WORK/venv-generate" ]; then
-  echo "== trainer checkpoint -> egom2p-model alone -> egom2p-generate CLI"
+  echo "== trainer step checkpoint -> egom2p-model alone -> egom2p-generate / egom2p-eval CLIs"
   port=$WORK/portability; rm -rf "$port"; mkdir -p "$port"
-  (cd "$port" && "$WORK/venv-train/bin/egom2p-data" synth --out data --train-samples 64 --val-samples 8 --samples-per-shard 32 >/dev/null)
-  sed "s|data/demo/|$port/data/|; s|configs/alphas/|$ROOT/configs/alphas/|" "$ROOT/configs/data/demo.yaml" > "$port/data.yaml"
+  (cd "$port" && "$WORK/venv-train/bin/egom2p-data" synth --out data/demo --train-samples 64 --val-samples 8 --samples-per-shard 32 >/dev/null)
+  # A data config outside configs/ resolves relative paths against its own folder: the data lies next to it.
+  sed "s|configs/alphas/|$ROOT/configs/alphas/|; s|shard-{000000..000007}|shard-{000000..000001}|" \
+    "$ROOT/configs/data/demo.yaml" > "$port/data.yaml"
   "$WORK/venv-train/bin/egom2p-train" --config "$ROOT/configs/train/demo-cpu.yaml" "output_dir=$port/run" \
-      "data_config=$port/data.yaml" "modalities=$ROOT/configs/modalities/tiny.yaml" max_steps=3 batch_size=4 >/dev/null 2>&1 \
-    || { echo "isolation: the trainer failed to write a checkpoint"; status=1; }
+      "data=$port/data.yaml" schedule.max_steps=3 loader.batch_size=4 >"$port/train.log" 2>&1 \
+    || { echo "isolation: the trainer failed to write a checkpoint"; tail -20 "$port/train.log"; status=1; }
+  step=$(ls -d "$port"/run/checkpoints/step-* 2>/dev/null | sort -t- -k2 -n | tail -1)
+  echo "-- newest step directory: ${step:-none}"
   "$WORK/venv-train/bin/python" -c "
 import numpy as np; from egom2p.data.synth import generate_samples
 np.savez('$port/rgb.npz', generate_samples(1, seed=5)['rgb'][0])"
-  "$WORK/venv-model/bin/python" - "$port/run/final" <<'PY' || status=1
+  "$WORK/venv-model/bin/python" - "$step" <<'PY' || status=1
 import sys, torch
 from egom2p.model import EgoM2P
 model = EgoM2P.from_pretrained(sys.argv[1]).eval()
@@ -87,13 +92,16 @@ for m in batch.values():
 with torch.no_grad():
     out = model(batch, num_encoder_tokens=16, num_decoder_tokens=16)
 assert torch.isfinite(out.loss), out.loss
-print(f"ok: trainer checkpoint loads with egom2p-model alone (loss {out.loss.item():.3f})")
+print(f"ok: {sys.argv[1]} loads with egom2p-model alone (loss {out.loss.item():.3f})")
 PY
-  if "$WORK/venv-generate/bin/egom2p-generate" --checkpoint "$port/run/final" --cond "tok_rgb=$port/rgb.npz" \
+  if "$WORK/venv-generate/bin/egom2p-generate" --checkpoint "$step" --cond "tok_rgb=$port/rgb.npz" \
       --target tok_depth --target tok_cam --steps 2 --out "$port/gen.npz"; then
     ls "$port"/gen_tok_depth.npz "$port"/gen_tok_cam.npz || status=1
   else
-    echo "isolation: egom2p-generate failed on the trainer's checkpoint"; status=1
+    echo "isolation: egom2p-generate failed on the trainer's step directory"; status=1
   fi
+  "$WORK/venv-generate/bin/egom2p-eval" --checkpoint "$port/run" --task rgb2cam \
+      --data "$port/data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-000000.tar" \
+    || { echo "isolation: egom2p-eval failed on the run directory"; status=1; }
 fi
 exit $status

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError  # noqa: E402
 from egom2p.core.modalities import load_modality_specs  # noqa: E402
 from egom2p.core.shards import ShardError, read_tar_members  # noqa: E402
 from egom2p.data import build_train_loader, load_data_config  # noqa: E402
-from egom2p.data.s3 import _with_retries, open_s3, parse_s3_url  # noqa: E402
+from egom2p.core.s3 import _with_retries, open_s3, parse_s3_url  # noqa: E402
 from egom2p.data.shards import open_url, write_shards  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("s3")

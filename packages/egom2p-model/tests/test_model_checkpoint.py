@@ -103,19 +103,17 @@ def test_mismatches_name_the_keys():
 def test_convert_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         convert_main(["--help"])
-    assert exit_info.value.code == 0 and "egom2p-convert checkpoint-main.pth" in capsys.readouterr().out
+    assert exit_info.value.code == 0 and "egom2p-convert --checkpoint checkpoint-main.pth --out" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         convert_main(["--version"])
     assert exit_info.value.code == 0 and "egom2p-convert 0.1.0" in capsys.readouterr().out
-    assert convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "missing.pth: no such file or directory" in err and err.count("\n") == 1
     # A run directory converts its newest step (the path a released .pth takes is the same code).
     model = EgoM2P(tiny_config())
     model.save_pretrained(tmp_path / "run" / "checkpoints" / "step-3")
-    assert convert_main([str(tmp_path / "run"), str(tmp_path / "b")]) == 0
+    assert convert_main(["--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "b")]) == 0
     assert "step-3" in capsys.readouterr().out
     assert EgoM2P.from_pretrained(tmp_path / "b").config == model.config
+    assert "# b" in (tmp_path / "b" / "README.md").read_text()  # the model card, named after the folder
 
 
 def _step(run: Path, name: str, model: EgoM2P | None = None) -> Path:

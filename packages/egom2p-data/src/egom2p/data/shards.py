@@ -23,7 +23,7 @@ def open_url(url: str) -> IO[bytes]:
     Pass it as the ``opener`` of :func:`egom2p.core.shards.read_shard` / ``read_tar_members``.
     """
     if url.startswith("s3://"):
-        from egom2p.data.s3 import open_s3  # boto3 is the optional [s3] extra
+        from egom2p.core.s3 import open_s3  # boto3 is the optional [s3] extra
 
         return open_s3(url)
     return open_local(url)

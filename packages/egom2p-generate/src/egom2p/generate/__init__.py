@@ -3,10 +3,11 @@
 Token-level eval tasks live in `egom2p.generate.tasks` (`run_eval_task`).
 """
 
+from .infer import generate_shards
 from .sampler import GenerationSampler
 from .sampling import sample_tokens, top_k_top_p_filtering
 from .schedule import build_generation_schedule
 
 __version__ = "0.1.0"
 
-__all__ = ["GenerationSampler", "__version__", "build_generation_schedule", "sample_tokens", "top_k_top_p_filtering"]
+__all__ = ["GenerationSampler", "__version__", "build_generation_schedule", "generate_shards", "sample_tokens", "top_k_top_p_filtering"]

@@ -1,9 +1,8 @@
-"""`egom2p-generate`: generate target modalities from pre-tokenised conditioning files."""
+"""`egom2p-generate`: generate token modalities from token files, unconditionally, or for a whole shard set."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,27 +12,44 @@ import torch
 from egom2p.core.modalities import ModalitySpec
 from egom2p.core.shards import decode_tokens
 from egom2p.model import EgoM2P
+from egom2p.core.cli import (
+    CliParser,
+    add_checkpoint_option,
+    add_data_options,
+    add_version_option,
+    fail,
+    positive_int,
+    run_cli,
+    warn,
+)
+from tqdm.auto import tqdm
 
 from . import __version__
-from .precision import TF32_HELP, parse_device, tf32_on_cuda
+from .batch import empty_target
+from .cli_options import TASK_STEPS, add_sampling_options
+from .infer import generate_shards
+from .precision import TF32_HELP, tf32_on_cuda
 from .sampler import GenerationSampler
 from .schedule import build_generation_schedule
+from .tasks import DEFAULTS, TASKS, warn_clamped
 
-DEFAULT_CFG = 2.0
+PROG = "egom2p-generate"
 
 EXAMPLES = f"""examples:
   # the released rgb -> camera eval settings
-  egom2p-generate --checkpoint ckpt/checkpoint-main.pth --cond tok_rgb=clip.npz --target tok_cam \\
+  {PROG} --checkpoint ckpt/checkpoint-main.pth --cond tok_rgb=clip.npz --target tok_cam \\
       --steps 3 --scheme roar --temp 0.01 --top-p 0.8 --cfg 2.0 --seed 0 --out clip_cam.npz
   # chained: camera, then gaze (writes out_tok_cam.npz and out_tok_gaze.npz)
-  egom2p-generate --checkpoint ckpt_dir --cond tok_rgb=clip.npz --target tok_cam --target tok_gaze \\
+  {PROG} --checkpoint ckpt_dir --cond tok_rgb=clip.npz --target tok_cam --target tok_gaze \\
       --steps 3 5 --out out.npz
+  # unconditional: four camera token sequences from nothing
+  {PROG} --checkpoint ckpt_dir --target tok_cam --num-samples 4 --out cams.npz
+  # batch inference: depth tokens for every sample of a shard set (local or s3://), resumable
+  {PROG} --checkpoint ckpt_dir --data 'shards/[rgb]/val/shard-{{000000..000009}}.tar' \\
+      --task rgb2depth --out-root preds/          # -> preds/depth/val/shard-00000N.tar
   # multi-condition guidance: rgb with weight 1.5 and depth with weight 0.5, one pass each
-  egom2p-generate --checkpoint ckpt_dir --guide tok_rgb=rgb.npz:1.5 --guide tok_depth=depth.npz:0.5 \\
+  {PROG} --checkpoint ckpt_dir --guide tok_rgb=rgb.npz:1.5 --guide tok_depth=depth.npz:0.5 \\
       --target tok_cam --out cam.npz
-  # one condition made of two modalities, then a second target guided by the finished camera too
-  egom2p-generate --checkpoint ckpt_dir --guide tok_rgb=rgb.npz,tok_depth=depth.npz:2 \\
-      --target tok_cam --target tok_gaze --steps 3 5 --finished-weight 1.0 --out out.npz
 
 multi-condition guidance (--guide, the original's generate_multi_guided): each --guide is one
 condition with its weight; logits = uncond + sum_i w_i (cond_i - uncond). The unconditional pass
@@ -44,52 +60,59 @@ later ones, with weight --finished-weight.
 {TF32_HELP}
 """
 
+# Options of the file / unconditional mode, and of batch inference: neither mode takes the other's.
+FILE_OPTIONS = ("cond", "guide", "target", "out", "num_samples", "finished_weight", "token_schedule",
+                "temp_schedule", "roar_honours_schedule", "no_grow_conditioning")
+BATCH_OPTIONS = ("data", "dataset", "task", "out_root", "batch_size", "overwrite")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `egom2p-generate`."""
-    parser = argparse.ArgumentParser(
-        prog="egom2p-generate",
-        description="Generate token modalities with an EgoM2P checkpoint (ROAR / MaskGIT, classifier-free guidance).",
+    parser = CliParser(
+        prog=PROG,
+        description="Generate token modalities with an EgoM2P checkpoint (ROAR / MaskGIT, classifier-free\n"
+        "guidance): from token files (--cond / --guide), from nothing (no --cond), or for every\n"
+        "sample of a shard set (--data with --task and --out-root).",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--checkpoint", required=True,
-                        help="a checkpoint directory (ours, a run's checkpoints/step-N, or a run: its newest step) "
-                             "or the original .pth")
-    parser.add_argument("--cond", action="append", default=[], metavar="MODALITY=FILE",
-                        help="conditioning tokens: .npz (arr_0) or .npy, one sample (5,32,32)/(30,) or a batch")
-    parser.add_argument("--guide", action="append", default=[], metavar="MODALITY=FILE[,MODALITY=FILE...]:WEIGHT",
-                        help="one condition of multi-condition guidance and its weight (repeat for several)")
-    parser.add_argument("--finished-weight", type=float, default=1.0,
-                        help="with --guide and several targets: the weight of each finished target as a "
-                             "condition of the later ones (default 1.0)")
-    parser.add_argument("--target", action="append", required=True, help="modality to generate (repeat to chain)")
-    parser.add_argument("--steps", type=int, nargs="+", default=[3], help="decoding steps, one value or one per target")
-    parser.add_argument("--scheme", choices=["roar", "maskgit"], default="roar")
-    parser.add_argument("--token-schedule", choices=["linear", "cosine"], default="linear",
-                        help="token split per step (ROAR uses linear unless --roar-honours-schedule)")
-    parser.add_argument("--roar-honours-schedule", action="store_true")
-    parser.add_argument("--temp", type=float, default=0.01, help="sampling temperature (0 = argmax)")
-    parser.add_argument("--temp-schedule", default="constant", help="constant | linear | onex:{min_t}:{power}")
-    parser.add_argument("--top-k", type=_top_k, default=0.0, help="int: keep k tokens; float <= 1: fraction of V")
-    parser.add_argument("--top-p", type=float, default=0.8)
-    parser.add_argument("--cfg", type=float, default=None,
-                        help=f"guidance scale of the --cond inputs (1 = unguided; default {DEFAULT_CFG}); "
-                             "not with --guide, whose weights replace it")
-    parser.add_argument("--no-grow-conditioning", action="store_true",
-                        help="do not blank earlier targets in the unconditional pass of later ones")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", type=parse_device, default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-tf32", action="store_true", help="keep full fp32 matmuls on CUDA (see below)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="output .npz; with several targets, OUT_<target>.npz per target")
+    add_version_option(parser, __version__)
+    add_checkpoint_option(parser)
+    files = parser.add_argument_group("from token files, or unconditional (no --cond / --guide)")
+    files.add_argument("--cond", action="append", default=[], metavar="MODALITY=FILE",
+                       help="conditioning tokens: .npz (arr_0) or .npy, one sample (5,32,32)/(30,) or a batch "
+                            "(repeat for several modalities)")
+    files.add_argument("--guide", action="append", default=[], metavar="MODALITY=FILE[,MODALITY=FILE...]:WEIGHT",
+                       help="one condition of multi-condition guidance and its weight (repeat for several)")
+    files.add_argument("--target", action="append", metavar="MODALITY", help="modality to generate (repeat to chain)")
+    files.add_argument("--out", type=Path, metavar="FILE",
+                       help="output .npz; with several targets, OUT_<target>.npz per target")
+    files.add_argument("--num-samples", type=positive_int, metavar="N",
+                       help="unconditional generation: how many samples (default: 1); with token files the "
+                            "files set the batch")
+    files.add_argument("--finished-weight", type=float, metavar="WEIGHT",
+                       help="with --guide and several targets: the weight of each finished target as a "
+                            "condition of the later ones (default: 1.0)")
+    files.add_argument("--token-schedule", choices=["linear", "cosine"],
+                       help="token split per step (default: linear; ROAR uses linear unless --roar-honours-schedule)")
+    files.add_argument("--roar-honours-schedule", action="store_true", help="let ROAR use --token-schedule")
+    files.add_argument("--temp-schedule", metavar="SCHEDULE",
+                       help="constant | linear | onex:{min_t}:{power} (default: constant)")
+    files.add_argument("--no-grow-conditioning", action="store_true",
+                       help="do not blank earlier targets in the unconditional pass of later ones")
+    shards = parser.add_argument_group("batch inference over shards")
+    add_data_options(shards, required=False)
+    shards.add_argument("--task", choices=sorted(TASKS), help="what to generate from what (the released eval tasks)")
+    shards.add_argument("--out-root", type=Path, metavar="DIR",
+                        help="local directory for the generated shards, in the input's layout: "
+                             "DIR/<target folder>/<dataset>/shard-N.tar")
+    shards.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="samples per forward pass")
+    shards.add_argument("--overwrite", action="store_true",
+                        help="generate shards again that a previous run finished (default: skip them, i.e. resume)")
+    sampling = add_sampling_options(parser)
+    sampling.add_argument("--steps", type=positive_int, nargs="+", metavar="N",
+                          help="decoding steps: one value for all --target or one per target (default: 3; with "
+                               f"--task, the task's: {TASK_STEPS})")
     return parser
-
-
-def _top_k(text: str) -> float:
-    value = float(text)
-    return int(value) if value.is_integer() and value >= 1 else value
 
 
 def load_tokens(path: str | Path) -> np.ndarray:
@@ -152,14 +175,36 @@ def _load_inputs(
     return batches[0], batches[1:], [weight for _, weight in guides], singles == {True}
 
 
-def _check_flags(args: argparse.Namespace) -> None:
-    if not args.guide:
+def _check_mode(args: argparse.Namespace) -> None:
+    """Batch inference (--data) and file mode take disjoint options; each mode's required ones are given."""
+    given = lambda names: [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False, [])]  # noqa: E731
+    if args.data is not None or args.task is not None or args.out_root is not None:
+        missing = [flag for flag, value in (("--data", args.data), ("--task", args.task), ("--out-root", args.out_root))
+                   if value is None]
+        if missing:
+            raise ValueError(f"batch inference needs --data, --task and --out-root; missing {', '.join(missing)}")
+        if given(FILE_OPTIONS):
+            raise ValueError(f"{', '.join(given(FILE_OPTIONS))}: not with --data (batch inference runs --task)")
+        if args.steps is not None and len(args.steps) > 1:
+            raise ValueError(f"--steps: batch inference runs one target, give one value, got {args.steps}")
         return
-    if args.cfg is not None:
-        raise ValueError("--cfg does not apply with --guide: each --guide carries its own weight")
-    if args.no_grow_conditioning:
-        raise ValueError("--no-grow-conditioning does not apply with --guide: finished targets always become "
-                         "conditions (weight --finished-weight), as in the original's generate_multi_guided")
+    if given(["dataset", "overwrite"]):
+        raise ValueError(f"{', '.join(given(['dataset', 'overwrite']))}: only with --data")
+    if not args.target:
+        raise ValueError("give --target MODALITY (with --cond/--guide token files, or none for unconditional "
+                         "generation), or --data/--task/--out-root for batch inference")
+    if args.out is None:
+        raise ValueError("--out FILE is required with --target")
+    if args.guide:
+        if args.cfg is not None:
+            raise ValueError("--cfg does not apply with --guide: each --guide carries its own weight")
+        if args.no_grow_conditioning:
+            raise ValueError("--no-grow-conditioning does not apply with --guide: finished targets always become "
+                             "conditions (weight --finished-weight), as in the original's generate_multi_guided")
+    elif args.finished_weight is not None:
+        raise ValueError("--finished-weight applies only with --guide")
+    if args.num_samples is not None and (args.cond or args.guide):
+        raise ValueError("--num-samples is for unconditional generation; with --cond/--guide the token files set the batch")
 
 
 def output_paths(out: Path, targets: list[str]) -> dict[str, Path]:
@@ -169,43 +214,59 @@ def output_paths(out: Path, targets: list[str]) -> dict[str, Path]:
     return {t: out.with_name(f"{out.stem}_{t}{out.suffix or '.npz'}") for t in targets}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `egom2p-generate`."""
-    args = build_parser().parse_args(argv)
-    try:
-        _check_flags(args)
-        model = EgoM2P.from_pretrained(args.checkpoint).to(args.device).eval()
-        modalities = model.modalities
-        batch, guides, weights, single = _load_inputs(args, modalities)
-        targets = args.target
-        unknown = [t for t in targets if t not in modalities]
-        if unknown:
-            raise ValueError(f"--target {unknown}: unknown modality; the checkpoint has {sorted(modalities)}")
-        steps = args.steps * len(targets) if len(args.steps) == 1 else args.steps
-        n = len(targets)
-        cfg = DEFAULT_CFG if args.cfg is None else args.cfg
-        # with --guide, target j is guided by the given conditions and the j targets finished before it
-        scales = [weights + [args.finished_weight] * j for j in range(n)] if guides else [cfg] * n
-        schedule = build_generation_schedule(
-            cond_domains=list(batch), target_domains=targets,
-            tokens_per_target=[modalities[t].num_tokens for t in targets],
-            autoregression_schemes=[args.scheme] * n, decoding_steps=steps,
-            token_decoding_schedules=[args.token_schedule] * n, temps=[args.temp] * n,
-            temp_schedules=[args.temp_schedule] * n, cfg_scales=scales, cfg_schedules=["constant"] * n,
-            cfg_grow_conditioning=not args.no_grow_conditioning, modality_info=modalities,
-            roar_honours_token_schedule=args.roar_honours_schedule,
-        )  # fmt: skip
-        sampler, options = GenerationSampler(model), dict(seed=args.seed, top_k=args.top_k, top_p=args.top_p)
-        with tf32_on_cuda(args.device, enabled=not args.no_tf32):
-            start = time.perf_counter()
-            if guides:
-                out = sampler.generate_multi_guided(batch, guides, schedule, **options)
-            else:
-                out = sampler.generate(batch, schedule, **options)
-            seconds = time.perf_counter() - start
-    except (ValueError, FileNotFoundError) as err:
-        print(f"egom2p-generate: error: {err}", file=sys.stderr)
-        return 2
+def _guidance_scales(args: argparse.Namespace, batch: Mapping, targets: list[str], weights: list[float]) -> list:
+    """One guidance scale per target: the --guide weights, or --cfg where something conditions the target."""
+    if args.guide:
+        finished = 1.0 if args.finished_weight is None else args.finished_weight
+        return [weights + [finished] * j for j in range(len(targets))]  # target j: conditions + j finished targets
+    scales = []
+    for j, target in enumerate(targets):
+        conditioned = bool(batch) or (j > 0 and not args.no_grow_conditioning)
+        if not conditioned and args.cfg not in (None, 1.0):
+            warn(PROG, f"--cfg {args.cfg} does not apply to {target}: nothing conditions it, so it runs unguided")
+        scales.append((DEFAULTS["cfg_scale"] if args.cfg is None else args.cfg) if conditioned else 1.0)
+    return scales
+
+
+def _generate_files(args: argparse.Namespace) -> int:
+    model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
+    modalities = model.modalities
+    batch, guides, weights, single = _load_inputs(args, modalities)
+    targets = args.target
+    unknown = [t for t in targets if t not in modalities]
+    if unknown:
+        raise ValueError(f"--target {unknown}: unknown modality; the checkpoint has {sorted(modalities)}")
+    n = len(targets)
+    steps = args.steps or [3]
+    if len(steps) not in (1, n):
+        raise ValueError(f"--steps: give one value or one per target ({n}), got {steps}")
+    steps = steps * n if len(steps) == 1 else steps
+    unconditional = not batch and not guides
+    if unconditional:  # the first target, empty: the sampler fills it from nothing
+        single = args.num_samples is None
+        batch = {targets[0]: empty_target(args.num_samples or 1, modalities[targets[0]].num_tokens)}
+    schedule = build_generation_schedule(
+        cond_domains=[] if unconditional else list(batch), target_domains=targets,
+        tokens_per_target=[modalities[t].num_tokens for t in targets],
+        autoregression_schemes=[args.scheme] * n, decoding_steps=steps,
+        token_decoding_schedules=[args.token_schedule or "linear"] * n, temps=[args.temp] * n,
+        temp_schedules=[args.temp_schedule or "constant"] * n,
+        cfg_scales=_guidance_scales(args, {} if unconditional else batch, targets, weights),
+        cfg_schedules=["constant"] * n, cfg_grow_conditioning=not args.no_grow_conditioning, modality_info=modalities,
+        roar_honours_token_schedule=args.roar_honours_schedule,
+    )  # fmt: skip
+    warn_clamped(schedule, dict(zip(targets, steps)), modalities, args.top_k)
+    sampler, options = GenerationSampler(model), dict(seed=args.seed, top_k=args.top_k, top_p=args.top_p)
+    with tf32_on_cuda(args.device, enabled=not args.no_tf32):
+        start = time.perf_counter()
+        if guides:
+            out = sampler.generate_multi_guided(batch, guides, schedule, **options)
+        else:
+            with tqdm(sampler.generate_iter(batch, schedule, **options), total=len(schedule), unit="step",
+                      desc="generate", disable=None, leave=False) as steps_done:
+                for _, _, partial in steps_done:  # the batch after each step; the last one is the result
+                    out = partial
+        seconds = time.perf_counter() - start
 
     generated = 0
     for target, path in output_paths(args.out, targets).items():
@@ -218,6 +279,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(schedule)} steps, {seconds:.2f} s, {generated / max(seconds, 1e-9):.1f} tokens/s, "
           f"{len(schedule) / max(seconds, 1e-9):.2f} steps/s")  # fmt: skip
     return 0
+
+
+def _generate_shards(args: argparse.Namespace) -> int:
+    model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
+    with tf32_on_cuda(args.device, enabled=not args.no_tf32):
+        summary = generate_shards(
+            model, args.data, args.task, args.out_root, dataset=args.dataset, batch_size=args.batch_size,
+            steps=args.steps[0] if args.steps else None, overwrite=args.overwrite, scheme=args.scheme,
+            temperature=args.temp, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
+        )  # fmt: skip
+    print(f"{args.task}: {summary['samples']} samples in {summary['written']} new shards under {args.out_root} "
+          f"({summary['skipped']} finished shards skipped, {summary['seconds']:.1f} s)")
+    if summary["written"] and not summary["samples"]:
+        return fail(PROG, f"nothing generated: the shards of {args.data} hold no samples", 1)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `egom2p-generate`."""
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        _check_mode(args)
+        return _generate_shards(args) if args.data is not None else _generate_files(args)
+
+    return run_cli(PROG, run)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,14 +11,6 @@ import torch
 TF32_HELP = """TF32: on a CUDA device, matmuls and cuDNN run in TF32, as in the original's eval scripts
 (torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True; on torch >= 2.9
 the equivalent fp32_precision = "tf32" switches); --no-tf32 keeps full fp32. On CPU nothing changes."""
-
-
-def parse_device(text: str) -> torch.device:
-    """`--device` value -> torch.device; an unknown device is an argparse error naming it."""
-    try:
-        return torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r} (e.g. cpu, cuda, cuda:1)") from None
 
 
 def tf32_switches() -> list[tuple[Any, str, Any]]:

@@ -4,7 +4,11 @@ Two layouts (SPEC 1.6): tar shards ``root/<folder>/<dataset>/shard-*.tar``, one 
 folder holding the same ``<key>.npz|.npy`` members in the same order; or folders of per-sample files
 ``root/<folder>/<dataset>/<key>.npz``, paired across folders by key. A shard pattern holds exactly
 one ``[folder,...]`` list and brace ranges, e.g.
-``data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar``.
+``data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar``. Patterns may name
+``s3://bucket/...`` URLs (the ``[s3]`` extra); a root directory is local.
+
+Batch inference writes its outputs "in the same layout": :class:`DataShard` knows where the tar of
+another modality folder goes under an output root (``root/<folder>/<dataset>/shard-000000.tar``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from itertools import zip_longest
 from typing import IO
 
@@ -68,11 +73,65 @@ def find_dataset_shards(root: str | os.PathLike, dataset: str, folders: Sequence
     return [{folder: os.path.join(os.fspath(root), folder, dataset, name) for folder in names} for name in first_names]
 
 
-def _open(url: str) -> IO[bytes]:
+def open_shard(url: str) -> IO[bytes]:
+    """Open a local tar path or an ``s3://bucket/key`` URL; a missing one is a ``FileNotFoundError`` naming it."""
+    if url.startswith("s3://"):
+        from egom2p.core.s3 import open_s3  # boto3: the optional [s3] extra
+
+        return open_s3(url)
     try:
         return open_local(url)
     except FileNotFoundError:
         raise FileNotFoundError(f"data file not found: {url}") from None
+
+
+@dataclass(frozen=True)
+class DataShard:
+    """One shard: a tar per modality folder, and the shard's place in the layout.
+
+    The tar of folder ``f`` is ``head + f + tail`` relative to the data root, e.g. head ``""`` and tail
+    ``"/val/shard-000000.tar"``; :meth:`output_path` puts another folder's tar in the same place under
+    another root.
+    """
+
+    tars: dict[str, str]  # folder -> tar URL
+    head: str
+    tail: str
+
+    def output_path(self, root: str | os.PathLike, folder: str) -> str:
+        """Where folder ``folder``'s tar of this shard goes under ``root`` (a local directory)."""
+        return os.path.join(os.fspath(root), f"{self.head}{folder}{self.tail}".lstrip("/"))
+
+
+def list_data_shards(data: str | os.PathLike, folders: Sequence[str], dataset: str | None = None) -> list[DataShard]:
+    """The tar shards of a shard pattern, or of ``root`` + ``dataset`` (see :func:`iter_samples`).
+
+    Raises ``ValueError`` for a pattern naming unknown folders, an ``s3://`` root without a pattern,
+    or a dataset stored as per-sample files instead of tars; ``FileNotFoundError`` when a root holds
+    no tars of ``dataset``.
+    """
+    text = os.fspath(data)
+    if "[" in text:
+        urls = expand_shard_pattern(text)
+        shards = expand_data_pattern(text)
+        unknown = sorted(set(shards[0]) - set(folders))
+        if unknown:
+            raise ValueError(f"data folders {unknown} in {text!r} match no modality; known folders: {sorted(folders)}")
+        out = []
+        for url, tars in zip(urls, shards):
+            before, _, rest = url.partition("[")
+            out.append(DataShard(tars, before.rsplit("/", 1)[-1], rest.partition("]")[2]))
+        return out
+    if "://" in text:
+        raise ValueError(f"data {text!r}: a URL must be a shard pattern with a [folder,...] list")
+    if dataset is None:
+        raise ValueError(f"data {text!r} is a root directory: also give the dataset name")
+    found = find_dataset_shards(text, dataset, folders)
+    if not found:
+        if any(os.path.isdir(os.path.join(text, f, dataset)) for f in folders):
+            raise ValueError(f"{text}: dataset {dataset!r} is stored as per-sample files, not tar shards")
+        raise FileNotFoundError(f"no token folders {text}/<{'|'.join(folders)}>/{dataset}/")
+    return [DataShard(tars, "", f"/{dataset}/{os.path.basename(next(iter(tars.values())))}") for tars in found]
 
 
 def _token_members(url: str, stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
@@ -92,7 +151,7 @@ def iter_shard_samples(shards: Iterable[Mapping[str, str]]) -> Iterator[Sample]:
     for shard in shards:
         folders = list(shard)
         with ExitStack() as stack:
-            streams = [_token_members(shard[f], stack.enter_context(_open(shard[f]))) for f in folders]
+            streams = [_token_members(shard[f], stack.enter_context(open_shard(shard[f]))) for f in folders]
             for items in zip_longest(*streams):
                 if any(item is None for item in items):
                     ended = [shard[f] for f, item in zip(folders, items) if item is None]
@@ -117,20 +176,15 @@ def iter_file_samples(root: str | os.PathLike, dataset: str, folders: Sequence[s
 
 
 def iter_samples(data: str | os.PathLike, folders: Sequence[str], dataset: str | None = None) -> Iterator[Sample]:
-    """Samples of a shard pattern (``data`` holds a ``[folder,...]`` list) or of ``root`` + ``dataset``.
+    """Samples of a shard pattern (``data`` holds a ``[folder,...]`` list, local or ``s3://``) or of a
+    local ``root`` + ``dataset``.
 
     ``folders`` are the known modality folders: a pattern may name only these, and under a root
     these are looked for. Under a root, a dataset's tar shards are read if it has any, else its
     per-sample files.
     """
     text = os.fspath(data)
-    if "[" in text:
-        shards = expand_data_pattern(text)
-        unknown = sorted(set(shards[0]) - set(folders))
-        if unknown:
-            raise ValueError(f"data folders {unknown} in {text!r} match no modality; known folders: {sorted(folders)}")
-        return iter_shard_samples(shards)
-    if dataset is None:
-        raise ValueError(f"data {text!r} is a root directory: also give the dataset name")
+    if "[" in text or dataset is None or "://" in text:
+        return iter_shard_samples(shard.tars for shard in list_data_shards(text, folders, dataset))
     shards = find_dataset_shards(text, dataset, folders)
     return iter_shard_samples(shards) if shards else iter_file_samples(text, dataset, folders)

@@ -1,7 +1,8 @@
-"""Token-level evaluation tasks with the original eval scripts' settings (SPEC 7.4).
+"""Conditioning -> target tasks with the original eval scripts' settings (SPEC 7.4), and their token accuracy.
 
 The original scripts only write outputs; here each task generates the target from the
-conditioning of every sample and reports token accuracy against the true tokens. Without the
+conditioning of every sample (:class:`TaskRunner`, shared with batch inference in
+:mod:`egom2p.generate.infer`) and reports token accuracy against the true tokens. Without the
 Cosmos / VQ-VAE tokenizers (not part of this project) metrics stay at token level: camera ATE/RTE
 or depth errors would need the decoded signals.
 """
@@ -9,8 +10,10 @@ or depth errors would need the decoded signals.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 from egom2p.core.modalities import ModalitySpec
 from egom2p.model import EgoM2P
+from tqdm.auto import tqdm
 
 from .sampler import GenerationSampler
 from .schedule import build_generation_schedule
@@ -51,27 +55,95 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 
+# A batch's outputs as eval callbacks see them: sample keys, true [b, N] and generated [b, N] target tokens.
+BatchCallback = Callable[[list[str], np.ndarray, np.ndarray], None]
+
+
+class TaskRunner:
+    """A task's schedule and sampler, ready to generate the target for batches of conditioning tokens.
+
+    ``steps`` overrides the task's decoding steps; ``overrides`` may change any of DEFAULTS. A
+    requested setting the model cannot honour is clamped with a ``UserWarning`` (more steps than
+    the target has tokens; a top-k larger than its vocabulary). Every batch uses the same seed, as
+    the original scripts seed each file with 0.
+    """
+
+    def __init__(self, model: EgoM2P, task: str, steps: int | None = None, **overrides: Any) -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+        unknown = sorted(set(overrides) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown eval settings {unknown}; known: {sorted(DEFAULTS)}")
+        self.task, self.spec = task, TASKS[task]
+        self.settings = {**DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
+        modalities = model.modalities
+        for name in (self.spec.cond, self.spec.target):
+            if name not in modalities:
+                raise ValueError(f"task {task!r} needs modality {name!r}, which this checkpoint lacks")
+        self.cond_spec: ModalitySpec = modalities[self.spec.cond]
+        self.target_spec: ModalitySpec = modalities[self.spec.target]
+        n_target = self.target_spec.num_tokens
+        steps = steps or self.spec.steps
+        self.schedule = build_generation_schedule(
+            cond_domains=[self.spec.cond], target_domains=[self.spec.target], tokens_per_target=[n_target],
+            autoregression_schemes=[self.settings["scheme"]], decoding_steps=[steps],
+            token_decoding_schedules=["linear"], temps=[self.settings["temperature"]], temp_schedules=["constant"],
+            cfg_scales=[self.settings["cfg_scale"]], cfg_schedules=["constant"], cfg_grow_conditioning=True,
+        )  # fmt: skip
+        warn_clamped(self.schedule, {self.spec.target: steps}, {self.spec.target: self.target_spec}, self.settings["top_k"])
+        self.sampler = GenerationSampler(model)
+
+    def predict(self, conds: np.ndarray) -> np.ndarray:
+        """Generated target tokens ``[b, N_target]`` (int64) for conditioning tokens ``[b, *shape]``."""
+        n_cond = self.cond_spec.num_tokens
+        if conds.ndim < 2 or conds[0].size != n_cond:
+            raise ValueError(f"{self.spec.cond} samples have {conds[0].size if conds.ndim else conds.size} tokens; "
+                             f"the checkpoint expects {n_cond}")
+        out = self.sampler.generate(
+            {self.spec.cond: {"tensor": torch.as_tensor(conds.reshape(len(conds), n_cond)).long()}}, self.schedule,
+            seed=self.settings["seed"], top_k=self.settings["top_k"], top_p=self.settings["top_p"],
+        )  # fmt: skip
+        return out[self.spec.target]["tensor"].reshape(len(conds), -1).cpu().numpy()
+
+
+def warn_clamped(
+    schedule: list[dict[str, Any]],
+    requested_steps: Mapping[str, int],
+    specs: Mapping[str, ModalitySpec],
+    top_k: float = 0.0,
+) -> None:
+    """``UserWarning`` for each setting the schedule or the sampler clamps: more decoding steps than a
+    target has tokens, and an integer top-k above a target's vocabulary."""
+    for target, requested in requested_steps.items():
+        used = sum(1 for step in schedule if step["target_domain"] == target)
+        if used < requested:
+            warnings.warn(f"{requested} decoding steps requested for {target}, which has {specs[target].num_tokens} "
+                          f"tokens: {used} steps run", UserWarning, stacklevel=3)
+        vocab = specs[target].vocab_size
+        if isinstance(top_k, int) and top_k > vocab:
+            warnings.warn(f"top-k {top_k} is above the vocabulary of {target} ({vocab}): all {vocab} tokens are kept",
+                          UserWarning, stacklevel=3)
+
 
 def load_samples(
     data: str | Path | Iterable[Mapping[str, np.ndarray]],
     modalities: Mapping[str, ModalitySpec],
     dataset: str | None = None,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Samples as `{modality name: token array}` from a pattern, a root + dataset, or an iterable.
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """``(key, {modality name: token array})`` from a pattern, a root + dataset, or an iterable of dicts.
 
-    A string with a `[folder,...]` list is a shard pattern; otherwise `data` is a root directory and
-    `dataset` names the folder under each modality folder (see `egom2p.generate.shards`). An
-    iterable of dicts is passed through (keys may be modality names or folder names).
+    A string with a ``[folder,...]`` list is a shard pattern (local or ``s3://``); otherwise ``data`` is a
+    root directory and ``dataset`` names the folder under each modality folder (see
+    :mod:`egom2p.generate.shards`). An iterable of dicts is passed through (keys may be modality names
+    or folder names; sample keys are ``sample-<i>``).
     """
     by_folder = {spec.folder: name for name, spec in modalities.items()}
     if isinstance(data, (str, Path)):
-        samples: Iterable[Mapping[str, np.ndarray]] = (
-            arrays for _, arrays in iter_samples(data, list(by_folder), dataset)
-        )
+        keyed: Iterable[tuple[str, Mapping[str, np.ndarray]]] = iter_samples(data, list(by_folder), dataset)
     else:
-        samples = data
-    for sample in samples:
-        yield {by_folder.get(key, key): np.asarray(value) for key, value in sample.items()}
+        keyed = ((f"sample-{i}", sample) for i, sample in enumerate(data))
+    for key, sample in keyed:
+        yield key, {by_folder.get(name, name): np.asarray(value) for name, value in sample.items()}
 
 
 def run_eval_task(
@@ -82,71 +154,53 @@ def run_eval_task(
     dataset: str | None = None,
     batch_size: int = 1,
     steps: int | None = None,
+    on_batch: BatchCallback | None = None,
+    progress: bool | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Generate `task`'s target for each sample and measure token accuracy.
 
     `task` is one of TASKS; `overrides` may change any of DEFAULTS (scheme, temperature, top_k,
     top_p, cfg_scale, seed). Samples lacking the conditioning or the target modality are skipped
-    and counted. Every batch uses the same seed, as the original scripts seed each file with 0.
-    Returns `{task, accuracy, n_tokens, n_correct, n_samples, n_skipped, seconds}`.
+    and counted. `on_batch(keys, truth, generated)` sees every batch (e.g. to draw figures).
+    `progress`: a tqdm bar on stderr (None: when stderr is a terminal).
+    Returns `{task, accuracy, n_tokens, n_correct, n_samples, n_skipped, seconds}`; `accuracy` is None
+    when no sample had both modalities.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown eval settings {unknown}; known: {sorted(DEFAULTS)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    settings = {**DEFAULTS, **overrides}
-    spec = TASKS[task]
-    modalities = model.modalities
-    for name in (spec.cond, spec.target):
-        if name not in modalities:
-            raise ValueError(f"task {task!r} needs modality {name!r}, which this checkpoint lacks")
-    n_target = modalities[spec.target].num_tokens
-    n_cond = modalities[spec.cond].num_tokens
-    schedule = build_generation_schedule(
-        cond_domains=[spec.cond], target_domains=[spec.target], tokens_per_target=[n_target],
-        autoregression_schemes=[settings["scheme"]], decoding_steps=[steps or spec.steps],
-        token_decoding_schedules=["linear"], temps=[settings["temperature"]], temp_schedules=["constant"],
-        cfg_scales=[settings["cfg_scale"]], cfg_schedules=["constant"], cfg_grow_conditioning=True,
-    )  # fmt: skip
-    sampler = GenerationSampler(model)
+    runner = TaskRunner(model, task, steps, **overrides)
+    cond, target = runner.spec.cond, runner.spec.target
+    n_cond, n_target = runner.cond_spec.num_tokens, runner.target_spec.num_tokens
     counts = {"n_tokens": 0, "n_correct": 0, "n_samples": 0, "n_skipped": 0}
     start = time.perf_counter()
 
-    def run(conds: list[np.ndarray], truths: list[np.ndarray]) -> None:
-        tokens = torch.as_tensor(np.stack(conds)).long()
-        out = sampler.generate(
-            {spec.cond: {"tensor": tokens}}, schedule,
-            seed=settings["seed"], top_k=settings["top_k"], top_p=settings["top_p"],
-        )  # fmt: skip
-        generated = out[spec.target]["tensor"].reshape(len(conds), -1).cpu().numpy()
-        truth = np.stack(truths)
-        counts["n_correct"] += int((generated == truth).sum())
-        counts["n_tokens"] += int(truth.size)
-        counts["n_samples"] += len(conds)
+    def usable() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for key, sample in load_samples(data, model.modalities, dataset):
+            if cond not in sample or target not in sample:
+                counts["n_skipped"] += 1
+                continue
+            given, truth = sample[cond].reshape(-1), sample[target].reshape(-1)
+            if given.size != n_cond or truth.size != n_target:
+                raise ValueError(f"sample {key} has {given.size} {cond} / {truth.size} {target} tokens; "
+                                 f"the checkpoint expects {n_cond} / {n_target}")
+            yield key, given, truth
 
-    conds, truths = [], []
-    for sample in load_samples(data, modalities, dataset):
-        if max_samples is not None and counts["n_samples"] + len(conds) >= max_samples:
-            break
-        if spec.cond not in sample or spec.target not in sample:
-            counts["n_skipped"] += 1
-            continue
-        cond, truth = sample[spec.cond].reshape(-1), sample[spec.target].reshape(-1)
-        if cond.size != n_cond or truth.size != n_target:
-            raise ValueError(
-                f"sample has {cond.size} {spec.cond} / {truth.size} {spec.target} tokens; "
-                f"the checkpoint expects {n_cond} / {n_target}"
-            )
-        conds.append(cond)
-        truths.append(truth)
-        if len(conds) == batch_size:
-            run(conds, truths)
-            conds, truths = [], []
-    if conds:
-        run(conds, truths)
-    accuracy = counts["n_correct"] / counts["n_tokens"] if counts["n_tokens"] else float("nan")
+    samples = islice(usable(), max_samples)
+    with tqdm(total=max_samples, desc=task, unit="sample", disable=bar_disabled(progress), leave=False) as bar:
+        while batch := list(islice(samples, batch_size)):
+            keys, conds, truths = zip(*batch)
+            generated, truth = runner.predict(np.stack(conds)), np.stack(truths)
+            counts["n_correct"] += int((generated == truth).sum())
+            counts["n_tokens"] += int(truth.size)
+            counts["n_samples"] += len(batch)
+            if on_batch is not None:
+                on_batch(list(keys), truth, generated)
+            bar.update(len(batch))
+    accuracy = counts["n_correct"] / counts["n_tokens"] if counts["n_tokens"] else None
     return {"task": task, "accuracy": accuracy, **counts, "seconds": time.perf_counter() - start}
+
+
+def bar_disabled(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None lets tqdm decide (off when stderr is not a terminal)."""
+    return None if progress is None else not progress

@@ -1,10 +1,12 @@
-"""egom2p.model: the EgoM2P encoder-decoder, its embeddings and checkpoint loading.
+"""egom2p.model: the EgoM2P encoder-decoder, its embeddings and checkpoint loading (ours, the original
+``.pth``, Hugging Face Hub ids with the ``[hub]`` extra).
 
 Modality specs and the batch contract come from :mod:`egom2p.core`.
 """
 
 from .checkpoint import resolve_checkpoint, write_pretrained
 from .config import EgoM2PConfig
+from .hub import model_card, push_to_hub
 from .model import EgoM2P, EgoM2POutput, EncoderContext
 from .presets import PRESETS, preset_config
 
@@ -17,7 +19,9 @@ __all__ = [
     "EgoM2POutput",
     "EncoderContext",
     "__version__",
+    "model_card",
     "preset_config",
+    "push_to_hub",
     "resolve_checkpoint",
     "write_pretrained",
 ]

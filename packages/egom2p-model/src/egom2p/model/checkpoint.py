@@ -3,12 +3,15 @@
 Our checkpoint is a directory holding ``model.safetensors`` and ``config.json`` (what
 :func:`write_pretrained` writes); a trainer's ``output_dir/checkpoints/step-<N>/`` is one, with its
 ``train_state.pt`` beside (ignored here). :func:`resolve_checkpoint` finds the checkpoint a path
-names: such a directory, a run directory or its ``checkpoints/`` folder, or an original file.
+names: such a directory, a run directory or its ``checkpoints/`` folder, an original file, or a Hugging
+Face Hub id ``org/repo`` (:mod:`egom2p.model.hub`, the ``[hub]`` extra).
 
 The original's state dict (SPEC 8.2) has our parameter names plus entries we do not store:
 fixed ``pos_emb`` buffers, all-zero LayerNorm ``bias`` buffers (bias-free variants), and tied
 duplicates (``decoder_embeddings.M.to_logits.weight`` = decoder ``token_emb``; decoder ``mod_emb`` =
-encoder ``mod_emb``). Those are checked against what they must equal, then dropped.
+encoder ``mod_emb``). Those are checked against what they must equal, then dropped. The original file is a
+pickle: it is read with ``torch.load(weights_only=True)``, allowing ``argparse.Namespace`` (its ``args``)
+and nothing else; a file holding other types is refused with the exact types and a one-time conversion.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,6 +28,7 @@ from typing import Any
 
 import torch
 from egom2p.core.modalities import RELEASED_MODALITIES
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -115,17 +120,7 @@ def _newest_step(checkpoints: Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint that ``path`` names, for ``EgoM2P.from_pretrained`` and ``egom2p-convert``.
-
-    - a directory holding ``model.safetensors`` (+ ``config.json``): itself (a step directory is one);
-    - a training run's ``output_dir``, or its ``checkpoints/`` folder: the highest-numbered
-      ``checkpoints/step-<N>/`` that holds both files (temporary and incomplete steps are skipped);
-    - an original ``.pth``/``.pt`` file: itself.
-
-    Raises FileNotFoundError naming the path and what was looked for otherwise.
-    """
-    path = Path(path)
+def _resolve_local(path: Path) -> Path | None:
     if path.is_file() and path.suffix in ORIGINAL_SUFFIXES:
         return path
     if path.is_dir():
@@ -134,10 +129,51 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         for folder in (path / "checkpoints", path):
             if folder.is_dir() and (step := _newest_step(folder)) is not None:
                 return step
+    return None
+
+
+def _resolve_snapshot(folder: Path, repo_id: str) -> Path:
+    """A Hub snapshot: our files, else its one original ``.pth``/``.pt``."""
+    if (folder / WEIGHTS_NAME).is_file():
+        return folder
+    originals = sorted(p for p in folder.iterdir() if p.suffix in ORIGINAL_SUFFIXES)
+    if len(originals) == 1:
+        return originals[0]
+    raise FileNotFoundError(f"{repo_id}: the Hub repository holds neither {WEIGHTS_NAME} nor exactly one "
+                            f"{'/'.join(ORIGINAL_SUFFIXES)} file (found {[p.name for p in originals]})")
+
+
+def resolve_checkpoint(path: str | os.PathLike, revision: str | None = None) -> Path:
+    """The checkpoint that ``path`` names, for ``EgoM2P.from_pretrained`` and ``egom2p-convert``.
+
+    - a directory holding ``model.safetensors`` (+ ``config.json``): itself (a step directory is one);
+    - a training run's ``output_dir``, or its ``checkpoints/`` folder: the highest-numbered
+      ``checkpoints/step-<N>/`` that holds both files (temporary and incomplete steps are skipped);
+    - an original ``.pth``/``.pt`` file: itself;
+    - a Hugging Face Hub id ``org/repo`` that is not a local path: the repository's snapshot in the
+      local cache (downloaded first unless ``HF_HUB_OFFLINE=1``; ``revision`` picks a branch, tag or
+      commit). Needs the ``[hub]`` extra.
+
+    Raises FileNotFoundError naming the path and what was looked for otherwise.
+    """
+    text = os.fspath(path)  # as given: Path() would turn "./org/repo" into the hub-shaped "org/repo"
+    path = Path(path)
+    local = _resolve_local(path)
+    if local is not None:
+        return local
+    if not path.exists():
+        from . import hub  # hub builds on this module; imported only for hub ids
+
+        if hub.is_hub_id(text):
+            try:
+                return _resolve_snapshot(hub.download_checkpoint(text, revision), text)
+            except hub.MissingExtraError as err:
+                raise FileNotFoundError(f"{text}: no such file or directory (if it is a Hugging Face Hub id: {err})") from None
     what = "no such file or directory" if not path.exists() else "not a checkpoint"
     raise FileNotFoundError(
         f"{path}: {what}; expected a directory with {WEIGHTS_NAME} + {CONFIG_NAME}, a run directory with "
-        f"checkpoints/step-<N>/, a checkpoints/ folder, or an original {'/'.join(ORIGINAL_SUFFIXES)} file"
+        f"checkpoints/step-<N>/, a checkpoints/ folder, an original {'/'.join(ORIGINAL_SUFFIXES)} file, "
+        "or a Hugging Face Hub id org/repo"
     )
 
 
@@ -219,9 +255,53 @@ def original_to_native(model: nn.Module, state: Mapping[str, torch.Tensor]) -> d
     return native
 
 
+# The only non-tensor type the original checkpoint needs: its ``args`` (SPEC 8.1).
+SAFE_GLOBALS = (argparse.Namespace,)
+
+
+def _conversion_hint(path: Path) -> str:
+    safe = path.with_name(f"{path.stem}.safe{path.suffix}")
+    return (f"if you trust the file, convert it once (this unpickles it): python -c \"import torch; "
+            f"c = torch.load('{path}', map_location='cpu', weights_only=False); a = c.get('args'); "
+            f"torch.save({{'model': c['model'], 'args': {{k: getattr(a, k, None) for k in "
+            f"('model', 'in_domains', 'out_domains')}}}}, '{safe}')\" and load {safe} instead")
+
+
+def _refused_types(path: Path, err: Exception) -> list[str]:
+    allowed = {f"{t.__module__}.{t.__qualname__}" for t in SAFE_GLOBALS}
+    try:  # lists every global the file needs, without running the pickle
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:
+        names = re.findall(r"GLOBAL ([\w.]+) was not an allowed global", str(err))
+    return [n for n in names if n not in allowed]
+
+
+def _short(text: object, limit: int = 200) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
 def _load_torch_file(path: Path) -> Any:
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """``torch.load(weights_only=True)`` allowing :data:`SAFE_GLOBALS`; ValueError naming the problem otherwise."""
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except pickle.UnpicklingError as err:
+        with open(path, "rb") as f:  # torch files are zips ("PK") or, before torch 1.6, pickles (PROTO 0x80)
+            head = f.read(2)
+        looks_like_torch = head == b"PK" or head[:1] == b"\x80"
+        if "Weights only load failed" not in str(err) or not looks_like_torch:
+            raise ValueError(f"{path}: not a PyTorch checkpoint (UnpicklingError: {_short(err)})") from None
+        refused = _refused_types(path, err)
+        if refused:
+            raise ValueError(f"{path}: holds {', '.join(refused)}, which the safe loader (torch.load with "
+                             f"weights_only=True) does not allow; {_conversion_hint(path)}") from None
+        reason = _short(str(err).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0])
+        raise ValueError(f"{path}: the safe loader (torch.load with weights_only=True) cannot read it ({reason}); "
+                         f"{_conversion_hint(path)}") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError) as err:  # zip, EOF, bad-opcode errors
+        raise ValueError(f"{path}: not a PyTorch checkpoint ({type(err).__name__}: {_short(err)})") from None
 
 
 def _read_config_json(path: Path) -> dict[str, Any]:
@@ -234,24 +314,53 @@ def _read_config_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_pretrained(cls: type, source: str | os.PathLike | Mapping[str, torch.Tensor], config: EgoM2PConfig | Mapping | None = None):
-    """Build ``cls`` and load weights from a checkpoint path (see ``resolve_checkpoint``) or a plain state dict.
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``torch.float32`` / ``"bfloat16"`` / ``"bf16"`` / ... -> a floating torch dtype (None stays None)."""
+    if dtype is None:
+        return None
+    parsed: Any = dtype
+    if not isinstance(dtype, torch.dtype):
+        names = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16", "float": "float32"}
+        text = str(dtype).removeprefix("torch.")
+        parsed = getattr(torch, names.get(text, text), None)
+    if not isinstance(parsed, torch.dtype) or not parsed.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype (float32, bfloat16, float16), got {dtype!r}")
+    return parsed
+
+
+def load_pretrained(
+    cls: type,
+    source: str | os.PathLike | Mapping[str, torch.Tensor],
+    config: EgoM2PConfig | Mapping | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    revision: str | None = None,
+) -> nn.Module:
+    """Build ``cls``, load weights from a checkpoint (see ``resolve_checkpoint``) or a plain state dict,
+    move it to ``device`` / ``dtype`` and return it in eval mode.
 
     Detection is by contents: a directory holding ``model.safetensors`` is ours; a torch file
-    holding a dict with ``model`` (and usually ``args``) is the original; a mapping of tensors is a
-    bare state dict in either layout (needs ``config``).
+    holding a dict with ``model`` (and usually ``args``, an ``argparse.Namespace`` or a dict) is the
+    original; a mapping of tensors is a bare state dict in either layout (needs ``config``).
     """
+    target_dtype = parse_dtype(dtype)
     args = None
+    where = "state dict"
     if isinstance(source, Mapping):
         state = source
     else:
-        path = resolve_checkpoint(source)
+        path = resolve_checkpoint(source, revision)
+        where = str(path)
         if path.is_dir():
             if config is None:
                 if not (path / CONFIG_NAME).is_file():
                     raise FileNotFoundError(f"{path} has no {CONFIG_NAME}; pass config=")
                 config = _read_config_json(path / CONFIG_NAME)
-            state = load_file(str(path / WEIGHTS_NAME))
+            try:
+                state = load_file(str(path / WEIGHTS_NAME))
+            except SafetensorError as err:
+                raise ValueError(f"{path / WEIGHTS_NAME}: not a readable safetensors file ({_short(err)})") from None
         else:
             loaded = _load_torch_file(path)
             if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):
@@ -262,10 +371,13 @@ def load_pretrained(cls: type, source: str | os.PathLike | Mapping[str, torch.Te
                 raise ValueError(f"{path}: expected an original checkpoint (dict with 'model') or a state dict")
     if config is not None:
         cfg = _as_config(config)
-    elif isinstance(args, argparse.Namespace):
-        cfg = config_from_original_args(args)
+    elif isinstance(args, (argparse.Namespace, Mapping)):
+        cfg = config_from_original_args(argparse.Namespace(**args) if isinstance(args, Mapping) else args)
     else:
-        raise ValueError("cannot tell the architecture of a bare state dict; pass config=")
+        raise ValueError(f"{where}: cannot tell the architecture of a bare state dict; pass config=")
     model = cls(cfg)
-    model.load_state_dict(original_to_native(model, state), strict=True)
-    return model
+    try:
+        model.load_state_dict(original_to_native(model, state), strict=True)
+    except RuntimeError as err:  # e.g. a tensor of the wrong shape
+        raise ValueError(f"{where}: the weights do not fit the config ({_short(err, 300)})") from None
+    return model.to(device=device, dtype=target_dtype).eval()

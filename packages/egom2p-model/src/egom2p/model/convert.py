@@ -3,44 +3,58 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 
 from . import __version__
 from .checkpoint import resolve_checkpoint
+from egom2p.core.cli import CliParser, add_checkpoint_option, add_version_option, run_cli
+from .hub import is_hub_id, prepare_hub_folder, require_hub, upload_folder
 from .model import EgoM2P
+
+PROG = "egom2p-convert"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``egom2p-convert``."""
-    parser = argparse.ArgumentParser(
-        prog="egom2p-convert",
-        description="Convert an original EgoM2P checkpoint (.pth with 'model' and 'args') into "
-        "model.safetensors + config.json. Weights are checked (fixed buffers, tied copies) on the way. "
-        "Also takes our directories and training runs (the newest checkpoints/step-N/).",
-        epilog="examples:\n  egom2p-convert checkpoint-main.pth egom2p-base/\n"
-        "  egom2p-convert runs/demo/ demo-final/        # newest runs/demo/checkpoints/step-N/\n"
+    parser = CliParser(
+        prog=PROG,
+        description="Convert an original EgoM2P checkpoint (.pth with 'model' and 'args', read with\n"
+        "torch.load(weights_only=True)) into model.safetensors + config.json + a README.md model card.\n"
+        "Weights are checked (fixed buffers, tied copies) on the way. Also takes our directories,\n"
+        "training runs (the newest checkpoints/step-N/) and Hugging Face Hub ids.",
+        epilog="examples:\n  egom2p-convert --checkpoint checkpoint-main.pth --out egom2p-base/\n"
+        "  egom2p-convert --checkpoint runs/demo/ --out demo-final/        # newest runs/demo/checkpoints/step-N/\n"
+        "  egom2p-convert --checkpoint checkpoint-main.pth --out egom2p-base/ --push-to-hub my-org/egom2p-base\n"
         "then: EgoM2P.from_pretrained('egom2p-base/')",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", help="original .pth/.pt file, one of our directories, or a run directory")
-    parser.add_argument("out_dir", help="output directory (created if needed)")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_version_option(parser, __version__)
+    add_checkpoint_option(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
+    parser.add_argument("--push-to-hub", metavar="ORG/REPO",
+                        help="also upload the converted checkpoint to this Hugging Face Hub repository "
+                             "(created if needed; needs the [hub] extra and Hub credentials)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``egom2p-convert CHECKPOINT OUT_DIR``; a user mistake exits 2 with one line."""
-    opts = build_parser().parse_args(argv)
-    try:
-        source = resolve_checkpoint(opts.checkpoint)
-        model = EgoM2P.from_pretrained(source)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"egom2p-convert: {err}", file=sys.stderr)
-        return 2
-    model.save_pretrained(opts.out_dir)
+def _convert(opts: argparse.Namespace) -> int:
+    if opts.push_to_hub:  # fail before converting, not after
+        if not is_hub_id(opts.push_to_hub):
+            raise ValueError(f"--push-to-hub {opts.push_to_hub!r}: expected a Hub repository id org/repo")
+        require_hub()
+    source = resolve_checkpoint(opts.checkpoint)
+    model = EgoM2P.from_pretrained(source)
+    out = prepare_hub_folder(model, opts.out, opts.push_to_hub or Path(opts.out).resolve().name)
     params = sum(p.numel() for p in model.parameters())
-    print(f"read {source}; wrote {opts.out_dir} ({params:,} parameters, modalities {model.modality_names})")
+    print(f"read {source}; wrote {out} ({params:,} parameters, modalities {model.modality_names})")
+    if opts.push_to_hub:
+        print(f"uploaded {out} to {opts.push_to_hub}: {upload_folder(out, opts.push_to_hub)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``egom2p-convert --checkpoint SRC --out DIR``; a user mistake exits 2 with one line."""
+    opts = build_parser().parse_args(argv)
+    return run_cli(PROG, lambda: _convert(opts))
 
 
 if __name__ == "__main__":

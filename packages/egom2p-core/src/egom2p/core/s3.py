@@ -1,4 +1,5 @@
-"""Streaming reads of ``s3://bucket/key`` objects through boto3 (the ``[s3]`` extra).
+"""Streaming reads of ``s3://bucket/key`` objects through boto3: the one S3 client of egom2p (the
+``[s3]`` extra of egom2p-core, egom2p-data and egom2p-generate brings boto3).
 
 Credentials come from boto3's default chain; ``AWS_ENDPOINT_URL`` (read by boto3 itself) or
 ``EGOM2P_S3_ENDPOINT_URL`` points at another S3-compatible store. Transient errors (throttling, 5xx,
@@ -17,9 +18,11 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
+from egom2p.core.cli import MissingExtraError
+
 __all__ = ["parse_s3_url", "open_s3", "s3_client", "list_s3"]
 
-logger = logging.getLogger("egom2p.data")
+logger = logging.getLogger("egom2p.s3")
 T = TypeVar("T")
 
 _TRANSIENT_CODES = {"Throttling", "ThrottlingException", "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500"}
@@ -41,8 +44,8 @@ def _client(pid: int, endpoint: str | None) -> Any:
     try:
         import boto3
         from botocore.config import Config
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError("s3:// paths need boto3: pip install 'egom2p-data[s3]'") from exc
+    except ImportError:
+        raise MissingExtraError("s3:// paths need boto3: install the [s3] extra (pip install 'egom2p-data[s3]' or 'egom2p-generate[s3]')") from None
     config = Config(retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=10, read_timeout=60)
     return boto3.client("s3", endpoint_url=endpoint, config=config)
 
@@ -76,7 +79,7 @@ def _with_retries(what: str, call: Callable[[], T], attempts: int = 5, base_dela
         except Exception as exc:  # classified below; unknown errors propagate unchanged
             kind = _classify(exc)
             if kind == "missing":
-                raise FileNotFoundError(f"S3 object not found: {what} ({exc})") from exc
+                raise FileNotFoundError(f"data file not found: {what}") from None
             if kind != "transient" or attempt == attempts - 1:
                 raise
             delay = base_delay * 2**attempt * (0.5 + random.random())

@@ -1,0 +1,43 @@
+"""The sampling options egom2p-generate and egom2p-eval share: one definition, one help text, one default.
+
+Defaults are the released eval scripts' (``egom2p.generate.tasks.DEFAULTS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from egom2p.core.cli import add_device_option, add_seed_option, non_negative_float
+
+from .tasks import DEFAULTS, TASKS
+
+# The released eval scripts' decoding steps per task, for --steps help texts.
+TASK_STEPS = ", ".join(f"{name} {task.steps}" for name, task in TASKS.items())
+
+
+def parse_top_k(text: str) -> float | int:
+    """``--top-k``: an integer >= 1 keeps that many tokens, a number in (0, 1] that fraction of the vocabulary, 0 is off."""
+    value = non_negative_float(text)
+    if value >= 1 and not value.is_integer():
+        raise argparse.ArgumentTypeError(f"top-k must be an integer >= 1 or a fraction in (0, 1], got {text!r}")
+    return int(value) if value >= 1 else value
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """``--scheme --temp --top-k --top-p --cfg --seed --device --no-tf32`` (``--steps`` is the caller's)."""
+    group = parser.add_argument_group("sampling (defaults: the released eval scripts')")
+    group.add_argument("--scheme", choices=["roar", "maskgit"], default=DEFAULTS["scheme"],
+                       help="decoding scheme: roar (random order) or maskgit (most confident first)")
+    group.add_argument("--temp", type=non_negative_float, metavar="T", default=DEFAULTS["temperature"],
+                       help="sampling temperature (0 = argmax)")
+    group.add_argument("--top-k", type=parse_top_k, metavar="K", default=DEFAULTS["top_k"],
+                       help="keep the k most likely tokens (integer) or that fraction of the vocabulary (0-1); 0 = off")
+    group.add_argument("--top-p", type=non_negative_float, metavar="P", default=DEFAULTS["top_p"],
+                       help="nucleus sampling: keep the most likely tokens up to this probability mass; 0 = off")
+    group.add_argument("--cfg", type=float, default=None, metavar="SCALE",
+                       help=f"classifier-free guidance scale of the conditioning (default: {DEFAULTS['cfg_scale']}; "
+                            "1 = unguided; a target nothing conditions runs unguided)")
+    add_seed_option(group, DEFAULTS["seed"], help="base seed: decoding step s of every batch uses seed + s")
+    add_device_option(group)
+    group.add_argument("--no-tf32", action="store_true", help="keep full fp32 matmuls on CUDA (see TF32 below)")
+    return group
