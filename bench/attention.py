@@ -1,19 +1,24 @@
 """Benchmark the Triton masked attention against SDPA (boolean mask), flex_attention (BlockMask)
-and dense unmasked SDPA (the flash ceiling), on the released EgoM2P shapes.
+and dense unmasked SDPA (the flash ceiling), on the released EgoM2P shapes and mask patterns.
 
-Patterns (self-attention unless noted, N queries and keys):
-  enc-pad0   encoder, no padding (key lengths = N)
-  enc-pad25  encoder, 25% padding (key lengths = 0.75 N)
-  dec-4runs  decoder self-attention, 4 modality runs of 1400/600/24/24 tokens (scaled to N)
-  dec-2runs  decoder self-attention, 2 runs of N/2
-  cross      decoder queries -> encoder context, per-sample context lengths of 40-70% of the keys
-             (the released masking fills about 53% of the 2048 input slots on average)
-Reported per implementation: time (triton.testing.do_bench, ms), TFLOP/s on the FLOPs actually
+Patterns (N queries and keys; "fill": valid tokens at the released masking, Dirichlet budgets capped
+by the 30-token cam/gaze modalities: 1,078 of 2,048 encoder and 1,022 of 2,048 decoder slots):
+  enc-pad0         encoder, no padding
+  enc-fill53       encoder at the released fill: key and query lengths 0.53 N (padded rows are not computed)
+  dec-4runs        decoder self-attention, 4 modality runs of 1400/600/24/24 tokens (scaled to N)
+  dec-4runs-fill50 decoder at the released fill: the 4 runs over 0.5 N, then -1 padding
+  dec-2runs        decoder self-attention, 2 runs of N/2
+  cross            decoder queries (0.5 N valid) -> encoder context (40-70% of the keys valid)
+Every masked implementation computes the same function (padded query rows are zero); the Triton
+kernel reads lengths and segments, flex a BlockMask built from the same rule, SDPA the boolean mask.
+Reported per implementation: time (triton.testing.do_bench, median ms), TFLOP/s on the FLOPs actually
 needed (4 * D per visible query-key pair forward, 2.5x that more for the backward), peak memory.
+Rows are appended to --json as they are produced, so a time limit loses only the running row.
 
 Examples:
   python bench/attention.py                       # GPU: batch 4 and 16, 12 heads, D 64, N 2048, bf16
-  python bench/attention.py --batch 4 --modes fwd --json out.jsonl
+  python bench/attention.py --impls flex --json out.jsonl   # flex alone (it compiles per pattern)
+  python bench/attention.py --batch 4 --modes fwd --impls triton sdpa-mask
   python bench/attention.py --dry-run             # CPU, tiny shapes, Triton interpreter: correctness only
 """
 
@@ -35,12 +40,16 @@ from egom2p.model.kernels.flash_attention import flash_attention
 from egom2p.model.kernels.reference import attention_visibility, masked_attention_reference
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-PATTERNS = ("enc-pad0", "enc-pad25", "dec-4runs", "dec-2runs", "cross")
+PATTERNS = ("enc-pad0", "enc-fill53", "dec-4runs", "dec-4runs-fill50", "dec-2runs", "cross")
+IMPLS = ("triton", "sdpa-mask", "flex", "sdpa-dense")
 DECODER_RUNS = (1400, 600, 24, 24)  # the released 4-modality decoder layout at N = 2048
+ENCODER_FILL, DECODER_FILL = 0.53, 0.5  # the released masking's average fill of the 2048/2048 budgets
 
 
-def _runs_to_segments(runs: list[int], batch: int, device: torch.device) -> torch.Tensor:
+def _runs_to_segments(runs: list[int], batch: int, n: int, device: torch.device) -> torch.Tensor:
+    """Segment ids of consecutive ``runs``, then -1 padding up to ``n``."""
     ids = torch.repeat_interleave(torch.arange(len(runs)), torch.tensor(runs))
+    ids = torch.cat([ids, torch.full((n - len(ids),), -1)])
     return ids.to(device=device, dtype=torch.int32).expand(batch, -1).contiguous()
 
 
@@ -52,7 +61,7 @@ def _scaled_runs(runs: tuple[int, ...], n: int) -> list[int]:
 
 
 def make_case(pattern: str, batch: int, heads: int, n: int, head_dim: int, dtype, device, n_keys: int | None = None):
-    """q, k, v and the mask metadata (key_lengths, q_segments, k_segments) of one pattern.
+    """q, k, v and the mask metadata (key_lengths, q_segments, k_segments, query_lengths) of one pattern.
 
     ``n_keys`` (cross only) sets the context length; default ``n``.
     """
@@ -60,44 +69,64 @@ def make_case(pattern: str, batch: int, heads: int, n: int, head_dim: int, dtype
     n_k = n_keys if pattern == "cross" and n_keys else n
     q = torch.randn(batch, heads, n, head_dim, generator=gen, device=device, dtype=dtype)
     k, v = (torch.randn(batch, heads, n_k, head_dim, generator=gen, device=device, dtype=dtype) for _ in range(2))
-    full = torch.full((batch,), n, dtype=torch.int32, device=device)
+
+    def lengths(fill: float) -> torch.Tensor:
+        return torch.full((batch,), max(1, int(fill * n)), dtype=torch.int32, device=device)
+
     if pattern == "enc-pad0":
-        return q, k, v, full, None, None
-    if pattern == "enc-pad25":
-        return q, k, v, torch.full((batch,), (3 * n) // 4, dtype=torch.int32, device=device), None, None
+        return q, k, v, lengths(1.0), None, None, None
+    if pattern == "enc-fill53":
+        return q, k, v, lengths(ENCODER_FILL), None, None, lengths(ENCODER_FILL)
     if pattern == "cross":
-        lengths = torch.randint(int(0.4 * n_k), int(0.7 * n_k) + 1, (batch,), generator=gen, device=device)
-        return q, k, v, lengths.to(torch.int32), None, None
-    runs = _scaled_runs(DECODER_RUNS, n) if pattern == "dec-4runs" else [n // 2, n - n // 2]
-    segments = _runs_to_segments(runs, batch, device)
-    return q, k, v, full, segments, segments
+        keys = torch.randint(int(0.4 * n_k), int(0.7 * n_k) + 1, (batch,), generator=gen, device=device)
+        return q, k, v, keys.to(torch.int32), None, None, lengths(DECODER_FILL)
+    if pattern == "dec-2runs":
+        segments = _runs_to_segments([n // 2, n - n // 2], batch, n, device)
+        return q, k, v, lengths(1.0), segments, segments, None
+    fill = DECODER_FILL if pattern == "dec-4runs-fill50" else 1.0
+    valid = lengths(fill)
+    segments = _runs_to_segments(_scaled_runs(DECODER_RUNS, int(valid[0])), batch, n, device)
+    return q, k, v, valid, segments, segments, valid if fill < 1 else None
 
 
-def _visible_pairs(q, k, key_lengths, q_segments, k_segments) -> int:
-    mask = attention_visibility(q.shape[0], q.shape[2], k.shape[2], q.device, key_lengths, q_segments, k_segments)
+def _visible_pairs(q, k, key_lengths, q_segments, k_segments, query_lengths) -> int:
+    mask = attention_visibility(q.shape[0], q.shape[2], k.shape[2], q.device, key_lengths, q_segments, k_segments,
+                                query_lengths=query_lengths)  # fmt: skip
     return int(mask.sum().item()) * q.shape[1]
 
 
-def implementations(q, k, v, key_lengths, q_segments, k_segments, compile_flex: bool):
+def implementations(q, k, v, key_lengths, q_segments, k_segments, query_lengths, compile_flex: bool, names=IMPLS):
     """name -> forward ``fn(q, k, v)`` for this case's mask; all compute the same attention except the dense ceiling."""
     batch, _, n_q, _ = q.shape
     n_k = k.shape[2]
-    bool_mask = attention_visibility(batch, n_q, n_k, q.device, key_lengths, q_segments, k_segments)
-    lengths = key_lengths.long()
-    q_seg = q_segments if q_segments is not None else torch.zeros(batch, n_q, dtype=torch.int32, device=q.device)
-    k_seg = k_segments if k_segments is not None else torch.zeros(batch, n_k, dtype=torch.int32, device=q.device)
+    impls = {}
+    if "triton" in names:
+        impls["triton"] = lambda q, k, v: flash_attention(q, k, v, key_lengths, q_segments, k_segments,
+                                                          query_lengths=query_lengths)  # fmt: skip
+    if "sdpa-mask" in names:  # as the model's sdpa backend: rows that see nothing are opened, then zeroed
+        bool_mask = attention_visibility(batch, n_q, n_k, q.device, key_lengths, q_segments, k_segments,
+                                         query_lengths=query_lengths)  # fmt: skip
+        sees_any = bool_mask.any(-1, keepdim=True)
+        open_mask = bool_mask | ~sees_any
+        impls["sdpa-mask"] = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=open_mask).masked_fill(
+            ~sees_any, 0.0)  # fmt: skip
+    if "flex" in names:
+        keys = key_lengths.long()
+        rows = (query_lengths if query_lengths is not None else torch.full_like(key_lengths, n_q)).long()
+        q_seg = q_segments if q_segments is not None else torch.zeros(batch, n_q, dtype=torch.int32, device=q.device)
+        k_seg = k_segments if k_segments is not None else torch.zeros(batch, n_k, dtype=torch.int32, device=q.device)
 
-    def mask_mod(b, h, q_idx, kv_idx):
-        return (kv_idx < lengths[b]) & (q_seg[b, q_idx] == k_seg[b, kv_idx])
+        def mask_mod(b, h, q_idx, kv_idx):
+            same = (q_seg[b, q_idx] == k_seg[b, kv_idx]) & (q_seg[b, q_idx] >= 0)
+            return (kv_idx < keys[b]) & (q_idx < rows[b]) & same
 
-    block_mask = create_block_mask(mask_mod, batch, None, n_q, n_k, device=q.device)
-    flex = torch.compile(flex_attention) if compile_flex else flex_attention
-    return {
-        "triton": lambda q, k, v: flash_attention(q, k, v, key_lengths, q_segments, k_segments),
-        "sdpa-mask": lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=bool_mask),
-        "flex": lambda q, k, v: flex(q, k, v, block_mask=block_mask),
-        "sdpa-dense": lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
-    }
+        block_mask = create_block_mask(mask_mod, batch, None, n_q, n_k, device=q.device)
+        flex = torch.compile(flex_attention) if compile_flex else flex_attention
+        # flex gives rows that see nothing zeros already (its log-sum-exp is -inf there).
+        impls["flex"] = lambda q, k, v: flex(q, k, v, block_mask=block_mask)
+    if "sdpa-dense" in names:
+        impls["sdpa-dense"] = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)
+    return impls
 
 
 def dry_run() -> int:
@@ -108,7 +137,7 @@ def dry_run() -> int:
         case = make_case(pattern, 2, 2, 48, 32, torch.float32, torch.device("cpu"), n_keys=61)
         q, k, v = (t.requires_grad_() for t in case[:3])
         ref_in = [t.detach().double().requires_grad_() for t in (q, k, v)]
-        ref = masked_attention_reference(*ref_in, *case[3:])
+        ref = masked_attention_reference(*ref_in, *case[3:6], query_lengths=case[6])
         ref_grads = torch.autograd.grad(ref.sum(), ref_in)
         for name, fn in implementations(*case, compile_flex=False).items():
             if name == "sdpa-dense":
@@ -125,7 +154,7 @@ def dry_run() -> int:
             err = max((a.double() - b).abs().max().item() for a, b in zip(got, want))
             ok = err < 1e-4
             failures += not ok
-            print(f"{pattern:10s} {name:10s} max abs error ({checked}) {err:.2e} {'ok' if ok else 'MISMATCH'}")
+            print(f"{pattern:16s} {name:10s} max abs error ({checked}) {err:.2e} {'ok' if ok else 'MISMATCH'}")
     return 1 if failures else 0
 
 
@@ -133,6 +162,14 @@ def _run_once(fn, q, k, v, grad_out):
     """Forward, plus the backward to q, k, v when ``grad_out`` is given."""
     out = fn(q, k, v)
     return out if grad_out is None else torch.autograd.grad(out, (q, k, v), grad_out)
+
+
+def _append(path: str | None, row: dict) -> None:
+    """Print the row and append it to the JSON-lines file at once (a timeout keeps what is done)."""
+    print(json.dumps(row), flush=True)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def bench(opts: argparse.Namespace) -> list[dict]:
@@ -146,7 +183,7 @@ def bench(opts: argparse.Namespace) -> list[dict]:
             q, k, v = (t.requires_grad_() for t in case[:3])
             fwd_flops = 4 * opts.head_dim * _visible_pairs(*case)
             dense_flops = 4 * opts.head_dim * batch * opts.heads * opts.seq * opts.seq
-            for name, fn in implementations(*case, compile_flex=True).items():
+            for name, fn in implementations(*case, compile_flex=True, names=opts.impls).items():
                 if name == "sdpa-dense" and pattern != opts.patterns[0]:
                     continue  # pattern-independent: measured once per batch
                 for mode in opts.modes:
@@ -165,7 +202,7 @@ def bench(opts: argparse.Namespace) -> list[dict]:
                         "peak_gib": round(peak_gib, 3),
                     }  # fmt: skip
                     rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    _append(opts.json, row)
     return rows
 
 
@@ -177,17 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--patterns", nargs="+", choices=PATTERNS, default=list(PATTERNS))
     p.add_argument("--modes", nargs="+", choices=("fwd", "fwd+bwd"), default=["fwd", "fwd+bwd"])
-    p.add_argument("--json", help="append the result rows to this JSON-lines file")
+    p.add_argument("--impls", nargs="+", choices=IMPLS, default=[i for i in IMPLS if i != "flex"],
+                   help="implementations (default: all but flex, which compiles per pattern: give it its own run)")
+    p.add_argument("--json", help="append each result row to this JSON-lines file as it is measured")
     p.add_argument("--dry-run", action="store_true", help="tiny CPU shapes, Triton interpreter, correctness only")
     opts = p.parse_args(argv)
     if opts.dry_run:
         return dry_run()
     if not torch.cuda.is_available():
         sys.exit("bench/attention.py needs a CUDA GPU (or --dry-run)")
-    rows = bench(opts)
-    if opts.json:
-        with open(opts.json, "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+    bench(opts)
     return 0
 
 

@@ -1,61 +1,115 @@
 #!/usr/bin/env bash
-# The issue-5 GPU benchmarks in one go (budget: under 8 minutes on one H100/H200), one table at the end:
-#   1. bench/attention.py  Triton masked attention vs SDPA+mask, flex_attention, dense SDPA (bf16, B 4 and 16)
-#   2. bench/loss.py       fused vs unfused head + CE (4000 tokens, D 768, V 64000, bf16)
-#   3. bench/train_step.py egom2p-base training step, bf16, backends sdpa / triton / triton + fused loss,
-#                          at the released masking's average fill (53% of the 2048/2048 budgets)
-# Each step has its own time limit; a failed or timed-out step is reported and the script exits 1.
+# The one GPU script (issue 14): the GPU tests first, then the benchmarks, under 8 minutes on one
+# H100/H200, each step with its own time limit (cut to what is left of the 8 minutes), one table at
+# the end (the steps' status and every result row). Rows are appended as they are measured, so a
+# step that runs out of time keeps what it did.
+#   gpu-tests          pytest -m gpu: compiled Triton kernels in bf16/fp16 vs float64, CUDA graphs,
+#                      torch.compile, the sync-free step, fused CE, whole training steps
+#   attention          bench/attention.py: triton vs SDPA (boolean mask) vs dense SDPA, 6 EgoM2P mask
+#                      patterns, batch 4 and 16, fwd and fwd+bwd (bf16, 12 heads, D 64, N 2048)
+#   flex               bench/attention.py --impls flex (FlexAttention compiles per pattern: own step)
+#   loss               bench/loss.py: fused vs unfused head + CE (4000 tokens, D 768, V 64000), no_grad too
+#   train-<backend>    bench/train_step.py: egom2p-base training step, bf16, batch 4, released fill
+#                      (53% on average, per-sample spread): sdpa / triton / triton + fused loss
+#   train-packed-*     the same with --packed (the data-side packing), only if bench/train_step.py has it
+# Exit 1 when a step failed or ran out of time.
 #
-# usage: bash bench/gpu.sh            (PYTHON=... to pick the interpreter, BENCH_OUT=dir to keep the rows)
+# usage: bash bench/gpu.sh     (PYTHON=... picks the interpreter, BENCH_OUT=dir keeps rows.jsonl and the logs)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/egom2p-bench.XXXXXX)}
 mkdir -p "$OUT"
-export ROWS=$OUT/rows.jsonl
+export ROWS=$OUT/rows.jsonl PYTHONUNBUFFERED=1
 : >"$ROWS"
+unset TRITON_INTERPRET # compiled kernels only (tests/gpu refuses the interpreter)
+TOTAL_S=${GPU_SH_BUDGET_S:-475}
+START=$SECONDS
 status=0
 
-step() {  # step LIMIT_S CMD... : run with a time limit, remember failures
-  local limit=$1
-  shift
-  echo "== $* (limit ${limit}s)"
-  if ! timeout "$limit" "$@"; then
-    echo "!! failed or timed out: $*"
-    status=1
+"$PY" - <<'PYEOF'
+import torch
+try:
+    import triton
+    triton_version = triton.__version__
+except ImportError:
+    triton_version = "not installed"
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+print(f"== {gpu}; torch {torch.__version__} (CUDA {torch.version.cuda}); triton {triton_version}")
+PYEOF
+
+step() { # step NAME LIMIT_S CMD... : run with min(LIMIT_S, time left) and record the outcome as a row
+  local name=$1 limit=$2
+  shift 2
+  local left=$((TOTAL_S - (SECONDS - START)))
+  local outcome began=$SECONDS
+  if [ "$left" -lt 15 ]; then
+    outcome="skipped (8-minute budget spent)"
+  else
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $name (limit ${limit}s): $*"
+    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
+    local rc=${PIPESTATUS[0]}
+    case $rc in
+      0) outcome=ok ;;
+      124 | 137) outcome="timed out after ${limit}s" status=1 ;;
+      *) outcome="failed (exit $rc)" status=1 ;;
+    esac
   fi
+  printf '{"bench": "step", "impl": "%s", "status": "%s", "s": %d}\n' "$name" "$outcome" $((SECONDS - began)) >>"$ROWS"
 }
 
-step 240 "$PY" bench/attention.py --json "$ROWS"
-step 60 "$PY" bench/loss.py --json "$ROWS"
-for variant in "sdpa" "triton" "triton --fused-loss"; do
-  # shellcheck disable=SC2086  # $variant holds the backend and optional flag
-  step 50 "$PY" - $variant <<'PYEOF'
-import json, subprocess, sys, os
+train_step() { # train_step NAME BACKEND [FLAGS...]: one egom2p-base step configuration -> one row
+  local name=$1
+  shift
+  step "$name" 30 "$PY" - "$@" <<'PYEOF'
+import json, os, subprocess, sys
 backend, *flags = sys.argv[1:]
 cmd = [sys.executable, "bench/train_step.py", "--preset", "egom2p-base", "--device", "cuda", "--dtype", "bf16",
-       "--backend", backend, "--batch-size", "4", "--fill", "0.53", "--warmup", "2", "--steps", "5", *flags]
+       "--backend", backend, "--batch-size", "4", "--fill", "0.53", "--fill-spread", "0.5", "--warmup", "2",
+       "--steps", "5", *flags]
 proc = subprocess.run(cmd, capture_output=True, text=True)
 if proc.returncode:
     sys.exit(proc.stderr[-2000:])
 result = json.loads(proc.stdout.strip().splitlines()[-1])
 print(json.dumps(result))
-row = {"bench": "train_step", "batch": result["batch_size"], "pattern": f"fill {result['fill']}",
-       "mode": "fwd+bwd", "impl": backend + ("+fused-loss" if flags else ""), "ms": round(1000 * result["step_s"], 1),
-       "tflops": result.get("achieved_tflops"), "peak_gib": result.get("peak_mem_gib"), "mfu": result.get("mfu")}
+row = {"bench": "train_step", "batch": result["batch_size"], "pattern": f"fill {result['fill']}+-{result['fill_spread'] / 2}",
+       "mode": "fwd+bwd", "impl": " ".join([backend, *flags]), "ms": round(1000 * result["step_s"], 1),
+       "tflops": result.get("achieved_tflops"), "peak_gib": result.get("peak_mem_gib"),
+       "valid_tok_s": result.get("valid_tok_s"), "mfu_valid": result.get("mfu_valid"),
+       "mfu_computed": result.get("mfu_computed")}
 with open(os.environ["ROWS"], "a") as f:
     f.write(json.dumps(row) + "\n")
 PYEOF
-done
+}
+
+# 1. The GPU tests, in a session of their own: tests/kernels sets TRITON_INTERPRET for its CPU tests.
+xdist=()
+"$PY" -c "import xdist" 2>/dev/null && xdist=(-n 8 --dist loadgroup)  # a worker per kernel variant group
+step gpu-tests 140 "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider "${xdist[@]}" packages/egom2p-model/tests \
+  --ignore=packages/egom2p-model/tests/kernels
+
+# 2. Benchmarks.
+step attention 65 "$PY" bench/attention.py --json "$ROWS"
+step flex 75 "$PY" bench/attention.py --impls flex --batch 4 --json "$ROWS"
+step loss 25 "$PY" bench/loss.py --json "$ROWS"
+train_step train-sdpa sdpa
+train_step train-triton triton
+train_step train-triton-fused triton --fused-loss
+if "$PY" bench/train_step.py --help 2>/dev/null | grep -q -- "--packed"; then
+  train_step train-packed-triton triton --packed
+  train_step train-packed-triton-fused triton --fused-loss --packed
+else
+  printf '{"bench": "step", "impl": "train-packed", "status": "skipped (bench/train_step.py has no --packed yet)", "s": 0}\n' >>"$ROWS"
+fi
 
 echo
-echo "== results ($("$PY" -c 'import torch; print(torch.cuda.get_device_name())' 2>/dev/null || echo unknown GPU))"
+echo "== results ($((SECONDS - START)) s; rows in $ROWS)"
 "$PY" - "$ROWS" <<'PYEOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-if not rows:
-    sys.exit("(no results)")
-cols = ["bench", "batch", "pattern", "tokens", "mode", "impl", "ms", "tflops", "peak_gib", "mfu"]
+cols = ["bench", "batch", "pattern", "tokens", "mode", "impl", "status", "s", "ms", "tflops", "peak_gib",
+        "valid_tok_s", "mfu_valid", "mfu_computed"]
 cols = [c for c in cols if any(c in r for r in rows)]
 table = [cols] + [[str(r.get(c, "")) for c in cols] for r in rows]
 widths = [max(len(row[i]) for row in table) for i in range(len(cols))]

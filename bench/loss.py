@@ -1,15 +1,18 @@
 """Benchmark the fused output head + cross-entropy against the unfused head at the released shapes.
 
 One video-modality head at batch 4: about 4 x 1000 target tokens, D = 768, V = 64000, bf16.
-Implementations (forward + backward of the summed CE w.r.t. hidden and weight):
+Implementations (summed CE; "fwd+bwd" adds the gradients w.r.t. hidden and weight, "no_grad" is
+the forward under torch.no_grad, as validation runs it):
   unfused-fp32   F.cross_entropy(F.linear(h, w).float(), t, reduction="sum")   (the model's unfused path)
   unfused-bf16   F.cross_entropy(F.linear(h, w), t, reduction="sum")            (bf16 logits)
-  fused-<c>      fused_linear_cross_entropy(h, w, t, chunk_size=c)               (never holds [T, V])
-Reported: time (triton.testing.do_bench, median ms) and peak memory above the inputs.
+  fused-<c>      fused_linear_cross_entropy(h, w, t, chunk_size=c)               (never holds [T, V];
+                 "auto" sizes the chunk from V: ~256 MiB of logits)
+Reported: time (triton.testing.do_bench, median ms) and peak memory above the inputs. Rows are
+appended to --json as they are produced, so a time limit loses only the running row.
 
 Examples:
   python bench/loss.py                    # GPU
-  python bench/loss.py --tokens 8000 --chunks 1024 4096 --json out.jsonl
+  python bench/loss.py --tokens 8000 --chunks auto 1024 4096 --json out.jsonl
   python bench/loss.py --dry-run          # CPU, tiny shapes: correctness only
 """
 
@@ -24,14 +27,19 @@ import torch.nn.functional as F
 from egom2p.model.kernels.fused_linear_ce import fused_linear_cross_entropy
 
 
-def implementations(chunks: list[int]) -> dict:
+def _chunk(value: str) -> int | None:
+    """A --chunks entry: a token count, or "auto" (None: sized from the vocabulary)."""
+    return None if value == "auto" else int(value)
+
+
+def implementations(chunks: list[int | None]) -> dict:
     """name -> ``fn(hidden, weight, targets)`` returning the summed CE."""
     impls = {
         "unfused-fp32": lambda h, w, t: F.cross_entropy(F.linear(h, w).float(), t, reduction="sum"),
         "unfused-bf16": lambda h, w, t: F.cross_entropy(F.linear(h, w), t, reduction="sum"),
     }
     for c in chunks:
-        impls[f"fused-{c}"] = lambda h, w, t, c=c: fused_linear_cross_entropy(h, w, t, chunk_size=c)
+        impls[f"fused-{c or 'auto'}"] = lambda h, w, t, c=c: fused_linear_cross_entropy(h, w, t, chunk_size=c)
     return impls
 
 
@@ -50,7 +58,7 @@ def dry_run() -> int:
     ref = F.cross_entropy(ref_in[0] @ ref_in[1].T, targets, reduction="sum")
     ref_grads = torch.autograd.grad(ref, ref_in)
     failures = 0
-    for name, fn in implementations([8, 64]).items():
+    for name, fn in implementations([8, 64, None]).items():
         loss = fn(hidden, weight, targets)
         got = (loss, *torch.autograd.grad(loss, (hidden, weight)))
         ok = all(torch.allclose(a.double(), b, rtol=1e-4, atol=1e-4) for a, b in zip(got, (ref, *ref_grads)))
@@ -60,6 +68,14 @@ def dry_run() -> int:
     return 1 if failures else 0
 
 
+def _append(path: str | None, row: dict) -> None:
+    """Print the row and append it to the JSON-lines file at once (a timeout keeps what is done)."""
+    print(json.dumps(row), flush=True)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def bench(opts: argparse.Namespace) -> list[dict]:
     from triton.testing import do_bench
 
@@ -67,21 +83,26 @@ def bench(opts: argparse.Namespace) -> list[dict]:
     hidden, weight, targets = make_inputs(opts.tokens, opts.dim, opts.vocab, torch.bfloat16, device)
     rows = []
     for name, fn in implementations(opts.chunks).items():
+        for mode in opts.modes:
 
-        def step(fn=fn):
-            return torch.autograd.grad(fn(hidden, weight, targets), (hidden, weight))
+            def step(fn=fn, mode=mode):
+                if mode == "no_grad":
+                    with torch.no_grad():
+                        return fn(hidden, weight, targets)
+                return torch.autograd.grad(fn(hidden, weight, targets), (hidden, weight))
 
-        step()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        ms = do_bench(step, return_mode="median")
-        row = {
-            "bench": "loss", "tokens": opts.tokens, "dim": opts.dim, "vocab": opts.vocab, "mode": "fwd+bwd",
-            "impl": name, "ms": round(ms, 3), "peak_gib": round((torch.cuda.max_memory_allocated() - base) / 2**30, 3),
-        }  # fmt: skip
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+            step()
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            ms = do_bench(step, return_mode="median")
+            row = {
+                "bench": "loss", "tokens": opts.tokens, "dim": opts.dim, "vocab": opts.vocab, "mode": mode,
+                "impl": name, "ms": round(ms, 3),
+                "peak_gib": round((torch.cuda.max_memory_allocated() - base) / 2**30, 3),
+            }  # fmt: skip
+            rows.append(row)
+            _append(opts.json, row)
     return rows
 
 
@@ -90,18 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=4000, help="target tokens of one modality over the batch")
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--vocab", type=int, default=64000)
-    p.add_argument("--chunks", type=int, nargs="+", default=[1024, 4096])
-    p.add_argument("--json", help="append the result rows to this JSON-lines file")
+    p.add_argument("--chunks", type=_chunk, nargs="+", default=[None, 1024, 4096], help='token counts or "auto"')
+    p.add_argument("--modes", nargs="+", choices=("fwd+bwd", "no_grad"), default=["fwd+bwd", "no_grad"])
+    p.add_argument("--json", help="append each result row to this JSON-lines file as it is measured")
     p.add_argument("--dry-run", action="store_true", help="tiny CPU shapes, correctness only")
     opts = p.parse_args(argv)
     if opts.dry_run:
         return dry_run()
     if not torch.cuda.is_available():
         sys.exit("bench/loss.py needs a CUDA GPU (or --dry-run)")
-    rows = bench(opts)
-    if opts.json:
-        with open(opts.json, "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+    bench(opts)
     return 0
 
 

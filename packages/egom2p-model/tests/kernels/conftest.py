@@ -1,5 +1,6 @@
-"""Kernel tests run Triton in its CPU interpreter. The kernels are decorated with ``triton.jit`` on
-first use, so setting the variable here (before any test calls them) is enough."""
+"""Kernel tests run Triton in its CPU interpreter. Triton reads ``TRITON_INTERPRET`` when it is
+imported (its standard library is decorated then), so it is set here, process-wide, before any test
+module imports it; GPU tests therefore run in a session of their own (``tests/gpu/conftest.py``)."""
 
 import os
 

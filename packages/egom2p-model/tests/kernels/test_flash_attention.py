@@ -1,16 +1,18 @@
 """The Triton masked attention (run by Triton's CPU interpreter) against a float64 PyTorch reference.
 
 The interpreter is slow: shapes are tiny, but the CPU tiles are 16 x 16, so every case below still
-crosses several query and key blocks, odd tails and skipped blocks.
+crosses several query and key blocks, odd tails and skipped blocks. fp32 and fp16 only: the
+interpreter corrupts bf16 (tests/gpu covers bf16 with compiled kernels).
 """
 
 import pytest
 import torch
+from einops import rearrange
 
 pytest.importorskip("triton")
 
-from egom2p.model.kernels.flash_attention import flash_attention, segment_block_ranges  # noqa: E402
-from egom2p.model.kernels.reference import masked_attention_reference  # noqa: E402
+from egom2p.model.kernels.flash_attention import block_loop_bounds, flash_attention  # noqa: E402
+from egom2p.model.kernels.reference import attention_visibility, masked_attention_reference  # noqa: E402
 
 # Per-dtype tolerances (output, gradients), against float64 math on the same rounded inputs.
 TOLERANCES = {
@@ -26,13 +28,15 @@ def _qkv(batch, heads, num_q, num_k, head_dim, dtype, seed):
     ]
 
 
-def _check_against_reference(q, k, v, key_lengths=None, q_segments=None, k_segments=None):
+def _check_against_reference(q, k, v, key_lengths=None, q_segments=None, k_segments=None, query_lengths=None,
+                             grad_out=None):  # fmt: skip
     """Compare output and dq/dk/dv with the float64 reference; return the kernel's (out, grads)."""
-    out = flash_attention(q, k, v, key_lengths, q_segments, k_segments)
-    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(out.dtype)
+    out = flash_attention(q, k, v, key_lengths, q_segments, k_segments, query_lengths=query_lengths)
+    if grad_out is None:
+        grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(out.dtype)
     grads = torch.autograd.grad(out, (q, k, v), grad_out)
     ref_inputs = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = masked_attention_reference(*ref_inputs, key_lengths, q_segments, k_segments)
+    ref = masked_attention_reference(*ref_inputs, key_lengths, q_segments, k_segments, query_lengths=query_lengths)
     ref_grads = torch.autograd.grad(ref, ref_inputs, grad_out.double())
     out_tol, grad_tol = TOLERANCES[q.dtype]
     assert out.dtype == q.dtype and out.shape == q.shape
@@ -50,7 +54,7 @@ def test_unmasked_cross_attention_odd_lengths(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_key_lengths_including_zero_and_one(dtype):
+def test_key_lengths_including_zero_one_and_beyond(dtype):
     q, k, v = _qkv(4, 1, 19, 40, 64, dtype, seed=1)
     lengths = torch.tensor([40, 0, 1, 17], dtype=torch.int32)
     out, (dq, dk, dv) = _check_against_reference(q, k, v, key_lengths=lengths)
@@ -58,68 +62,145 @@ def test_key_lengths_including_zero_and_one(dtype):
     assert out[1].abs().max() == 0 and dq[1].abs().max() == 0 and dk[1].abs().max() == 0
     # Keys beyond the length get no gradient.
     assert dk[3, :, 17:].abs().max() == 0 and dv[3, :, 17:].abs().max() == 0
+    _check_against_reference(q, k, v, key_lengths=torch.tensor([45, 40, 41, 1000]))  # lengths > N are capped
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_modality_runs_with_padding_self_attention(dtype):
-    """Decoder layout: sorted segment runs, padding at the end (its own segment, beyond the length)."""
+def test_query_lengths_zero_padded_rows_and_their_gradients(dtype):
+    q, k, v = _qkv(3, 2, 40, 45, 32, dtype, seed=2)
+    query_lengths = torch.tensor([40, 7, 0], dtype=torch.int32)
+    key_lengths = torch.tensor([45, 30, 12], dtype=torch.int32)
+    out, (dq, dk, dv) = _check_against_reference(q, k, v, key_lengths, query_lengths=query_lengths)
+    assert out[1, :, 7:].abs().max() == 0 and dq[1, :, 7:].abs().max() == 0
+    assert out[2].abs().max() == 0 and dk[2].abs().max() == 0 and dv[2].abs().max() == 0  # no query: no key gradient
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_modality_runs_with_minus_one_padding_self_attention(dtype):
+    """Decoder layout: sorted segment runs, then -1 padding beyond the length."""
     num = 53
-    q, k, v = _qkv(2, 2, num, num, 32, dtype, seed=2)
-    runs = [torch.tensor([0] * 20 + [1] * 18 + [2] * 3 + [3] * 12), torch.tensor([0] * 35 + [1] * 18)]
+    q, k, v = _qkv(2, 2, num, num, 32, dtype, seed=3)
+    runs = [torch.tensor([0] * 20 + [1] * 18 + [2] * 3 + [-1] * 12), torch.tensor([0] * 35 + [1] * 18)]
     segments = torch.stack(runs).to(torch.int32)
-    lengths = torch.tensor([41, 53], dtype=torch.int32)  # sample 0: its segment-3 tokens are padding
-    out, (dq, _, _) = _check_against_reference(q, k, v, lengths, segments, segments)
+    lengths = torch.tensor([41, 53], dtype=torch.int32)
+    out, (dq, _, _) = _check_against_reference(q, k, v, lengths, segments, segments, query_lengths=lengths)
     assert out[0, :, 41:].abs().max() == 0 and dq[0, :, 41:].abs().max() == 0  # padded queries see no key
 
 
+def test_negative_segment_ids_are_padding_even_within_the_lengths():
+    q, k, v = _qkv(1, 1, 30, 30, 32, torch.float32, seed=4)
+    segments = torch.tensor([[0] * 10 + [-1] * 5 + [1] * 10 + [-2] * 5], dtype=torch.int32)
+    out, (dq, dk, dv) = _check_against_reference(q, k, v, None, segments, segments)
+    for pad in (slice(10, 15), slice(25, 30)):
+        assert out[0, :, pad].abs().max() == 0 and dq[0, :, pad].abs().max() == 0
+        assert dk[0, :, pad].abs().max() == 0 and dv[0, :, pad].abs().max() == 0
+
+
 def test_many_unsorted_segments_and_single_segment():
-    q, k, v = _qkv(2, 1, 33, 45, 32, torch.float32, seed=3)
+    q, k, v = _qkv(2, 1, 33, 45, 32, torch.float32, seed=5)
     gen = torch.Generator().manual_seed(3)
-    q_seg = torch.randint(0, 6, (2, 33), generator=gen, dtype=torch.int32)
-    k_seg = torch.randint(0, 6, (2, 45), generator=gen, dtype=torch.int32)
+    q_seg = torch.randint(-1, 6, (2, 33), generator=gen, dtype=torch.int32)
+    k_seg = torch.randint(-1, 6, (2, 45), generator=gen, dtype=torch.int32)
     q_seg[0, :4] = 9  # a segment with no key: those rows are zero
-    _check_against_reference(q, k, v, torch.tensor([45, 30]), q_seg, k_seg)
+    _check_against_reference(q, k, v, torch.tensor([45, 30]), q_seg, k_seg, query_lengths=torch.tensor([33, 20]))
     ones_q, ones_k = torch.zeros(2, 33, dtype=torch.int32), torch.zeros(2, 45, dtype=torch.int32)
     _check_against_reference(q, k, v, None, ones_q, ones_k)
 
 
+@pytest.mark.parametrize(
+    ("batch", "heads", "num_q", "num_k", "head_dim", "dtype", "seed"),
+    [
+        (1, 1, 1, 1, 32, torch.float32, 10),
+        (2, 3, 17, 50, 64, torch.float16, 11),
+        (3, 1, 48, 16, 16, torch.float32, 12),
+        (2, 2, 33, 33, 40, torch.float16, 13),
+        (1, 2, 24, 70, 96, torch.float32, 14),
+    ],
+)
+def test_random_masks_against_float64(batch, heads, num_q, num_k, head_dim, dtype, seed):
+    """Random lengths (0, 1, N, > N) and random sorted runs with -1 padding, several shapes and head dims."""
+    q, k, v = _qkv(batch, heads, num_q, num_k, head_dim, dtype, seed)
+    gen = torch.Generator().manual_seed(seed)
+    key_lengths = torch.randint(0, num_k + 3, (batch,), generator=gen)
+    query_lengths = torch.randint(0, num_q + 3, (batch,), generator=gen)
+    key_lengths[0], query_lengths[0] = num_k, num_q
+    _check_against_reference(q, k, v, key_lengths, query_lengths=query_lengths)
+
+    def runs(num):
+        seg = torch.sort(torch.randint(0, 4, (batch, num), generator=gen), dim=1).values
+        return torch.where(torch.rand(batch, num, generator=gen) < 0.15, -1, seg).sort(dim=1).values.to(torch.int32)
+
+    _check_against_reference(q, k, v, key_lengths, runs(num_q), runs(num_k), query_lengths=query_lengths)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_strided_views_in_and_out(dtype):
+    """q/k/v as views of one qkv projection and of a q + kv pair, a non-contiguous grad_out: no copies needed."""
+    gen = torch.Generator().manual_seed(6)
+    heads, head_dim = 2, 32
+    qkv = torch.randn(2, 29, 3 * heads * head_dim, generator=gen).to(dtype).requires_grad_()
+    q, k, v = rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=heads)
+    segments = torch.tensor([[0] * 12 + [1] * 17, [0] * 29], dtype=torch.int32)
+    grad_merged = torch.randn(2, 29, heads * head_dim, generator=gen).to(dtype)
+    grad_out = rearrange(grad_merged, "b n (h d) -> b h n d", h=heads)  # the gradient a head merge hands back
+    out, _ = _check_against_reference(q, k, v, torch.tensor([29, 20]), segments, segments, grad_out=grad_out)
+    assert out.transpose(1, 2).is_contiguous()  # [B, N, H, D] memory: merging the heads is a view
+
+    context = torch.randn(2, 41, 2 * heads * head_dim, generator=gen).to(dtype).requires_grad_()
+    k, v = rearrange(context, "b n (two h d) -> two b h n d", two=2, h=heads)
+    _check_against_reference(q, k, v, torch.tensor([41, 3]))
+
+
+def test_autocast_casts_mixed_dtypes_like_sdpa():
+    """qk-norm under autocast hands fp32 q/k next to a half-precision v: cast to the autocast dtype."""
+    q, k, _ = _qkv(1, 2, 20, 20, 32, torch.float32, seed=7)
+    v = torch.randn(1, 2, 20, 32).half().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = flash_attention(q, k, v, torch.tensor([15]))
+    assert out.dtype == torch.float16
+    ref = masked_attention_reference(q.double(), k.double(), v.double(), torch.tensor([15]))
+    torch.testing.assert_close(out.double(), ref, atol=3e-3, rtol=3e-3)
+    out.float().sum().backward()
+    assert q.grad.dtype == torch.float32 and v.grad.dtype == torch.float16
+
+
 def test_empty_key_set_gives_zeros_and_zero_gradients():
-    q, k, v = _qkv(1, 2, 5, 0, 32, torch.float32, seed=4)
+    q, k, v = _qkv(1, 2, 5, 0, 32, torch.float32, seed=8)
     out = flash_attention(q, k, v)
     (out * 3).sum().backward()
     assert out.shape == q.shape and out.abs().max() == 0 and q.grad.abs().max() == 0
 
 
-@pytest.mark.parametrize("head_dim", [16, 40])
-def test_unsupported_small_head_dims_are_padded(head_dim):
-    q, k, v = _qkv(1, 2, 18, 18, head_dim, torch.float32, seed=5)
-    _check_against_reference(q, k, v, key_lengths=torch.tensor([11]))
-
-
-def test_rejects_large_head_dim_and_mismatched_segments():
+def test_rejects_large_head_dim_and_mismatched_inputs():
     q = torch.randn(1, 1, 4, 256)
     with pytest.raises(ValueError, match="head dim 256"):
         flash_attention(q, q, q)
     q = torch.randn(1, 1, 4, 32)
     with pytest.raises(ValueError, match="together"):
         flash_attention(q, q, q, q_segments=torch.zeros(1, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match="query_lengths must have shape"):
+        flash_attention(q, q, q, query_lengths=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="dtypes differ"):
+        flash_attention(q, q.half(), q)
 
 
 def test_backward_is_deterministic():
-    q, k, v = _qkv(1, 1, 40, 40, 32, torch.float32, seed=6)
+    q, k, v = _qkv(1, 1, 40, 40, 32, torch.float32, seed=9)
     lengths = torch.tensor([35])
-    first = torch.autograd.grad(flash_attention(q, k, v, lengths).sum(), (q, k, v))
-    second = torch.autograd.grad(flash_attention(q, k, v, lengths).sum(), (q, k, v))
+    segments = torch.tensor([[0] * 18 + [1] * 22], dtype=torch.int32)
+    first = torch.autograd.grad(flash_attention(q, k, v, lengths, segments, segments).sum(), (q, k, v))
+    second = torch.autograd.grad(flash_attention(q, k, v, lengths, segments, segments).sum(), (q, k, v))
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 
 
 def test_custom_op_registration_and_compile():
-    """Fake shapes, schema and autograd registration of the custom op; traces under torch.compile."""
-    q, k, v = _qkv(1, 1, 17, 17, 32, torch.float32, seed=8)
+    """Fake shapes and strides, schema and autograd registration of the custom op; traces under torch.compile."""
+    q, k, v = _qkv(1, 1, 17, 17, 32, torch.float32, seed=10)
     lengths = torch.tensor([9], dtype=torch.int32)
     segments = torch.tensor([[0] * 10 + [1] * 7], dtype=torch.int32)
-    args = (q, k, v, lengths, segments, segments, 32**-0.5)
+    bounds = block_loop_bounds(segments, lengths, 16, segments, lengths, 16)
+    args = (q, k, v, lengths, lengths, segments, segments, bounds, bounds, bounds, 32**-0.5)
     torch.library.opcheck(
         torch.ops.egom2p.flash_attention_fwd.default,
         args,
@@ -131,9 +212,36 @@ def test_custom_op_registration_and_compile():
     )
 
 
-def test_segment_block_ranges_skip_padding_and_empty_blocks():
-    segments = torch.tensor([[0, 0, 1, 1, 2, 2, 3]], dtype=torch.int32)
-    ranges = segment_block_ranges(segments, torch.tensor([5]), block=2)
-    lo, hi = ranges[0, :, 0].tolist(), ranges[0, :, 1].tolist()
-    assert lo[:3] == [0, 1, 2] and hi[:3] == [0, 1, 2]  # block 2 holds only the valid token 4
-    assert lo[3] > hi[3]  # block 3: all beyond the length -> empty range, overlaps nothing
+def _brute_force_meets(row_seg, row_len, row_block, col_seg, col_len, col_block):
+    """[B, R, C] True where some valid row token and valid column token of the two blocks share a segment."""
+    rows, cols = row_seg.shape[1], col_seg.shape[1]
+    vis = attention_visibility(row_seg.shape[0], rows, cols, row_seg.device, col_len, row_seg, col_seg,
+                               query_lengths=row_len)[:, 0]  # fmt: skip
+    pad_r, pad_c = -rows % row_block, -cols % col_block
+    vis = torch.nn.functional.pad(vis, (0, pad_c, 0, pad_r))
+    b = vis.shape[0]
+    return vis.view(b, vis.shape[1] // row_block, row_block, vis.shape[2] // col_block, col_block).any(4).any(2)
+
+
+def test_block_loop_bounds_are_exact_for_sorted_runs_and_cover_unsorted():
+    gen = torch.Generator().manual_seed(11)
+    sorted_runs = torch.tensor([[0] * 20 + [1] * 18 + [2] * 3 + [-1] * 12, [0] * 35 + [1] * 18], dtype=torch.int32)
+    lengths = torch.tensor([41, 53])
+    cases = [
+        (sorted_runs, lengths, sorted_runs, lengths, True),
+        (torch.randint(-1, 5, (3, 37), generator=gen), None, torch.randint(-1, 5, (3, 50), generator=gen),
+         torch.tensor([50, 10, 0]), False),
+    ]  # fmt: skip
+    for row_seg, row_len, col_seg, col_len, exact in cases:
+        for row_block, col_block in ((16, 16), (8, 32), (32, 8)):
+            bounds = block_loop_bounds(row_seg, row_len, row_block, col_seg, col_len, col_block)
+            meets = _brute_force_meets(row_seg, row_len, row_block, col_seg, col_len, col_block)
+            cols = torch.arange(meets.shape[2])
+            inside = (cols >= bounds[..., :1]) & (cols < bounds[..., 1:])
+            assert bounds.dtype == torch.int32
+            assert not (meets & ~inside).any()  # every block pair with a visible token is visited
+            if exact:  # sorted runs: exactly those pairs
+                assert torch.equal(meets, inside)
+    # A block of padding only (-1 or beyond its length) visits nothing.
+    bounds = block_loop_bounds(sorted_runs, lengths, 8, sorted_runs, lengths, 8)
+    assert bounds[0, -1].tolist() == [0, 0] and bounds[0, 5].tolist() == [4, 6]

@@ -1,14 +1,19 @@
 """Fused kernels of egom2p-model, and the reference they are checked against.
 
-- ``reference``: the one visibility rule of attention (key lengths, segment ids, causal) and the
-  plain PyTorch attention that applies it; the bottom of the stack (it imports no other module here).
+- ``reference``: the one visibility rule of attention (key and query lengths, segment ids, causal)
+  and the plain PyTorch attention that applies it; the bottom of the stack (it imports no other
+  module here).
 - ``flash_attention``: masked FlashAttention-2 (forward + backward) in Triton, reading per-sample
-  key lengths and per-token segment ids instead of an N x N mask (``flash_attention.py``).
+  lengths and per-token segment ids instead of an N x N mask (``flash_attention.py``, kernels in
+  ``_attention_kernels.py``).
 - ``fused_linear_cross_entropy``: output head + cross-entropy in token chunks, never holding the
-  ``[T, V]`` logits (``fused_linear_ce.py``; pure PyTorch, no Triton needed).
+  ``[T, V]`` logits (``fused_linear_ce.py``; on CUDA a Triton row kernel, ``_ce_kernel.py``, works
+  in place on each chunk's logits; elsewhere PyTorch).
+- ``compile_check``: compiles every kernel variant for sm_90 offline (no GPU) and checks spills,
+  shared memory and load pipelining (``python -m egom2p.model.kernels.compile_check``).
 
-This package imports without Triton; only ``flash_attention`` needs it, and it is imported on first
-use so that ``from egom2p.model.kernels import fused_linear_cross_entropy`` works everywhere.
+This package imports without Triton; only the Triton kernels need it, and they are imported on
+first use so that ``from egom2p.model.kernels import fused_linear_cross_entropy`` works everywhere.
 """
 
 from __future__ import annotations

@@ -1,32 +1,41 @@
-"""Masked FlashAttention-2 for egom2p: the public function, its torch custom ops and launchers.
+"""Masked FlashAttention-2 for egom2p: the public function, its launch configs, torch custom ops and launchers.
 
-``flash_attention(q, k, v, key_lengths, q_segments, k_segments)`` computes
+``flash_attention(q, k, v, key_lengths, q_segments, k_segments, query_lengths=...)`` computes
 ``softmax(q k^T * scale) v`` under the visibility rule of :mod:`egom2p.model.kernels.reference`
 (its non-causal part: the kernels have no causal mode, see ``egom2p.model.attention.CAUSAL_BACKENDS``):
-query i of sample b sees key j iff ``j < key_lengths[b]`` and, when segments are given,
-``q_segments[b, i] == k_segments[b, j]``. No N x N tensor is built:
-the kernels (``_attention_kernels.py``) read the per-token metadata and skip fully masked blocks.
-A query that sees no key returns zeros, with zero gradients.
+query i of sample b sees key j iff ``i < query_lengths[b]``, ``j < key_lengths[b]`` and, when
+segments are given, ``q_segments[b, i] == k_segments[b, j] >= 0``. No N x N tensor is built: the
+kernels (``_attention_kernels.py``) read the per-token metadata, and with segments the per-block
+loop bounds that :func:`block_loop_bounds` computes on the device once per call (forward and both
+backward kernels). A query that sees no key returns zeros, with zero gradients.
+
+Dtypes: fp16 and bf16 run on tensor cores with fp32 accumulation. **fp32 on CUDA runs with TF32
+dots** (10-bit mantissa products, fp32 accumulation, like torch matmuls with TF32 allowed): IEEE
+fp32 dots in Triton are FMA loops without tensor cores, and they spilled registers at these tiles.
+Callers that need exact fp32 on CUDA use SDPA (the ``auto`` dispatch's job). The interpreter (CPU)
+computes fp32 exactly. Under autocast, q/k/v are cast to the autocast dtype first, as SDPA does.
 
 The forward and backward are torch custom ops (``egom2p::flash_attention_fwd`` / ``_bwd``) with
 fake implementations and a registered autograd formula, so the function traces under
-``torch.compile`` as one opaque node per direction. On CPU the kernels run in Triton's
-interpreter (set ``TRITON_INTERPRET=1`` before the first call; fp32/fp16 only).
+``torch.compile`` as one opaque node per direction. The output is a ``[B, H, N, D]`` view of a
+``[B, N, H, D]`` buffer, so merging the heads afterwards (``b h n d -> b n (h d)``) is free.
+On CPU the kernels run in Triton's interpreter (set ``TRITON_INTERPRET=1`` before the first
+call; fp32/fp16 only: it corrupts bf16).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass
 
 import torch
 import triton
 from egom2p.model.kernels._attention_kernels import jit_kernels
 from egom2p.model.kernels.reference import check_attention_inputs
-from triton import knobs
 
-SUPPORTED_HEAD_DIMS = (32, 64, 128)
+MAX_HEAD_DIM = 128
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _INT32_MAX = torch.iinfo(torch.int32).max
 _INT32_MIN = torch.iinfo(torch.int32).min
@@ -34,7 +43,7 @@ _INT32_MIN = torch.iinfo(torch.int32).min
 
 @dataclass(frozen=True)
 class BlockConfig:
-    """Tile sizes of one kernel launch (queries x keys) and its warp/stage counts."""
+    """Tile sizes of one kernel launch (query rows x key rows) and its warp/stage counts."""
 
     block_m: int
     block_n: int
@@ -42,38 +51,127 @@ class BlockConfig:
     num_stages: int = 2
 
 
-def _configs(device: torch.device, head_dim: int) -> tuple[BlockConfig, BlockConfig, BlockConfig]:
-    """(forward, dK/dV, dQ) tile configs. CPU (interpreter): small tiles so tests cross blocks."""
-    if device.type != "cuda":
-        tiny = BlockConfig(16, 16, 1, 1)
-        return tiny, tiny, tiny
-    if head_dim <= 64:  # the FA2 Triton tutorial's choices for an sm80/sm90 part
-        return BlockConfig(128, 64, 4, 3), BlockConfig(32, 128, 4, 3), BlockConfig(128, 32, 4, 3)
-    return BlockConfig(128, 32, 8, 2), BlockConfig(32, 64, 4, 2), BlockConfig(64, 32, 4, 2)
+# (forward, dK/dV, dQ) per (head-dim tile, fp32 or not). Keyed on what changes register pressure and
+# shared memory, never on N. Checked for sm_90 by `egom2p.model.kernels.compile_check` (no spills,
+# async copies, shared memory within 227 KB) with and without segments, which need no other tiles.
+# With the loads pipelined, 128-row tiles need 8 warps except the D=64 forward. fp32 (TF32 dots)
+# holds twice the bytes per tile, hence narrower key tiles. Where dQ has the forward's tiles it
+# reuses the forward's loop bounds.
+_GPU_CONFIGS: dict[tuple[int, bool], tuple[BlockConfig, BlockConfig, BlockConfig]] = {
+    (64, False): (BlockConfig(128, 64, 4, 3), BlockConfig(32, 128, 8, 3), BlockConfig(128, 64, 8, 3)),
+    (128, False): (BlockConfig(128, 64, 8, 3), BlockConfig(32, 128, 8, 3), BlockConfig(128, 64, 8, 2)),
+    (64, True): (BlockConfig(128, 32, 8, 3), BlockConfig(32, 128, 8, 3), BlockConfig(128, 32, 8, 3)),
+    (128, True): (BlockConfig(128, 32, 8, 2), BlockConfig(32, 128, 8, 2), BlockConfig(128, 32, 8, 2)),
+}
+_INTERPRETER_CONFIG = BlockConfig(16, 16, 1, 1)  # small tiles so the CPU tests cross several blocks
 
 
-def segment_block_ranges(segments: torch.Tensor, lengths: torch.Tensor | None, block: int) -> torch.Tensor:
-    """Per block of ``block`` tokens, the [min, max] segment id of its valid tokens: int32 ``[B, nblocks, 2]``.
+def head_dim_block(head_dim: int) -> int:
+    """The power-of-two column tile (>= 16, the smallest dot) that holds ``head_dim`` columns."""
+    return max(16, triton.next_power_of_2(head_dim))
 
-    Tokens at or beyond ``lengths[b]`` are left out; a block with no valid token gets
-    ``[INT32_MAX, INT32_MIN]``, an empty range that overlaps nothing, so the kernels skip it.
+
+def kernel_configs(head_dim: int, dtype: torch.dtype, cuda: bool = True) -> dict[str, BlockConfig]:
+    """Launch configs of the ``fwd``, ``dkdv``, ``dq`` and ``delta`` kernels for one head dim and dtype."""
+    if not cuda:
+        c = _INTERPRETER_CONFIG
+        return {"fwd": c, "dkdv": c, "dq": c, "delta": c}
+    fwd, dkdv, dq = _GPU_CONFIGS[(max(head_dim_block(head_dim), 64), dtype == torch.float32)]
+    return {"fwd": fwd, "dkdv": dkdv, "dq": dq, "delta": BlockConfig(dq.block_m, 0, 4, 1)}
+
+
+def interpreting() -> bool:
+    """True when Triton runs in its CPU interpreter (``TRITON_INTERPRET``; read as Triton reads it)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def dot_precision(dtype: torch.dtype, cuda: bool) -> str | None:
+    """``input_precision`` of the kernels' dots: TF32 for fp32 on CUDA, exact fp32 in the interpreter."""
+    if dtype != torch.float32:
+        return None  # fp16/bf16 dots ignore it
+    return "tf32" if cuda else "ieee"
+
+
+# --- block loop bounds (device-side, no host synchronisation) ---
+
+
+def _segment_block_ranges(segments: torch.Tensor, lengths: torch.Tensor | None, block: int):
+    """Per block of ``block`` tokens, the min and max segment id of its valid tokens: int32 ``[B, nblocks]`` each.
+
+    Valid: ``segment >= 0`` and, with lengths, ``index < lengths[b]``. A block without one gets
+    ``lo = INT32_MAX > hi = INT32_MIN``, a range that meets nothing.
     """
     batch, num = segments.shape
     num_blocks = triton.cdiv(num, block)
-    pad = num_blocks * block - num
-    lo = segments.to(torch.int32)
-    hi = lo
+    seg = segments.to(torch.int32)
+    valid = seg >= 0
     if lengths is not None:
-        valid = torch.arange(num, device=segments.device)[None, :] < lengths[:, None]
-        lo = lo.masked_fill(~valid, _INT32_MAX)
-        hi = hi.masked_fill(~valid, _INT32_MIN)
-    lo = torch.nn.functional.pad(lo, (0, pad), value=_INT32_MAX).view(batch, num_blocks, block).amin(-1)
-    hi = torch.nn.functional.pad(hi, (0, pad), value=_INT32_MIN).view(batch, num_blocks, block).amax(-1)
-    return torch.stack([lo, hi], dim=-1).contiguous()
+        valid = valid & (torch.arange(num, device=seg.device)[None, :] < lengths[:, None])
+    pad = (0, num_blocks * block - num)
+    lo = torch.nn.functional.pad(seg.masked_fill(~valid, _INT32_MAX), pad, value=_INT32_MAX)
+    hi = torch.nn.functional.pad(seg.masked_fill(~valid, _INT32_MIN), pad, value=_INT32_MIN)
+    return lo.view(batch, num_blocks, block).amin(-1), hi.view(batch, num_blocks, block).amax(-1)
+
+
+def block_loop_bounds(
+    row_segments: torch.Tensor,
+    row_lengths: torch.Tensor | None,
+    row_block: int,
+    col_segments: torch.Tensor,
+    col_lengths: torch.Tensor | None,
+    col_block: int,
+) -> torch.Tensor:
+    """For each row block, the ``[first, last)`` column blocks whose segments it may meet: int32 ``[B, R, 2]``.
+
+    Row and column blocks meet when their segment ranges (valid tokens only: non-negative segment,
+    index below the length) overlap; ``first``/``last`` span every meeting column block, ``[0, 0)``
+    when there is none. Pure tensor ops on the device: no host synchronisation.
+    """
+    row_lo, row_hi = _segment_block_ranges(row_segments, row_lengths, row_block)
+    col_lo, col_hi = _segment_block_ranges(col_segments, col_lengths, col_block)
+    meets = (col_lo[:, None, :] <= row_hi[:, :, None]) & (col_hi[:, None, :] >= row_lo[:, :, None])  # [B, R, C]
+    num_cols = meets.shape[-1]
+    hits = meets.to(torch.uint8)
+    first = hits.argmax(-1)  # the first maximum: the first meeting column block
+    last = num_cols - hits.flip(-1).argmax(-1)
+    any_meet = meets.any(-1)
+    bounds = torch.stack([torch.where(any_meet, first, 0), torch.where(any_meet, last, 0)], dim=-1)
+    return bounds.to(torch.int32).contiguous()
+
+
+@dataclass(frozen=True)
+class _Mask:
+    """The metadata of one call as the kernels take it (int32, contiguous; None when absent)."""
+
+    key_lengths: torch.Tensor | None
+    query_lengths: torch.Tensor | None
+    q_segments: torch.Tensor | None
+    k_segments: torch.Tensor | None
+
+    def bounds(self, kernel: str, cfg: BlockConfig) -> torch.Tensor | None:
+        """The loop bounds of ``kernel`` (``fwd``/``dq``: per query block; ``dkdv``: per key block)."""
+        if self.q_segments is None:
+            return None
+        q_side = (self.q_segments, self.query_lengths)
+        k_side = (self.k_segments, self.key_lengths)
+        if kernel == "dkdv":
+            return block_loop_bounds(*k_side, cfg.block_n, *q_side, cfg.block_m)
+        return block_loop_bounds(*q_side, cfg.block_m, *k_side, cfg.block_n)
+
+    def kernel_args(self, dummy: torch.Tensor) -> list[torch.Tensor]:
+        """KEY_LEN, QUERY_LEN, QSEG, KSEG (a 1-element dummy for what is absent)."""
+        return [dummy if t is None else t for t in (self.key_lengths, self.query_lengths, self.q_segments, self.k_segments)]
+
+    def flags(self) -> dict[str, bool]:
+        return {
+            "HAS_LEN": self.key_lengths is not None,
+            "HAS_QLEN": self.query_lengths is not None,
+            "HAS_SEG": self.q_segments is not None,
+        }
 
 
 def _check_runnable(device: torch.device) -> None:
-    if device.type != "cuda" and not knobs.runtime.interpret:
+    if device.type != "cuda" and not interpreting():
         raise RuntimeError(
             f"flash_attention got {device.type} tensors: the Triton kernels run on CUDA, or on CPU in "
             "Triton's interpreter (set TRITON_INTERPRET=1 before the first call)"
@@ -85,90 +183,82 @@ def _device_guard(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _precision(dtype: torch.dtype) -> str | None:
-    # fp32 inputs get exact fp32 products (no TF32 rounding); fp16/bf16 ignore the setting.
-    return "ieee" if dtype == torch.float32 else None
-
-
 def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def _metadata(q, k, key_lengths, q_segments, k_segments, cfg_q: BlockConfig, cfg_k: BlockConfig):
-    """Kernel arguments for the mask: lengths, segments and their block ranges (dummies when absent)."""
-    dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
-    has_len = key_lengths is not None
-    has_seg = q_segments is not None
-    lengths = key_lengths if has_len else dummy
-    if not has_seg:
-        return has_len, has_seg, lengths, dummy, dummy, dummy, dummy, 0, 0
-    q_ranges = segment_block_ranges(q_segments, None, cfg_q.block_m)
-    k_ranges = segment_block_ranges(k_segments, key_lengths, cfg_k.block_n)
-    return has_len, has_seg, lengths, q_segments, k_segments, q_ranges, k_ranges, q_ranges.shape[1], k_ranges.shape[1]
+def bhnd_empty(like: torch.Tensor, num: int) -> torch.Tensor:
+    """An uninitialised ``[B, H, num, D]`` tensor stored as ``[B, num, H, D]`` (heads merge without a copy)."""
+    batch, heads, _, head_dim = like.shape
+    return like.new_empty((batch, num, heads, head_dim)).permute(0, 2, 1, 3)
 
 
-def _launch_forward(q, k, v, key_lengths, q_segments, k_segments, softmax_scale: float):
+def _launch_forward(q, k, v, mask: _Mask, fwd_bounds, softmax_scale: float):
     batch, heads, num_q, head_dim = q.shape
     num_k = k.shape[2]
-    out = q.new_empty(q.shape)
+    out = bhnd_empty(q, num_q)
     lse = q.new_empty((batch, heads, num_q), dtype=torch.float32)
     if num_q == 0:
         return out, lse
     if num_k == 0:  # nothing to attend to: zero output, log-sum-exp of no key
         return out.zero_(), lse.fill_(float("-inf"))
     _check_runnable(q.device)
-    cfg, _, _ = _configs(q.device, head_dim)
-    has_len, has_seg, lengths, qs, ks, qr, kr, nqb, nkb = _metadata(q, k, key_lengths, q_segments, k_segments, cfg, cfg)
-    grid = (triton.cdiv(num_q, cfg.block_m), batch * heads)
+    cuda = q.device.type == "cuda"
+    cfg = kernel_configs(head_dim, q.dtype, cuda)["fwd"]
+    bounds = fwd_bounds if fwd_bounds is not None else mask.bounds("fwd", cfg)
+    dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
+    num_blocks = triton.cdiv(num_q, cfg.block_m)
     with _device_guard(q.device):
-        jit_kernels(knobs.runtime.interpret)["fwd"][grid](
-            q, k, v, out, lse, lengths, qs, ks, qr, kr,
+        jit_kernels(interpreting())["fwd"][(num_blocks, batch, heads)](
+            q, k, v, out, lse, *mask.kernel_args(dummy), dummy if bounds is None else bounds,
             *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-            heads, num_q, num_k, nqb, nkb, softmax_scale * math.log2(math.e),
-            HAS_LEN=has_len, HAS_SEG=has_seg, HEAD_DIM=head_dim,
-            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, PRECISION=_precision(q.dtype),
+            heads, num_q, num_k, num_blocks, softmax_scale * math.log2(math.e),
+            **mask.flags(), HEAD_DIM=head_dim, BLOCK_D=head_dim_block(head_dim),
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, PRECISION=dot_precision(q.dtype, cuda),
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )  # fmt: skip
     return out, lse
 
 
-def _launch_backward(grad_out, q, k, v, out, lse, key_lengths, q_segments, k_segments, softmax_scale: float):
+def _launch_backward(grad_out, q, k, v, out, lse, mask: _Mask, dkdv_bounds, dq_bounds, softmax_scale: float):
     batch, heads, num_q, head_dim = q.shape
     num_k = k.shape[2]
-    dq, dk, dv = q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+    dq, dk, dv = bhnd_empty(q, num_q), bhnd_empty(k, num_k), bhnd_empty(v, num_k)
     if num_q == 0 or num_k == 0:  # no query or no key: every gradient is zero
         return dq.zero_(), dk.zero_(), dv.zero_()
     _check_runnable(q.device)
-    _, cfg_kv, cfg_q = _configs(q.device, head_dim)
-    kernels = jit_kernels(knobs.runtime.interpret)
-    delta = torch.empty_like(lse)
+    cuda = q.device.type == "cuda"
+    cfgs = kernel_configs(head_dim, q.dtype, cuda)
+    kernels = jit_kernels(interpreting())
+    dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
+    meta = mask.kernel_args(dummy)
+    shape = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim_block(head_dim)}
+    common = {**mask.flags(), **shape, "PRECISION": dot_precision(q.dtype, cuda)}
     scale_log2 = softmax_scale * math.log2(math.e)
-    precision = _precision(q.dtype)
+    delta = torch.empty_like(lse)
+    c_delta, c_kv, c_q = cfgs["delta"], cfgs["dkdv"], cfgs["dq"]
+    kv_bounds = dkdv_bounds if dkdv_bounds is not None else mask.bounds("dkdv", c_kv)
+    q_bounds = dq_bounds if dq_bounds is not None else mask.bounds("dq", c_q)
     with _device_guard(q.device):
-        kernels["delta"][(triton.cdiv(num_q, cfg_q.block_m), batch * heads)](
+        kernels["delta"][(triton.cdiv(num_q, c_delta.block_m), batch, heads)](
             out, grad_out, delta, *_strides(out), *_strides(grad_out), heads, num_q,
-            HEAD_DIM=head_dim, BLOCK_M=cfg_q.block_m,
+            **shape, BLOCK_M=c_delta.block_m, num_warps=c_delta.num_warps,
         )  # fmt: skip
-        meta = _metadata(q, k, key_lengths, q_segments, k_segments, cfg_kv, cfg_kv)
-        has_len, has_seg, lengths, qs, ks, qr, kr, nqb, nkb = meta
-        kernels["dkdv"][(triton.cdiv(num_k, cfg_kv.block_n), batch * heads)](
-            q, k, v, grad_out, dk, dv, lse, delta, lengths, qs, ks, qr, kr,
+        num_kb = triton.cdiv(num_k, c_kv.block_n)
+        kernels["dkdv"][(num_kb, batch, heads)](
+            q, k, v, grad_out, dk, dv, lse, delta, *meta, dummy if kv_bounds is None else kv_bounds,
             *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dk), *_strides(dv),
-            heads, num_q, num_k, nqb, nkb, softmax_scale, scale_log2,
-            HAS_LEN=has_len, HAS_SEG=has_seg, HEAD_DIM=head_dim,
-            BLOCK_M=cfg_kv.block_m, BLOCK_N=cfg_kv.block_n, PRECISION=precision,
-            num_warps=cfg_kv.num_warps, num_stages=cfg_kv.num_stages,
+            heads, num_q, num_k, num_kb, softmax_scale, scale_log2,
+            **common, BLOCK_M=c_kv.block_m, BLOCK_N=c_kv.block_n,
+            num_warps=c_kv.num_warps, num_stages=c_kv.num_stages,
         )  # fmt: skip
-        has_len, has_seg, lengths, qs, ks, qr, kr, nqb, nkb = _metadata(
-            q, k, key_lengths, q_segments, k_segments, cfg_q, cfg_q
-        )
-        kernels["dq"][(triton.cdiv(num_q, cfg_q.block_m), batch * heads)](
-            q, k, v, grad_out, dq, lse, delta, lengths, qs, ks, qr, kr,
+        num_qb = triton.cdiv(num_q, c_q.block_m)
+        kernels["dq"][(num_qb, batch, heads)](
+            q, k, v, grad_out, dq, lse, delta, *meta, dummy if q_bounds is None else q_bounds,
             *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dq),
-            heads, num_q, num_k, nqb, nkb, softmax_scale, scale_log2,
-            HAS_LEN=has_len, HAS_SEG=has_seg, HEAD_DIM=head_dim,
-            BLOCK_M=cfg_q.block_m, BLOCK_N=cfg_q.block_n, PRECISION=precision,
-            num_warps=cfg_q.num_warps, num_stages=cfg_q.num_stages,
+            heads, num_q, num_k, num_qb, softmax_scale, scale_log2,
+            **common, BLOCK_M=c_q.block_m, BLOCK_N=c_q.block_n,
+            num_warps=c_q.num_warps, num_stages=c_q.num_stages,
         )  # fmt: skip
     return dq, dk, dv
 
@@ -182,17 +272,24 @@ def _flash_attention_fwd(
     k: torch.Tensor,
     v: torch.Tensor,
     key_lengths: torch.Tensor | None,
+    query_lengths: torch.Tensor | None,
     q_segments: torch.Tensor | None,
     k_segments: torch.Tensor | None,
+    fwd_bounds: torch.Tensor | None,
+    dkdv_bounds: torch.Tensor | None,
+    dq_bounds: torch.Tensor | None,
     softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _launch_forward(q, k, v, key_lengths, q_segments, k_segments, softmax_scale)
+    # dkdv_bounds / dq_bounds are only saved for the backward (computed once per call, with the forward's).
+    del dkdv_bounds, dq_bounds
+    mask = _Mask(key_lengths, query_lengths, q_segments, k_segments)
+    return _launch_forward(q, k, v, mask, fwd_bounds, softmax_scale)
 
 
 @_flash_attention_fwd.register_fake
-def _(q, k, v, key_lengths, q_segments, k_segments, softmax_scale):
+def _(q, k, v, key_lengths, query_lengths, q_segments, k_segments, fwd_bounds, dkdv_bounds, dq_bounds, softmax_scale):
     batch, heads, num_q, _ = q.shape
-    return q.new_empty(q.shape), q.new_empty((batch, heads, num_q), dtype=torch.float32)
+    return bhnd_empty(q, num_q), q.new_empty((batch, heads, num_q), dtype=torch.float32)
 
 
 @torch.library.custom_op("egom2p::flash_attention_bwd", mutates_args=())
@@ -204,51 +301,62 @@ def _flash_attention_bwd(
     out: torch.Tensor,
     lse: torch.Tensor,
     key_lengths: torch.Tensor | None,
+    query_lengths: torch.Tensor | None,
     q_segments: torch.Tensor | None,
     k_segments: torch.Tensor | None,
+    dkdv_bounds: torch.Tensor | None,
+    dq_bounds: torch.Tensor | None,
     softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _launch_backward(grad_out, q, k, v, out, lse, key_lengths, q_segments, k_segments, softmax_scale)
+    mask = _Mask(key_lengths, query_lengths, q_segments, k_segments)
+    return _launch_backward(grad_out, q, k, v, out, lse, mask, dkdv_bounds, dq_bounds, softmax_scale)
 
 
 @_flash_attention_bwd.register_fake
-def _(grad_out, q, k, v, out, lse, key_lengths, q_segments, k_segments, softmax_scale):
-    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+def _(grad_out, q, k, v, out, lse, key_lengths, query_lengths, q_segments, k_segments, dkdv_bounds, dq_bounds,
+      softmax_scale):  # fmt: skip
+    return bhnd_empty(q, q.shape[2]), bhnd_empty(k, k.shape[2]), bhnd_empty(v, v.shape[2])
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    q, k, v, key_lengths, q_segments, k_segments, softmax_scale = inputs
+    q, k, v, key_lengths, query_lengths, q_segments, k_segments, _, dkdv_bounds, dq_bounds, softmax_scale = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse, key_lengths, q_segments, k_segments)
+    ctx.save_for_backward(q, k, v, out, lse, key_lengths, query_lengths, q_segments, k_segments, dkdv_bounds, dq_bounds)
     ctx.softmax_scale = softmax_scale
+
+
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    # The kernels take any row/head/batch strides; only the head dim must be dense. No copy otherwise.
+    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _backward(ctx, grad_out, grad_lse):
     del grad_lse  # the log-sum-exp is an internal output, never differentiated
-    q, k, v, out, lse, key_lengths, q_segments, k_segments = ctx.saved_tensors
-    dq, dk, dv = _flash_attention_bwd(
-        grad_out.contiguous(), q, k, v, out, lse, key_lengths, q_segments, k_segments, ctx.softmax_scale
-    )
-    return dq, dk, dv, None, None, None, None
+    saved = ctx.saved_tensors
+    dq, dk, dv = _flash_attention_bwd(_last_dim_contiguous(grad_out), *saved, ctx.softmax_scale)
+    return dq, dk, dv, *([None] * 8)
 
 
 _flash_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _validate(q, k, v, key_lengths, q_segments, k_segments) -> None:
-    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments)
+# --- the public function ---
+
+
+def _validate(q, k, v, key_lengths, q_segments, k_segments, query_lengths) -> None:
+    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
     if q.dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"flash_attention: q/k/v dtype must be one of {SUPPORTED_DTYPES}, got {q.dtype}")
-    if q.shape[3] > SUPPORTED_HEAD_DIMS[-1]:
-        raise ValueError(f"flash_attention: head dim {q.shape[3]} > {SUPPORTED_HEAD_DIMS[-1]} is not supported")
+    if q.shape[3] > MAX_HEAD_DIM:
+        raise ValueError(f"flash_attention: head dim {q.shape[3]} > {MAX_HEAD_DIM} is not supported")
 
 
 def _as_int32(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
     return None if t is None else t.to(device=device, dtype=torch.int32).contiguous()
 
 
-def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
-    return t if t.stride(-1) == 1 else t.contiguous()
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
 
 
 def flash_attention(
@@ -259,32 +367,50 @@ def flash_attention(
     q_segments: torch.Tensor | None = None,
     k_segments: torch.Tensor | None = None,
     softmax_scale: float | None = None,
+    query_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fused masked attention ``softmax(q k^T * scale) v`` -> ``[B, H, Nq, D]`` (differentiable).
 
     Args:
-        q: ``[B, H, Nq, D]``; k, v: ``[B, H, Nk, D]``; one dtype of fp16/bf16/fp32 (fp32 accumulation).
-            Head dims 32/64/128 run as is; smaller ones are zero-padded to the next supported size.
+        q: ``[B, H, Nq, D]``; k, v: ``[B, H, Nk, D]``; fp16/bf16/fp32 (fp32 accumulation; TF32 dots
+            for fp32 on CUDA), any strides with a dense last dim; D <= 128 (columns past a power of
+            two are masked in the kernel). Under autocast they are cast to the autocast dtype.
         key_lengths: int ``[B]``; key j is visible iff ``j < key_lengths[b]`` (None: all keys).
-        q_segments, k_segments: int ``[B, Nq]`` / ``[B, Nk]``; a query sees only keys of its own segment.
+        q_segments, k_segments: int ``[B, Nq]`` / ``[B, Nk]``; a query sees only keys of its own
+            segment; a negative id is padding (sees and is seen by nothing).
         softmax_scale: defaults to ``D ** -0.5``.
+        query_lengths: int ``[B]``; rows ``i >= query_lengths[b]`` are padding: not computed, output 0.
 
-    A query row that sees no key (including ``Nk == 0`` or a zero length) returns zeros with zero gradients.
+    A query row that sees no key (including ``Nk == 0`` or a zero length) returns zeros with zero
+    gradients. The result is a ``[B, H, Nq, D]`` view of ``[B, Nq, H, D]`` memory.
     """
-    _validate(q, k, v, key_lengths, q_segments, k_segments)
-    head_dim = q.shape[3]
-    scale = head_dim**-0.5 if softmax_scale is None else float(softmax_scale)
-    padded_dim = next(d for d in SUPPORTED_HEAD_DIMS if d >= head_dim)
-    if padded_dim != head_dim:  # zero columns change neither q.k nor the kept columns of p.v
-        pad = (0, padded_dim - head_dim)
-        q, k, v = (torch.nn.functional.pad(t, pad) for t in (q, k, v))
+    cast = _autocast_dtype(q.device)
+    if cast is not None:  # as SDPA under autocast: one compute dtype for q, k and v
+        q, k, v = q.to(cast), k.to(cast), v.to(cast)
+    _validate(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
+    cuda = q.device.type == "cuda"
+    scale = q.shape[3] ** -0.5 if softmax_scale is None else float(softmax_scale)
+    device = q.device
+    mask = _Mask(*(_as_int32(t, device) for t in (key_lengths, query_lengths, q_segments, k_segments)))
+    fwd_bounds = dkdv_bounds = dq_bounds = None
+    if mask.q_segments is not None and q.shape[2] and k.shape[2]:  # once per call, on the device
+        cfgs = kernel_configs(q.shape[3], q.dtype, cuda)
+        fwd_bounds = mask.bounds("fwd", cfgs["fwd"])
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            dkdv_bounds = mask.bounds("dkdv", cfgs["dkdv"])
+            same_tiles = (cfgs["dq"].block_m, cfgs["dq"].block_n) == (cfgs["fwd"].block_m, cfgs["fwd"].block_n)
+            dq_bounds = fwd_bounds if same_tiles else mask.bounds("dq", cfgs["dq"])
     out, _ = _flash_attention_fwd(
         _last_dim_contiguous(q),
         _last_dim_contiguous(k),
         _last_dim_contiguous(v),
-        _as_int32(key_lengths, q.device),
-        _as_int32(q_segments, q.device),
-        _as_int32(k_segments, q.device),
+        mask.key_lengths,
+        mask.query_lengths,
+        mask.q_segments,
+        mask.k_segments,
+        fwd_bounds,
+        dkdv_bounds,
+        dq_bounds,
         scale,
     )
-    return out[..., :head_dim] if padded_dim != head_dim else out
+    return out

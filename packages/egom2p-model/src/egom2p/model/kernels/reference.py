@@ -1,8 +1,10 @@
 """The one visibility rule of attention and the plain PyTorch attention that applies it.
 
-Query i of sample b may see key j iff ``j < key_lengths[b]`` (None: all keys) and, when segments
-are given, ``q_segments[b, i] == k_segments[b, j]``; with ``causal`` additionally ``j <= i``.
-A query row that sees no key returns zeros (never NaN) and gets zero gradients.
+Query i of sample b may see key j iff ``j < key_lengths[b]`` (None: all keys), ``i < query_lengths[b]``
+(None: all queries) and, when segments are given, ``q_segments[b, i] == k_segments[b, j] >= 0``
+(a negative segment id marks padding: such a token sees nothing and is seen by nothing); with
+``causal`` additionally ``j <= i``. A query row that sees no key returns zeros (never NaN) and gets
+zero gradients.
 
 This module is the bottom of the attention stack: ``egom2p.model.attention`` (the backends) and
 the Triton kernels' tests and benchmarks import it; it imports neither. The Triton kernels
@@ -23,6 +25,7 @@ def check_attention_inputs(
     key_lengths: torch.Tensor | None = None,
     q_segments: torch.Tensor | None = None,
     k_segments: torch.Tensor | None = None,
+    query_lengths: torch.Tensor | None = None,
 ) -> None:
     """ValueError unless q ``[B, H, Nq, Dh]``, k/v ``[B, H, Nk, Dh]`` (one dtype) and the metadata fit the rule."""
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
@@ -34,8 +37,9 @@ def check_attention_inputs(
     if (q_segments is None) != (k_segments is None):
         raise ValueError("q_segments and k_segments must be given together")
     batch = q.shape[0]
-    if key_lengths is not None and tuple(key_lengths.shape) != (batch,):
-        raise ValueError(f"key_lengths must have shape [{batch}], got {tuple(key_lengths.shape)}")
+    for name, lengths in (("key_lengths", key_lengths), ("query_lengths", query_lengths)):
+        if lengths is not None and tuple(lengths.shape) != (batch,):
+            raise ValueError(f"{name} must have shape [{batch}], got {tuple(lengths.shape)}")
     if q_segments is not None and tuple(q_segments.shape) != (batch, q.shape[2]):
         raise ValueError(f"q_segments must have shape [{batch}, {q.shape[2]}], got {tuple(q_segments.shape)}")
     if k_segments is not None and tuple(k_segments.shape) != (batch, k.shape[2]):
@@ -51,16 +55,21 @@ def attention_visibility(
     q_segments: torch.Tensor | None = None,
     k_segments: torch.Tensor | None = None,
     causal: bool = False,
+    query_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Boolean ``[B, 1, Nq, Nk]`` mask, True where the query may see the key (the rule above)."""
     mask = torch.ones(batch, 1, num_queries, num_keys, dtype=torch.bool, device=device)
     if key_lengths is not None:
         keys = torch.arange(num_keys, device=device)
         mask = mask & (keys[None, :] < key_lengths.to(device)[:, None])[:, None, None, :]
+    if query_lengths is not None:
+        queries = torch.arange(num_queries, device=device)
+        mask = mask & (queries[None, :] < query_lengths.to(device)[:, None])[:, None, :, None]
     if q_segments is not None or k_segments is not None:
         if q_segments is None or k_segments is None:
             raise ValueError("q_segments and k_segments must be given together")
-        mask = mask & (q_segments[:, None, :, None] == k_segments[:, None, None, :])
+        same = q_segments[:, None, :, None] == k_segments[:, None, None, :]
+        mask = mask & same & (q_segments >= 0)[:, None, :, None]
     if causal:
         rows = torch.arange(num_queries, device=device)[:, None]
         cols = torch.arange(num_keys, device=device)[None, :]
@@ -77,14 +86,17 @@ def masked_attention_reference(
     k_segments: torch.Tensor | None = None,
     causal: bool = False,
     softmax_scale: float | None = None,
+    query_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Masked softmax attention ``[B, H, Nq, Dh]`` in the inputs' dtype (float64 for ground truth).
 
     The ``reference`` attention backend and the ground truth of the kernel tests and benchmarks.
     """
-    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments)
+    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
     batch, _, num_q, head_dim = q.shape
-    mask = attention_visibility(batch, num_q, k.shape[2], q.device, key_lengths, q_segments, k_segments, causal)
+    mask = attention_visibility(
+        batch, num_q, k.shape[2], q.device, key_lengths, q_segments, k_segments, causal, query_lengths
+    )
     scale = head_dim**-0.5 if softmax_scale is None else softmax_scale
     scores = (q @ k.transpose(-2, -1)) * scale
     sees_any = mask.any(dim=-1, keepdim=True)
