@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENT = re.compile(r"^(egom2p-[a-z]+)(\[[^\]]*\])?\s*(.*?)\s*(;.*)?$")

@@ -7,7 +7,6 @@ import warnings
 
 import pytest
 import torch
-from egom2p.core.shards import ShardError
 from egom2p.core.cli import (
     CliParser,
     MissingExtraError,
@@ -17,6 +16,7 @@ from egom2p.core.cli import (
     positive_int,
     run_cli,
 )
+from egom2p.core.shards import ShardError
 
 
 def test_help_shows_meaningful_defaults_and_errors_are_one_line(capsys):

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from egom2p.core.shards import encode_tokens, read_tar_members, write_tar  # noqa: E402
 from egom2p.core import s3  # noqa: E402
+from egom2p.core.shards import encode_tokens, read_tar_members, write_tar  # noqa: E402
 from egom2p.generate.cli import main as generate_main  # noqa: E402
 from egom2p.generate.eval_cli import main as eval_main  # noqa: E402
 from egom2p.generate.shards import iter_samples  # noqa: E402

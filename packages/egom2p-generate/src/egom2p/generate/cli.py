@@ -9,9 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from egom2p.core.modalities import ModalitySpec
-from egom2p.core.shards import decode_tokens
-from egom2p.model import EgoM2P
 from egom2p.core.cli import (
     CliParser,
     add_checkpoint_option,
@@ -22,6 +19,9 @@ from egom2p.core.cli import (
     run_cli,
     warn,
 )
+from egom2p.core.modalities import ModalitySpec
+from egom2p.core.shards import decode_tokens
+from egom2p.model import EgoM2P
 from tqdm.auto import tqdm
 
 from . import __version__

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from egom2p.model import EgoM2P
 from egom2p.core.cli import (
     CliParser,
     add_checkpoint_option,
@@ -17,6 +16,7 @@ from egom2p.core.cli import (
     positive_int,
     run_cli,
 )
+from egom2p.model import EgoM2P
 
 from . import __version__
 from .cli_options import TASK_STEPS, add_sampling_options

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from egom2p.core.cli import CliParser, add_checkpoint_option, add_version_option, run_cli
+
 from . import __version__
 from .checkpoint import resolve_checkpoint
-from egom2p.core.cli import CliParser, add_checkpoint_option, add_version_option, run_cli
 from .hub import is_hub_id, prepare_hub_folder, require_hub, upload_folder
 from .model import EgoM2P
 

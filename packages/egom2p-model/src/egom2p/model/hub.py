@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from egom2p.core.cli import MissingExtraError, one_line
 from torch import nn
 
 from .checkpoint import CONFIG_NAME, ORIGINAL_SUFFIXES, WEIGHTS_NAME, save_pretrained
-from egom2p.core.cli import MissingExtraError, one_line
 from .presets import PRESETS
 
 __all__ = [
