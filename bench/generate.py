@@ -3,10 +3,14 @@
 Cases (released modality set, random weights, batch 1, ROAR, temperature 0.01, top-p 0.8):
   rgb->depth 5120 tokens in 3 steps with CFG 2.0, the same in 25 steps, rgb->cam 30 tokens in 3 steps
   with CFG 2.0. Model egom2p-tiny by default; --base adds egom2p-base (the released size).
+Guided steps pack the conditional and unconditional rows (each computes only its own tokens);
+--compare also times the unpacked layout (every row padded to the longest, as the original) in the
+same run and prints the speed-up.
 
     python bench/generate.py --quick          # rgb->cam and rgb->depth/3 steps only, one repeat
     python bench/generate.py --base --device cuda
     python bench/generate.py --preset egom2p-base --case 'rgb->cam 3 steps cfg' --repeats 0
+    python bench/generate.py --case 'rgb->cam 3 steps cfg' --compare      # packed vs unpacked
 """
 
 from __future__ import annotations
@@ -26,15 +30,19 @@ CASES = {
 QUICK = ("rgb->cam 3 steps cfg", "rgb->depth 3 steps cfg")
 
 
-def bench_case(model: EgoM2P, target: str, steps: int, cfg: float, repeats: int, device: str) -> dict[str, float]:
-    """Time `repeats` generations after one warm-up; returns the best wall time and the rates."""
+def bench_case(
+    model: EgoM2P, target: str, steps: int, cfg: float, repeats: int, device: str, pack: bool = True
+) -> dict[str, float]:
+    """Time `repeats` generations after one warm-up; returns the best wall time and the rates.
+
+    `pack`: the sampler's `pack_passes` (guided rows packed, or padded to the longest row)."""
     n = model.modalities[target].num_tokens
     schedule = build_generation_schedule(
         ["tok_rgb"], [target], [n], ["roar"], [steps], ["linear"], [0.01], ["constant"], [cfg], ["constant"], True
     )
     vocab = model.modalities["tok_rgb"].vocab_size
     batch = {"tok_rgb": {"tensor": torch.randint(0, vocab, (1, 5, 32, 32), device=device)}}
-    sampler = GenerationSampler(model)
+    sampler = GenerationSampler(model, pack_passes=pack)
     times = []
     for i in range(repeats + 1):
         if device.startswith("cuda"):
@@ -58,6 +66,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--compare", action="store_true", help="also time the unpacked guidance layout, same run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -65,12 +74,17 @@ def main() -> None:
     cases = args.case or (QUICK if args.quick else tuple(CASES))
     repeats = 0 if args.quick else args.repeats
     print(f"device={args.device} threads={args.threads} repeats={repeats} (best of; one warm-up unless --quick)")
-    print(f"{'model':<12} {'case':<26} {'seconds':>8} {'steps/s':>8} {'tokens/s':>9}")
+    layouts = ("packed", "unpacked") if args.compare else ("packed",)
+    print(f"{'model':<12} {'case':<26} {'layout':<9} {'seconds':>8} {'steps/s':>8} {'tokens/s':>9} {'speed-up':>8}")
     for preset in presets:
         model = EgoM2P.from_preset(preset).to(args.device).eval()
         for case in cases:
-            r = bench_case(model, *CASES[case], repeats=repeats, device=args.device)
-            print(f"{preset:<12} {case:<26} {r['seconds']:>8.2f} {r['steps_per_s']:>8.2f} {r['tokens_per_s']:>9.1f}")
+            results = {layout: bench_case(model, *CASES[case], repeats=repeats, device=args.device,
+                                          pack=layout == "packed") for layout in layouts}
+            for layout, r in results.items():
+                speedup = results[layouts[-1]]["seconds"] / r["seconds"]
+                print(f"{preset:<12} {case:<26} {layout:<9} {r['seconds']:>8.2f} {r['steps_per_s']:>8.2f} "
+                      f"{r['tokens_per_s']:>9.1f} {speedup:>7.2f}x")
 
 
 if __name__ == "__main__":

@@ -47,21 +47,26 @@ def test_cli_synth_then_validate(tmp_path, repo_root, capsys):
     out = capsys.readouterr().out
     assert "train/synth_nogaze" in out and "shard-{000000..000002}.tar" in out
     pattern = f"{tmp_path}/train/[cam,depth,gaze,rgb]/synth_full/shard-{{000000..000002}}.tar"
-    assert main(["validate", pattern, "--modalities", str(repo_root / "configs/modalities/tiny.yaml")]) == 0
-    assert "OK" in capsys.readouterr().out
+    assert main(["validate", "--data", pattern, "--modalities", str(repo_root / "configs/modalities/tiny.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "samples: 20; samples per shard: 8 x2, 4 x1" in out
     # Wrong modality file: shapes and vocabularies no longer fit -> non-zero exit naming the problem.
-    assert main(["validate", pattern, "--modalities", str(repo_root / "configs/modalities/egom2p.yaml")]) == 1
-    assert "tok_rgb has shape (2, 4, 4), expected [5, 32, 32]" in capsys.readouterr().out
-    assert main(["validate", pattern, "--modalities", str(tmp_path / "nope.yaml")]) == 2
+    assert main(["validate", "--data", pattern, "--modalities", str(repo_root / "configs/modalities/egom2p.yaml")]) == 1
+    assert "tok_cam has shape (8,), expected [30] (training skips it: bad_tokens)" in capsys.readouterr().out
+    assert main(["validate", "--data", pattern, "--modalities", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+    # A root directory and a dataset name instead of a pattern.
+    assert main(["validate", "--data", str(tmp_path / "train"), "--dataset", "synth_nogaze",
+                 "--modalities", str(repo_root / "configs/modalities/tiny.yaml")]) == 0
+    assert "samples: 20" in capsys.readouterr().out
 
 
 def test_cli_validate_flags_misaligned_keys(tmp_path, capsys):
     write_shards(tmp_path, "d", {"rgb": np.zeros((3, 4), dtype=np.int64)}, keys=["a", "b", "c"])
     write_shards(tmp_path, "d", {"cam": np.zeros((3, 4), dtype=np.int64)}, keys=["a", "c", "b"])
-    assert main(["validate", f"{tmp_path}/[rgb,cam]/d/shard-000000.tar"]) == 1
+    assert main(["validate", "--data", f"{tmp_path}/[rgb,cam]/d/shard-000000.tar"]) == 1
     assert "different order" in capsys.readouterr().out
-    assert main(["inspect", f"{tmp_path}/[rgb,cam]/d/shard-000000.tar"]) == 0
+    assert main(["inspect", "--data", f"{tmp_path}/[rgb,cam]/d/shard-000000.tar"]) == 0
 
 
 def test_cli_write_from_dir_and_stacked(tmp_path, capsys):
@@ -70,7 +75,7 @@ def test_cli_write_from_dir_and_stacked(tmp_path, capsys):
         (src / folder).mkdir(parents=True)
         for i in range(3):
             np.save(src / folder / f"clip{i}.npy", np.full(4, i, dtype=np.int32))
-    assert main(["write", "--from-dir", str(src), "--root", str(tmp_path / "out"), "--dataset", "ds", "--subdir", "token"]) == 0
+    assert main(["write", "--from-dir", str(src), "--out", str(tmp_path / "out"), "--dataset", "ds", "--subdir", "token"]) == 0
     pattern = capsys.readouterr().out.strip()
     assert pattern == f"{tmp_path}/out/[cam,rgb]/ds/token/shard-000000.tar"
     samples = read_shard(pattern)
@@ -78,7 +83,7 @@ def test_cli_write_from_dir_and_stacked(tmp_path, capsys):
     assert decode_tokens(*samples[2][1]["rgb"]).tolist() == [2, 2, 2, 2]
     np.save(tmp_path / "cam.npy", np.arange(10).reshape(5, 2))
     assert main(["write", "--stacked", f"cam={tmp_path / 'cam.npy'}", "--root", str(tmp_path / "o2"), "--dataset", "s",
-                 "--samples-per-shard", "2"]) == 0
+                 "--samples-per-shard", "2"]) == 0  # --root: the old name of --out, still accepted
     assert len(expand_shard_pattern(capsys.readouterr().out.strip())) == 3
     np.save(tmp_path / "float.npy", np.zeros((2, 3)))
     (src / "cam" / "clip2.npy").unlink()
@@ -89,7 +94,7 @@ def test_cli_write_from_dir_and_stacked(tmp_path, capsys):
         (["--stacked", f"cam={tmp_path / 'float.npy'}"], "dtype float64"),
     ):
         capsys.readouterr()
-        assert main(["write", *argv, "--root", str(tmp_path / "o3"), "--dataset", "ds"]) == 2
+        assert main(["write", *argv, "--out", str(tmp_path / "o3"), "--dataset", "ds"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("egom2p-data: error: ") and message in err and err.count("\n") == 1
 

@@ -272,3 +272,14 @@ def test_key_enforce_domains(repo_root):
                                enforce_domains=True))
     _, b_tg = budgets_of(cfg)
     assert (b_tg[:, 2] == 0).all() and torch.any(b_tg[:, 1] > 0)
+
+
+def test_key_s3_retry_seconds():
+    assert load_data_config(one()).s3_retry_seconds is None  # $EGOM2P_S3_RETRY_SECONDS, else 300 s
+    raw = one()
+    raw["train"]["s3_retry_seconds"] = 30
+    assert load_data_config(raw).s3_retry_seconds == 30.0
+    for bad in (-1, "soon", True):
+        raw["train"]["s3_retry_seconds"] = bad
+        with pytest.raises(ValueError, match=r"'train.s3_retry_seconds' must be a number of seconds >= 0"):
+            load_data_config(raw)

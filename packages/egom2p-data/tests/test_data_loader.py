@@ -119,16 +119,40 @@ def test_exact_resume_without_workers(repo_root, demo, tiny):
     assert resumed.state_dict()["batches"] == 19
 
 
-def test_workers_stream_and_resume_on_fresh_seeds(repo_root, demo, tiny):
+def torch_round_trip(state, tmp_path):
+    """The loader state as the trainer stores it: torch.save, then torch.load(weights_only=True)."""
+    torch.save(state, tmp_path / "loader.pt")
+    return torch.load(tmp_path / "loader.pt", weights_only=True)
+
+
+def test_exact_resume_with_workers(repo_root, demo, tiny, tmp_path):
+    """Issue 12: two workers, killed after k batches and resumed, give the uninterrupted run's batches."""
     cfg = demo_config(repo_root, demo)
-    kw = dict(batch_size=4, num_workers=1)
+    kw = dict(batch_size=5, seed=7, num_workers=2)
+    reference = take(iter(build_train_loader(cfg, tiny, **kw)), 12)
     loader = build_train_loader(cfg, tiny, **kw)
-    first = take(iter(loader), 3)
-    assert loader.stats["samples"] >= 12 and list(first[0]) == NAMES
+    first = take(iter(loader), 5)  # an odd count: worker 1 is one batch behind worker 0, both ahead by prefetching
+    first += take(iter(loader), 2)  # a second iter() continues
+    state = torch_round_trip(loader.state_dict(), tmp_path)
+    del loader  # its workers stop, as when the run is killed
     resumed = build_train_loader(cfg, tiny, **kw)
-    resumed.load_state_dict(loader.state_dict())
+    resumed.load_state_dict(state)
+    rest = take(iter(resumed), 5)
+    assert same(first + rest, reference)
+    assert resumed.state_dict()["batches"] == 12 and resumed.state_dict()["generation"] == 0
+    assert resumed.stats["samples"] >= 60 and resumed.stats["skipped_samples"] == 0
+
+
+def test_changed_worker_count_resumes_on_fresh_seeds(repo_root, demo, tiny, caplog):
+    cfg = demo_config(repo_root, demo)
+    loader = build_train_loader(cfg, tiny, batch_size=4, num_workers=2)
+    first = take(iter(loader), 3)
+    resumed = build_train_loader(cfg, tiny, batch_size=4, num_workers=1)
+    with caplog.at_level(logging.WARNING, logger="egom2p.data"):
+        resumed.load_state_dict(loader.state_dict())
     again = take(iter(resumed), 3)
     assert not same(first, again) and resumed.state_dict()["generation"] == 1
+    assert any("num_workers=2, now 1" in r.getMessage() for r in caplog.records)
 
 
 def test_val_reads_each_sample_once_across_ranks(repo_root, demo, tiny):
@@ -211,6 +235,23 @@ def test_too_much_bad_data_raises(tmp_path, tiny):
     loader = build_train_loader(bad_config(tmp_path, 0.0), tiny, batch_size=10)
     with pytest.raises(RuntimeError, match="max_bad_fraction=0.0"):
         take(iter(loader), 20)
+
+
+def test_max_bad_fraction_holds_across_workers(tmp_path, tiny):
+    """Issue 16: 23% bad samples with 2 workers stop the run with the clear error (in the training process)."""
+    rng = np.random.default_rng(0)
+    rgb, cam = rng.integers(0, 63, (100, 2, 4, 4)), rng.integers(0, 63, (100, 8))
+    rgb[rng.permutation(100)[:23], 0, 0, 0] = 999  # outside the vocabulary
+    write_shards(tmp_path, "bad", {"rgb": rgb, "cam": cam}, samples_per_shard=25)
+    cfg = load_data_config({"train": {"datasets": {"bad": {
+        "in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam", "input_alphas": "1.0", "target_alphas": "1.0",
+        "data_path": f"{tmp_path}/[rgb,cam]/bad/shard-{{000000..000003}}.tar", "wds_shuffle_buffer_tar": 10,
+        "wds_shuffle_buffer_repeat": 10}}, "max_bad_fraction": 0.1, "num_input_tokens": 20, "num_target_tokens": 20}})
+    loader = build_train_loader(cfg, tiny, batch_size=4, num_workers=2)
+    with pytest.raises(RuntimeError, match=r"^\d+ of \d+ samples were bad \(max_bad_fraction=0.1\)"):
+        take(iter(loader), 60)
+    seen = loader.stats["samples"] + loader.stats["skipped_samples"]
+    assert seen >= 50 and loader.stats["by_reason"] == {"bad_tokens": loader.stats["skipped_samples"]}
 
 
 def test_second_iter_continues_instead_of_restarting(repo_root, demo, tiny):

@@ -1,8 +1,11 @@
-"""S3 reads against a real (moto) S3 server on 127.0.0.1: shards stream through the loader."""
+"""S3 reads against a real (moto) S3 server on 127.0.0.1: shards stream through the loader, outages are waited out."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,10 +15,11 @@ moto_server = pytest.importorskip("moto.server")
 
 from botocore.exceptions import ClientError  # noqa: E402
 from egom2p.core.modalities import load_modality_specs  # noqa: E402
-from egom2p.core.shards import ShardError, read_tar_members  # noqa: E402
+from egom2p.core.s3 import RETRY_ENV, exists_s3, open_s3, parse_s3_url, read_s3, retry_budget, with_retries  # noqa: E402
+from egom2p.core.shards import ShardError, open_url, read_tar_members  # noqa: E402
 from egom2p.data import build_train_loader, load_data_config  # noqa: E402
-from egom2p.core.s3 import _with_retries, open_s3, parse_s3_url  # noqa: E402
-from egom2p.data.shards import open_url, write_shards  # noqa: E402
+from egom2p.data.checks import inspect_shards  # noqa: E402
+from egom2p.data.shards import write_shards  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("s3")
 
@@ -26,15 +30,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    mp = pytest.MonkeyPatch()
-    port = _free_port()
+def _start_server(mp: pytest.MonkeyPatch, port: int):
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
         mp.setenv(key, value)
+    return server
+
+
+def _upload_toy(endpoint: str, bucket: str, root) -> str:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket=bucket)
+    rng = np.random.default_rng(0)
+    write_shards(root, "toy", {"rgb": rng.integers(0, 64, (12, 2, 4, 4)), "cam": rng.integers(0, 64, (12, 8))}, samples_per_shard=4)
+    for path in sorted(root.rglob("*.tar")):
+        client.upload_file(str(path), bucket, f"tokens/{path.relative_to(root)}")
+    return f"s3://{bucket}/tokens"
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    mp = pytest.MonkeyPatch()
+    port = _free_port()
+    server = _start_server(mp, port)
     yield f"http://127.0.0.1:{port}"
     server.stop()
     mp.undo()
@@ -42,16 +63,7 @@ def s3_server():
 
 @pytest.fixture(scope="module")
 def bucket(s3_server, tmp_path_factory):
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3_server)
-    client.create_bucket(Bucket="egom2p-test")
-    root = tmp_path_factory.mktemp("s3src")
-    rng = np.random.default_rng(0)
-    write_shards(root, "toy", {"rgb": rng.integers(0, 64, (12, 2, 4, 4)), "cam": rng.integers(0, 64, (12, 8))}, samples_per_shard=4)
-    for path in sorted(root.rglob("*.tar")):
-        client.upload_file(str(path), "egom2p-test", f"tokens/{path.relative_to(root)}")
-    return "s3://egom2p-test/tokens"
+    return _upload_toy(s3_server, "egom2p-test", tmp_path_factory.mktemp("s3src"))
 
 
 def test_loader_reads_shards_from_s3(bucket, repo_root):
@@ -77,7 +89,15 @@ def test_missing_object_names_bucket_and_key(bucket):
         open_s3("s3://no-such-bucket/x.tar")
 
 
-def test_transient_errors_are_retried_then_raised():
+def test_validate_reads_s3_and_names_missing_objects(bucket):
+    report = inspect_shards(f"{bucket}/[rgb,cam]/toy/shard-{{000000..000002}}.tar")
+    assert report.samples == 12 and report.problems == []
+    with pytest.raises(FileNotFoundError, match=r"2 of 6 shard files .* missing: s3://egom2p-test/tokens/rgb/toy/shard-000003.tar and 1 more"):
+        inspect_shards(f"{bucket}/[rgb,cam]/toy/shard-{{000001..000003}}.tar")
+    assert exists_s3(f"{bucket}/rgb/toy/shard-000000.tar") and not exists_s3(f"{bucket}/rgb/toy/nope.tar")
+
+
+def test_transient_errors_are_retried_for_the_time_budget():
     calls = []
 
     def flaky():
@@ -86,13 +106,65 @@ def test_transient_errors_are_retried_then_raised():
             raise ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
         return "ok"
 
-    assert _with_retries("s3://b/k", flaky, base_delay=0.001) == "ok" and len(calls) == 3
+    assert with_retries("s3://b/k", flaky, retry_seconds=5, base_delay=0.001) == "ok" and len(calls) == 3
 
     def always_busy():
         raise ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
 
-    with pytest.raises(ClientError):
-        _with_retries("s3://b/k", always_busy, attempts=2, base_delay=0.001)
+    start = time.monotonic()
+    with pytest.raises(OSError, match=f"s3://b/k: S3 still failing after .* {RETRY_ENV}"):
+        with_retries("s3://b/k", always_busy, retry_seconds=0.3, base_delay=0.01)
+    assert 0.3 <= time.monotonic() - start < 2
+
+
+def test_retry_budget_setting(monkeypatch):
+    monkeypatch.delenv(RETRY_ENV, raising=False)
+    assert retry_budget() == 300 and retry_budget(2) == 2
+    monkeypatch.setenv(RETRY_ENV, "45")
+    assert retry_budget() == 45 and retry_budget(0) == 0
+    monkeypatch.setenv(RETRY_ENV, "soon")
+    with pytest.raises(ValueError, match=f"{RETRY_ENV}='soon'"):
+        retry_budget()
+
+
+def test_a_short_outage_is_waited_out(tmp_path, repo_root, caplog):
+    """Issue 16: the S3 server goes down and comes back 2 s later; reads and the loader carry on, nothing is lost.
+    With a budget shorter than the outage the read fails with a message naming the object and the setting."""
+    mp = pytest.MonkeyPatch()
+    port = _free_port()
+    server = _start_server(mp, port)
+    try:
+        prefix = _upload_toy(f"http://127.0.0.1:{port}", "egom2p-outage", tmp_path / "src")
+        url = f"{prefix}/rgb/toy/shard-000000.tar"
+        expected = read_s3(url)
+        server.stop()
+        with pytest.raises(OSError, match=f"s3://egom2p-outage/tokens/rgb/toy/shard-000000.tar: S3 still failing .*{RETRY_ENV}"):
+            read_s3(url, retry_seconds=0.5)
+
+        def restart_later():
+            time.sleep(2.0)
+            nonlocal server
+            server = _start_server(mp, port)
+
+        thread = threading.Thread(target=restart_later)
+        thread.start()
+        cfg = load_data_config({"train": {"datasets": {"toy": {
+            "in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam", "input_alphas": "1.0", "target_alphas": "1.0",
+            "data_path": f"{prefix}/[rgb,cam]/toy/shard-{{000000..000002}}.tar",
+            "wds_shuffle_buffer_tar": 0, "wds_shuffle_buffer_repeat": 0}},
+            "s3_retry_seconds": 60, "num_input_tokens": 16, "num_target_tokens": 16}})
+        specs = load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
+        loader = build_train_loader(cfg, specs, batch_size=4)
+        it = iter(loader)
+        with caplog.at_level(logging.WARNING, logger="egom2p.s3"):
+            batches = [next(it) for _ in range(3)]  # read while the server is down, then back
+        thread.join()
+        assert any("transient S3 error on s3://egom2p-outage/" in r.getMessage() for r in caplog.records)
+        assert loader.stats["skipped_shards"] == 0 and loader.stats["samples"] == 12 and len(batches) == 3
+        assert read_s3(url) == expected
+    finally:
+        server.stop()
+        mp.undo()
 
 
 def test_parse_s3_url():

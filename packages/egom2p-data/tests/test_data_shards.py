@@ -6,8 +6,8 @@ import tarfile
 
 import numpy as np
 import pytest
-from egom2p.core.shards import decode_tokens, expand_shard_pattern, load_token_array, read_shard
-from egom2p.data.shards import open_url, write_shards
+from egom2p.core.shards import decode_tokens, expand_shard_pattern, load_token_array, open_url, read_shard
+from egom2p.data.shards import write_shards
 
 
 def test_write_and_read_round_trip(tmp_path):

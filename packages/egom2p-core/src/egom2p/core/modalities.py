@@ -100,7 +100,8 @@ class ModalitySpec:
         Accepted shapes are the spec's shape and the flat ``(num_tokens,)``.
         """
         if array.shape != self.shape and array.shape != (self.num_tokens,):
-            return f"{self.name} has shape {tuple(array.shape)}, expected {list(self.shape)} or [{self.num_tokens}]"
+            flat = f" or [{self.num_tokens}]" if self.is_video else ""
+            return f"{self.name} has shape {tuple(array.shape)}, expected {list(self.shape)}{flat}"
         if not np.issubdtype(array.dtype, np.integer):
             return f"{self.name} has dtype {array.dtype}, expected integer token ids"
         if array.size:

@@ -32,6 +32,7 @@ __all__ = [
     "iter_tar_members",
     "load_token_array",
     "open_local",
+    "open_url",
     "read_shard",
     "read_tar_members",
     "sample_key",
@@ -129,6 +130,25 @@ def encode_tokens(array: np.ndarray) -> bytes:
 def open_local(url: str) -> IO[bytes]:
     """Open a local path (or ``file://`` URL) for binary reads."""
     return open(url[len("file://"):] if url.startswith("file://") else url, "rb")
+
+
+def open_url(url: str, retry_seconds: float | None = None) -> IO[bytes]:
+    """Open a shard for binary reads: a local path, a ``file://`` URL or ``s3://bucket/key``.
+
+    The one opener of every reader (pass it as ``opener`` to :func:`read_shard` / :func:`read_tar_members`).
+    An S3 object is downloaded whole, the request and the download retried together on transient
+    errors for ``retry_seconds`` (default ``$EGOM2P_S3_RETRY_SECONDS``, else 300 s; see
+    :func:`egom2p.core.s3.read_s3`), so a dropped connection or a short outage costs a retry, not the
+    shard. A missing file is a ``FileNotFoundError`` naming it.
+    """
+    if url.startswith("s3://"):
+        from egom2p.core.s3 import read_s3  # boto3 is the optional [s3] extra
+
+        return io.BytesIO(read_s3(url, retry_seconds))
+    try:
+        return open_local(url)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"data file not found: {url}") from None
 
 
 def iter_tar_members(stream: IO[bytes], where: str) -> Iterator[tuple[str, str, bytes]]:

@@ -1,4 +1,8 @@
-"""``egom2p-data``: write, inspect, validate and synthesize token shards."""
+"""``egom2p-data``: write, inspect, validate and synthesize token shards.
+
+Exit codes (the egom2p CLI style, :mod:`egom2p.core.cli`): 0 done; 1 nothing was inspected or validated,
+or ``validate`` found problems; 2 a usage or input error (one line on stderr, never a traceback).
+"""
 
 from __future__ import annotations
 
@@ -7,81 +11,93 @@ import os
 import sys
 from collections.abc import Sequence
 
-import numpy as np
+from egom2p.core.cli import (
+    CliParser,
+    add_data_options,
+    add_seed_option,
+    add_version_option,
+    fail,
+    positive_int,
+    run_cli,
+)
 from egom2p.core.modalities import load_modality_specs
-from egom2p.core.shards import TOKEN_SUFFIXES, load_token_array, sample_key
 from egom2p.data import __version__
-from egom2p.data.checks import inspect_shards
-from egom2p.data.shards import write_shards
-from egom2p.data.synth import write_demo_dataset
+
+PROG = "egom2p-data"
+DESCRIPTION = """Write, inspect, validate and synthesize EgoM2P token shards (local or s3://).
+
+exit codes: 0 done; 1 nothing was inspected or validated, or validate found problems;
+2 a usage or input error (one line on stderr)."""
 
 EPILOG = """examples:
   # demo data for configs/data/demo.yaml (two datasets, train and val splits)
   egom2p-data synth --out data/demo
 
   # shards from one token file per sample and modality: tokens/<folder>/<key>.npy|.npz
-  egom2p-data write --from-dir tokens/ --root shards/ --dataset egogen --samples-per-shard 1000
+  egom2p-data write --from-dir tokens/ --out shards/ --dataset egogen --samples-per-shard 1000
 
   # shards from stacked arrays [N, ...] (one file per modality folder)
-  egom2p-data write --stacked rgb=rgb.npy cam=cam.npy --root shards/ --dataset egogen
+  egom2p-data write --stacked rgb=rgb.npy cam=cam.npy --out shards/ --dataset egogen
 
-  # what is in a set of shards, and are they usable with a modality file?
-  egom2p-data inspect 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar'
-  egom2p-data validate 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar' --modalities configs/modalities/egom2p.yaml
+  # what is in a set of shards (local or s3://), and will training read all of it?
+  egom2p-data inspect --data 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar'
+  egom2p-data validate --data 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar' --modalities configs/modalities/egom2p.yaml
+  egom2p-data validate --data shards/ --dataset egogen --modalities configs/modalities/egom2p.yaml --expect-samples-per-shard 1000
 """
 
 
-def _load_array(path: str) -> np.ndarray:
-    """A token file (``.npy`` or ``.npz`` ``arr_0``) in its stored dtype; never unpickles."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise FileNotFoundError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return load_token_array(path, data)
-
-
 def _cmd_write(args: argparse.Namespace) -> int:
-    keys: list[str] | None = None
+    from egom2p.data.shards import write_shards
+    from egom2p.data.sources import read_from_dir, read_stacked
+
     if args.from_dir:
-        if not os.path.isdir(args.from_dir):
-            raise FileNotFoundError(f"--from-dir {args.from_dir} is not a folder")
-        folders = sorted(d for d in os.listdir(args.from_dir) if os.path.isdir(os.path.join(args.from_dir, d)))
-        if not folders:
-            raise ValueError(f"{args.from_dir} has no modality folders (expected <dir>/<folder>/<key>.npy)")
-        files = {f: {sample_key(n)[0]: os.path.join(args.from_dir, f, n) for n in sorted(os.listdir(os.path.join(args.from_dir, f)))
-                     if n.endswith(TOKEN_SUFFIXES)} for f in folders}
-        keys = sorted(files[folders[0]])
-        for f in folders:
-            if sorted(files[f]) != keys:
-                diff = sorted(set(files[f]) ^ set(keys))[:5]
-                raise ValueError(f"folder '{f}' and '{folders[0]}' hold different sample keys, e.g. {diff}")
-        samples = {f: [_load_array(files[f][k]) for k in keys] for f in folders}
+        keys, samples = read_from_dir(args.from_dir)
     else:
-        samples = {}
-        for item in args.stacked:
-            folder, sep, path = item.partition("=")
-            if not sep or not folder or not path:
-                raise ValueError(f"--stacked takes FOLDER=FILE, got {item!r}")
-            samples[folder] = _load_array(path)
-    pattern = write_shards(args.root, args.dataset, samples, keys=keys, samples_per_shard=args.samples_per_shard, subdir=args.subdir)
+        keys, samples = None, read_stacked(args.stacked)
+    pattern = write_shards(args.out, args.dataset, samples, keys=keys, samples_per_shard=args.samples_per_shard,
+                           subdir=args.subdir, progress=True)
     print(pattern)
     return 0
 
 
+def _pattern(args: argparse.Namespace, folders: list[str] | None) -> str:
+    """``--data`` as a shard pattern: a pattern as given, or a local root with ``--dataset``."""
+    from egom2p.data.shards import dataset_pattern
+
+    data = args.data
+    if "://" in data or data.endswith(".tar") or any(c in data for c in "[{"):
+        if args.dataset is not None:
+            raise ValueError(f"--dataset applies to a root directory as --data, not to the shard pattern {args.data!r}")
+        return data
+    if os.path.isdir(data):
+        if args.dataset is None:
+            raise ValueError(f"--data {data} is a directory: also give --dataset NAME (or a shard pattern)")
+        return dataset_pattern(data, args.dataset, folders)
+    raise FileNotFoundError(f"--data {data}: not a shard pattern (.../shard-{{000000..000009}}.tar) and no such folder")
+
+
 def _cmd_inspect(args: argparse.Namespace, validate: bool) -> int:
+    from egom2p.data.checks import inspect_shards
+
     mods = load_modality_specs(args.modalities) if args.modalities else None
-    report = inspect_shards(args.pattern, mods)
+    folders = sorted({spec.folder for spec in mods.values()}) if mods else None
+    expect = getattr(args, "expect_samples_per_shard", None)
+    report = inspect_shards(_pattern(args, folders), mods, expect_samples_per_shard=expect, progress=True)
     print(report.format())
-    if validate and report.problems:
-        print(f"INVALID: {len(report.problems)} problem(s)", file=sys.stderr)
+    if report.samples == 0:
+        print(f"{PROG}: nothing to {'validate' if validate else 'inspect'}: no readable sample", file=sys.stderr)
         return 1
     if validate:
+        if report.problems:
+            print(f"INVALID: {len(report.problems)} problem(s)", file=sys.stderr)
+            return 1
         print("OK")
     return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from egom2p.data.synth import write_demo_dataset
+
     patterns = write_demo_dataset(args.out, train_samples=args.train_samples, val_samples=args.val_samples,
                                   samples_per_shard=args.samples_per_shard, seed=args.seed)
     for name, pattern in patterns.items():
@@ -89,48 +105,71 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> CliParser:
     """The argparse parser of ``egom2p-data`` (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="egom2p-data", description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = CliParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    add_version_option(parser, __version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CliParser)
 
-    w = sub.add_parser("write", help="write shards from numpy token files", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    w = sub.add_parser("write", help="write shards from numpy token files", description="Write token shards "
+                       "OUT/<folder>/<dataset>[/<subdir>]/shard-NNNNNN.tar from numpy token files; prints their pattern.",
+                       epilog=EPILOG)
     src = w.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from-dir", help="folder with <folder>/<key>.npy|.npz, one file per sample and modality")
-    src.add_argument("--stacked", nargs="+", metavar="FOLDER=FILE", help="stacked [N, ...] arrays, one per modality folder")
-    w.add_argument("--root", required=True, help="output root: shards go to ROOT/<folder>/<dataset>/shard-*.tar")
-    w.add_argument("--dataset", required=True, help="dataset name (a path component)")
-    w.add_argument("--subdir", default=None, help="optional folder below the dataset (the original uses 'token')")
-    w.add_argument("--samples-per-shard", type=int, default=1000)
+    src.add_argument("--from-dir", metavar="DIR",
+                     help="folder with DIR/<folder>/<key>.npy|.npz, one file per sample and modality folder; the key is "
+                          "the file name without its final extension and may not contain a dot")
+    src.add_argument("--stacked", nargs="+", metavar="FOLDER=FILE", help="stacked [N, ...] arrays, one file per modality folder")
+    w.add_argument("--out", metavar="DIR", help="output root (a directory; required): shards go to DIR/<folder>/<dataset>/shard-*.tar")
+    w.add_argument("--root", dest="out", help=argparse.SUPPRESS)  # the old name of --out
+    w.add_argument("--dataset", required=True, metavar="NAME", help="dataset name (one folder name)")
+    w.add_argument("--subdir", metavar="PATH", help="optional folder below the dataset (the original uses 'token')")
+    w.add_argument("--samples-per-shard", type=positive_int, default=1000, metavar="N", help="samples per tar")
 
-    for name, text in (("inspect", "summarize shards"), ("validate", "check shards; exit 1 on any problem")):
-        p = sub.add_parser(name, help=text, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("pattern", help="shard pattern, e.g. 'root/[rgb,cam]/ds/shard-{000000..000009}.tar' (or s3://...)")
-        p.add_argument("--modalities", help="modality file (configs/modalities/*.yaml) to check shapes and vocabularies")
+    texts = {"inspect": ("summarize shards: samples per shard, shapes, dtypes, token ranges",
+                         "Summarize token shards. Exit 1 when no sample could be read."),
+             "validate": ("check shards as training reads them; exit 1 on any problem",
+                          "Check that training reads every sample of the shards: readable and complete tars "
+                          "(end-of-archive marker), keys equal across folders, no empty shard, consistent samples per "
+                          "shard, and with --modalities the loader's own per-sample check (shape, integer dtype, "
+                          "vocabulary). Exit 1 on any problem.")}
+    for name, (short, description) in texts.items():
+        p = sub.add_parser(name, help=short, description=description, epilog=EPILOG)
+        add_data_options(p)
+        p.add_argument("--modalities", metavar="FILE",
+                       help="modality file (configs/modalities/*.yaml): check shapes and vocabularies as training does")
+        if name == "validate":
+            p.add_argument("--expect-samples-per-shard", type=positive_int, metavar="N",
+                           help="every shard holds N samples, the last 1 to N (default: the most common count)")
 
-    s = sub.add_parser("synth", help="write the synthetic demo dataset", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
-    s.add_argument("--train-samples", type=int, default=2048, help="samples per dataset in the train split")
-    s.add_argument("--val-samples", type=int, default=128, help="samples per dataset in the val split")
-    s.add_argument("--samples-per-shard", type=int, default=256)
-    s.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("synth", help="write the synthetic demo dataset", description="Write the synthetic demo "
+                       "dataset (configs/modalities/tiny.yaml) as OUT/{train,val}/<folder>/<dataset>/shard-*.tar.",
+                       epilog=EPILOG)
+    s.add_argument("--out", default="data/demo", metavar="DIR", help="output folder")
+    s.add_argument("--train-samples", type=positive_int, default=2048, metavar="N", help="samples per dataset in the train split")
+    s.add_argument("--val-samples", type=positive_int, default=128, metavar="N", help="samples per dataset in the val split")
+    s.add_argument("--samples-per-shard", type=positive_int, default=256, metavar="N", help="samples per tar")
+    add_seed_option(s)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``egom2p-data`` console script: 0 ok, 1 invalid shards, 2 a usage mistake."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "write":
-            return _cmd_write(args)
-        if args.command in ("inspect", "validate"):
-            return _cmd_inspect(args, validate=args.command == "validate")
-        return _cmd_synth(args)
-    except (ValueError, FileNotFoundError) as exc:  # user mistakes: one line, exit 2 (as argparse does)
-        print(f"egom2p-data: error: {exc}", file=sys.stderr)
-        return 2
+    """Entry point of the ``egom2p-data`` console script: 0 ok, 1 nothing read or invalid shards, 2 a usage mistake."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "write" and args.out is None:
+        parser.error("write: the following arguments are required: --out")
+
+    def command() -> int:
+        try:
+            if args.command == "write":
+                return _cmd_write(args)
+            if args.command in ("inspect", "validate"):
+                return _cmd_inspect(args, validate=args.command == "validate")
+            return _cmd_synth(args)
+        except OSError as exc:  # a full disk, an unreachable store: input/output errors are one line too
+            return fail(PROG, exc)
+
+    return run_cli(PROG, command)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@
           wds_shuffle_buffer_repeat: 1000
       weights: [1.0]
       max_bad_fraction: 0.1                              # ours: tolerated share of bad samples
+      s3_retry_seconds: 300                              # ours: how long an S3 outage is waited out
+                                                         # (null: $EGOM2P_S3_RETRY_SECONDS, else 300)
     val:
       datasets:
         egogen: {data_path: ...}                         # other keys fall back to the train entry
@@ -73,7 +75,7 @@ __all__ = [
 logger = logging.getLogger("egom2p.data")
 
 TOP_KEYS = ("train", "val")
-TRAIN_KEYS = ("datasets", "weights", "max_bad_fraction", "num_input_tokens", "num_target_tokens",
+TRAIN_KEYS = ("datasets", "weights", "max_bad_fraction", "s3_retry_seconds", "num_input_tokens", "num_target_tokens",
               "min_input_tokens", "min_target_tokens")
 VAL_KEYS = ("datasets",)
 DATASET_KEYS = (
@@ -137,6 +139,7 @@ class DataConfig:
     weights: tuple[float, ...]
     val: dict[str, DatasetConfig]
     max_bad_fraction: float = 0.1
+    s3_retry_seconds: float | None = None  # None: $EGOM2P_S3_RETRY_SECONDS, else 300 (egom2p.core.s3)
     source: str = "<data config>"
 
     @property
@@ -358,8 +361,12 @@ def load_data_config(
     frac = train.get("max_bad_fraction", 0.1)
     if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
         raise _fail(name, "train.max_bad_fraction", f"must be a number in [0, 1], got {frac!r}")
+    retry = train.get("s3_retry_seconds")
+    if retry is not None and (isinstance(retry, bool) or not isinstance(retry, (int, float)) or not retry >= 0):
+        raise _fail(name, "train.s3_retry_seconds", f"must be a number of seconds >= 0 (or null), got {retry!r}")
     config = DataConfig(train=train_sets, weights=tuple(float(w) for w in weights), val={},
-                        max_bad_fraction=float(frac), source=name)
+                        max_bad_fraction=float(frac), s3_retry_seconds=None if retry is None else float(retry),
+                        source=name)
     val = raw.get("val")
     if val is None:
         return config

@@ -15,42 +15,55 @@ Memory per (dataset, worker): the shard being read (whole, as read from disk or 
 (uint16 for the released 64k vocabularies: 2 x 5120 + 2 x 30 tokens = 20.6 KB per sample, 21 MB per
 1000-sample buffer; repeats of a sample share one copy).
 
-Resuming: ``state_dict()`` holds the position. With ``num_workers=0`` it is exact: RNG states, shard draw
-and offset per dataset, and the contents of both shuffle buffers as (shard draw, index in shard)
-references; the shards they name are re-read (one at a time) and skipped into. With workers, the loader
-resumes on fresh seeds (a new ``generation``), so nothing is replayed, but batches differ.
+Resuming: ``state_dict()`` holds the position, exactly, with any number of workers. A stream's state is
+its RNG states, shard draw and offset per dataset, and the contents of both shuffle buffers as (shard draw,
+index in shard) references; the shards they name are re-read (one at a time) and skipped into. With
+``num_workers=0`` the loader holds the one stream's state. With workers, torchdata's ``StatefulDataLoader``
+runs one stream per worker: each worker sends its stream's state with every batch, the loader keeps the
+state of the batches handed out (not of those prefetched), and ``load_state_dict`` gives each new worker its
+stream back. The state is plain Python types and tensors (``torch.load(weights_only=True)`` reads it).
+Only a changed ``num_workers`` cannot resume exactly: the loader then continues on fresh seeds (a new
+``generation``, logged), so nothing is replayed.
 
-Bad data (corrupt or truncated tar, a modality's file missing, wrong shape, token outside the vocabulary)
-is skipped, counted in ``loader.stats`` and logged to the ``egom2p.data`` logger; past
-``max_bad_fraction`` of the samples seen (checked from 50 samples on) a ``RuntimeError`` stops training.
-Samples are decoded as they leave the first shuffle buffer, so ``stats["samples"]`` runs ahead of the
-samples batched so far.
+Bad data (corrupt or truncated tar, a modality's file missing, wrong shape, token outside the vocabulary:
+:func:`egom2p.data.samples.decode_sample`, the check ``egom2p-data validate`` runs) is skipped, counted in
+``loader.stats`` (the rank's totals over all workers) and logged to the ``egom2p.data`` logger; past
+``max_bad_fraction`` of the rank's samples (checked from 50 samples on) a ``RuntimeError`` stops training,
+raised in the training process whatever the number of workers. Samples are decoded as they leave the first
+shuffle buffer, so ``stats["samples"]`` runs ahead of the samples batched so far.
+
+S3 reads retry transient errors for ``train.s3_retry_seconds`` (default ``$EGOM2P_S3_RETRY_SECONDS``, else
+300 s) before a shard counts as bad (:func:`egom2p.core.shards.open_url`).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import torch
 from egom2p.core.modalities import ModalitySpec
-from egom2p.core.shards import ShardError, decode_tokens, expand_shard_pattern, iter_folder_samples, read_shard
+from egom2p.core.shards import ShardError, expand_shard_pattern, iter_folder_samples, open_url, read_shard
 from egom2p.data.config import DataConfig, DatasetConfig
 from egom2p.data.masking import UnifiedMasking
-from egom2p.data.shards import open_url
+from egom2p.data.samples import SampleProblem, decode_sample
 from egom2p.data.shuffle import ShuffleBuffer
+from torchdata.stateful_dataloader import StatefulDataLoader
 
-__all__ = ["build_train_loader", "build_val_loaders", "TrainLoader", "ValLoader"]
+__all__ = ["build_train_loader", "build_val_loaders", "check_bad_data", "TrainLoader", "ValLoader"]
 
 logger = logging.getLogger("egom2p.data")
 MIN_SAMPLES_FOR_BAD_CHECK = 50
 MAX_FRUITLESS_DRAWS = 100  # a dataset whose shards all fail stops the run even with max_bad_fraction=1
 Sample = dict[str, np.ndarray]
 RawSample = dict[str, tuple[str, bytes]]  # modality -> (member name, bytes)
+Opener = Callable[[str], IO[bytes]]
 
 
 def _new_stats() -> dict[str, Any]:
@@ -64,12 +77,30 @@ def _merge_stats(into: dict[str, Any], delta: Mapping[str, Any]) -> None:
         into["by_reason"][reason] = into["by_reason"].get(reason, 0) + n
 
 
-class _BadData:
-    """Counts skipped data and enforces ``max_bad_fraction``."""
+def check_bad_data(stats: Mapping[str, Any], max_bad_fraction: float, last: str = "") -> None:
+    """Raise ``RuntimeError`` when ``stats`` (a rank's totals) hold more bad data than ``max_bad_fraction``
+    allows: of the samples seen (from 50 on), or of the shards read (from 10 on; any 10 before a good sample)."""
+    seen = stats["samples"] + stats["skipped_samples"]
+    bad = stats["skipped_samples"]
+    if seen >= MIN_SAMPLES_FOR_BAD_CHECK and bad > max_bad_fraction * seen:
+        raise RuntimeError(
+            f"{bad} of {seen} samples were bad (max_bad_fraction={max_bad_fraction}); "
+            f"reasons: {stats['by_reason']}. See the 'egom2p.data' log for shards and keys."
+        )
+    read, bad = stats["shards_read"], stats["skipped_shards"]
+    if (read >= 10 and bad > max_bad_fraction * read) or (bad >= 10 and stats["samples"] == 0):
+        raise RuntimeError(f"{bad} of {read} shards could not be read (max_bad_fraction={max_bad_fraction})"
+                           + (f"; last: {last}" if last else "; see the 'egom2p.data' log"))
 
-    def __init__(self, stats: dict[str, Any], max_bad_fraction: float) -> None:
+
+class _BadData:
+    """Counts skipped data into ``stats``; ``enforce`` checks ``max_bad_fraction`` on them at once (a
+    worker's counters are deltas: the loader checks the rank's totals instead)."""
+
+    def __init__(self, stats: dict[str, Any], max_bad_fraction: float, enforce: bool = True) -> None:
         self.stats = stats
         self.max_bad_fraction = max_bad_fraction
+        self.enforce = enforce
 
     def good(self) -> None:
         self.stats["samples"] += 1
@@ -78,26 +109,15 @@ class _BadData:
         self.stats["skipped_samples"] += 1
         self.stats["by_reason"][reason] = self.stats["by_reason"].get(reason, 0) + 1
         logger.warning("skipping sample %s (%s): %s", where, reason, detail)
-        self.check()
+        if self.enforce:
+            check_bad_data(self.stats, self.max_bad_fraction)
 
     def bad_shard(self, url: str, detail: str) -> None:
         self.stats["skipped_shards"] += 1
         self.stats["by_reason"]["corrupt_shard"] = self.stats["by_reason"].get("corrupt_shard", 0) + 1
         logger.warning("skipping shard %s: %s", url, detail)
-        read, bad = self.stats["shards_read"], self.stats["skipped_shards"]
-        if (read >= 10 and bad > self.max_bad_fraction * read) or (bad >= 10 and self.stats["samples"] == 0):
-            raise RuntimeError(
-                f"{bad} of {read} shards could not be read (max_bad_fraction={self.max_bad_fraction}); last: {url}: {detail}"
-            )
-
-    def check(self) -> None:
-        seen = self.stats["samples"] + self.stats["skipped_samples"]
-        bad = self.stats["skipped_samples"]
-        if seen >= MIN_SAMPLES_FOR_BAD_CHECK and bad > self.max_bad_fraction * seen:
-            raise RuntimeError(
-                f"{bad} of {seen} samples were bad (max_bad_fraction={self.max_bad_fraction}); "
-                f"reasons: {self.stats['by_reason']}. See the 'egom2p.data' log for shards and keys."
-            )
+        if self.enforce:
+            check_bad_data(self.stats, self.max_bad_fraction, f"{url}: {detail}")
 
 
 def _decode_sample(
@@ -105,25 +125,12 @@ def _decode_sample(
     specs: Mapping[str, ModalitySpec], bad: _BadData,
 ) -> Sample | None:
     """Decode and validate one sample; on a problem count it and return None."""
-    where = f"{url}:{key}"
-    out: Sample = {}
-    for name in modalities:
-        if name not in raw:
-            bad.bad_sample("missing_modality", where, f"no file for modality '{name}'")
-            return None
-        member, data = raw[name]
-        try:
-            array = decode_tokens(member, data)
-        except Exception as exc:  # any undecodable member is bad data, never a crash
-            bad.bad_sample("decode_error", where, f"{name}: {exc}")
-            return None
-        problem = specs[name].check_tokens(array)
-        if problem is not None:
-            bad.bad_sample("bad_tokens", where, problem)
-            return None
-        out[name] = array.reshape(-1)
+    result = decode_sample(raw, modalities, specs)
+    if isinstance(result, SampleProblem):
+        bad.bad_sample(result.reason, f"{url}:{key}", result.detail)
+        return None
     bad.good()
-    return out
+    return result
 
 
 def _folder_map(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> dict[str, str]:
@@ -138,9 +145,14 @@ def _by_modality(raw: Mapping[str, tuple[str, bytes]], folders: Mapping[str, str
     return {folders[f]: member for f, member in raw.items() if f in folders}
 
 
-def _read_samples(url: str, folders: Mapping[str, str]) -> list[tuple[str, RawSample]]:
+def _opener(retry_seconds: float | None) -> Opener:
+    """:func:`open_url` with the data config's S3 retry time."""
+    return functools.partial(open_url, retry_seconds=retry_seconds)
+
+
+def _read_samples(url: str, folders: Mapping[str, str], opener: Opener = open_url) -> list[tuple[str, RawSample]]:
     """One shard URL (local or ``s3://``) as ``[(key, {modality: (member, bytes)})]``."""
-    return [(key, _by_modality(raw, folders)) for key, raw in read_shard(url, open_url)]
+    return [(key, _by_modality(raw, folders)) for key, raw in read_shard(url, opener)]
 
 
 def _check_modalities(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> None:
@@ -186,8 +198,10 @@ _SHARD_DRAW, _SHUFFLE = 0, 1  # seed tags of one stream's random sources
 class _DatasetStream:
     """One dataset's infinite sample stream for one (rank, worker): the original's pipeline (module docstring)."""
 
-    def __init__(self, cfg: DatasetConfig, specs: Mapping[str, ModalitySpec], seed_parts: tuple[int, ...], bad: _BadData) -> None:
+    def __init__(self, cfg: DatasetConfig, specs: Mapping[str, ModalitySpec], seed_parts: tuple[int, ...], bad: _BadData,
+                 opener: Opener = open_url) -> None:
         self.cfg = cfg
+        self.opener = opener
         self.specs = specs
         self.urls = expand_shard_pattern(cfg.data_path)
         self.folders = _folder_map(cfg, specs)
@@ -219,7 +233,7 @@ class _DatasetStream:
             self._samples = []
             return
         try:
-            self._samples = _read_samples(self._url, self.folders)
+            self._samples = _read_samples(self._url, self.folders, self.opener)
         except (ShardError, OSError, ValueError) as exc:
             self._samples = []
             self._known_bad.add(self._url)
@@ -296,7 +310,7 @@ class _DatasetStream:
         for draw in sorted({d for d, _ in refs}):
             url = self._shard_url(draw)
             try:
-                samples = self._samples if draw == self.draw else _read_samples(url, self.folders)
+                samples = self._samples if draw == self.draw else _read_samples(url, self.folders, self.opener)
             except (ShardError, OSError, ValueError) as exc:
                 logger.warning("resume: shard %s could not be re-read, its buffered samples are dropped: %s", url, exc)
                 continue
@@ -326,19 +340,32 @@ def _collate(
     return batch
 
 
+class _Plan(NamedTuple):
+    """What a rank's batch streams are built from (small: it is what each loader worker gets)."""
+
+    config: DataConfig
+    modalities: Mapping[str, ModalitySpec]
+    maskings: list[UnifiedMasking]
+    batch_size: int
+    seed: int
+    rank: int
+    generation: int
+
+
 class _TrainStream:
     """The batch stream of one (rank, worker, generation)."""
 
-    def __init__(self, loader: TrainLoader, worker: int, stats: dict[str, Any]) -> None:
-        self.loader = loader
-        cfg = loader.config
+    def __init__(self, plan: _Plan, worker: int, bad: _BadData) -> None:
+        self.plan = plan
+        cfg = plan.config
         self.names = list(cfg.train)
         weights = np.asarray(cfg.weights, dtype=np.float64)
         self.p = weights / weights.sum()
-        base = (loader.seed, loader.rank, worker, loader.generation)
-        self.bad = _BadData(stats, cfg.max_bad_fraction)
+        base = (plan.seed, plan.rank, worker, plan.generation)
+        self.bad = bad
+        opener = _opener(cfg.s3_retry_seconds)
         self.rng = np.random.default_rng(_seed(*base))
-        self.streams = [_DatasetStream(cfg.train[n], loader.modalities, (*base, i), self.bad) for i, n in enumerate(self.names)]
+        self.streams = [_DatasetStream(cfg.train[n], plan.modalities, (*base, i), bad, opener) for i, n in enumerate(self.names)]
         self.mask_gens = [torch.Generator().manual_seed(_seed(*base, i, 1)) for i in range(len(self.names))]
 
     def state(self) -> dict[str, Any]:
@@ -355,8 +382,8 @@ class _TrainStream:
             g.set_state(state["mask_rng"][n])
 
     def next_batch(self) -> dict[str, dict[str, torch.Tensor]]:
-        loader = self.loader
-        choice = self.rng.choice(len(self.names), size=loader.batch_size, p=self.p)
+        plan = self.plan
+        choice = self.rng.choice(len(self.names), size=plan.batch_size, p=self.p)
         groups: dict[int, list[int]] = {}
         for row, ds in enumerate(choice.tolist()):
             groups.setdefault(ds, []).append(row)
@@ -364,25 +391,48 @@ class _TrainStream:
         for ds, rows in groups.items():
             samples = [self.streams[ds].next() for _ in rows]
             tensors = {m: torch.from_numpy(np.stack([s[m] for s in samples])) for m in self.streams[ds].cfg.modalities}
-            masked[ds] = loader.maskings[ds].mask_batch(tensors, self.mask_gens[ds])
-        return _collate(groups, masked, loader.modalities, loader.batch_size)
+            masked[ds] = plan.maskings[ds].mask_batch(tensors, self.mask_gens[ds])
+        return _collate(groups, masked, plan.modalities, plan.batch_size)
 
 
 class _WorkerDataset(torch.utils.data.IterableDataset):
-    """Runs one stream per dataloader worker; yields ``(batch, stats_delta)``."""
+    """One stream per loader worker, yielding ``(batch, stats delta)``; stateful for ``StatefulDataLoader``.
 
-    def __init__(self, loader: TrainLoader) -> None:
-        self.loader = loader
+    ``state_dict()`` is called in the worker right after a batch is produced, so it is the position after
+    that batch; ``load_state_dict()`` comes before ``iter()`` in a restored worker.
+    """
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self._stream: _TrainStream | None = None
+        self._pending: Mapping[str, Any] | None = None
 
     def __iter__(self) -> Iterator[tuple[dict, dict]]:
         info = torch.utils.data.get_worker_info()
         stats = _new_stats()
-        stream = _TrainStream(self.loader, info.id if info is not None else 0, stats)
+        # Counters are sent as per-batch deltas; the loader enforces max_bad_fraction on the rank's totals.
+        self._stream = _TrainStream(self.plan, info.id if info is not None else 0,
+                                    _BadData(stats, self.plan.config.max_bad_fraction, enforce=False))
+        if self._pending is not None:
+            self._stream.restore(self._pending)
+            self._pending = None
+        return self._batches(self._stream, stats)
+
+    @staticmethod
+    def _batches(stream: _TrainStream, stats: dict[str, Any]) -> Iterator[tuple[dict, dict]]:
         while True:
             batch = stream.next_batch()
             delta = copy.deepcopy(stats)
             stats.update(_new_stats())
             yield batch, delta
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The worker stream's position (None before it started)."""
+        return self._stream.state() if self._stream is not None else self._pending
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Continue from :meth:`state_dict` at the next ``iter()``."""
+        self._pending = state
 
 
 class TrainLoader:
@@ -396,6 +446,8 @@ class TrainLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.config = config
         self.modalities = {n: modalities[n] for n in sorted(modalities)}
         for cfg in config.train.values():
@@ -406,15 +458,19 @@ class TrainLoader:
         self.generation = 0
         self.batches = 0
         self.stats = _new_stats()
-        self._stream: _TrainStream | None = None
-        self._pending: Mapping[str, Any] | None = None
-        self._worker_runs = 0
+        self._stream: _TrainStream | None = None  # num_workers == 0
+        self._workers: StatefulDataLoader | None = None  # num_workers > 0 ...
+        self._worker_iter: Iterator[tuple[dict, dict]] | None = None  # ... and its one iterator
+        self._pending: Mapping[str, Any] | None = None  # a restored position not yet running
+
+    def _plan(self) -> _Plan:
+        return _Plan(self.config, self.modalities, self.maskings, self.batch_size, self.seed, self.rank, self.generation)
 
     def __iter__(self) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
         """Batches from the current position; a second ``iter()`` continues, it never restarts the stream."""
         if self.num_workers == 0:
-            if self._pending is not None or self._stream is None:
-                self._stream = _TrainStream(self, 0, self.stats)
+            if self._stream is None:
+                self._stream = _TrainStream(self._plan(), 0, _BadData(self.stats, self.config.max_bad_fraction))
                 if self._pending is not None:
                     self._stream.restore(self._pending)
                     self._pending = None
@@ -424,37 +480,49 @@ class TrainLoader:
                 self.batches += 1
                 yield batch
         else:
-            if self._worker_runs > 0:
-                self.generation += 1  # fresh workers must not replay the previous workers' batches
-            self._worker_runs += 1
-            data = torch.utils.data.DataLoader(_WorkerDataset(self), batch_size=None, num_workers=self.num_workers)
-            for batch, delta in data:
+            if self._worker_iter is None:
+                self._start_workers()
+            for batch, delta in self._worker_iter:
                 _merge_stats(self.stats, delta)
+                check_bad_data(self.stats, self.config.max_bad_fraction)
                 self.batches += 1
                 yield batch
 
+    def _start_workers(self) -> None:
+        with warnings.catch_warnings():  # torchdata 0.11 calls an API torch deprecated; nothing for users to do
+            warnings.filterwarnings("ignore", message=".*set_vital.*")
+            self._workers = StatefulDataLoader(_WorkerDataset(self._plan()), batch_size=None, num_workers=self.num_workers)
+            if self._pending is not None:
+                self._workers.load_state_dict(self._pending)
+                self._pending = None
+            self._worker_iter = iter(self._workers)
+
     def state_dict(self) -> dict[str, Any]:
-        """The stream position after the batches consumed so far."""
-        state: dict[str, Any] = {"seed": self.seed, "rank": self.rank, "generation": self.generation,
-                                 "batches": self.batches, "num_workers": self.num_workers, "stats": copy.deepcopy(self.stats)}
+        """The stream position after the batches consumed so far (plain types and tensors)."""
         if self.num_workers == 0:
-            state["stream"] = self._stream.state() if self._stream is not None else self._pending
-        return state
+            stream = self._stream.state() if self._stream is not None else self._pending
+        else:
+            stream = self._workers.state_dict() if self._workers is not None else self._pending
+        return {"seed": self.seed, "rank": self.rank, "generation": self.generation, "batches": self.batches,
+                "num_workers": self.num_workers, "stats": copy.deepcopy(self.stats), "stream": copy.deepcopy(stream)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict`: exactly with ``num_workers=0``, else on fresh seeds."""
+        """Resume from :meth:`state_dict`: exactly when ``num_workers`` is unchanged, else on fresh seeds."""
         if int(state["rank"]) != self.rank or int(state["seed"]) != self.seed:
             raise ValueError(f"loader state is for rank {state['rank']} / seed {state['seed']}, not rank {self.rank} / seed {self.seed}")
+        self._stream = self._workers = self._worker_iter = None  # a running stream (and its workers) is dropped
         self.batches = int(state["batches"])
         self.stats = copy.deepcopy(state["stats"])
-        self._stream = None
-        self._worker_runs = 0
-        if self.num_workers == 0 and int(state.get("num_workers", 0)) == 0:
+        saved_workers = int(state.get("num_workers", 0))
+        if saved_workers == self.num_workers:
             self.generation = int(state["generation"])
             self._pending = state.get("stream")
         else:
             self.generation = int(state["generation"]) + 1  # never replay: continue on new seeds
             self._pending = None
+            logger.warning("loader state was saved with num_workers=%d, now %d: the data streams continue on fresh "
+                           "seeds (generation %d), not exactly where they stopped", saved_workers, self.num_workers,
+                           self.generation)
 
 
 def build_train_loader(
@@ -469,8 +537,10 @@ class ValLoader:
     """Finite validation batches of one dataset for one rank: sample i goes to rank ``i % world_size``."""
 
     def __init__(self, cfg: DatasetConfig, modalities: Mapping[str, ModalitySpec], masking: UnifiedMasking, batch_size: int,
-                 rank: int, world_size: int, seed: int, max_bad_fraction: float, fill_missing_modalities: bool) -> None:
+                 rank: int, world_size: int, seed: int, max_bad_fraction: float, fill_missing_modalities: bool,
+                 s3_retry_seconds: float | None = None) -> None:
         self.cfg, self.modalities, self.masking = cfg, modalities, masking
+        self.opener = _opener(s3_retry_seconds)
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.max_bad_fraction = max_bad_fraction
         self.fill_missing_modalities = fill_missing_modalities
@@ -489,7 +559,7 @@ class ValLoader:
         for url in expand_shard_pattern(self.cfg.data_path):
             self.stats["shards_read"] += 1
             try:
-                samples = _read_samples(url, folders)
+                samples = _read_samples(url, folders, self.opener)
             except (ShardError, OSError, ValueError) as exc:
                 bad.bad_shard(url, str(exc))
                 continue
@@ -539,5 +609,5 @@ def build_val_loaders(
         _check_modalities(cfg, specs)
         masking = _masking_for(cfg, specs)
         loaders[name] = ValLoader(cfg, specs, masking, batch_size, rank, world_size, _seed(seed, i),
-                                  config.max_bad_fraction, fill_missing_modalities)
+                                  config.max_bad_fraction, fill_missing_modalities, config.s3_retry_seconds)
     return loaders

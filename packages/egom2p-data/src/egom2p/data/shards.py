@@ -1,32 +1,48 @@
-"""What the data package adds to the shard format of :mod:`egom2p.core.shards`: S3 opening and writing.
+"""What the data package adds to the shard format of :mod:`egom2p.core.shards`: writing, and finding the
+shards of a dataset under a root folder (opening, local or S3, is core's ``open_url``).
 
 The layout, pattern grammar, codec and readers are core's (SPEC 1.6):
 ``root/<folder>/<dataset>/shard-000000.tar``, one tar per modality folder, the same keys in the same
 order in every folder's tar, read with patterns like ``root/[rgb,depth,cam]/egogen/shard-{000000..000003}.tar``.
+
+Sample keys: a tar member's key is its name up to the FIRST dot (webdataset's rule, and core's
+:func:`~egom2p.core.shards.sample_key`), so a key containing a dot would be read back as a different
+sample. :func:`write_shards` therefore refuses keys with a dot (``egom2p-data write`` names the file to
+rename) instead of encoding them: an encoded key would not match the user's file names anywhere else.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import IO
 
 import numpy as np
-from egom2p.core.shards import encode_tokens, open_local, write_tar
+from egom2p.core.shards import encode_tokens, write_tar
+from tqdm import tqdm
 
-__all__ = ["open_url", "write_shards"]
+__all__ = ["check_name", "dataset_pattern", "write_shards"]
+
+_PATTERN_CHARS = "[]{}"  # the pattern grammar's brackets and braces: never part of a written name
 
 
-def open_url(url: str) -> IO[bytes]:
-    """Open a local path, ``file://`` URL or ``s3://bucket/key`` URL for binary streaming reads.
+def check_name(value: str, what: str, allow_nested: bool = False) -> str:
+    """``value`` as a path component of a written shard path: not empty, ``.`` or ``..``, no path separator,
+    no pattern bracket or brace (and no comma in a folder or shard name: they sit in ``[a,b]`` / ``{a,b}``
+    lists). ``allow_nested`` accepts ``a/b`` made of such components. Raises ``ValueError`` naming ``what``."""
+    listed = what in ("folder", "shard file")
+    for part in value.split("/") if allow_nested else [value]:
+        if part in ("", ".", "..") or any(c in part for c in "/\\" + _PATTERN_CHARS + ("," if listed else "")):
+            raise ValueError(f"{what} {value!r} must be a plain name inside the output folder "
+                             f"(no '..', no path separators, no []{{}}{' or commas' if listed else ''})")
+    return value
 
-    Pass it as the ``opener`` of :func:`egom2p.core.shards.read_shard` / ``read_tar_members``.
-    """
-    if url.startswith("s3://"):
-        from egom2p.core.s3 import open_s3  # boto3 is the optional [s3] extra
 
-        return open_s3(url)
-    return open_local(url)
+def _inside(root: str, path: str) -> str:
+    """``path``, after checking that it stays inside ``root`` (the names were checked; this is the backstop)."""
+    root_abs, path_abs = os.path.abspath(root), os.path.abspath(path)
+    if os.path.commonpath([root_abs, path_abs]) != root_abs:
+        raise ValueError(f"output path {path} is outside the output folder {root}")
+    return path
 
 
 def write_shards(
@@ -36,18 +52,26 @@ def write_shards(
     keys: Sequence[str] | None = None,
     samples_per_shard: int = 1000,
     subdir: str | None = None,
+    progress: bool = False,
 ) -> str:
     """Write token arrays as shards ``root/<folder>/<dataset>[/<subdir>]/shard-%06d.tar``.
 
     ``samples`` maps a folder name (``rgb``, ``cam``, ...) to either one stacked array ``[N, *shape]`` or a
-    sequence of N per-sample arrays; every folder needs the same N. ``keys`` (default ``sample-%08d``)
-    name the samples; they must be unique and contain no dot. Arrays keep their integer dtype. Returns
+    sequence of N per-sample arrays (read one at a time: a lazy sequence keeps memory flat); every folder
+    needs the same N. ``keys`` (default ``sample-%08d``) name the samples; they must be unique and contain no
+    dot (see the module docstring). Folder, dataset and subdir names must keep every path inside ``root``.
+    Arrays keep their integer dtype. ``progress`` shows a tqdm bar over the tars (on a terminal). Returns
     the pattern that reads the shards back, e.g. ``root/[cam,rgb]/demo/shard-{000000..000002}.tar``.
     """
     if not samples:
         raise ValueError("write_shards: no modality folders given")
     if samples_per_shard <= 0:
         raise ValueError(f"write_shards: samples_per_shard must be positive, got {samples_per_shard}")
+    check_name(dataset, "dataset")
+    if subdir:
+        check_name(subdir, "subdir", allow_nested=True)
+    for folder in samples:
+        check_name(folder, "folder")
     counts = {folder: len(arrays) for folder, arrays in samples.items()}
     if len(set(counts.values())) != 1:
         raise ValueError(f"write_shards: folders hold different sample counts {counts}")
@@ -60,13 +84,45 @@ def write_shards(
     bad = [k for k in keys if "." in k or "/" in k or not k]
     if bad:
         raise ValueError(f"write_shards: sample keys may not be empty or contain '.' or '/': {bad[:3]}")
+    root = os.fspath(root)
     num_shards = -(-n // samples_per_shard)
-    for folder, arrays in samples.items():
-        directory = os.path.join(os.fspath(root), folder, dataset, *([subdir] if subdir else []))
-        for s in range(num_shards):
-            lo, hi = s * samples_per_shard, min(n, (s + 1) * samples_per_shard)
-            members = ((f"{keys[i]}.npz", encode_tokens(np.asarray(arrays[i]))) for i in range(lo, hi))
-            write_tar(os.path.join(directory, f"shard-{s:06d}.tar"), members)
+    bar = tqdm(total=num_shards * len(samples), unit="tar", desc="writing shards", disable=None if progress else True)
+    with bar:
+        for folder, arrays in samples.items():
+            directory = _inside(root, os.path.join(root, folder, dataset, *([subdir] if subdir else [])))
+            for s in range(num_shards):
+                lo, hi = s * samples_per_shard, min(n, (s + 1) * samples_per_shard)
+                members = ((f"{keys[i]}.npz", encode_tokens(np.asarray(arrays[i]))) for i in range(lo, hi))
+                write_tar(os.path.join(directory, f"shard-{s:06d}.tar"), members)
+                bar.update()
     folder_part = "[" + ",".join(sorted(samples)) + "]"
     shard_part = "shard-000000.tar" if num_shards == 1 else f"shard-{{000000..{num_shards - 1:06d}}}.tar"
-    return os.path.join(os.fspath(root), folder_part, dataset, *([subdir] if subdir else []), shard_part)
+    return os.path.join(root, folder_part, dataset, *([subdir] if subdir else []), shard_part)
+
+
+def dataset_pattern(root: str | os.PathLike, dataset: str, folders: Sequence[str] | None = None) -> str:
+    """The shard pattern of the tars under ``root/<folder>/<dataset>/`` (local), e.g.
+    ``root/[cam,rgb]/egogen/{shard-000000.tar,shard-000001.tar}``.
+
+    ``folders`` (default: every folder of ``root`` that holds ``<dataset>/``) are the modality folders; those
+    without tars are left out. The shard names are the union over the folders, so a tar one folder lacks
+    shows up as a missing file. Raises ``FileNotFoundError`` when no tar is found.
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data root {root} is not a folder")
+    check_name(dataset, "dataset")
+    if folders is None:
+        folders = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, dataset)))
+    names: dict[str, list[str]] = {}
+    for folder in folders:
+        directory = os.path.join(root, folder, dataset)
+        tars = sorted(n for n in os.listdir(directory) if n.endswith(".tar")) if os.path.isdir(directory) else []
+        if tars:
+            names[check_name(folder, "folder")] = tars
+    if not names:
+        raise FileNotFoundError(f"no tar shards under {root}/<folder>/{dataset}/ (a shard pattern, or the root of "
+                                "root/<folder>/<dataset>/shard-*.tar)")
+    shards = sorted({check_name(n, "shard file") for tars in names.values() for n in tars})
+    shard_part = shards[0] if len(shards) == 1 else "{" + ",".join(shards) + "}"
+    return os.path.join(root, "[" + ",".join(names) + "]", dataset, shard_part)

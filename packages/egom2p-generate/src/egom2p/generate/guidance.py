@@ -4,6 +4,10 @@ Single guidance (SPEC 7.3) mixes a conditional and an unconditional pass:
 `uncond + (cond - uncond) * scale`. Multi-condition guidance (the original's `generate_multi_guided`,
 https://arxiv.org/abs/2206.01714) runs one pass per condition plus the unconditional one and mixes
 `uncond + sum_i w_i (cond_i - uncond)`. Every pass decodes the same positions.
+
+The passes run as one forward with their rows packed (`model.encode(..., pack=True)`): an unconditional
+pass holds a few decoded tokens where a conditional one holds thousands of conditioning tokens, and
+padding it to the conditional width would double the work.
 """
 
 from __future__ import annotations
@@ -28,12 +32,18 @@ def blanked(item: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def pass_logits(
-    model: EgoM2P, passes: Sequence[Mapping[str, Mapping[str, torch.Tensor]]], target: str, positions: torch.Tensor
+    model: EgoM2P,
+    passes: Sequence[Mapping[str, Mapping[str, torch.Tensor]]],
+    target: str,
+    positions: torch.Tensor,
+    pack: bool = True,
 ) -> list[torch.Tensor]:
     """Logits [B, k, V] of `target` at `positions` [B, k] for every pass, from ONE forward of batch P x B.
 
     Each pass is a flat batch (name -> {tensor, input_mask, target_mask}, [B, N]). A modality missing
     from some passes is blanked there, which the encoder treats exactly like an absent modality.
+    `pack=True` packs the P x B rows so that each computes only its own tokens; `False` pads every row
+    to the longest (the original's layout; same logits up to float rounding).
     """
     names = list(dict.fromkeys(name for p in passes for name in p))
     stacked: Batch = {}
@@ -42,7 +52,7 @@ def pass_logits(
         batch_size, num_tokens = some["tensor"].shape
         filler = empty_target(batch_size, num_tokens, some["tensor"].device)
         stacked[name] = {key: torch.cat([p.get(name, filler)[key] for p in passes]) for key in MASK_LAYOUT}
-    ctx = model.encode(stacked)
+    ctx = model.encode(stacked, pack=pack)
     logits = model.decode_positions(ctx, target, torch.cat([positions] * len(passes)))
     return list(logits.chunk(len(passes)))
 
@@ -68,7 +78,8 @@ class MultiGuidance:
     later steps need one more weight.
     """
 
-    def __init__(self, conditions: Sequence[Batch]):
+    def __init__(self, conditions: Sequence[Batch], pack: bool = True):
+        self.pack = pack
         self.conditions: list[Mapping[str, Mapping[str, torch.Tensor]]] = list(conditions)
         self.given = len(self.conditions)
         self.finished: list[str] = []
@@ -91,5 +102,5 @@ class MultiGuidance:
             )
         base = {name: blanked(item) if name in self.finished else item for name, item in state.items()}
         passes = [{**base, **condition} for condition in self.conditions] + [base]
-        *conds, uncond = pass_logits(model, passes, step["target_domain"], positions)
+        *conds, uncond = pass_logits(model, passes, step["target_domain"], positions, self.pack)
         return mix_multi_guided(conds, uncond, weights)

@@ -3,7 +3,8 @@
 Each step runs the encoder once on the conditioning plus everything decoded so far
 (`model.encode`) and the decoder only on the positions it queries (`model.decode_positions`).
 Guided steps batch the conditional and the unconditional (conditioning blanked) inputs into ONE
-forward of batch 2B and use the same positions for both (the original draws them twice and relies
+forward of batch 2B, rows packed so that the short unconditional rows compute only their own tokens
+(`pack_passes`), and use the same positions for both (the original draws them twice and relies
 on reseeding to make them agree, quirk 26). Multi-condition guidance (`generate_multi_guided`) runs
 one pass per condition plus the unconditional one, as one forward of batch (K+1) x B, all at the same
 positions; unlike the original's ROAR version, the conditional passes see the tokens decoded so far
@@ -42,11 +43,15 @@ class GenerationSampler:
     `model` is used through `modalities`, `encode(batch)` and `decode_positions(ctx, modality,
     positions)` (docs/contracts.md), as is (call `model.eval()` first if it has dropout). `filter_after_temperature` swaps the original's
     filter-then-temperature order (quirk 31); `order_per_row` draws a ROAR order per batch row
-    instead of one shared order.
+    instead of one shared order. `pack_passes=False` pads the guidance passes' rows to the longest
+    instead of packing them (the original's layout; for comparisons).
     """
 
-    def __init__(self, model: EgoM2P, filter_after_temperature: bool = False, order_per_row: bool = False):
+    def __init__(
+        self, model: EgoM2P, filter_after_temperature: bool = False, order_per_row: bool = False, pack_passes: bool = True
+    ):
         self.model = model
+        self.pack_passes = pack_passes
         self.filter_after_temperature = filter_after_temperature
         self.order_per_row = order_per_row
 
@@ -129,7 +134,7 @@ class GenerationSampler:
         if not batch:  # the original's usual call: the unconditional batch holds only the targets
             rows = next(iter(flat[0].values()))["tensor"].shape[0]
             batch = {targets[0]: empty_target(rows, modalities[targets[0]].num_tokens, device)}
-        results = list(self._run(batch, schedule, seed, top_k, top_p, order, False, MultiGuidance(flat)))
+        results = list(self._run(batch, schedule, seed, top_k, top_p, order, False, MultiGuidance(flat, self.pack_passes)))
         return results[-1][2]
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -234,7 +239,7 @@ class GenerationSampler:
             if name not in state:
                 raise ValueError(f"guidance blanks {name!r}, which is not in the batch")
         uncond_state = {name: blanked(item) if name in conditioning else item for name, item in state.items()}
-        cond, uncond = pass_logits(self.model, [state, uncond_state], target, positions)
+        cond, uncond = pass_logits(self.model, [state, uncond_state], target, positions, self.pack_passes)
         return mix_guided(cond, uncond, scale)
 
 

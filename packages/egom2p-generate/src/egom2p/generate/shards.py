@@ -29,7 +29,7 @@ from egom2p.core.shards import (
     expand_shard_pattern,
     iter_folder_samples,
     iter_tar_members,
-    open_local,
+    open_url,
 )
 
 Shard = dict[str, str]  # folder -> tar path, one modality folder each
@@ -71,18 +71,6 @@ def find_dataset_shards(root: str | os.PathLike, dataset: str, folders: Sequence
             raise ShardError(f"{os.path.join(os.fspath(root), first, dataset)} holds shards {first_names}, "
                              f"{os.path.join(os.fspath(root), folder, dataset)} holds {folder_names}")
     return [{folder: os.path.join(os.fspath(root), folder, dataset, name) for folder in names} for name in first_names]
-
-
-def open_shard(url: str) -> IO[bytes]:
-    """Open a local tar path or an ``s3://bucket/key`` URL; a missing one is a ``FileNotFoundError`` naming it."""
-    if url.startswith("s3://"):
-        from egom2p.core.s3 import open_s3  # boto3: the optional [s3] extra
-
-        return open_s3(url)
-    try:
-        return open_local(url)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"data file not found: {url}") from None
 
 
 @dataclass(frozen=True)
@@ -151,7 +139,7 @@ def iter_shard_samples(shards: Iterable[Mapping[str, str]]) -> Iterator[Sample]:
     for shard in shards:
         folders = list(shard)
         with ExitStack() as stack:
-            streams = [_token_members(shard[f], stack.enter_context(open_shard(shard[f]))) for f in folders]
+            streams = [_token_members(shard[f], stack.enter_context(open_url(shard[f]))) for f in folders]
             for items in zip_longest(*streams):
                 if any(item is None for item in items):
                     ended = [shard[f] for f, item in zip(folders, items) if item is None]

@@ -56,7 +56,7 @@ def _sdpa(q, k, v, mask: torch.Tensor) -> torch.Tensor:
     return out.masked_fill(~sees_any, 0.0)
 
 
-def _triton(q, k, v, key_lengths, q_segments, k_segments) -> torch.Tensor:
+def _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths) -> torch.Tensor:
     try:
         from egom2p.model.kernels.flash_attention import flash_attention
     except ImportError as err:  # triton missing, or the kernel module not installed
@@ -64,7 +64,20 @@ def _triton(q, k, v, key_lengths, q_segments, k_segments) -> torch.Tensor:
             "attention backend 'triton' needs triton and egom2p.model.kernels.flash_attention; "
             f"import failed ({err}). Use attn_backend='sdpa' or 'reference'."
         ) from err
-    return flash_attention(q, k, v, key_lengths, q_segments, k_segments)
+    return flash_attention(q, k, v, key_lengths, q_segments, k_segments, query_lengths=query_lengths)
+
+
+_AUTOCAST_ELIGIBLE = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _autocast_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Under autocast, q/k/v in the autocast dtype, as autocast does for SDPA: with qk-norm, q and k come
+    out of a LayerNorm in fp32 while v is bf16, and every backend needs one dtype."""
+    device_type = q.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return q, k, v
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(t.to(dtype) if t.dtype in _AUTOCAST_ELIGIBLE else t for t in (q, k, v))
 
 
 def attention(
@@ -76,6 +89,7 @@ def attention(
     k_segments: torch.Tensor | None = None,
     backend: str = "auto",
     causal: bool = False,
+    query_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Masked multi-head attention ``softmax(q k^T / sqrt(Dh)) v`` -> ``[B, H, Nq, Dh]``.
 
@@ -86,18 +100,25 @@ def attention(
         backend: ``reference`` | ``sdpa`` | ``triton`` | ``auto`` (resolved here for ``q``'s device;
             the model resolves it once when built and passes the concrete backend).
         causal: also require ``j <= i`` (only the original's causal-decoder variant uses it).
+        query_lengths: int ``[B]``; queries ``i >= query_lengths[b]`` are padding: zero output (the
+            Triton kernel does not compute them).
+
+    Under autocast q/k/v are cast to the autocast dtype first (as autocast does for SDPA).
     """
-    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments)
+    q, k, v = _autocast_inputs(q, k, v)
+    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
     backend = resolve_backend(backend, q.device, causal)
     batch, heads, num_queries, head_dim = q.shape
     num_keys = k.shape[2]
     if num_keys == 0:  # empty context: nothing to attend to
         return q.new_zeros(batch, heads, num_queries, head_dim)
     if backend is AttnBackend.TRITON:
-        return _triton(q, k, v, key_lengths, q_segments, k_segments)
+        return _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
     if backend is AttnBackend.REFERENCE:
-        return masked_attention_reference(q, k, v, key_lengths, q_segments, k_segments, causal)
-    if key_lengths is None and q_segments is None and not causal:
+        return masked_attention_reference(q, k, v, key_lengths, q_segments, k_segments, causal, query_lengths=query_lengths)
+    if key_lengths is None and q_segments is None and query_lengths is None and not causal:
         return F.scaled_dot_product_attention(q, k, v)  # nothing masked: let SDPA pick its fastest kernel
-    mask = attention_visibility(batch, num_queries, num_keys, q.device, key_lengths, q_segments, k_segments, causal)
+    mask = attention_visibility(
+        batch, num_queries, num_keys, q.device, key_lengths, q_segments, k_segments, causal, query_lengths
+    )
     return _sdpa(q, k, v, mask)

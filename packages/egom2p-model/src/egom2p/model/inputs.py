@@ -1,37 +1,49 @@
-"""Token selection: which tokens of a validated batch the encoder and the decoder compute.
-
-Batches are checked against the contract (DESIGN.md section 2) by
-:func:`egom2p.core.batch.validate_batch`, which also flattens them to ``ModalityBatch`` entries.
+"""Token layouts: which tokens the encoder and the decoder compute, laid out in rows of static width.
 
 Selection follows the original (SPEC 2.4): concatenate the modalities, stable-sort each sample so
 the selected tokens come first in concatenation order, keep the first ``budget``. We concatenate
 in sorted modality order (the original used dict order for the encoder and a random order for
 the decoder, quirk 8; neither changes what a token sees under the non-causal masks).
-Selected tokens form a prefix of each row; the rest is padding. Rows are trimmed to the longest
-prefix in the batch: padding is never attended to, so computing it would only cost time.
+
+A :class:`TokenLayout` comes from one of three places:
+- :func:`select_tokens` (a masked batch, the batch contract): one row per sample. With a budget the
+  row width is the budget, a static shape, and nothing reads the device (the training path); with
+  ``budget=None`` rows are trimmed to the fullest sample (one host sync; inference).
+- :func:`read_packed_batch` (a packed batch from ``egom2p.data.packing``): rows holding several
+  samples each, built on the CPU by the loader; ``samples`` says which token belongs to which sample.
+- :func:`pack_layout` (inference): the valid tokens of a one-row-per-sample layout re-packed on the
+  device, so that guided generation computes each pass's own tokens only.
+In every layout the valid slots of a row are its prefix ``j < lengths[r]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from egom2p.core.batch import ModalityBatch
+from egom2p.core.modalities import ModalitySpec
+
+# Target ids at padded head slots: ``F.cross_entropy``'s and the fused loss's default ignore_index.
+IGNORE_INDEX = -100
+PACKED_KEYS = ("encoder", "decoder", "targets")
+PACKED_SIDE_KEYS = ("ids", "modality", "positions", "samples", "lengths")
 
 
 @dataclass
-class TokenSelection:
-    """Selected tokens of a batch; valid slots are the prefix ``j < lengths[b]``."""
+class TokenLayout:
+    """The tokens one side of the model computes, in ``R`` rows of ``L`` slots."""
 
-    ids: torch.Tensor  # int64 [B, N], 0 at padding
-    segments: torch.Tensor  # int32 [B, N], index into the model's modality list, -1 at padding
-    positions: torch.Tensor  # int64 [B, N], position inside the modality, 0 at padding
-    lengths: torch.Tensor  # int32 [B]
+    ids: torch.Tensor  # int64 [R, L], 0 at padding
+    modality: torch.Tensor  # int64 [R, L], index into the model's modality list, -1 at padding
+    positions: torch.Tensor  # int64 [R, L], position inside the modality, 0 at padding
+    lengths: torch.Tensor  # int32 [R]; valid slots are the prefix j < lengths[r]
+    samples: torch.Tensor | None = None  # int32 [R, L], the token's sample, -1 at padding; None: row r is sample r
 
     @property
     def valid(self) -> torch.Tensor:
-        """Bool ``[B, N]``: True at selected (non-padding) slots."""
+        """Bool ``[R, L]``: True at selected (non-padding) slots."""
         slots = torch.arange(self.ids.shape[1], device=self.ids.device)
         return slots[None, :] < self.lengths[:, None]
 
@@ -41,11 +53,12 @@ def select_tokens(
     modality_index: Mapping[str, int],
     side: str,
     budget: int | None,
-) -> TokenSelection:
-    """Pick the encoder inputs (``side='input'``) or decoder targets (``side='target'``).
+) -> TokenLayout:
+    """Pick the encoder inputs (``side='input'``) or decoder targets (``side='target'``), one row per sample.
 
     ``budget`` is the original's ``num_encoder_tokens``/``num_decoder_tokens``: at most that many
-    tokens per sample, in concatenation order; None = as many as the fullest sample has.
+    tokens per sample, in concatenation order, in rows exactly ``budget`` wide (no host sync).
+    ``None`` = every selected token, rows as wide as the fullest sample (reads the lengths: one sync).
     """
     first = next(iter(inputs.values()))
     device, batch = first.ids.device, first.ids.shape[0]
@@ -55,19 +68,175 @@ def select_tokens(
                          f"(the number of tokens of the modalities in the batch)")
     ids = torch.cat([m.ids for m in inputs.values()], dim=1)
     excluded = torch.cat([(m.input_mask if side == "input" else m.target_mask) for m in inputs.values()], dim=1)
-    segments = torch.cat(
-        [torch.full((m.ids.shape[1],), modality_index[name], dtype=torch.int32, device=device) for name, m in inputs.items()]
+    modality = torch.cat(
+        [torch.full((m.ids.shape[1],), modality_index[name], dtype=torch.int64, device=device) for name, m in inputs.items()]
     )
     positions = torch.cat([torch.arange(m.ids.shape[1], device=device) for m in inputs.values()])
     lengths = (~excluded).sum(dim=1)
-    if budget is not None:
+    if budget is None:
+        width = int(lengths.max()) if batch else 0  # host sync: inference only
+    else:
+        width = budget
         lengths = lengths.clamp(max=budget)
-    width = int(lengths.max()) if batch else 0
     order = torch.sort(excluded.to(torch.int8), dim=1, stable=True).indices[:, :width]
     valid = torch.arange(width, device=device)[None, :] < lengths[:, None]
-    return TokenSelection(
+    return TokenLayout(
         ids=torch.where(valid, ids.gather(1, order), 0),
-        segments=torch.where(valid, segments[order], -1),
+        modality=torch.where(valid, modality[order], -1),
         positions=torch.where(valid, positions[order], 0),
         lengths=lengths.to(torch.int32),
     )
+
+
+def target_slots(layout: TokenLayout, modality_index: Mapping[str, int], num_tokens: Mapping[str, int]) -> dict[str, torch.Tensor]:
+    """Per modality, the flat slot (``r * L + j``) of each of its targets in ``layout``, in slot order.
+
+    A static shape without a host sync: modality ``m`` gets ``R * min(L, num_tokens[m])`` entries (the
+    most it can have), the unused ones -1. Only for one-row-per-sample layouts; a packed batch brings
+    its own (tighter) index.
+    """
+    flat = layout.modality.reshape(-1)
+    rows, width = layout.ids.shape
+    out = {}
+    for name, index in modality_index.items():
+        capacity = rows * min(width, num_tokens[name])
+        here = flat == index
+        rank = torch.cumsum(here, 0) - 1  # k-th target of the modality -> entry k
+        dest = torch.where(here, rank, capacity)  # everything else lands in one dump entry, cut off below
+        slots = torch.full((capacity + 1,), -1, dtype=torch.int64, device=flat.device)
+        out[name] = slots.scatter(0, dest, torch.arange(flat.numel(), device=flat.device))[:capacity]
+    return out
+
+
+def is_packed_batch(batch: Mapping[str, object]) -> bool:
+    """True for a packed batch (``egom2p.data.packing``): exactly the keys encoder, decoder and targets."""
+    return set(batch) == set(PACKED_KEYS)
+
+
+def _packed_side(entry: Mapping[str, torch.Tensor], side: str, to_model: list[int], check_values: bool) -> TokenLayout:
+    if not isinstance(entry, Mapping) or any(k not in entry for k in PACKED_SIDE_KEYS):
+        raise ValueError(f"packed batch[{side!r}] must hold {list(PACKED_SIDE_KEYS)}")
+    ids = entry["ids"]
+    if ids.dim() != 2:
+        raise ValueError(f"packed batch[{side!r}]['ids'] must be [rows, width], got {tuple(ids.shape)}")
+    for key in PACKED_SIDE_KEYS:
+        t = entry[key]
+        if t.dtype.is_floating_point or t.dtype == torch.bool:
+            raise ValueError(f"packed batch[{side!r}][{key!r}] must be an integer tensor, got {t.dtype}")
+        want = ids.shape[:1] if key == "lengths" else ids.shape
+        if t.shape != want:
+            raise ValueError(f"packed batch[{side!r}][{key!r}] has shape {tuple(t.shape)}, expected {tuple(want)}")
+    modality = entry["modality"].long()
+    if check_values and bool(((modality < -1) | (modality >= len(to_model))).any()):
+        raise ValueError(f"packed batch[{side!r}]['modality'] must be in [-1, {len(to_model)}) "
+                         f"(indices into sorted(batch['targets']))")
+    if to_model != list(range(len(to_model))):  # batch index -> model index (Python scalars: no host-to-device copy)
+        remapped = torch.full_like(modality, -1)
+        for index, model_index in enumerate(to_model):
+            remapped = torch.where(modality == index, model_index, remapped)
+        modality = remapped
+    return TokenLayout(ids=ids.long(), modality=modality, positions=entry["positions"].long(),
+                       lengths=entry["lengths"].to(torch.int32), samples=entry["samples"].to(torch.int32))
+
+
+def _check_packed_values(layout: TokenLayout, side: str, names: Sequence[str], specs: Mapping[str, ModalitySpec]) -> None:
+    """The debug check of a packed side (host syncs): valid slots form the prefix, ids and positions in range."""
+    if not torch.equal(layout.modality >= 0, layout.valid):
+        raise ValueError(f"packed batch[{side!r}]: the tokens of row r must be its first lengths[r] slots (modality -1 after)")
+    for name in names:
+        here = layout.modality == list(specs).index(name)
+        spec = specs[name]
+        for key, values, limit in (("ids", layout.ids, spec.vocab_size), ("positions", layout.positions, spec.num_tokens)):
+            bad = here & ((values < 0) | (values >= limit))
+            if bool(bad.any()):
+                raise ValueError(f"packed batch[{side!r}][{key!r}] has {name} values {values[bad].unique()[:5].tolist()} "
+                                 f"outside [0, {limit})")
+
+
+def read_packed_batch(
+    batch: Mapping[str, Mapping[str, torch.Tensor]], specs: Mapping[str, ModalitySpec], check_values: bool = True
+) -> tuple[TokenLayout, TokenLayout, dict[str, torch.Tensor]]:
+    """The encoder and decoder layouts and the per-modality target slots of a packed batch.
+
+    The batch's modality indices refer to ``sorted(batch['targets'])``; they are mapped to positions in
+    the model's sorted modality list (``specs``). Shapes and dtypes are always checked; with
+    ``check_values`` (a debug check that reads the device) also every index and token id.
+    """
+    targets = batch["targets"]
+    names = sorted(targets)
+    model_names = list(specs)
+    unknown = [n for n in names if n not in specs]
+    if not names or unknown:
+        raise ValueError(f"packed batch['targets'] must name the batch's modalities; unknown {unknown}, "
+                         f"the model has {model_names}")
+    to_model = [model_names.index(n) for n in names]
+    encoder = _packed_side(batch["encoder"], "encoder", to_model, check_values)
+    decoder = _packed_side(batch["decoder"], "decoder", to_model, check_values)
+    if encoder.ids.shape[0] != decoder.ids.shape[0]:
+        raise ValueError(f"packed batch has {encoder.ids.shape[0]} encoder rows and {decoder.ids.shape[0]} decoder rows")
+    slots = {}
+    for name in names:
+        index = targets[name]
+        if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
+            raise ValueError(f"packed batch['targets'][{name!r}] must be a 1-D integer tensor, got {index.dtype} "
+                             f"{tuple(index.shape)}")
+        slots[name] = index.long()
+    if check_values:
+        _check_packed_values(encoder, "encoder", names, specs)
+        _check_packed_values(decoder, "decoder", names, specs)
+        flat = decoder.modality.reshape(-1)
+        for name, index in slots.items():
+            used = index[index >= 0]
+            in_range = bool((index >= -1).all()) and bool((used < flat.numel()).all())
+            if not in_range or bool((flat[used] != model_names.index(name)).any()):
+                raise ValueError(f"packed batch['targets'][{name!r}] must list decoder slots of {name} (or -1)")
+    return encoder, decoder, slots
+
+
+def first_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Samples into rows of ``capacity`` slots: longest first, each into the first row where it fits
+    (a sample longer than ``capacity`` gets a row of its own). Each row lists its samples in order."""
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    for s in sorted(range(len(lengths)), key=lambda s: -lengths[s]):
+        r = next((r for r, used in enumerate(fill) if used + lengths[s] <= capacity), len(rows))
+        if r == len(rows):
+            rows.append([])
+            fill.append(0)
+        rows[r].append(s)
+        fill[r] += lengths[s]
+    return [sorted(row) for row in rows]
+
+
+def pack_layout(layout: TokenLayout, rows: Sequence[Sequence[int]]) -> tuple[TokenLayout, list[int]]:
+    """Re-pack a one-row-per-sample layout into ``rows`` (lists of samples, e.g. from :func:`first_fit`).
+
+    Inference only (reads the lengths). Each sample's tokens stay contiguous and in order; rows are as
+    wide as the fullest. Returns the packed layout (``samples`` set) and the row of each sample.
+    """
+    lengths = layout.lengths.tolist()
+    row_of, start, fill = [0] * len(lengths), [0] * len(lengths), []
+    for r, members in enumerate(rows):
+        offset = 0
+        for s in members:
+            row_of[s], start[s] = r, offset
+            offset += lengths[s]
+        fill.append(offset)
+    width = max(fill, default=0)
+    device = layout.ids.device
+    src_row, src_slot = layout.valid.nonzero(as_tuple=True)
+    dest = torch.tensor(row_of, device=device)[src_row] * width + torch.tensor(start, device=device)[src_row] + src_slot
+
+    def place(values: torch.Tensor, empty: int) -> torch.Tensor:
+        out = torch.full((len(rows) * width,), empty, dtype=values.dtype, device=device)
+        return out.index_copy(0, dest, values[src_row, src_slot]).view(len(rows), width)
+
+    samples = torch.arange(layout.ids.shape[0], dtype=torch.int32, device=device)[:, None].expand_as(layout.ids)
+    packed = TokenLayout(
+        ids=place(layout.ids, 0),
+        modality=place(layout.modality, -1),
+        positions=place(layout.positions, 0),
+        lengths=torch.tensor(fill, dtype=torch.int32, device=device),
+        samples=place(samples, -1),
+    )
+    return packed, row_of

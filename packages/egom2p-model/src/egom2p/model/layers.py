@@ -32,7 +32,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, backend: str, key_lengths=None, segments=None, causal: bool = False) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (qkv h d) -> qkv b h n d", qkv=3, h=self.num_heads)
-        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, segments, segments, backend=backend, causal=causal)
+        # Queries are the keys: rows past key_lengths are padding, which the kernel need not compute.
+        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, segments, segments, backend=backend, causal=causal,
+                        query_lengths=key_lengths)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
@@ -48,10 +50,20 @@ class CrossAttention(nn.Module):
         self.q_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
         self.k_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, backend: str, key_lengths=None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        backend: str,
+        key_lengths=None,
+        q_segments=None,
+        k_segments=None,
+        query_lengths=None,
+    ) -> torch.Tensor:
         q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.num_heads)
         k, v = rearrange(self.kv(context), "b n (kv h d) -> kv b h n d", kv=2, h=self.num_heads)
-        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, backend=backend)
+        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, q_segments, k_segments, backend=backend,
+                        query_lengths=query_lengths)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
@@ -82,8 +94,11 @@ class EncoderBlock(nn.Module):
         self.norm2 = layer_norm(cfg.dim, cfg.norm_bias)
         self.mlp = Mlp(cfg)
 
-    def forward(self, x: torch.Tensor, backend: str, key_lengths: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), backend, key_lengths=key_lengths)
+    def forward(
+        self, x: torch.Tensor, backend: str, key_lengths: torch.Tensor | None, segments: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``segments`` (packed rows): a token sees only tokens of its own sample."""
+        x = x + self.attn(self.norm1(x), backend, key_lengths=key_lengths, segments=segments)
         return x + self.mlp(self.norm2(x))
 
 
@@ -109,7 +124,12 @@ class DecoderBlock(nn.Module):
         segments: torch.Tensor | None,
         context_lengths: torch.Tensor | None,
         causal: bool = False,
+        samples: torch.Tensor | None = None,
+        context_samples: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``segments``: self-attention segments; ``samples``/``context_samples`` (packed rows): the sample
+        of each query / context key, so that a query reads only its own sample's context."""
         y = y + self.self_attn(self.norm1(y), backend, key_lengths=self_key_lengths, segments=segments, causal=causal)
-        y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), backend, key_lengths=context_lengths)
+        y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), backend, key_lengths=context_lengths,
+                                q_segments=samples, k_segments=context_samples, query_lengths=self_key_lengths)
         return y + self.mlp(self.norm2(y))

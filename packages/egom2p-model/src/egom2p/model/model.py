@@ -1,7 +1,14 @@
 """The EgoM2P encoder-decoder (SPEC 2), readable top to bottom.
 
-forward: validate batch (egom2p.core.batch) -> select encoder inputs / decoder targets -> encoder
--> context -> decoder (mask-token queries) -> per-modality heads and cross-entropy -> reduced loss.
+forward: a masked batch (egom2p.core.batch) or a packed batch (egom2p.data.packing) -> token layouts
+(encoder inputs, decoder targets; ``inputs.py``) -> encoder -> context -> decoder (mask-token queries)
+-> per-modality heads and cross-entropy -> reduced loss.
+
+The training forward reads nothing back from the device (no host synchronisation): with token budgets
+every shape is static (padded slots are masked), embeddings and heads are gathered with static-size
+indices, and the target counts stay tensors. Only ``check_vocab=True`` (a debug check; the loader
+validates every sample) and the inference helpers (``budget=None``, ``encode(pack=True)``,
+``return_logits``) read the device.
 """
 
 from __future__ import annotations
@@ -22,34 +29,59 @@ from .attention import resolve_backend
 from .checkpoint import load_pretrained, save_pretrained
 from .config import EgoM2PConfig
 from .embeddings import DecoderEmbedding, EncoderEmbedding, position_table
-from .inputs import TokenSelection, select_tokens
+from .inputs import (
+    IGNORE_INDEX,
+    TokenLayout,
+    first_fit,
+    is_packed_batch,
+    pack_layout,
+    read_packed_batch,
+    select_tokens,
+    target_slots,
+)
 from .layers import DecoderBlock, EncoderBlock, layer_norm
 from .losses import cross_entropy_sum, reduce_losses, scale_mod_losses
 from .presets import preset_config
 
 Batch = Mapping[str, Mapping[str, torch.Tensor]]
 
+# Packed inference tries rows as wide as the longest sample, that rounded up to this (room for short
+# samples beside a long one), and one row for everything (see EgoM2P._pack_rows).
+PACK_ROUNDING = 256
+
 
 @dataclass
 class EgoM2POutput:
     """Result of a training forward.
 
-    ``logits`` (only with ``return_logits=True``): per modality ``[T_m, V_m]`` at that
-    modality's targets, ordered by sample, then position.
+    ``num_targets``: per modality, the number of targets as an int64 0-dim tensor (on the batch's
+    device: reading it is a host sync). ``logits`` (only with ``return_logits=True``): per modality
+    ``[T_m, V_m]`` at that modality's targets, ordered by sample, then position.
     """
 
     loss: torch.Tensor
     mod_loss: dict[str, torch.Tensor]
-    num_targets: dict[str, int]
+    num_targets: dict[str, torch.Tensor]
     logits: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
 class EncoderContext:
-    """Encoder output as the decoder reads it: ``decoder_proj_context(x) + emb``; valid keys are a prefix."""
+    """Encoder output as the decoder reads it: ``decoder_proj_context(x) + emb``; valid keys are a prefix.
 
-    context: torch.Tensor  # [B, N, D], N may be 0
-    key_lengths: torch.Tensor  # int32 [B]
+    One row per sample, or (``encode(..., pack=True)``) rows holding several samples: then
+    ``samples`` gives each key's sample and ``sample_rows`` each sample's row.
+    """
+
+    context: torch.Tensor  # [R, N, D], N may be 0
+    key_lengths: torch.Tensor  # int32 [R]
+    samples: torch.Tensor | None = None  # int32 [R, N], -1 at padding; None: row r is sample r
+    sample_rows: list[int] | None = None  # packed inference: the row of each sample
+
+    @property
+    def num_samples(self) -> int:
+        """Samples encoded (rows, unless packed)."""
+        return self.context.shape[0] if self.sample_rows is None else len(self.sample_rows)
 
 
 class EgoM2P(nn.Module):
@@ -136,69 +168,123 @@ class EgoM2P(nn.Module):
         return cls(preset_config(name, **overrides))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | Mapping[str, torch.Tensor], config: EgoM2PConfig | Mapping | None = None) -> EgoM2P:
-        """Load our directory (safetensors + config.json), a training run, the original ``.pth``, or a state dict.
+    def from_pretrained(
+        cls,
+        path: str | Path | Mapping[str, torch.Tensor],
+        config: EgoM2PConfig | Mapping | None = None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        revision: str | None = None,
+    ) -> EgoM2P:
+        """Load our directory (safetensors + config.json), a training run, the original ``.pth``, a Hugging
+        Face Hub id or a state dict; the model comes back in eval mode on ``device`` in ``dtype``.
 
         ``path`` is found by :func:`egom2p.model.checkpoint.resolve_checkpoint`: a checkpoint directory
         (a trainer's ``checkpoints/step-N/`` is one), a run's ``output_dir`` or its ``checkpoints/``
-        folder (the newest complete step), or an original ``.pth``/``.pt`` file. ``config`` (an
+        folder (the newest complete step), an original ``.pth``/``.pt`` file (read safely, with
+        ``weights_only=True``), or ``org/repo`` on the Hub (``revision``: branch, tag or commit; the
+        ``[hub]`` extra; offline from the local cache with ``HF_HUB_OFFLINE=1``). ``config`` (an
         EgoM2PConfig or dict) overrides the architecture stored with the weights; it is required for
-        a bare state dict.
+        a bare state dict. ``dtype``: a floating dtype or its name (``"bfloat16"``).
         """
-        return load_pretrained(cls, path, config)
+        return load_pretrained(cls, path, config, device=device, dtype=dtype, revision=revision)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` into ``directory`` (atomically, see ``write_pretrained``)."""
         save_pretrained(self, directory)
 
     # ------------------------------------------------------------------------- embeddings
-    def _scatter(self, sel: TokenSelection, build) -> torch.Tensor:
-        """``[B, N, D]`` with ``build(name, ids, positions)`` at each modality's slots, zeros at padding."""
-        batch, width = sel.ids.shape
-        flat_segments = sel.segments.reshape(-1)
-        out = self.mask_token.new_zeros(batch * width, self.config.dim)
+    def _embed(self, layout: TokenLayout, build) -> torch.Tensor:
+        """``[R, L, D]`` with ``build(name, ids, positions)`` at each modality's slots, zeros at padding.
+
+        Every modality's function runs on every slot (others read index 0 and are discarded): static
+        shapes, no host sync, and every table takes part in the graph (zero grads, DDP-safe).
+        """
+        out = self.mask_token.new_zeros(*layout.ids.shape, self.config.dim)
         for i, name in enumerate(self.modality_names):
-            # Empty selections still run, so every table takes part in the graph (zero grads, DDP-safe).
-            idx = (flat_segments == i).nonzero().squeeze(1)
-            values = build(name, sel.ids.reshape(-1)[idx], sel.positions.reshape(-1)[idx])
-            out = out.index_copy(0, idx, values.to(out.dtype))
-        return out.view(batch, width, self.config.dim)
+            here = layout.modality == i
+            values = build(name, torch.where(here, layout.ids, 0), torch.where(here, layout.positions, 0))
+            out = torch.where(here[..., None], values.to(out.dtype), out)
+        return out
 
     def _position_emb(self, name: str, positions: torch.Tensor) -> torch.Tensor:
         emb = self.encoder_embeddings[name]
         return emb.pos_emb[0, positions] + emb.mod_emb[0]
 
     # ------------------------------------------------------------------------- trunk
-    def _encode_selection(self, sel: TokenSelection) -> EncoderContext:
-        tokens = self._scatter(sel, lambda name, ids, pos: self.encoder_embeddings[name].token_emb(ids))
-        emb = self._scatter(sel, lambda name, ids, pos: self._position_emb(name, pos))
+    def _encode_layout(self, layout: TokenLayout) -> EncoderContext:
+        tokens = self._embed(layout, lambda name, ids, pos: self.encoder_embeddings[name].token_emb(ids))
+        emb = self._embed(layout, lambda name, ids, pos: self._position_emb(name, pos))
         x = tokens + emb
         for block in self.encoder:
-            x = block(x, self.attn_backend, sel.lengths)
+            x = block(x, self.attn_backend, layout.lengths, layout.samples)
         x = self.encoder_norm(x)
         # The embeddings are added again to the context (zero at padding, SPEC 2.4 step 6).
-        return EncoderContext(context=self.decoder_proj_context(x) + emb, key_lengths=sel.lengths)
+        return EncoderContext(context=self.decoder_proj_context(x) + emb, key_lengths=layout.lengths, samples=layout.samples)
 
     def _decode(
         self,
         y: torch.Tensor,
         ctx: EncoderContext,
         self_lengths: torch.Tensor | None,
-        segments: torch.Tensor | None,
+        self_segments: torch.Tensor | None,
+        samples: torch.Tensor | None,
         causal: bool,
     ) -> torch.Tensor:
+        """Decoder blocks; ``samples`` (packed rows) keeps each query to its own sample's context."""
         context = ctx.context.to(y.dtype)
         for block in self.decoder:
-            y = block(y, context, self.attn_backend, self_lengths, segments, ctx.key_lengths, causal)
+            y = block(y, context, self.attn_backend, self_lengths, self_segments, ctx.key_lengths, causal,
+                      samples, ctx.samples)
         return self.decoder_norm(y)
 
-    def encode(self, batch: Batch, num_encoder_tokens: int | None = None, check_vocab: bool = True) -> EncoderContext:
+    def _self_segments(self, layout: TokenLayout) -> torch.Tensor | None:
+        """Decoder self-attention segments: a target sees the targets of its own sample (and, with
+        ``decoder_sep_mask``, of its own modality)."""
+        if not self.config.decoder_sep_mask:
+            return layout.samples
+        if layout.samples is None:
+            return layout.modality
+        return layout.samples * len(self.modality_names) + layout.modality
+
+    def encode(
+        self, batch: Batch, num_encoder_tokens: int | None = None, check_vocab: bool = True, pack: bool = False
+    ) -> EncoderContext:
         """Run the encoder on the batch's inputs; ``None`` keeps as many tokens as the fullest sample has.
 
-        ``check_vocab=False`` skips the token-id range check (a host sync per modality).
+        ``check_vocab=False`` skips the token-id range check (a host sync per modality). ``pack=True``
+        (inference) packs the samples' inputs into shared rows, so that short samples (an unconditional
+        guidance pass) do not compute the padding up to the longest one; ``decode_positions`` reads
+        either kind of context.
         """
         inputs = validate_batch(batch, self.modalities, check_vocab=check_vocab)
-        return self._encode_selection(select_tokens(inputs, self._modality_index, "input", num_encoder_tokens))
+        layout = select_tokens(inputs, self._modality_index, "input", num_encoder_tokens)
+        if not pack:
+            return self._encode_layout(layout)
+        packed, rows = pack_layout(layout, self._pack_rows(layout.lengths.tolist()))
+        ctx = self._encode_layout(packed)
+        ctx.sample_rows = rows
+        return ctx
+
+    def _pack_rows(self, lengths: list[int]) -> list[list[int]]:
+        """The cheapest of a few first-fit packings of samples with these token counts (inference).
+
+        Work of R rows of width W, in units of one query-key pair of attention: R W (6 dim + W). The
+        linear layers cost about 6 dim pairs per token (24 dim^2 FLOPs against 4 dim); dense backends
+        (sdpa, reference) also compute all W^2 pairs of a row, while the Triton kernel skips other
+        samples' blocks, so for it one row is always cheapest.
+        """
+        dense = self.attn_backend is not AttnBackend.TRITON
+        per_token = 6 * self.config.dim
+
+        def work(rows: list[list[int]]) -> int:
+            width = max((sum(lengths[s] for s in row) for row in rows), default=0)
+            return len(rows) * width * (per_token + (width if dense else 0))
+
+        longest = max(lengths, default=0)
+        capacities = (longest, -(-longest // PACK_ROUNDING) * PACK_ROUNDING, sum(lengths))
+        return min((first_fit(lengths, capacity) for capacity in capacities), key=work)
 
     def decode_positions(self, ctx: EncoderContext, modality: str, positions: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, k, V]`` of ``modality`` at ``positions`` (int64 ``[B, k]``).
@@ -209,13 +295,37 @@ class EgoM2P(nn.Module):
         if modality not in self.modalities:
             raise ValueError(f"unknown modality {modality!r}; the model has {self.modality_names}")
         num_tokens = self.modalities[modality].num_tokens
-        if positions.dim() != 2 or positions.shape[0] != ctx.context.shape[0]:
-            raise ValueError(f"positions must have shape [{ctx.context.shape[0]}, k], got {tuple(positions.shape)}")
+        if positions.dim() != 2 or positions.shape[0] != ctx.num_samples:
+            raise ValueError(f"positions must have shape [{ctx.num_samples}, k], got {tuple(positions.shape)}")
         if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= num_tokens):
             raise ValueError(f"positions for {modality!r} must be in [0, {num_tokens}), got [{int(positions.min())}, {int(positions.max())}]")
+        head = self.decoder_embeddings[modality].head_weight
         y = self.mask_token + self._position_emb(modality, positions.long())
-        y = self._decode(y, ctx, None, None, causal=False)
-        return F.linear(y, self.decoder_embeddings[modality].head_weight)
+        if ctx.sample_rows is None:
+            return F.linear(self._decode(y, ctx, None, None, None, causal=False), head)
+        return F.linear(self._decode_packed_queries(y, ctx), head)
+
+    def _decode_packed_queries(self, y: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:
+        """Decode queries ``y`` [B, k, D] against a packed context: each sample's k queries go, in sample
+        order, into its context row; they see each other and their own sample's keys only."""
+        batch, k, dim = y.shape
+        rows = ctx.context.shape[0]
+        per_row = [0] * rows
+        offsets = []
+        for row in ctx.sample_rows:
+            offsets.append(per_row[row] * k)
+            per_row[row] += 1
+        width = max(per_row, default=0) * k
+        device = y.device
+        first = torch.tensor(ctx.sample_rows, device=device) * width + torch.tensor(offsets, device=device)
+        dest = (first[:, None] + torch.arange(k, device=device)[None, :]).reshape(-1)
+        flat = y.new_zeros(rows * width, dim).index_copy(0, dest, y.reshape(-1, dim))
+        owner = torch.arange(batch, dtype=torch.int32, device=device).repeat_interleave(k)
+        samples = torch.full((rows * width,), -1, dtype=torch.int32, device=device).index_copy(0, dest, owner)
+        lengths = torch.tensor([n * k for n in per_row], dtype=torch.int32, device=device)
+        samples = samples.view(rows, width)
+        out = self._decode(flat.view(rows, width, dim), ctx, lengths, samples, samples, causal=False)
+        return out.reshape(-1, dim).index_select(0, dest).view(batch, k, dim)
 
     def forward(
         self,
@@ -226,34 +336,48 @@ class EgoM2P(nn.Module):
         return_logits: bool = False,
         check_vocab: bool = True,
     ) -> EgoM2POutput:
-        """Masked-modelling loss of a batch (docs/contracts.md).
+        """Masked-modelling loss of a masked batch or a packed batch (docs/contracts.md).
 
-        Budgets are per sample (the original's 2048/2048 in training); ``None`` = every selected
-        token. Samples with fewer tokens are padded; padding never influences valid tokens.
+        Masked batch: budgets are per sample (the original's 2048/2048 in training); ``None`` = every
+        selected token (rows trimmed to the fullest sample: a host sync). Samples with fewer tokens
+        are padded; padding never influences valid tokens.
+        Packed batch (``egom2p.data.packing.pack_batch``, keys ``encoder``/``decoder``/``targets``):
+        the packer applied the budgets, so the budget arguments are not used; losses are those of
+        the unpacked batch.
         ``loss_type`` is a :class:`egom2p.core.enums.LossType` value. ``check_vocab=False`` skips the
-        token-id range check (one host sync per modality) for batches already known to be in range.
+        token-id range check (host syncs) for batches already known to be in range: the training
+        path, which then never reads the device (``mod`` and ``weighted_mod`` losses).
         """
         loss_type = LossType.parse(loss_type, "loss_type")
-        inputs = validate_batch(batch, self.modalities, check_vocab=check_vocab)
-        ctx = self._encode_selection(select_tokens(inputs, self._modality_index, "input", num_encoder_tokens))
-        targets = select_tokens(inputs, self._modality_index, "target", num_decoder_tokens)
-        queries = self._scatter(targets, lambda name, ids, pos: self.mask_token[0] + self._position_emb(name, pos))
-        segments = targets.segments if self.config.decoder_sep_mask else None
-        y = self._decode(queries, ctx, targets.lengths, segments, causal=self.config.decoder_causal_mask)
+        if is_packed_batch(batch):
+            encoder, decoder, targets = read_packed_batch(batch, self.modalities, check_values=check_vocab)
+        else:
+            inputs = validate_batch(batch, self.modalities, check_vocab=check_vocab)
+            encoder = select_tokens(inputs, self._modality_index, "input", num_encoder_tokens)
+            decoder = select_tokens(inputs, self._modality_index, "target", num_decoder_tokens)
+            index = {name: self._modality_index[name] for name in inputs}
+            targets = target_slots(decoder, index, {name: self.modalities[name].num_tokens for name in inputs})
 
-        valid = targets.valid
+        ctx = self._encode_layout(encoder)
+        queries = self._embed(decoder, lambda name, ids, pos: self.mask_token[0] + self._position_emb(name, pos))
+        causal = self.config.decoder_causal_mask
+        y = self._decode(queries, ctx, decoder.lengths, self._self_segments(decoder), decoder.samples, causal)
+
+        # Heads: each modality's targets gathered with a static-size index (-1 = unused entry, ignored by the loss).
+        hidden_slots, id_slots = y.reshape(-1, y.shape[-1]), decoder.ids.reshape(-1)
         mod_loss, num_targets, logits = {}, {}, {}
-        for name in inputs:
-            rows = valid & (targets.segments == self._modality_index[name])
-            hidden, target_ids = y[rows], targets.ids[rows]
+        for name, slots in targets.items():
+            keep, slots = slots >= 0, slots.clamp(min=0)
+            hidden = hidden_slots.index_select(0, slots)
+            target_ids = torch.where(keep, id_slots.index_select(0, slots), IGNORE_INDEX)
             weight = self.decoder_embeddings[name].head_weight
-            count = int(target_ids.numel())
+            count = keep.sum()
             ce_sum = cross_entropy_sum(hidden, weight, target_ids, self.config.fused_loss, self.config.fused_loss_chunk_size)
-            mod_loss[name] = ce_sum / max(count, 1)
+            mod_loss[name] = ce_sum / count.clamp(min=1)
             num_targets[name] = count
             if return_logits:
-                logits[name] = F.linear(hidden, weight).float()
-        vocab = {name: self.modalities[name].vocab_size for name in inputs}
+                logits[name] = F.linear(hidden[keep], weight).float()
+        vocab = {name: self.modalities[name].vocab_size for name in targets}
         loss = reduce_losses(mod_loss, num_targets, vocab, loss_type)
         mod_loss = scale_mod_losses(mod_loss, vocab, loss_type)  # weighted_mod reports the rescaled losses, as the original
         return EgoM2POutput(loss=loss, mod_loss=mod_loss, num_targets=num_targets, logits=logits if return_logits else None)
