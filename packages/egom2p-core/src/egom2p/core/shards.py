@@ -173,7 +173,7 @@ def iter_tar_members(stream: IO[bytes], where: str) -> Iterator[tuple[str, str, 
         raise ShardError(f"cannot read shard {where}: {type(exc).__name__}: {exc}") from exc
 
 
-def read_tar_members(url: str, opener: Callable[[str], IO[bytes]] = open_local) -> list[tuple[str, str, bytes]]:
+def read_tar_members(url: str, opener: Callable[[str], IO[bytes]] = open_url) -> list[tuple[str, str, bytes]]:
     """All regular members of the tar at ``url`` as ``(key, extension, bytes)``; ``opener`` opens the URL.
 
     Raises :class:`ShardError` naming the URL when it is missing, truncated or corrupt.
@@ -213,7 +213,7 @@ def write_tar(path: str | os.PathLike, members: Iterable[tuple[str, bytes]]) -> 
 Sample = tuple[str, dict[str, tuple[str, bytes]]]  # (key, {folder: (member name, bytes)})
 
 
-def read_shard(url: str, opener: Callable[[str], IO[bytes]] = open_local) -> list[Sample]:
+def read_shard(url: str, opener: Callable[[str], IO[bytes]] = open_url) -> list[Sample]:
     """Read a shard URL (``[a,b]`` folder list or one tar) into ``[(key, {folder: (member, bytes)})]``.
 
     Samples follow the first folder's member order. A key that a later folder lacks leaves that

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+from egom2p.core.packing import PACKED_KEYS
 from torch import Tensor
 
 __all__ = ["pack_batch", "packing_efficiency"]
@@ -157,7 +158,7 @@ def pack_batch(
         mine = slot[modality[token] == i]  # already by sample, then position
         padded = torch.full((_round_up(len(mine), multiple),), -1, dtype=torch.int64)
         target_slots[name] = padded.index_copy_(0, torch.arange(len(mine)), mine)
-    return {"encoder": encoder, "decoder": decoder, "targets": target_slots}
+    return dict(zip(PACKED_KEYS, (encoder, decoder, target_slots)))
 
 
 def packing_efficiency(packed: Mapping[str, Mapping[str, Tensor]]) -> dict[str, float]:

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 import torch
 from egom2p.core.batch import ModalityBatch
 from egom2p.core.modalities import ModalitySpec
+from egom2p.core.packing import PACKED_SIDE_KEYS
 
 # Target ids at padded head slots: ``F.cross_entropy``'s and the fused loss's default ignore_index.
 IGNORE_INDEX = -100
-PACKED_KEYS = ("encoder", "decoder", "targets")
-PACKED_SIDE_KEYS = ("ids", "modality", "positions", "samples", "lengths")
 
 
 @dataclass
@@ -106,11 +105,6 @@ def target_slots(layout: TokenLayout, modality_index: Mapping[str, int], num_tok
         slots = torch.full((capacity + 1,), -1, dtype=torch.int64, device=flat.device)
         out[name] = slots.scatter(0, dest, torch.arange(flat.numel(), device=flat.device))[:capacity]
     return out
-
-
-def is_packed_batch(batch: Mapping[str, object]) -> bool:
-    """True for a packed batch (``egom2p.data.packing``): exactly the keys encoder, decoder and targets."""
-    return set(batch) == set(PACKED_KEYS)
 
 
 def _packed_side(entry: Mapping[str, torch.Tensor], side: str, to_model: list[int], check_values: bool) -> TokenLayout:

@@ -72,8 +72,9 @@ def reduce_losses(
         weights = {m: num_targets[m] * vocab_sizes[m] for m in names}
         total = sum(weights.values())
         weighted = sum(mod_loss[m] * weights[m] for m in names)
-        return weighted / total if total else weighted
-    present = [m for m in names if num_targets[m] > 0]
-    if not present:
-        return sum(mod_loss[m] for m in names)  # an exact, graph-connected 0
-    return sum(mod_loss[m] for m in present) / len(present)
+        # counts may be 0-dim tensors (the sync-free step): clamp instead of branching on their value
+        return weighted / (total.clamp(min=1) if torch.is_tensor(total) else max(total, 1))
+    # a modality without targets has an exact, graph-connected 0 loss: summing all equals summing the present
+    present = sum(num_targets[m] > 0 for m in names)
+    total = sum(mod_loss[m] for m in names)
+    return total / (present.clamp(min=1) if torch.is_tensor(present) else max(present, 1))

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from egom2p.core.batch import validate_batch
 from egom2p.core.enums import AttnBackend, LossType
+from egom2p.core.packing import is_packed_batch
 from torch import nn
 
 from .attention import resolve_backend
@@ -33,7 +34,6 @@ from .inputs import (
     IGNORE_INDEX,
     TokenLayout,
     first_fit,
-    is_packed_batch,
     pack_layout,
     read_packed_batch,
     select_tokens,
