@@ -90,8 +90,9 @@ def test_triton_backend_without_kernel_gives_clear_error(monkeypatch):
     # Simulate an install without triton: importing the kernel module fails.
     monkeypatch.setitem(sys.modules, "egom2p.model.kernels.flash_attention", None)
     q, k, v = _qkv()
+    lengths = torch.full((q.shape[0],), k.shape[2] - 1, dtype=torch.int32)  # masked: unmasked calls take SDPA
     with pytest.raises(RuntimeError, match="backend 'triton' needs triton.*Use attn_backend='sdpa'"):
-        attention(q, k, v, backend="triton")
+        attention(q, k, v, key_lengths=lengths, backend="triton")
     assert resolve_backend("auto", torch.device("cuda")) is AttnBackend.SDPA  # auto falls back quietly
 
 

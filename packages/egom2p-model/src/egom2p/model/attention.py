@@ -112,12 +112,14 @@ def attention(
     num_keys = k.shape[2]
     if num_keys == 0:  # empty context: nothing to attend to
         return q.new_zeros(batch, heads, num_queries, head_dim)
-    if backend is AttnBackend.TRITON:
-        return _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
     if backend is AttnBackend.REFERENCE:
         return masked_attention_reference(q, k, v, key_lengths, q_segments, k_segments, causal, query_lengths=query_lengths)
     if key_lengths is None and q_segments is None and query_lengths is None and not causal:
-        return F.scaled_dot_product_attention(q, k, v)  # nothing masked: let SDPA pick its fastest kernel
+        return F.scaled_dot_product_attention(q, k, v)  # nothing masked: SDPA's flash path beats ours
+    # The compiled kernel's fp32 dots are TF32: on CUDA use it for fp32 only where TF32 matmuls are allowed.
+    exact_fp32 = q.is_cuda and q.dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
+    if backend is AttnBackend.TRITON and not exact_fp32:
+        return _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
     mask = attention_visibility(
         batch, num_queries, num_keys, q.device, key_lengths, q_segments, k_segments, causal, query_lengths
     )

@@ -40,7 +40,7 @@ class EgoM2PConfig:
     decoder_sep_mask: bool = True  # a target attends only to targets of its own modality
     decoder_causal_mask: bool = False  # only the original's "_causal" variant (attention.CAUSAL_BACKENDS)
     fused_loss: bool = False  # chunked linear + cross-entropy kernel (egom2p.model.kernels.fused_linear_ce)
-    fused_loss_chunk_size: int = 4096
+    fused_loss_chunk_size: int | None = None  # tokens per fused-loss chunk; None: sized from the vocabulary
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
@@ -48,7 +48,11 @@ class EgoM2PConfig:
             self.modalities = load_modality_specs(self.modalities)
         else:
             raise ValueError(f"modalities must be a path or a mapping, got {type(self.modalities).__name__}")
-        for name in ("dim", "encoder_depth", "decoder_depth", "num_heads", "fused_loss_chunk_size"):
+        if self.fused_loss_chunk_size is not None and (not isinstance(self.fused_loss_chunk_size, int)
+                                                       or isinstance(self.fused_loss_chunk_size, bool)
+                                                       or self.fused_loss_chunk_size < 1):
+            raise ValueError(f"fused_loss_chunk_size must be a positive int or None, got {self.fused_loss_chunk_size!r}")
+        for name in ("dim", "encoder_depth", "decoder_depth", "num_heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -11,7 +11,7 @@ from egom2p.core.enums import LossType
 
 
 def cross_entropy_sum(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, fused: bool = False, chunk_size: int = 4096
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, fused: bool = False, chunk_size: int | None = None
 ) -> torch.Tensor:
     """Sum of CE of ``hidden @ weight.T`` ([T, D] x [V, D]) against ``targets`` [T], in float32.
 
