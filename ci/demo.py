@@ -3,7 +3,8 @@
 Each stage runs the real console script a user would run (so the demo also proves the CLIs work),
 then a small table compares the accuracy reached with chance and with a perfect model under the
 generator's rules. Extra arguments are passed to the trainer as overrides, e.g.
-`hatch run demo max_steps=50`.
+`hatch run demo schedule.max_steps=50`. The run's weights are its last step directory,
+`runs/demo-cpu/checkpoints/step-N/`; the run directory itself names it for every CLI.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def script(name: str) -> str:
 
 def main(overrides: list[str]) -> None:
     from egom2p.data.synth import chance_accuracy, perfect_accuracy
+    from egom2p.model.checkpoint import resolve_checkpoint
 
     start = time.time()
     if not (DATA / "train").is_dir() or not (DATA / "val").is_dir():
@@ -53,7 +55,7 @@ def main(overrides: list[str]) -> None:
     results = {}
     for task in TASKS:
         out = ROOT / RUN / f"eval-{task}.json"
-        run([script("egom2p-eval"), "--checkpoint", f"{RUN}/final", "--data", VAL, "--task", task,
+        run([script("egom2p-eval"), "--checkpoint", RUN, "--data", VAL, "--task", task,
              "--max-samples", "64", "--batch-size", "16", "--json", str(out.relative_to(ROOT))])
         results[task] = json.loads(out.read_text())
     print("\n| task | accuracy | chance | perfect model | share of perfect |")
@@ -62,7 +64,8 @@ def main(overrides: list[str]) -> None:
         res = res[0] if isinstance(res, list) else res
         acc, perfect = res["accuracy"], perfect_accuracy(task)
         print(f"| {task} | {acc:.3f} | {chance_accuracy(task):.3f} | {perfect:.3f} | {acc / perfect:.0%} |")
-    print(f"\ndemo finished in {time.time() - start:.0f} s; checkpoint: {RUN}/final")
+    step = resolve_checkpoint(ROOT / RUN).relative_to(ROOT)
+    print(f"\ndemo finished in {time.time() - start:.0f} s; checkpoint: {step}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-
 def write_data_config(path: Path, patterns: dict[str, str], datasets: tuple[str, ...] = ("synth_full", "synth_nogaze")) -> Path:
     """configs/data/demo.yaml with its shard paths replaced by `patterns` ("<split>/<dataset>" -> pattern)."""
     demo = yaml.safe_load((ROOT / "configs/data/demo.yaml").read_text())
@@ -37,8 +36,7 @@ def run_trainer(output_dir: Path, data_config: Path, *overrides: str, env: dict[
                 timeout: float = 600) -> subprocess.CompletedProcess:
     """`egom2p-train --config configs/train/demo-cpu.yaml` with test overrides, as a user runs it."""
     cmd = [str(BIN / "egom2p-train"), "--config", str(ROOT / "configs/train/demo-cpu.yaml"),
-           f"output_dir={output_dir}", f"data_config={data_config}", f"modalities={ROOT / 'configs/modalities/tiny.yaml'}",
-           *overrides]
+           f"output_dir={output_dir}", f"data={data_config}", *overrides]
     full_env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 

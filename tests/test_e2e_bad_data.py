@@ -24,8 +24,8 @@ def test_training_survives_and_reports_bad_data(tmp_path):
                                     datasets=("synth_full",))
 
     out = tmp_path / "run"
-    result = run_trainer(out, data_config, "max_steps=12", "batch_size=16", "log_every_steps=4",
-                         "model_overrides.dim=48", "model_overrides.encoder_depth=1", "model_overrides.decoder_depth=1")
+    result = run_trainer(out, data_config, "schedule.max_steps=12", "loader.batch_size=16", "metrics.log_every_steps=4",
+                         "model.dim=48", "model.encoder_depth=1", "model.decoder_depth=1")
     assert result.returncode == 0, result.stderr[-3000:]
     last = read_metrics(out)[-1]
     assert last["step"] == 12
@@ -35,4 +35,4 @@ def test_training_survives_and_reports_bad_data(tmp_path):
     # The log names the bad shard and the bad sample's key, so a user can find and fix them.
     assert "shard-000003.tar" in result.stderr
     assert "bad-00005" in result.stderr
-    assert (out / "final" / "model.safetensors").is_file()
+    assert (out / "checkpoints" / "step-12" / "model.safetensors").is_file()

@@ -12,8 +12,10 @@ from e2e_helpers import BIN, ROOT, read_metrics, run_trainer, write_data_config
 pytestmark = pytest.mark.xdist_group("demo")
 
 # The demo's rules make rgb -> depth a per-cell lookup (perfect accuracy 1.0, chance 2/32) and rgb -> cam a
-# function of the frame-to-frame motion (perfect 1.0, chance 1/8). After 1,600 steps (demo-cpu.yaml runs
-# 2,400) the demo model is far above chance on both; the thresholds leave room for seeds and machines.
+# function of the frame-to-frame motion (perfect 1.0, chance 1/8). The demo recipe as it is (demo-cpu.yaml,
+# 2,400 steps) puts the model far above chance on both; the thresholds leave room for seeds and machines.
+# Shorter runs do not: rgb -> cam is learned in the last third of the schedule (cut at 1,600 steps, or a whole
+# 1,600-step schedule, it stays near 0.25).
 MIN_ACCURACY = {"rgb2depth": 0.5, "rgb2cam": 0.4}
 
 
@@ -23,16 +25,17 @@ def test_demo_training_learns_the_synthetic_rules(tmp_path, synth_root):
     _, patterns = synth_root
     data_config = write_data_config(tmp_path / "data.yaml", patterns)
     out = tmp_path / "run"
-    result = run_trainer(out, data_config, "max_steps=1600", "log_every_steps=100", timeout=900)
+    result = run_trainer(out, data_config, "metrics.log_every_steps=100", timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = read_metrics(out)
-    assert metrics[-1]["step"] == 1600
+    metrics = [row for row in read_metrics(out) if "loss" in row]  # training rows (validation rows hold val/...)
+    assert metrics[-1]["step"] == 2400
     assert metrics[-1]["tok_depth_loss"] < 0.6 * metrics[0]["tok_depth_loss"]
 
     val = patterns["val/synth_full"]
     for task, threshold in MIN_ACCURACY.items():
         report = tmp_path / f"{task}.json"
-        cmd = [str(BIN / "egom2p-eval"), "--checkpoint", str(out / "final"), "--data", val, "--task", task,
+        # The run directory names its newest step directory: the end of the run.
+        cmd = [str(BIN / "egom2p-eval"), "--checkpoint", str(out), "--data", val, "--task", task,
                "--max-samples", "64", "--batch-size", "16", "--json", str(report)]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert done.returncode == 0, done.stderr[-3000:]

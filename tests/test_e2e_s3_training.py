@@ -41,11 +41,10 @@ def test_training_streams_shards_from_s3(tmp_path, synth_root, s3_endpoint):
     data_config = write_data_config(tmp_path / "data.yaml", s3_patterns)
 
     out = tmp_path / "run"
-    result = run_trainer(out, data_config, "max_steps=6", "batch_size=8", "log_every_steps=2",
-                         "model_overrides.dim=48", "model_overrides.encoder_depth=1", "model_overrides.decoder_depth=1",
-                         env=env)
+    result = run_trainer(out, data_config, "schedule.max_steps=6", "loader.batch_size=8", "metrics.log_every_steps=2",
+                         "model.dim=48", "model.encoder_depth=1", "model.decoder_depth=1", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     last = read_metrics(out)[-1]
     assert last["step"] == 6 and last["data/samples"] >= 48
     assert last["data/skipped_shards"] == 0
-    assert (out / "final" / "model.safetensors").is_file()
+    assert (out / "checkpoints" / "step-6" / "model.safetensors").is_file()

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import torch
-from egom2p.train.config import TrainConfig
+from egom2p.model import EgoM2P
+from egom2p.train.config import load_config
 from egom2p.train.distributed import DistInfo
-from egom2p.train.trainer import Trainer, build_model
+from egom2p.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -54,34 +55,35 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=96)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--tokens", type=int, default=96, help="input and target budget each")
+    p.add_argument("--tokens", type=int, default=40, help="input and target budget each (at most 80: the tiny set)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(model="egom2p-tiny", modalities=str(ROOT / "configs/modalities/tiny.yaml"),
-                          model_overrides=dict(dim=args.dim, encoder_depth=args.depth, decoder_depth=args.depth,
-                                               num_heads=4),
-                          output_dir=out, data_config="unused", batch_size=args.batch, epoch_size=args.batch * 1000,
-                          epochs=2, warmup_epochs=1, dtype="float32", device="cpu", clip_grad=1.0,
-                          num_input_tokens=args.tokens, num_target_tokens=args.tokens)
+        # The demo config with the benchmark's sizes; its data config is only read, not loaded.
+        cfg = load_config(ROOT / "configs/train/demo-cpu.yaml", [
+            f"model.dim={args.dim}", f"model.encoder_depth={args.depth}", f"model.decoder_depth={args.depth}",
+            "model.num_heads=4", f"output_dir={out}", f"loader.batch_size={args.batch}",
+            f"schedule.epoch_size={args.batch * 1000}", "schedule.epochs=2", "schedule.warmup_epochs=1"])
         info = DistInfo(0, 1, 0, torch.device("cpu"))
+        budgets = (args.tokens, args.tokens)
 
         torch.manual_seed(0)
-        model = build_model(cfg)
+        model = EgoM2P(cfg.model_config())
         data = RandomBatches(model.modalities, args.batch)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         it = iter(data)
 
         def bare_step():
-            out = model(next(it), num_encoder_tokens=args.tokens, num_decoder_tokens=args.tokens)
+            out = model(next(it), num_encoder_tokens=budgets[0], num_decoder_tokens=budgets[1])
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
 
         torch.manual_seed(0)
-        trainer = Trainer(cfg, build_model(cfg), RandomBatches(model.modalities, args.batch), info, log=lambda m: None)
+        trainer = Trainer(cfg, EgoM2P(cfg.model_config()), RandomBatches(model.modalities, args.batch), info, budgets,
+                          log=lambda m: None)
         for name, step in (("bare loop", bare_step), ("Trainer.train_step", trainer.train_step)):
             step()  # warm-up
             t0 = time.perf_counter()

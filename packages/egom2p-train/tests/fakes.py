@@ -1,38 +1,33 @@
-"""Small stand-ins for the model and the data loader, to test the loop in-process in milliseconds."""
+"""A tiny real EgoM2P whose loss can be poisoned, and a deterministic fake loader, to test the loop in-process."""
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from torch import nn
+from egom2p.model import EgoM2P, EgoM2PConfig, preset_config
+
+ROOT = Path(__file__).resolve().parents[3]
+TINY_MODALITIES = ROOT / "configs/modalities/tiny.yaml"
+BUDGETS = (16, 16)  # input / target tokens per sample, out of tok_rgb's 32
 
 
-@dataclass
-class FakeOutput:
-    loss: torch.Tensor
-    mod_loss: dict
-    num_targets: dict
+def tiny_config() -> EgoM2PConfig:
+    """A few-thousand-parameter egom2p-tiny: each step takes milliseconds."""
+    return preset_config("egom2p-tiny", modalities=str(TINY_MODALITIES), dim=12, encoder_depth=1, decoder_depth=1,
+                         num_heads=2, attn_backend="sdpa")
 
 
-class FakeModel(nn.Module):
-    """A linear regression on a batch's ``x``; a batch with ``poison`` set yields a NaN loss."""
+class PoisonableEgoM2P(EgoM2P):
+    """EgoM2P whose loss is NaN for a batch whose ``poison`` entry is set (the hook for non-finite steps)."""
 
-    modalities = {"tok_a": None}
-
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(4, 1)
-        self.out_norm = nn.LayerNorm(1)
-
-    def forward(self, batch, num_encoder_tokens=None, num_decoder_tokens=None, loss_type="mod"):
-        x = batch["tok_a"]["tensor"].float()
-        loss = ((self.lin(x).squeeze(-1) - x.sum(-1)) ** 2).mean()
-        if batch["tok_a"]["poison"].any():
-            loss = loss * float("nan")
-        return FakeOutput(loss=loss, mod_loss={"tok_a": loss}, num_targets={"tok_a": x.shape[0]})
+    def forward(self, batch, **kwargs):
+        out = super().forward({k: v for k, v in batch.items() if k != "poison"}, **kwargs)
+        if "poison" in batch and batch["poison"]["flag"].any():
+            out.loss = out.loss * float("nan")
+        return out
 
 
 class FakeLoader:
-    """Deterministic infinite batches; ``poison_steps`` are the batch indices that produce NaN."""
+    """Deterministic infinite tok_rgb batches (contract format); ``poison_steps`` are the batch indices that give NaN."""
 
     def __init__(self, poison_steps=()):
         self.position = 0
@@ -40,13 +35,18 @@ class FakeLoader:
         self.stats = {"samples": 0, "skipped_samples": 0}
 
     def __iter__(self):
+        batch_size, n = 2, 32
         while True:
             g = torch.Generator().manual_seed(self.position)
-            x = torch.randint(0, 5, (2, 4), generator=g)
-            poison = torch.full((2,), self.position in self.poison_steps)
+            order = torch.stack([torch.randperm(n, generator=g) for _ in range(batch_size)])
+            input_mask = torch.ones(batch_size, n, dtype=torch.bool).scatter_(1, order[:, :BUDGETS[0]], False)
+            target_mask = torch.ones(batch_size, n, dtype=torch.bool).scatter_(1, order[:, BUDGETS[0]:], False)
+            batch = {"tok_rgb": {"tensor": torch.randint(0, 64, (batch_size, n), generator=g),
+                                 "input_mask": input_mask, "target_mask": target_mask},
+                     "poison": {"flag": torch.full((batch_size,), self.position in self.poison_steps)}}
             self.position += 1
-            self.stats["samples"] += 2
-            yield {"tok_a": {"tensor": x, "poison": poison}}
+            self.stats["samples"] += batch_size
+            yield batch
 
     def state_dict(self):
         return {"position": self.position}

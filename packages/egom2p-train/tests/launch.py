@@ -15,20 +15,26 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = [
-    "model=egom2p-tiny", f"modalities={ROOT / 'configs/modalities/tiny.yaml'}",
-    "model_overrides.dim=48", "model_overrides.encoder_depth=1", "model_overrides.decoder_depth=1",
-    "model_overrides.num_heads=4", "attn_backend=sdpa", "dtype=float32", "device=cpu", "num_workers=0",
-    "batch_size=4", "num_input_tokens=24", "num_target_tokens=24", "epoch_size=32", "epochs=3",
-    "warmup_epochs=1", "blr=1e-2", "clip_grad=1.0", "log_every_steps=1", "checkpoint_every_steps=3",
-    "keep_last_k=2", "val_every_steps=1000", "log_wandb=false",
+    "model.preset=egom2p-tiny", f"model.modalities={ROOT / 'configs/modalities/tiny.yaml'}", "model.dim=48",
+    "model.encoder_depth=1", "model.decoder_depth=1", "model.num_heads=4", "model.attn_backend=sdpa",
+    "dtype=float32", "device=cpu", "loader.num_workers=0", "loader.batch_size=4", "data.train.num_input_tokens=24",
+    "data.train.num_target_tokens=24", "schedule.epoch_size=32", "schedule.epochs=3", "schedule.warmup_epochs=1",
+    "optim.blr=1e-2", "optim.clip_grad=1.0", "metrics.log_every_steps=1", "checkpoint.every_steps=3",
+    "checkpoint.keep_last_k=2", "metrics.val_every_steps=1000", "metrics.log_wandb=false",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
 
 
-def command(out: Path, data_config: Path, *extra: str, nproc: int = 1) -> list[str]:
+def train_command(nproc: int = 1) -> list[str]:
+    """``python -m egom2p.train``, under torchrun (gloo on CPU) when ``nproc > 1``."""
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
                 if nproc > 1 else [sys.executable])
-    return [*launcher, "-m", "egom2p.train", *TINY, f"data_config={data_config}", f"output_dir={out}", *extra]
+    return [*launcher, "-m", "egom2p.train"]
+
+
+def command(out: Path, data_config: Path, *extra: str, nproc: int = 1) -> list[str]:
+    # data= first: the TINY budgets then override keys of the data config it includes
+    return [*train_command(nproc), f"data={data_config}", *TINY, f"output_dir={out}", *extra]
 
 
 def run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
@@ -60,5 +66,11 @@ def start_and_wait_for_step(cmd: list[str], out: Path, step: int, timeout: float
     return proc
 
 
-def final_weights(out: Path) -> dict:
-    return load_file(out / "final" / "model.safetensors")
+def step_dirs(out: Path) -> list[str]:
+    """Names in ``out/checkpoints`` (step directories and anything else), sorted."""
+    return sorted(p.name for p in (out / "checkpoints").iterdir())
+
+
+def final_weights(out: Path, step: int) -> dict:
+    """The weights of the run's last step directory (the end of a run is its last checkpoint)."""
+    return load_file(out / "checkpoints" / f"step-{step}" / "model.safetensors")

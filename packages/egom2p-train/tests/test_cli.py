@@ -1,12 +1,24 @@
-"""The command-line surface: frozen options, examples in --help, config errors exit 2 naming the key."""
+"""The command-line surface: frozen options, examples in --help, --print-config, --dry-run, errors exit 2 naming the key."""
+
+import subprocess
+import sys
 
 import pytest
+import yaml
+from egom2p.train import __version__
 from egom2p.train.cli import build_parser, main
+from egom2p.train.config import load_config
+from launch import ENV, ROOT, TINY, logged_steps, train_command
+
+DEMO = str(ROOT / "configs/train/demo-cpu.yaml")
+RELEASED = str(ROOT / "configs/train/egom2p-b-released.yaml")
 
 
 def test_cli_surface_is_frozen():
     actions = {a.dest: a.option_strings for a in build_parser()._actions}
-    assert actions == {"help": ["-h", "--help"], "config": ["--config", "-c"], "overrides": []}
+    assert actions == {"help": ["-h", "--help"], "config": ["--config", "-c"], "print_config": ["--print-config"],
+                       "dry_run": ["--dry-run"], "world_size": ["--world-size"], "version": ["--version"],
+                       "overrides": []}
 
 
 def test_help_shows_examples(capsys):
@@ -14,17 +26,76 @@ def test_help_shows_examples(capsys):
         main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    assert "torchrun --standalone --nproc_per_node=8 -m egom2p.train" in text and "max_steps=20" in text
+    assert "torchrun --standalone --nproc_per_node=8 -m egom2p.train" in text and "schedule.max_steps=20" in text
+    assert "--print-config" in text and "--dry-run --world-size 256" in text
 
 
-def test_bad_override_exits_2_naming_the_key(capsys, tmp_path):
-    code = main([f"output_dir={tmp_path}", "data_config=x", "epoch_size=10", "batch_sise=3"])
-    assert code == 2
-    assert "unknown config key 'batch_sise'" in capsys.readouterr().err
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"egom2p-train {__version__}"
 
 
-def test_unknown_model_override_exits_2_naming_the_key(capsys, tmp_path):
-    code = main([f"output_dir={tmp_path}", "data_config=x", "epoch_size=10", "model=egom2p-tiny",
-                 "model_overrides.dimm=48"])
-    assert code == 2
-    assert "'model_overrides.dimm'" in capsys.readouterr().err
+def test_bad_override_exits_2_naming_the_key(capsys):
+    assert main(["--config", DEMO, "loader.batch_sise=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert "unknown config key 'loader.batch_sise'" in err and "did you mean 'loader.batch_size'" in err
+
+
+def test_missing_config_file_exits_2(capsys, tmp_path):
+    assert main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_print_config_prints_the_resolved_tree_and_it_loads_back(capsys, tmp_path):
+    assert main(["--config", DEMO, "--print-config", "model.dim=48", "data.train.num_input_tokens=32"]) == 0
+    text = capsys.readouterr().out
+    tree = yaml.safe_load(text)
+    assert tree["model"]["dim"] == 48 and tree["model"]["mlp_ratio"] == 4.0 and tree["loader"]["batch_size"] == 32
+    assert tree["data"]["train"]["num_input_tokens"] == 32
+    assert tree["model"]["modalities"] == str(ROOT / "configs/modalities/tiny.yaml")  # resolved, absolute
+    (tmp_path / "resolved.yaml").write_text(text)
+    assert load_config(tmp_path / "resolved.yaml") == load_config(DEMO, ["model.dim=48", "data.train.num_input_tokens=32"])
+
+
+def test_dry_run_prints_the_released_schedule(capsys):
+    assert main(["--config", RELEASED, "--dry-run", "--world-size", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "global batch 1024 = batch_size 4 x accum_iter 1 x 256" in out and "2048 + 2048 tokens" in out
+    assert "123 epochs x 976 steps = 120048 steps (warmup 2385)" in out and "peak lr 0.0004" in out
+
+
+def test_world_size_needs_dry_run(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--config", RELEASED, "--world-size", "8"])
+    assert info.value.code == 2
+
+
+def test_runs_from_any_directory_and_evaluates_with_init_from(tmp_path):
+    """A shipped config with an absolute path, from an unrelated working directory: its own relative paths resolve
+    against the repository, command-line paths against the working directory."""
+    subprocess.run([sys.executable, "-m", "egom2p.data.cli", "synth", "--out", "data", "--train-samples", "32",
+                    "--val-samples", "8", "--samples-per-shard", "16"], cwd=tmp_path, env=ENV, check=True,
+                   capture_output=True)
+    data = ["data.train.datasets.synth_full.data_path=data/train/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar",
+            "data.train.datasets.synth_nogaze.data_path=data/train/[cam,depth,rgb]/synth_nogaze/shard-{000000..000001}.tar",
+            "data.val.datasets.synth_full.data_path=data/val/[cam,depth,gaze,rgb]/synth_full/shard-000000.tar",
+            "data.val.datasets.synth_nogaze.data_path=data/val/[cam,depth,rgb]/synth_nogaze/shard-000000.tar"]
+    tiny = [o for o in TINY if not o.startswith("model.modalities")]  # the demo config's own, relative, path is used
+    done = subprocess.run([*train_command(), "--config", DEMO, *data, *tiny, "schedule.max_steps=2", "output_dir=run"],
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert logged_steps(tmp_path / "run") == [1, 2] and (tmp_path / "run/checkpoints/step-2/model.safetensors").is_file()
+
+    # eval_only from init_from: validation of those weights, no training, no checkpoint.
+    done = subprocess.run([*train_command(), "--config", DEMO, *data, *tiny, "output_dir=eval", "eval_only=true",
+                           "checkpoint.init_from=run"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "initialised weights from " + str(tmp_path / "run") in done.stdout
+    assert '"val/synth_full/loss"' in done.stdout and not (tmp_path / "eval/checkpoints").exists()
+    # A checkpoint that does not fit the model section is one line naming the key.
+    done = subprocess.run([*train_command(), "--config", DEMO, *data, *tiny, "model.dim=60", "output_dir=eval2",
+                           "eval_only=true", "checkpoint.init_from=run"], cwd=tmp_path, env=ENV, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 2 and "config key 'checkpoint.init_from'" in done.stderr, done.stderr[-2000:]

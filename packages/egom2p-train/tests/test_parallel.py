@@ -1,22 +1,16 @@
 """Activation checkpointing changes neither the parameter names nor the gradients."""
 
-from pathlib import Path
-
 import torch
-from egom2p.train.config import TrainConfig
+from egom2p.model import EgoM2P, preset_config
 from egom2p.train.distributed import DistInfo
 from egom2p.train.parallel import parallelize
-from egom2p.train.trainer import build_model
-
-ROOT = Path(__file__).resolve().parents[3]
+from fakes import TINY_MODALITIES
 
 
 def tiny_model():
     torch.manual_seed(0)
-    cfg = TrainConfig(model="egom2p-tiny", modalities=str(ROOT / "configs/modalities/tiny.yaml"),
-                      model_overrides=dict(dim=48, encoder_depth=1, decoder_depth=1, num_heads=4),
-                      attn_backend="sdpa", output_dir="x", data_config="y", epoch_size=10)
-    return build_model(cfg)
+    return EgoM2P(preset_config("egom2p-tiny", modalities=str(TINY_MODALITIES), dim=48, encoder_depth=1,
+                                decoder_depth=1, num_heads=4, attn_backend="sdpa"))
 
 
 def random_batch(model, batch_size=3):

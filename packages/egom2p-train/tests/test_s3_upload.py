@@ -4,7 +4,9 @@ import socket
 
 import pytest
 import torch
-from egom2p.train.checkpoint import CheckpointManager
+from egom2p.model import EgoM2P
+from egom2p.train.checkpoint import CHECKPOINT_FILES, CheckpointManager
+from fakes import tiny_config
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
@@ -26,10 +28,12 @@ def s3_endpoint(monkeypatch):
 
 
 @pytest.mark.xdist_group("s3")
-def test_checkpoint_is_uploaded_under_the_prefix(tmp_path, s3_endpoint):
+def test_step_dir_is_uploaded_under_the_prefix(tmp_path, s3_endpoint):
     client = boto3.client("s3")
     client.create_bucket(Bucket="ckpts")
     mgr = CheckpointManager(tmp_path, keep_last_k=1, s3_save_dir="s3://ckpts/runs/a")
-    mgr.save(7, {"step": 7, "w": torch.ones(3)})
-    body = client.get_object(Bucket="ckpts", Key="runs/a/step-000000007.pt")["Body"].read()
-    assert body == (tmp_path / "checkpoints" / "step-000000007.pt").read_bytes()
+    model = EgoM2P(tiny_config())
+    path = mgr.save(7, model.state_dict(), model.config, {"step": 7, "w": torch.ones(3)})
+    for name in CHECKPOINT_FILES:
+        body = client.get_object(Bucket="ckpts", Key=f"runs/a/step-7/{name}")["Body"].read()
+        assert body == (path / name).read_bytes(), name

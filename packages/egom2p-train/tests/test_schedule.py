@@ -4,17 +4,21 @@ import math
 
 import pytest
 import torch
-from egom2p.train.config import ConfigError, TrainConfig
+from egom2p.train.config import ConfigError, LoaderConfig, OptimConfig, ScheduleConfig, TrainConfig
 from egom2p.train.schedule import derive_schedule
 
-RELEASED = TrainConfig(blr=1e-4, min_blr=0.0, batch_size=4, accum_iter=1, num_input_tokens=2048,
-                       num_target_tokens=2048, total_tokens=500, warmup_tokens=10, epoch_size=1_000_000,
-                       epochs=-1, warmup_epochs=-1, output_dir="x", data_config="y")
+
+def config(batch_size: int, blr: float = 1e-4, min_blr: float = 0.0, **schedule) -> TrainConfig:
+    return TrainConfig(loader=LoaderConfig(batch_size=batch_size), optim=OptimConfig(blr=blr, min_blr=min_blr),
+                       schedule=ScheduleConfig(**schedule))
+
+
+RELEASED = config(4, total_tokens=500, warmup_tokens=10, epoch_size=1_000_000, epochs=-1, warmup_epochs=-1)
 
 
 @pytest.fixture(scope="module")
 def released():
-    return derive_schedule(RELEASED, world_size=256)
+    return derive_schedule(RELEASED, world_size=256, tokens_per_sample=2048 + 2048)
 
 
 def test_released_lengths_and_peak(released):
@@ -36,9 +40,8 @@ def test_released_values_at_known_steps(released):
 
 
 def test_matches_the_original_linspace_array():
-    cfg = TrainConfig(blr=2.56e-3, min_blr=2.56e-4, batch_size=10, epoch_size=100, epochs=3, warmup_epochs=1,
-                      output_dir="x", data_config="y")
-    s = derive_schedule(cfg, world_size=1)
+    s = derive_schedule(config(10, blr=2.56e-3, min_blr=2.56e-4, epoch_size=100, epochs=3, warmup_epochs=1),
+                        world_size=1, tokens_per_sample=80)
     warm = torch.linspace(0, s.peak_lr, s.warmup_steps, dtype=torch.float64).tolist()
     k = s.total_steps - s.warmup_steps
     cos = [s.min_lr + 0.5 * (s.peak_lr - s.min_lr) * (1 + math.cos(math.pi * i / k)) for i in range(k)]
@@ -47,9 +50,8 @@ def test_matches_the_original_linspace_array():
 
 
 def test_lambda_drives_lambdalr():
-    cfg = TrainConfig(blr=1e-3, batch_size=256, epoch_size=2560, epochs=2, warmup_epochs=1,
-                      output_dir="x", data_config="y")
-    s = derive_schedule(cfg, world_size=1)
+    s = derive_schedule(config(256, blr=1e-3, epoch_size=2560, epochs=2, warmup_epochs=1), world_size=1,
+                        tokens_per_sample=80)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=s.peak_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, s.lr_lambda)
     seen = []
@@ -61,16 +63,15 @@ def test_lambda_drives_lambdalr():
 
 
 def test_epoch_is_an_exact_number_of_optimizer_steps():
-    cfg = TrainConfig(batch_size=4, accum_iter=2, epoch_size=1000, epochs=5, warmup_epochs=1,
-                      output_dir="x", data_config="y")
-    s = derive_schedule(cfg, world_size=3)
+    # accum_iter counts: an epoch is epoch_size // (batch_size x accum_iter x world) optimizer steps.
+    s = derive_schedule(config(4, accum_iter=2, epoch_size=1000, epochs=5, warmup_epochs=1), world_size=3,
+                        tokens_per_sample=80)
     assert s.global_batch == 24 and s.steps_per_epoch == 1000 // 24 and s.total_steps == 5 * (1000 // 24)
 
 
 def test_epoch_smaller_than_a_batch_names_epoch_size():
-    cfg = TrainConfig(batch_size=64, epoch_size=100, output_dir="x", data_config="y")
-    with pytest.raises(ConfigError, match="'epoch_size'"):
-        derive_schedule(cfg, world_size=2)
+    with pytest.raises(ConfigError, match="'schedule.epoch_size'"):
+        derive_schedule(config(64, epoch_size=100), world_size=2, tokens_per_sample=80)
 
 
 def test_released_config_file_gives_the_released_run():
@@ -79,5 +80,9 @@ def test_released_config_file_gives_the_released_run():
     from egom2p.train.config import load_config
 
     root = Path(__file__).resolve().parents[3]
-    s = derive_schedule(load_config(root / "configs/train/egom2p-b-released.yaml"), world_size=256)
+    cfg = load_config(root / "configs/train/egom2p-b-released.yaml")
+    data = cfg.data_config()
+    assert (data.max_input_tokens, data.max_target_tokens) == (2048, 2048)  # budgets live in the data config
+    s = derive_schedule(cfg, world_size=256, tokens_per_sample=data.max_input_tokens + data.max_target_tokens)
+    assert s.global_batch == 1024
     assert (s.peak_lr, s.total_steps, s.warmup_steps) == (pytest.approx(4e-4), 120_048, 2385)

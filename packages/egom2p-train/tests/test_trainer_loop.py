@@ -1,33 +1,34 @@
-"""The loop in one process with a fake model: bad-step skipping, stopping, exact in-process resume."""
+"""The loop in one process with a tiny model: bad-step skipping, stopping, exact in-process resume, step dirs."""
 
 import json
 
 import pytest
 import torch
-from egom2p.train.config import TrainConfig
+from egom2p.model import EgoM2P
+from egom2p.train.config import CheckpointConfig, LoaderConfig, MetricsConfig, OptimConfig, ScheduleConfig, TrainConfig
 from egom2p.train.distributed import DistInfo
 from egom2p.train.faults import NonFiniteStepError
 from egom2p.train.trainer import Trainer
-from fakes import FakeLoader, FakeModel
+from fakes import BUDGETS, FakeLoader, PoisonableEgoM2P, tiny_config
 
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
-def make_cfg(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path), data_config="unused", batch_size=2, epoch_size=20, epochs=3,
-                warmup_epochs=1, blr=0.1, dtype="float32", log_every_steps=1, checkpoint_every_steps=4,
-                keep_last_k=2, max_bad_steps=3, clip_grad=1.0)
-    base.update(kw)
-    return TrainConfig(**base)
+def make_cfg(tmp_path, max_steps=None, every_steps=4):
+    return TrainConfig(output_dir=str(tmp_path), dtype="float32", max_bad_steps=3, loader=LoaderConfig(batch_size=2),
+                       optim=OptimConfig(blr=2.0, clip_grad=1.0),
+                       schedule=ScheduleConfig(epoch_size=20, epochs=3, warmup_epochs=1, max_steps=max_steps),
+                       checkpoint=CheckpointConfig(every_steps=every_steps, keep_last_k=2),
+                       metrics=MetricsConfig(log_every_steps=1))
 
 
-def make_trainer(cfg, poison=()):
+def make_trainer(cfg, loader=None):
     torch.manual_seed(0)
-    return Trainer(cfg, FakeModel(), FakeLoader(poison), CPU, log=lambda _m: None)
+    return Trainer(cfg, PoisonableEgoM2P(tiny_config()), loader or FakeLoader(), CPU, BUDGETS, log=lambda _m: None)
 
 
 def test_nonfinite_step_is_skipped_without_touching_weights(tmp_path):
-    trainer = make_trainer(make_cfg(tmp_path), poison={3})
+    trainer = make_trainer(make_cfg(tmp_path), FakeLoader(poison_steps={3}))
     for _ in range(3):
         trainer.train_step()
     before = {k: v.clone() for k, v in trainer.bare_model.state_dict().items()}
@@ -40,11 +41,11 @@ def test_nonfinite_step_is_skipped_without_touching_weights(tmp_path):
 
 
 def test_k_bad_steps_in_a_row_stop_with_the_batch_saved(tmp_path):
-    trainer = make_trainer(make_cfg(tmp_path), poison={2, 3, 4})
+    trainer = make_trainer(make_cfg(tmp_path), FakeLoader(poison_steps={2, 3, 4}))
     with pytest.raises(NonFiniteStepError, match="debug_batch.pt"):
         trainer.fit()
-    dumped = torch.load(tmp_path / "debug_batch.pt", weights_only=False)
-    assert dumped["batches_per_rank"][0][0]["tok_a"]["poison"].all()
+    dumped = torch.load(tmp_path / "debug_batch.pt", weights_only=True)
+    assert dumped["batches_per_rank"][0][0]["poison"]["flag"].all()
 
 
 def test_fit_logs_checkpoints_and_resumes_exactly(tmp_path):
@@ -53,17 +54,22 @@ def test_fit_logs_checkpoints_and_resumes_exactly(tmp_path):
     assert full.step == full.schedule.total_steps == 30
     rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 31))
-    assert {"loss", "tok_a_loss", "lr", "grad_norm", "tokens_per_s_per_device", "data/samples"} <= rows[0].keys()
+    assert {"loss", "tok_rgb_loss", "lr", "grad_norm", "tokens_per_s_per_device", "data/samples"} <= rows[0].keys()
     assert rows[0]["mfu"] is None  # CPU: n/a
 
     half = make_trainer(make_cfg(tmp_path / "half", max_steps=13))
     half.fit()
     assert [s for s, _ in half.checkpoints.list()] == [12, 13]  # every 4 steps + the end, keep 2
+    assert sorted(p.name for p in half.checkpoints.dir.iterdir()) == ["step-12", "step-13"]
     resumed = make_trainer(make_cfg(tmp_path / "half"))
-    assert resumed.try_resume() is not None and resumed.step == 13
+    assert resumed.try_resume() == half.checkpoints.dir / "step-13" and resumed.step == 13
     resumed.fit()
     for k, v in full.bare_model.state_dict().items():
         assert torch.equal(v, resumed.bare_model.state_dict()[k]), k
+    # The end of a run is its last step directory, and it opens for inference as it is.
+    loaded = EgoM2P.from_pretrained(tmp_path / "half")
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, full.bare_model.state_dict()[k]), k
 
 
 class SigtermLoader(FakeLoader):
@@ -84,9 +90,7 @@ class SigtermLoader(FakeLoader):
 
 
 def test_sigterm_writes_a_checkpoint_and_returns(tmp_path):
-    cfg = make_cfg(tmp_path, checkpoint_every_steps=100)
-    torch.manual_seed(0)
-    trainer = Trainer(cfg, FakeModel(), SigtermLoader(at=6), CPU, log=lambda _m: None)
+    trainer = make_trainer(make_cfg(tmp_path, every_steps=100), SigtermLoader(at=6))
     trainer.fit()
     assert trainer.step == 7  # the step in progress finished, then the loop stopped
     assert [s for s, _ in trainer.checkpoints.list()] == [7]

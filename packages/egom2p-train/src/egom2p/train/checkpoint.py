@@ -1,32 +1,46 @@
-"""Atomic, resumable training checkpoints: ``output_dir/checkpoints/step-<N>.pt``.
+"""Step-directory checkpoints: ``output_dir/checkpoints/step-<N>/``.
 
-A checkpoint is written to a temporary file in the same directory, fsynced, renamed over its final
-name and the directory fsynced, so a crash at any moment leaves either the old set of checkpoints
-or the old set plus one complete new file; leftover temporary files are never mistaken for
-checkpoints. Only rank 0 writes (the caller gathers per-rank state beforehand).
+Each step directory is an inference artifact and a resume point at once::
+
+    step-<N>/model.safetensors   the trained model's full weights   } written by egom2p.model's
+    step-<N>/config.json         its EgoM2PConfig                   } write_pretrained
+    step-<N>/train_state.pt      optimizer, scheduler, step, counters, per-rank RNG and loader positions
+
+``train_state.pt`` holds only tensors and plain containers, so it loads with
+``torch.load(weights_only=True)``. A checkpoint is written into ``step-<N>.tmp-<pid>/``, every file
+fsynced, and the directory renamed to ``step-<N>`` (then its parent fsynced): a crash at any moment
+leaves the previous checkpoints intact plus at most a temporary directory, which no reader takes for
+a checkpoint (``EgoM2P.from_pretrained`` skips it too) and the next start removes. Old checkpoints are
+retired the same way (renamed to a temporary name, then deleted). Only rank 0 writes; the caller
+gathers per-rank state beforehand.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from egom2p.model import EgoM2PConfig
+from egom2p.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, write_pretrained
+from safetensors.torch import load_file
 
-CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")
-TEMP_PREFIX = ".tmp-"
+STEP_DIR_RE = re.compile(r"^step-(\d+)$")
+TEMP_MARK = ".tmp-"  # step-<N>.tmp-<pid>: a save in progress or a retired checkpoint
+STATE_NAME = "train_state.pt"
+CHECKPOINT_FILES = (WEIGHTS_NAME, CONFIG_NAME, STATE_NAME)
 
 
-def checkpoint_name(step: int) -> str:
-    """File name of the checkpoint taken after ``step`` optimizer steps."""
-    return f"step-{step:09d}.pt"
+def step_dir_name(step: int) -> str:
+    """Directory name of the checkpoint taken after ``step`` optimizer steps."""
+    return f"step-{step}"
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -34,24 +48,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` so that readers only ever see a complete file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+def _retire(path: Path) -> None:
+    """Remove a directory so that no moment shows a half-deleted ``step-<N>``: rename first, then delete."""
+    doomed = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}-old")
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 class CheckpointManager:
-    """Saves, lists, prunes and reloads the checkpoints of one run directory."""
+    """Saves, lists, prunes and reloads the step directories of one run."""
 
     def __init__(self, output_dir: str | Path, keep_last_k: int = 3, s3_save_dir: str | None = None):
         if keep_last_k < 1:
@@ -61,49 +66,79 @@ class CheckpointManager:
         self.s3_save_dir = s3_save_dir
 
     def list(self) -> list[tuple[int, Path]]:
-        """Complete checkpoints as ``(step, path)``, oldest first (temporary files are ignored)."""
+        """Complete step directories as ``(step, path)``, oldest first (temporary ones are ignored)."""
         if not self.dir.is_dir():
             return []
         found = []
         for p in self.dir.iterdir():
-            m = CHECKPOINT_RE.match(p.name)
-            if m:
+            m = STEP_DIR_RE.match(p.name)
+            if m and p.is_dir() and all((p / name).is_file() for name in CHECKPOINT_FILES):
                 found.append((int(m.group(1)), p))
         return sorted(found)
 
-    def save(self, step: int, state: dict[str, Any]) -> Path:
-        """Write ``state`` as the checkpoint of ``step``, drop all but the newest K, upload if asked."""
-        path = self.dir / checkpoint_name(step)
-        atomic_torch_save(state, path)
-        self._remove_stale_temp_files()
+    def save(self, step: int, model_state: dict[str, torch.Tensor], model_config: EgoM2PConfig,
+             train_state: dict[str, Any]) -> Path:
+        """Write the checkpoint of ``step`` atomically, keep the newest K, upload if asked; returns its path."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        final = self.dir / step_dir_name(step)
+        tmp = self.dir / f"{final.name}{TEMP_MARK}{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            write_pretrained(tmp, model_state, model_config)
+            torch.save(train_state, tmp / STATE_NAME)
+            for name in CHECKPOINT_FILES:
+                _fsync(tmp / name)
+            _fsync(tmp)
+            if final.exists():  # the same step saved again (a rerun that ended where it resumed)
+                _retire(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync(self.dir)
         for _, old in self.list()[:-self.keep_last_k]:
-            old.unlink(missing_ok=True)
+            _retire(old)
         if self.s3_save_dir:
-            upload_to_s3(path, self.s3_save_dir)
-        return path
+            upload_to_s3(final, self.s3_save_dir)
+        return final
 
-    def load_latest(self) -> tuple[Path, dict[str, Any]] | None:
+    def remove_temp_dirs(self) -> list[Path]:
+        """Delete what killed saves and prunes left behind; call when no save is in progress (start-up)."""
+        if not self.dir.is_dir():
+            return []
+        stale = [p for p in self.dir.iterdir() if TEMP_MARK in p.name and p.name.startswith("step-")]
+        for p in stale:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        return stale
+
+    @staticmethod
+    def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The model weights and the training state of one step directory."""
+        return load_file(str(path / WEIGHTS_NAME)), torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
+
+    def load_latest(self) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None:
         """The newest checkpoint that loads, or None; an unreadable one is reported and skipped."""
         for _, path in reversed(self.list()):
             try:
-                return path, torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as err:  # a file damaged outside our control (disk, copy): try the older one
+                return (path, *self.load(path))
+            except Exception as err:  # damaged outside our control (disk, copy): try the older one
                 print(f"warning: skipping unreadable checkpoint {path}: {err}", file=sys.stderr)
         return None
 
-    def _remove_stale_temp_files(self) -> None:
-        # Left by a process killed mid-save; only rank 0 writes here, so none is in progress now.
-        for p in self.dir.glob(TEMP_PREFIX + "*"):
-            p.unlink(missing_ok=True)
 
-
-def upload_to_s3(path: Path, s3_dir: str) -> str:
-    """Upload ``path`` to ``s3_dir/<name>`` with boto3 (default credentials, ``AWS_ENDPOINT_URL``)."""
+def upload_to_s3(directory: Path, s3_dir: str) -> str:
+    """Upload the files of ``directory`` to ``s3_dir/<dir name>/`` with boto3 (default credentials, ``AWS_ENDPOINT_URL``)."""
     try:
         import boto3  # optional: egom2p-train[s3]
     except ImportError as err:
-        raise RuntimeError("s3_save_dir needs boto3: pip install 'egom2p-train[s3]'") from err
+        raise RuntimeError("checkpoint.s3_save_dir needs boto3: pip install 'egom2p-train[s3]'") from err
     bucket, _, prefix = s3_dir.removeprefix("s3://").partition("/")
-    key = f"{prefix.rstrip('/')}/{path.name}" if prefix else path.name
-    boto3.client("s3").upload_file(str(path), bucket, key)
-    return f"s3://{bucket}/{key}"
+    target = f"{prefix.rstrip('/')}/{directory.name}" if prefix else directory.name
+    client = boto3.client("s3")
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        client.upload_file(str(path), bucket, f"{target}/{path.name}")
+    return f"s3://{bucket}/{target}"

@@ -1,26 +1,53 @@
-"""Training configuration: dataclass defaults -> YAML file -> dotted ``key=value`` overrides.
+"""The training configuration: one tree of small dataclasses (lingua style).
 
-Key names follow the original EgoM2P trainer where one exists (``blr``, ``total_tokens``,
-``num_input_tokens``, ...); our additions are documented on the fields. Everything is validated
-once at start-up so that a typo fails in the first second, not after an hour of data loading.
+Dataclass defaults, then a YAML file, then dotted ``key=value`` overrides (``optim.blr=1e-3``,
+``model.dim=384``, ``data.train.num_input_tokens=32``); every key of the tree, the data config
+included, is reachable and none has a shadow elsewhere. Key names follow the original EgoM2P trainer
+where one exists (``blr``, ``total_tokens``, ``warmup_tokens``, ...). Everything is validated once
+at start-up, so a typo fails in the first second with the full dotted key and where it came from.
+
+Sections: ``model`` (a preset plus every ``EgoM2PConfig`` field), ``data`` (the data config of
+:mod:`egom2p.data.config`: a data YAML path, which is included, or an inline mapping; token budgets
+live there and only there), ``loader``, ``optim``, ``schedule``, ``checkpoint``, ``metrics``, and the
+run keys at the top level.
+
+Relative paths follow :mod:`egom2p.core.paths`: a path written in a config file resolves against
+that file's project root, a path given on the command line against the working directory. They are
+resolved when read, so the rest of the trainer only sees absolute paths and the saved
+``config.yaml`` reproduces the run from any directory.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import os
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from egom2p.core.enums import AttnBackend, LossType
+from egom2p.core.modalities import read_config_file
+from egom2p.core.paths import config_base_dir, resolve_path
+from egom2p.data.config import (
+    DATASET_KEYS,
+    PATH_KEYS,
+    TOP_KEYS,
+    TRAIN_KEYS,
+    TRAIN_ONLY_KEYS,
+    VAL_KEYS,
+    DataConfig,
+    load_data_config,
+)
+from egom2p.model import EgoM2PConfig, preset_config
 
 DTYPES = ("bfloat16", "float16", "float32")
-LOSS_TYPES = ("mod", "token", "mod_present")
 DEVICES = ("auto", "cpu", "cuda")
-ATTN_BACKENDS = ("auto", "reference", "sdpa", "triton")
 
 
 class ConfigError(ValueError):
@@ -31,71 +58,161 @@ class ConfigError(ValueError):
         self.key = key
 
 
-@dataclass
-class TrainConfig:
-    """Every knob of a training run. Defaults are the original trainer's code defaults."""
+def _model_section() -> type:
+    """``model``: a preset name plus every ``EgoM2PConfig`` field, derived from it so the two never drift.
 
-    # --- model
-    model: str = "egom2p-base"  # preset (egom2p-tiny|base|large) or registry name
-    modalities: str = "configs/modalities/egom2p.yaml"  # modality yaml
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # EgoM2PConfig fields, e.g. dim: 48
-    attn_backend: str = "auto"  # ours: reference | sdpa | triton | auto
-    fused_loss: bool = False  # ours: chunked linear + cross-entropy head
-    loss_type: str = "mod"  # mod | token | mod_present (SPEC 3)
-    # --- data
-    data_config: str = ""  # data yaml (SPEC 5.1), e.g. configs/data/demo.yaml
-    num_input_tokens: int = 128  # encoder token budget per sample
-    num_target_tokens: int = 128  # decoder token budget per sample
-    min_input_tokens: int | None = None  # lower end of a random budget (unset: fixed)
-    min_target_tokens: int | None = None  # lower end of a random budget (unset: fixed)
-    batch_size: int = 256  # per GPU
-    accum_iter: int = 1  # micro-batches per optimizer step
+    A field left unset (null) takes the preset's value; after loading, every field holds the value
+    the run uses (the resolved tree).
+    """
+    hints = typing.get_type_hints(EgoM2PConfig)
+    fields: list[tuple[str, Any, Any]] = [("preset", str, field(default="egom2p-base"))]
+    for f in dataclasses.fields(EgoM2PConfig):
+        # modalities: a modality-file path or an inline mapping name -> {vocab_size, grid|length}
+        tp = str | dict[str, Any] if f.name == "modalities" else hints[f.name]
+        fields.append((f.name, tp | None, field(default=None)))
+    cls = dataclasses.make_dataclass("ModelConfig", fields, namespace={"__doc__": _model_section.__doc__})
+    cls.__module__ = __name__
+    return cls
+
+
+ModelConfig = _model_section()
+
+
+@dataclass
+class LoaderConfig:
+    """The training data loader of each rank."""
+
+    batch_size: int = 256  # per-GPU micro batch; global batch = batch_size x schedule.accum_iter x world size
     num_workers: int = 10  # data loader worker processes per rank
-    epoch_size: int | None = None  # samples per nominal "epoch" over all GPUs
-    # --- length (epochs/warmup_epochs are derived from tokens when total_tokens/warmup_tokens > 0)
-    epochs: int = 100  # run length when total_tokens <= 0
-    warmup_epochs: float = 10  # warmup length when warmup_tokens <= 0
-    total_tokens: float = -1  # billions of (input + target budget) tokens; <= 0: use epochs
-    warmup_tokens: float = -1  # billions; <= 0: use warmup_epochs
-    max_steps: int | None = None  # stop after N optimizer steps (the LR schedule is unchanged)
-    # --- optimizer
+
+
+@dataclass
+class OptimConfig:
+    """AdamW (SPEC 6.5) and the LR rule lr = blr x global batch / 256."""
+
     blr: float = 1e-4  # base LR; lr = blr x global batch / 256
     min_blr: float = 0.0  # base LR at the end of the cosine
     weight_decay: float = 0.05  # AdamW decay (norms and biases exempt)
     opt_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas
     opt_eps: float = 1e-8  # AdamW eps
     clip_grad: float | None = None  # global grad-norm clip (null: no clipping)
-    # --- precision and speed
+
+
+@dataclass
+class ScheduleConfig:
+    """Run length and LR curve; epochs and warmup are derived from tokens when those are > 0."""
+
+    epoch_size: int | None = None  # samples per nominal "epoch" over all GPUs (required)
+    epochs: int = 100  # run length when total_tokens <= 0
+    warmup_epochs: float = 10  # warmup length when warmup_tokens <= 0
+    total_tokens: float = -1  # billions of (input + target budget) tokens; <= 0: use epochs
+    warmup_tokens: float = -1  # billions; <= 0: use warmup_epochs
+    accum_iter: int = 1  # micro-batches per optimizer step
+    max_steps: int | None = None  # stop after N optimizer steps (the LR schedule is unchanged)
+
+
+@dataclass
+class CheckpointConfig:
+    """Step-directory checkpoints under ``output_dir/checkpoints/``."""
+
+    auto_resume: bool = True  # continue from the newest checkpoint in output_dir
+    save_ckpt_freq: int = 20  # epochs between checkpoints
+    every_steps: int | None = None  # ours: steps between checkpoints; overrides save_ckpt_freq when set
+    keep_last_k: int = 3  # ours: checkpoints kept
+    s3_save_dir: str | None = None  # s3://bucket/prefix: each checkpoint is also uploaded there
+    # Weights to start from when there is nothing to resume (the original's fine-tuning): a step
+    # directory, a run directory (its newest step) or the released .pth; optimizer and step start fresh.
+    init_from: str | None = None
+
+
+@dataclass
+class MetricsConfig:
+    """Metrics lines, validation and wandb."""
+
+    log_every_steps: int = 10  # ours: steps between metrics lines
+    eval_freq: int = 10  # epochs between validations
+    val_every_steps: int | None = None  # ours: steps between validations; overrides eval_freq when set
+    log_wandb: bool = False  # also log to wandb (rank 0)
+    wandb_project: str | None = None  # wandb project
+    wandb_entity: str | None = None  # wandb entity (team)
+    wandb_run_name: str | None = None  # wandb run name
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run. Defaults are the original trainer's code defaults."""
+
+    output_dir: str = ""  # run directory: checkpoints/step-N/, metrics.jsonl, config.yaml
+    seed: int = 0  # weights from seed; data and RNG per rank from seed + rank
     dtype: str = "bfloat16"  # autocast dtype; parameters stay float32
     device: str = "auto"  # ours: auto | cpu | cuda
     compile: bool = False  # ours: torch.compile the model
     activation_checkpointing: bool = False  # ours: recompute block activations in backward
     fsdp: bool = False  # ours: FSDP2 fully_shard instead of DDP
-    # --- checkpoints
-    output_dir: str = ""  # run directory: checkpoints, metrics, config.yaml, final/
-    auto_resume: bool = True  # continue from the newest checkpoint in output_dir
-    save_ckpt_freq: int = 20  # epochs between checkpoints
-    checkpoint_every_steps: int | None = None  # ours: overrides save_ckpt_freq when set
-    keep_last_k: int = 3  # ours: checkpoints kept
-    s3_save_dir: str | None = None  # s3://bucket/prefix for checkpoint uploads
-    # --- evaluation and logging
-    eval_freq: int = 10  # epochs between validations
-    val_every_steps: int | None = None  # ours: overrides eval_freq when set
-    log_every_steps: int = 10  # ours: steps between metrics lines
-    log_wandb: bool = False  # also log to wandb (rank 0)
-    wandb_project: str | None = None  # wandb project
-    wandb_entity: str | None = None  # wandb entity (team)
-    wandb_run_name: str | None = None  # wandb run name
-    # --- misc
-    seed: int = 0  # weights from seed; data and RNG per rank from seed + rank
+    loss_type: str = "mod"  # mod | token | mod_present (SPEC 3)
     max_bad_steps: int = 5  # ours: stop after K non-finite steps in a row
+    eval_only: bool = False  # validate the resumed (or init_from) weights once and exit without training
+    model: ModelConfig = field(default_factory=ModelConfig)  # type: ignore[valid-type]
+    # The data config (SPEC 5.1 layout, validated by egom2p.data.config): a data YAML path in a file or
+    # override is included here as a mapping, with its relative paths resolved.
+    data: dict[str, Any] | None = None
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain YAML-able data (what ``output_dir/config.yaml`` holds)."""
         return dataclasses.asdict(self)
 
+    def model_config(self) -> EgoM2PConfig:
+        """The architecture the ``model`` section describes."""
+        return _model_config(self.model)
 
-_FIELD_TYPES = typing.get_type_hints(TrainConfig)
+    def data_config(self) -> DataConfig:
+        """The validated data config of the ``data`` section."""
+        if self.data is None:
+            raise ConfigError("config key 'data': must be set (a data yaml, see configs/data/, or a mapping)", "data")
+        try:
+            return load_data_config(self.data, where="config key 'data'")
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(str(err), "data") from None
+
+
+# Keys whose string values are filesystem paths, resolved when read (data paths: data's PATH_KEYS).
+_PATH_KEYS = ("output_dir", "model.modalities", "checkpoint.init_from")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def config_keys() -> list[str]:
+    """Every dotted key of the tree, sorted; dataset names in the data subtree appear as ``<name>``."""
+    keys: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        for name, tp in _hints(cls).items():
+            if _is_section(tp):
+                walk(tp, f"{prefix}{name}.")
+            else:
+                keys.append(prefix + name)
+
+    walk(TrainConfig, "")
+    for split, split_keys in (("train", TRAIN_KEYS), ("val", VAL_KEYS)):
+        keys += [f"data.{split}.{k}" for k in split_keys if k != "datasets"]
+        keys += [f"data.{split}.datasets.<name>.{k}" for k in _dataset_keys(split)]
+    return sorted(keys)
+
+
+def _dataset_keys(split: str) -> tuple[str, ...]:
+    """Keys of a dataset entry: a val entry takes the stream and alphas keys from its train entry."""
+    return DATASET_KEYS if split == "train" else tuple(k for k in DATASET_KEYS if k not in TRAIN_ONLY_KEYS)
 
 
 def _type_name(tp: Any) -> str:
@@ -105,12 +222,18 @@ def _type_name(tp: Any) -> str:
 def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; accept ints for floats and YAML-ish strings."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):  # X | None
+    bad = ConfigError(f"config key '{key}'{where}: expected {_type_name(tp)}, got {value!r}", key)
+    if origin in (typing.Union, types.UnionType):  # X | None, str | dict
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _coerce(key, value, inner, where)
-    bad = ConfigError(f"config key '{key}'{where}: expected {_type_name(tp)}, got {value!r}")
+            if type(None) in args:
+                return None
+            raise bad
+        for inner in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(key, value, inner, where)
+            except ConfigError:
+                continue
+        raise bad
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -139,66 +262,204 @@ def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
             raise bad
         return [_coerce(f"{key}[{i}]", v, args[0], where) for i, v in enumerate(value)]
     if origin is dict:
-        if not isinstance(value, dict):
+        if not isinstance(value, Mapping):
             raise bad
-        return dict(value)
+        return copy.deepcopy(dict(value))
     raise TypeError(f"unsupported config annotation {tp!r} for '{key}'")
 
 
-def _unknown_key_error(key: str, where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, list(_FIELD_TYPES), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{key}'{where}{hint}")
+# Keys of the earlier flat config whose names did not survive in the tree: the hint points to the new key.
+_RENAMED = {"data_config": "data", "model_overrides": "model"}
 
 
-def _apply(values: dict[str, Any], sources: dict[str, str], key: str, raw: Any, where: str) -> None:
-    """Set one (possibly dotted, ``model_overrides.dim``) key into ``values``, type-checked."""
-    top, _, rest = key.partition(".")
-    sources[top] = where
-    if top not in _FIELD_TYPES:
-        raise _unknown_key_error(top, where)
-    if rest:
-        if typing.get_origin(_FIELD_TYPES[top]) is not dict:
-            raise ConfigError(f"config key '{key}'{where}: '{top}' has no sub-keys")
-        values.setdefault(top, {})[rest] = raw
+def _suggest(key: str) -> str:
+    """`` (did you mean 'x'?)`` for an unknown dotted key: same leaf name first, then the closest key."""
+    if key.split(".")[0] in _RENAMED:
+        return f" (did you mean '{_RENAMED[key.split('.')[0]]}'?)"
+    known = config_keys()
+    leaf = key.rpartition(".")[2]
+    same_leaf = sorted((k for k in known if k.rpartition(".")[2] == leaf), key=len)
+    close = same_leaf[:1] or difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _unknown(key: str, where: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(f"unknown config key '{key}'{where}{_suggest(key) if hint is None else hint}", key)
+
+
+class _Builder:
+    """Collects values from the file and the overrides into a nested dict, remembering each key's source."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}  # dotted key -> " in FILE" / " (command-line override 'k=v')"
+        self.data: dict[str, Any] | None = None
+        self.data_where = ""  # the data config's origin, for data errors
+        self.data_overrides: list[str] = []  # data keys set after it was read
+
+    # ------------------------------------------------------------------ the dataclass sections
+    def set(self, key: str, raw: Any, where: str, base: str) -> None:
+        """Set one dotted key (or a whole section given as a mapping), type-checked, paths resolved."""
+        parts = key.split(".")
+        if parts[0] == "data":
+            self._set_data(parts[1:], raw, where, base)
+            return
+        cls, node = TrainConfig, self.values
+        for i, part in enumerate(parts):
+            here = ".".join(parts[: i + 1])
+            hints = _hints(cls)
+            if part not in hints:
+                raise _unknown(key, where)
+            tp = hints[part]
+            last = i == len(parts) - 1
+            if _is_section(tp):
+                if not last:
+                    cls, node = tp, node.setdefault(part, {})
+                    continue
+                if not isinstance(raw, Mapping):
+                    first = next(iter(_hints(tp)))
+                    raise ConfigError(f"config key '{here}'{where} is a section, not a value: set its keys, "
+                                      f"e.g. '{here}.{first}'", here)
+                for sub, value in raw.items():
+                    self.set(f"{here}.{sub}", value, where, base)
+                return
+            if not last:
+                raise _unknown(key, where, f" ('{here}' has no sub-keys)")
+            value = _coerce(key, raw, tp, where)
+            if key in _PATH_KEYS and isinstance(value, str):
+                value = resolve_path(value, base)
+            node[part] = value
+            self.sources[key] = where
+
+    # ------------------------------------------------------------------ the data subtree
+    def _set_data(self, parts: list[str], raw: Any, where: str, base: str) -> None:
+        if not parts:  # data: <file> or data: {train: ..., val: ...}
+            if isinstance(raw, str) and raw:
+                path = resolve_path(raw, base)
+                try:
+                    included = read_config_file(path)
+                except (FileNotFoundError, ValueError) as err:
+                    raise ConfigError(f"config key 'data'{where}: {err}", "data") from None
+                if not isinstance(included, Mapping):
+                    raise ConfigError(f"config key 'data'{where}: {path} must hold a mapping with 'train'", "data")
+                self.data, self.data_where = copy.deepcopy(dict(included)), path
+                _resolve_data_paths(self.data, config_base_dir(path))
+            elif isinstance(raw, Mapping):
+                self.data, self.data_where = copy.deepcopy(dict(raw)), f"config key 'data'{where}"
+                _resolve_data_paths(self.data, base)
+            else:
+                raise ConfigError(f"config key 'data'{where}: expected a data yaml path or a mapping, got {raw!r}", "data")
+            self.sources["data"] = where
+            return
+        key = "data." + ".".join(parts)
+        if self.data is None:
+            raise ConfigError(f"config key '{key}'{where}: set 'data' (a data yaml or a mapping) first", key)
+        _check_data_key(parts, key, where, self.data)
+        node = self.data
+        for depth, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise _unknown(key, where, f" ('{'.'.join(['data', *parts[:depth + 1]])}' has no sub-keys)")
+        node[parts[-1]] = copy.deepcopy(raw)
+        # Only the value just set can still be relative: everything else was resolved when it was read.
+        _resolve_data_paths(self.data, base)
+        self.sources[key] = where
+        self.data_overrides.append(key)
+
+
+def _close(word: str, options: Sequence[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(options)})"
+
+
+def _check_data_key(parts: list[str], key: str, where: str, data: Mapping[str, Any]) -> None:
+    """Reject a data override whose key (or dataset name) the data config does not know, with a hint."""
+    if parts[0] not in TOP_KEYS:
+        raise _unknown(key, where, _close(parts[0], TOP_KEYS, "data."))
+    split_keys = TRAIN_KEYS if parts[0] == "train" else VAL_KEYS
+    if len(parts) < 2 or parts[1] not in split_keys:
+        raise _unknown(key, where, _close(parts[1] if len(parts) > 1 else "", split_keys, f"data.{parts[0]}."))
+    if parts[1] != "datasets":
+        if len(parts) > 2:
+            raise _unknown(key, where, f" ('data.{parts[0]}.{parts[1]}' has no sub-keys)")
         return
-    values[top] = _coerce(top, raw, _FIELD_TYPES[top], where)
+    if len(parts) < 3:
+        return  # the whole datasets mapping
+    known = set((data.get(parts[0]) or {}).get("datasets") or {})
+    if parts[0] == "val":  # a val entry may be added for any training dataset
+        known |= set(((data.get("train") or {}).get("datasets")) or {})
+    if len(parts) > 3 and parts[2] not in known:
+        raise ConfigError(f"unknown dataset '{parts[2]}' in config key '{key}'{where}{_close(parts[2], sorted(known))}", key)
+    allowed = _dataset_keys(parts[0])
+    if len(parts) == 4 and parts[3] not in allowed:
+        raise _unknown(key, where, _close(parts[3], allowed, f"data.{parts[0]}.datasets.{parts[2]}."))
+    if len(parts) > 4:
+        raise _unknown(key, where, f" ('{'.'.join(['data', *parts[:4]])}' has no sub-keys)")
+
+
+def _resolve_data_paths(data: Mapping[str, Any], base: str) -> None:
+    """Make the path-valued keys of every dataset entry absolute against ``base``, in place."""
+    for split in data.values():
+        datasets = split.get("datasets") if isinstance(split, Mapping) else None
+        if not isinstance(datasets, Mapping):
+            continue
+        for entry in datasets.values():
+            if isinstance(entry, dict):
+                for k in PATH_KEYS:
+                    if isinstance(entry.get(k), str):
+                        entry[k] = resolve_path(entry[k], base)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``key=value`` and read the value as YAML (``lr=1e-4``, ``opt_betas=[0.9,0.99]``)."""
+    """Split ``key=value`` and read the value as YAML (``optim.blr=1e-4``, ``optim.opt_betas=[0.9,0.99]``)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key=value")
-    return key.strip(), yaml.safe_load(value) if value.strip() else ""
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+    return key.strip(), parsed
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
+def _build(cls: type, values: Mapping[str, Any]) -> Any:
+    hints = _hints(cls)
+    return cls(**{k: _build(hints[k], v) if _is_section(hints[k]) else v for k, v in values.items()})
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Build the validated config: defaults, then the YAML file ``path``, then ``key=value`` overrides.
 
-    Raises ``ConfigError`` naming the offending key (and file) for unknown keys, wrong types and
-    impossible values.
+    Raises ``ConfigError`` naming the offending dotted key and the file or override it came from,
+    for unknown keys, wrong types and impossible values (data keys included).
     """
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}  # key -> where its value came from, for error messages
+    builder = _Builder()
     if path is not None:
         where = f" in {path}"
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
-        for key, raw in data.items():
-            _apply(values, sources, str(key), raw, where)
+            raw = read_config_file(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(raw).__name__}")
+        base = config_base_dir(path)
+        for key, value in raw.items():
+            builder.set(str(key), value, where, base)
     for text in overrides:
-        key, raw = parse_override(text)
-        _apply(values, sources, key, raw, f" (command-line override '{text}')")
-    cfg = TrainConfig(**values)
+        key, value = parse_override(text)
+        builder.set(key, value, f" (command-line override '{text}')", os.getcwd())
+    cfg = _build(TrainConfig, builder.values)
+    cfg.data = builder.data
+    data_where = builder.data_where
+    if builder.data_overrides:
+        data_where += f" (after overrides of {', '.join(builder.data_overrides)})"
     try:
-        validate_config(cfg)
+        validate_config(cfg, data_where)
     except ConfigError as err:
-        raise ConfigError(f"{err}{sources.get(err.key or '', '')}", err.key) from None
+        source = "" if err.key == "data" else builder.sources.get(err.key or "", "")  # data errors name their origin
+        raise ConfigError(f"{err}{source}", err.key) from None
     return cfg
 
 
@@ -207,49 +468,90 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key '{key}': {message}", key)
 
 
-def validate_config(cfg: TrainConfig) -> None:
-    """Reject impossible values with an error naming the key."""
+def _model_config(section: Any) -> EgoM2PConfig:
+    explicit = {k: v for k, v in dataclasses.asdict(section).items() if k != "preset" and v is not None}
+    try:
+        return preset_config(section.preset, **explicit)
+    except FileNotFoundError as err:
+        raise ConfigError(f"config key 'model.modalities': {err}", "model.modalities") from None
+    except ValueError as err:
+        message = str(err)
+        if message.startswith("unknown preset"):
+            key = "model.preset"
+        else:  # EgoM2PConfig names the field first ("dim must be ...") or the modality file
+            first = message.split(" ", 1)[0].strip(":'\"")
+            key = f"model.{first}" if first in explicit or first in _hints(EgoM2PConfig) else "model"
+            if key == "model" and "modalit" in message:
+                key = "model.modalities"
+        raise ConfigError(f"config key '{key}': {message}", key) from None
+
+
+def _fill_model(section: Any) -> None:
+    """Write the preset's value into every unset model field, so the saved tree is the one the run used."""
+    resolved = _model_config(section)
+    for f in dataclasses.fields(EgoM2PConfig):
+        if getattr(section, f.name) is None:
+            value = getattr(resolved, f.name)
+            if f.name == "modalities":
+                value = {name: spec.to_dict() for name, spec in value.items()}
+            setattr(section, f.name, value)
+
+
+def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
+    """Reject impossible values with an error naming the dotted key; fill the model section's unset fields."""
     _require(cfg.dtype in DTYPES, "dtype", f"{cfg.dtype!r} is not one of {DTYPES}")
-    _require(cfg.loss_type in LOSS_TYPES, "loss_type", f"{cfg.loss_type!r} is not one of {LOSS_TYPES}")
     _require(cfg.device in DEVICES, "device", f"{cfg.device!r} is not one of {DEVICES}")
-    _require(cfg.attn_backend in ATTN_BACKENDS, "attn_backend", f"{cfg.attn_backend!r} is not one of {ATTN_BACKENDS}")
-    for key in ("batch_size", "accum_iter", "num_input_tokens", "num_target_tokens", "keep_last_k",
-                "log_every_steps", "save_ckpt_freq", "eval_freq", "max_bad_steps"):
-        _require(getattr(cfg, key) > 0, key, f"must be > 0, got {getattr(cfg, key)}")
-    for key in ("max_steps", "checkpoint_every_steps", "val_every_steps", "epoch_size"):
-        value = getattr(cfg, key)
+    for key, enum in (("loss_type", LossType), ("model.attn_backend", AttnBackend)):
+        section, _, leaf = key.rpartition(".")
+        value = getattr(getattr(cfg, section) if section else cfg, leaf)
+        _require(value is None or value in enum.values(), key, f"{value!r} is not one of {list(enum.values())}")
+    sch, opt, ckpt, met = cfg.schedule, cfg.optim, cfg.checkpoint, cfg.metrics
+    for key, value in (("loader.batch_size", cfg.loader.batch_size), ("schedule.accum_iter", sch.accum_iter),
+                       ("checkpoint.keep_last_k", ckpt.keep_last_k), ("checkpoint.save_ckpt_freq", ckpt.save_ckpt_freq),
+                       ("metrics.log_every_steps", met.log_every_steps), ("metrics.eval_freq", met.eval_freq),
+                       ("max_bad_steps", cfg.max_bad_steps)):
+        _require(value > 0, key, f"must be > 0, got {value}")
+    for key, value in (("schedule.max_steps", sch.max_steps), ("checkpoint.every_steps", ckpt.every_steps),
+                       ("metrics.val_every_steps", met.val_every_steps), ("schedule.epoch_size", sch.epoch_size)):
         _require(value is None or value > 0, key, f"must be > 0 (or null), got {value}")
-    _require(cfg.epoch_size is not None, "epoch_size", "must be set (samples per epoch over all GPUs)")
-    _require(cfg.num_workers >= 0, "num_workers", f"must be >= 0, got {cfg.num_workers}")
-    for key, budget in (("min_input_tokens", cfg.num_input_tokens), ("min_target_tokens", cfg.num_target_tokens)):
-        value = getattr(cfg, key)
-        _require(value is None or 0 <= value <= budget, key, f"must be in [0, {budget}], got {value}")
-    _require(cfg.blr > 0, "blr", f"must be > 0, got {cfg.blr}")
-    _require(0 <= cfg.min_blr <= cfg.blr, "min_blr", f"must be in [0, blr={cfg.blr}], got {cfg.min_blr}")
-    _require(cfg.weight_decay >= 0, "weight_decay", f"must be >= 0, got {cfg.weight_decay}")
-    _require(len(cfg.opt_betas) == 2 and all(0 <= b < 1 for b in cfg.opt_betas), "opt_betas",
-             f"must be two numbers in [0, 1), got {cfg.opt_betas}")
-    _require(cfg.opt_eps > 0, "opt_eps", f"must be > 0, got {cfg.opt_eps}")
-    _require(cfg.clip_grad is None or cfg.clip_grad > 0, "clip_grad", f"must be > 0 (or null), got {cfg.clip_grad}")
-    if cfg.total_tokens > 0:
-        _require(cfg.warmup_tokens < cfg.total_tokens, "warmup_tokens",
-                 f"warmup ({cfg.warmup_tokens}B) must be shorter than total_tokens ({cfg.total_tokens}B)")
+    _require(sch.epoch_size is not None, "schedule.epoch_size", "must be set (samples per epoch over all GPUs)")
+    _require(cfg.loader.num_workers >= 0, "loader.num_workers", f"must be >= 0, got {cfg.loader.num_workers}")
+    _require(opt.blr > 0, "optim.blr", f"must be > 0, got {opt.blr}")
+    _require(0 <= opt.min_blr <= opt.blr, "optim.min_blr", f"must be in [0, blr={opt.blr}], got {opt.min_blr}")
+    _require(opt.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {opt.weight_decay}")
+    _require(len(opt.opt_betas) == 2 and all(0 <= b < 1 for b in opt.opt_betas), "optim.opt_betas",
+             f"must be two numbers in [0, 1), got {opt.opt_betas}")
+    _require(opt.opt_eps > 0, "optim.opt_eps", f"must be > 0, got {opt.opt_eps}")
+    _require(opt.clip_grad is None or opt.clip_grad > 0, "optim.clip_grad", f"must be > 0 (or null), got {opt.clip_grad}")
+    if sch.total_tokens > 0:
+        _require(sch.warmup_tokens < sch.total_tokens, "schedule.warmup_tokens",
+                 f"warmup ({sch.warmup_tokens}B) must be shorter than total_tokens ({sch.total_tokens}B)")
     else:
-        _require(cfg.epochs > 0, "epochs", f"must be > 0 when total_tokens is not set, got {cfg.epochs}")
-    if cfg.warmup_tokens <= 0:
-        _require(cfg.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {cfg.warmup_epochs}")
-        if cfg.total_tokens <= 0:
-            _require(cfg.warmup_epochs < cfg.epochs, "warmup_epochs",
-                     f"warmup ({cfg.warmup_epochs} epochs) must be shorter than epochs ({cfg.epochs})")
+        _require(sch.epochs > 0, "schedule.epochs", f"must be > 0 when total_tokens is not set, got {sch.epochs}")
+    if sch.warmup_tokens <= 0:
+        _require(sch.warmup_epochs >= 0, "schedule.warmup_epochs", f"must be >= 0, got {sch.warmup_epochs}")
+        if sch.total_tokens <= 0:
+            _require(sch.warmup_epochs < sch.epochs, "schedule.warmup_epochs",
+                     f"warmup ({sch.warmup_epochs} epochs) must be shorter than epochs ({sch.epochs})")
     _require(bool(cfg.output_dir), "output_dir", "must be set")
-    _require(bool(cfg.data_config), "data_config", "must be set (a data yaml, see configs/data/)")
-    _require(cfg.s3_save_dir is None or cfg.s3_save_dir.startswith("s3://"), "s3_save_dir",
-             f"must start with s3://, got {cfg.s3_save_dir!r}")
+    _require(ckpt.s3_save_dir is None or ckpt.s3_save_dir.startswith("s3://"), "checkpoint.s3_save_dir",
+             f"must start with s3://, got {ckpt.s3_save_dir!r}")
+    _require(cfg.data is not None, "data", "must be set (a data yaml, see configs/data/, or a mapping)")
+    try:
+        load_data_config(cfg.data, where=data_where or None)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err), "data") from None
+    _fill_model(cfg.model)
+
+
+def config_to_yaml(cfg: TrainConfig) -> str:
+    """The resolved tree as YAML (what ``--print-config`` prints and ``config.yaml`` holds)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
 def save_resolved_config(cfg: TrainConfig, output_dir: str | Path) -> Path:
     """Write ``output_dir/config.yaml``; loading it with ``load_config`` reproduces ``cfg``."""
     out = Path(output_dir) / "config.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    out.write_text(config_to_yaml(cfg))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -58,8 +59,15 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
 
 
 def shutdown_distributed() -> None:
-    """Leave the process group if one was joined."""
+    """Leave the process group if one was joined.
+
+    Call it after the DDP/FSDP model is released. A DDP reducer that outlives the group frees it later
+    while holding the GIL, and a gloo worker thread still dropping a finished collective's tensors
+    needs the GIL: the process hangs at exit (pytorch/pytorch#56297). Destroyed here, the group's own
+    destructor releases the GIL first.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # reference cycles that still hold the model, and so the group
         dist.destroy_process_group()
 
 
@@ -70,6 +78,25 @@ def gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` itself without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def scatter_objects(objs: list[Any] | None) -> Any:
+    """Element ``rank`` of rank 0's list ``objs`` on each rank (``objs[0]`` without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        assert objs is not None
+        return objs[0]
+    out: list[Any] = [None]
+    dist.scatter_object_list(out, objs if dist.get_rank() == 0 else None, src=0)
+    return out[0]
 
 
 def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:

@@ -1,8 +1,9 @@
 """The learning-rate rule and the cosine schedule of the original trainer (SPEC 6.3, 6.4).
 
 One difference on purpose (SPEC quirk 15): an "epoch" is an exact number of *optimizer* steps,
-``epoch_size // global_batch``, and the schedule is indexed by the global optimizer step, so the
-LR never jumps when the loader's batch count per epoch differs from the schedule's.
+``epoch_size // global_batch`` with ``global_batch = batch_size x accum_iter x world size``, and the
+schedule is indexed by the global optimizer step, so the LR never jumps. This module is the one
+place that turns epochs into steps.
 """
 
 from __future__ import annotations
@@ -45,36 +46,46 @@ class Schedule:
         """Budget tokens (input + target) consumed after ``step`` optimizer steps over all ranks."""
         return step * self.global_batch * self.tokens_per_sample
 
+    def describe(self) -> str:
+        """One line for the log and ``--dry-run``."""
+        return (f"peak lr {self.peak_lr:.4g} (min {self.min_lr:.4g}), global batch {self.global_batch}, "
+                f"{self.tokens_per_sample} tokens per sample, {self.epochs} epochs x {self.steps_per_epoch} steps "
+                f"= {self.total_steps} steps (warmup {self.warmup_steps})")
 
-def derive_schedule(cfg: TrainConfig, world_size: int) -> Schedule:
+
+def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int) -> Schedule:
     """Apply the LR rule and turn tokens/epochs into step counts for a run on ``world_size`` ranks.
 
-    lr = blr x global batch / 256; epochs = ceil(total_tokens·1e9 / (tokens_per_sample · epoch_size));
-    warmup = ceil(warmup_tokens·1e9 / (tokens_per_sample · global batch)) when given in tokens.
+    ``tokens_per_sample`` is the input + target budget (the data config's ``max_input_tokens +
+    max_target_tokens``). lr = blr x global batch / 256; epochs = ceil(total_tokens·1e9 /
+    (tokens_per_sample · epoch_size)); warmup = ceil(warmup_tokens·1e9 / (tokens_per_sample · global batch))
+    when given in tokens.
     """
-    global_batch = cfg.batch_size * cfg.accum_iter * world_size
-    tokens_per_sample = cfg.num_input_tokens + cfg.num_target_tokens
-    assert cfg.epoch_size is not None  # validate_config guarantees it
-    steps_per_epoch = cfg.epoch_size // global_batch
+    sch, opt = cfg.schedule, cfg.optim
+    global_batch = cfg.loader.batch_size * sch.accum_iter * world_size
+    if sch.epoch_size is None:
+        raise ConfigError("config key 'schedule.epoch_size': must be set (samples per epoch over all GPUs)",
+                          "schedule.epoch_size")
+    steps_per_epoch = sch.epoch_size // global_batch
     if steps_per_epoch < 1:
         raise ConfigError(
-            f"config key 'epoch_size': {cfg.epoch_size} samples is less than one global batch "
-            f"({global_batch} = batch_size x accum_iter x world size {world_size})", "epoch_size")
-    if cfg.total_tokens > 0:
-        epochs = math.ceil(cfg.total_tokens * 1e9 / (tokens_per_sample * cfg.epoch_size))
+            f"config key 'schedule.epoch_size': {sch.epoch_size} samples is less than one global batch "
+            f"({global_batch} = batch_size x accum_iter x world size {world_size})", "schedule.epoch_size")
+    if sch.total_tokens > 0:
+        epochs = math.ceil(sch.total_tokens * 1e9 / (tokens_per_sample * sch.epoch_size))
     else:
-        epochs = cfg.epochs
+        epochs = sch.epochs
     total_steps = epochs * steps_per_epoch
-    if cfg.warmup_tokens > 0:
-        warmup_steps = math.ceil(cfg.warmup_tokens * 1e9 / (tokens_per_sample * global_batch))
-        warmup_key = "warmup_tokens"
+    if sch.warmup_tokens > 0:
+        warmup_steps = math.ceil(sch.warmup_tokens * 1e9 / (tokens_per_sample * global_batch))
+        warmup_key = "schedule.warmup_tokens"
     else:
-        warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-        warmup_key = "warmup_epochs"
+        warmup_steps = int(sch.warmup_epochs * steps_per_epoch)
+        warmup_key = "schedule.warmup_epochs"
     if warmup_steps >= total_steps:
         raise ConfigError(f"config key '{warmup_key}': warmup ({warmup_steps} steps) must be shorter than "
                           f"the run ({total_steps} steps)", warmup_key)
     scale = global_batch / 256
-    return Schedule(peak_lr=cfg.blr * scale, min_lr=cfg.min_blr * scale, global_batch=global_batch,
+    return Schedule(peak_lr=opt.blr * scale, min_lr=opt.min_blr * scale, global_batch=global_batch,
                     tokens_per_sample=tokens_per_sample, epochs=epochs, steps_per_epoch=steps_per_epoch,
                     warmup_steps=warmup_steps, total_steps=total_steps)

@@ -1,21 +1,24 @@
 """The training loop: accumulation, clipping, skipping bad steps, checkpoints, validation, metrics.
 
-``Trainer`` takes ready-made pieces (model, loaders) so that it can be tested with small fakes;
-``run_training`` builds those pieces from a ``TrainConfig`` (the console script's path).
+``Trainer`` takes ready-made pieces (model, loaders) so that it can be tested in-process with a tiny
+model and a fake loader; ``run_training`` builds those pieces from a ``TrainConfig`` (the console
+script's path).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from egom2p.train import distributed as D
-from egom2p.train.checkpoint import CheckpointManager
+from egom2p.train.checkpoint import CheckpointManager, step_dir_name
 from egom2p.train.config import ConfigError, TrainConfig, save_resolved_config
 from egom2p.train.faults import BadStepGuard, NonFiniteStepError, StopRequest
 from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
@@ -26,7 +29,6 @@ from egom2p.train.schedule import Schedule, derive_schedule
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
-    get_model_state_dict,
     get_state_dict,
     set_model_state_dict,
     set_optimizer_state_dict,
@@ -60,78 +62,112 @@ def autocast_context(device: torch.device, dtype: str):
 
 
 class Trainer:
-    """Runs optimizer steps from ``step`` to the end of the run on one rank."""
+    """Runs optimizer steps from ``step`` to the end of the run on one rank.
+
+    ``budgets`` are the model's forward token budgets (input, target): the data config's
+    ``max_input_tokens`` / ``max_target_tokens``.
+    """
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, train_loader: TrainLoader, info: D.DistInfo,
-                 val_loaders: Callable[[], Mapping[str, Iterable]] | None = None, log: Callable[[str], None] = print):
+                 budgets: tuple[int, int], val_loaders: Callable[[], Mapping[str, Iterable]] | None = None,
+                 log: Callable[[str], None] = print):
         self.cfg, self.info, self.log = cfg, info, log
-        self.schedule: Schedule = derive_schedule(cfg, info.world_size)
+        self.num_input_tokens, self.num_target_tokens = budgets
+        self.schedule: Schedule = derive_schedule(cfg, info.world_size, sum(budgets))
         self.bare_model = model.to(info.device)
         self.num_params = sum(p.numel() for p in self.bare_model.parameters() if p.requires_grad)
         self.model = parallelize(self.bare_model, info, fsdp=cfg.fsdp, compile=cfg.compile,
                                  activation_checkpointing=cfg.activation_checkpointing)
-        self.optimizer = build_optimizer(self.bare_model, self.schedule.peak_lr, cfg.weight_decay, cfg.opt_betas, cfg.opt_eps)
+        opt = cfg.optim
+        self.optimizer = build_optimizer(self.bare_model, self.schedule.peak_lr, opt.weight_decay, opt.opt_betas, opt.opt_eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.lr_lambda)
         self.train_loader, self.val_loaders = train_loader, val_loaders
         self.guard = BadStepGuard(cfg.max_bad_steps)
-        self.checkpoints = CheckpointManager(cfg.output_dir, cfg.keep_last_k, cfg.s3_save_dir)
+        ckpt = cfg.checkpoint
+        self.checkpoints = CheckpointManager(cfg.output_dir, ckpt.keep_last_k, ckpt.s3_save_dir)
+        if info.is_main:  # what a killed save left behind; no save is in progress at start-up
+            for stale in self.checkpoints.remove_temp_dirs():
+                log(f"removed {stale} (left by an interrupted save)")
         self.step = 0
-        self.end_step = min(self.schedule.total_steps, cfg.max_steps or self.schedule.total_steps)
+        total, max_steps = self.schedule.total_steps, cfg.schedule.max_steps
+        self.end_step = min(total, max_steps or total)
         spe = self.schedule.steps_per_epoch
-        self.ckpt_every = cfg.checkpoint_every_steps or cfg.save_ckpt_freq * spe
-        self.val_every = cfg.val_every_steps or cfg.eval_freq * spe
+        self.ckpt_every = ckpt.every_steps or ckpt.save_ckpt_freq * spe
+        self.val_every = cfg.metrics.val_every_steps or cfg.metrics.eval_freq * spe
         self._iter = None
         self._bad_batches: list[Batch] = []
 
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly; a collective call (every rank must call it)."""
-        model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=_FULL_STATE)
-        return {
-            "step": self.step,
-            "world_size": self.info.world_size,
-            "model": model_sd,
-            "optimizer": optim_sd,
-            "scheduler": self.scheduler.state_dict(),
-            "guard": self.guard.state_dict(),
-            "rng": D.gather_objects(capture_rng_state()),  # per rank, in rank order
-            "data": D.gather_objects(self.train_loader.state_dict()),
-            "config": self.cfg.to_dict(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore ``state_dict()``; per-rank RNG and data positions need the same world size."""
-        set_model_state_dict(self.model, state["model"], options=StateDictOptions(full_state_dict=True))
-        # Not strict: a parameter that never received a gradient (an unused modality) has no AdamW state yet.
-        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"],
-                                 options=StateDictOptions(full_state_dict=True, strict=False))
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.guard.load_state_dict(state["guard"])
-        self.step = state["step"]
-        if state["world_size"] == self.info.world_size:
-            restore_rng_state(state["rng"][self.info.rank])
-            self.train_loader.load_state_dict(state["data"][self.info.rank])
-        else:
-            self.log(f"warning: checkpoint was written with world size {state['world_size']}, now "
-                     f"{self.info.world_size}: data streams and RNG restart (reseeded with the step)")
-            seed_everything(self.cfg.seed + self.info.rank + 1_000_003 * self.step)
-
+    # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path | None:
-        """Collective: gather state, rank 0 writes it atomically. Returns the path on rank 0."""
-        state = self.state_dict()
-        path = self.checkpoints.save(self.step, state) if self.info.is_main else None
+        """Collective: gather full weights and state, rank 0 writes ``checkpoints/step-<N>/``. Returns it on rank 0."""
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=_FULL_STATE)
+        rng = D.gather_objects(capture_rng_state())  # per rank, in rank order
+        data = D.gather_objects(self.train_loader.state_dict())
+        path = None
+        if self.info.is_main:
+            state = {"step": self.step, "world_size": self.info.world_size, "optimizer": optim_sd,
+                     "scheduler": self.scheduler.state_dict(), "guard": self.guard.state_dict(), "rng": rng, "data": data}
+            path = self.checkpoints.save(self.step, model_sd, self.bare_model.config, state)
         D.barrier()
         return path
 
+    def load_checkpoint(self, model_sd: dict[str, torch.Tensor], state: Mapping[str, Any]) -> None:
+        """Collective: restore what rank 0 read (other ranks pass empty dicts); weights and optimizer are broadcast.
+
+        Per-rank RNG and data positions are scattered back when the world size is unchanged.
+        """
+        broadcast = self.info.distributed  # rank 0 alone read the files
+        set_model_state_dict(self.model, model_sd,
+                             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast))
+        # Not strict: a parameter that never received a gradient has no AdamW state yet.
+        set_optimizer_state_dict(self.model, self.optimizer, dict(state.get("optimizer", {})),
+                                 options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast,
+                                                          strict=False))
+        small = D.broadcast_object({k: state[k] for k in ("step", "world_size", "scheduler", "guard")}
+                                   if self.info.is_main else None)
+        self.scheduler.load_state_dict(small["scheduler"])
+        self.guard.load_state_dict(small["guard"])
+        self.step = small["step"]
+        if small["world_size"] == self.info.world_size:
+            restore_rng_state(D.scatter_objects(state["rng"] if self.info.is_main else None))
+            self.train_loader.load_state_dict(D.scatter_objects(state["data"] if self.info.is_main else None))
+        else:
+            self.log(f"warning: checkpoint was written with world size {small['world_size']}, now "
+                     f"{self.info.world_size}: data streams and RNG restart (reseeded with the step)")
+            seed_everything(self.cfg.seed + self.info.rank + 1_000_003 * self.step)
+
+    def init_weights(self, source: str | Path) -> None:
+        """Collective: start from the weights of ``source`` (anything ``EgoM2P.from_pretrained`` opens).
+
+        Rank 0 reads them and checks they fit this model; every rank receives them by broadcast.
+        """
+        from egom2p.model import EgoM2P
+
+        weights, problem = {}, None
+        if self.info.is_main:
+            try:
+                weights = EgoM2P.from_pretrained(source).state_dict()
+                ours = {k: tuple(v.shape) for k, v in self.bare_model.state_dict().items()}
+                theirs = {k: tuple(v.shape) for k, v in weights.items()}
+                if ours != theirs:
+                    problem = (f"its weights do not fit the model section (keys or shapes differ: "
+                               f"{sorted(set(ours.items()) ^ set(theirs.items()))[:4]} ...)")
+            except (FileNotFoundError, ValueError) as err:
+                problem = str(err)
+        problem = D.broadcast_object(problem)
+        if problem is not None:
+            raise ConfigError(f"config key 'checkpoint.init_from': {source}: {problem}", "checkpoint.init_from")
+        set_model_state_dict(self.model, weights,
+                             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=self.info.distributed))
+
     def try_resume(self) -> Path | None:
-        """Load the newest complete checkpoint (rank 0 chooses), if any."""
-        found = self.checkpoints.load_latest()
-        chosen = D.gather_objects(str(found[0]) if found else None)[0]
+        """Load the newest complete checkpoint, if any: rank 0 picks and reads it, the others receive it."""
+        found = self.checkpoints.load_latest() if self.info.is_main else None
+        chosen = D.broadcast_object(str(found[0]) if found else None)
         if chosen is None:
             return None
-        if found is None or str(found[0]) != chosen:  # this rank saw another file: read rank 0's choice
-            found = (Path(chosen), torch.load(chosen, map_location="cpu", weights_only=False))
-        self.load_state_dict(found[1])
+        model_sd, state = (found[1], found[2]) if found else ({}, {})
+        self.load_checkpoint(model_sd, state)
         return Path(chosen)
 
     # ------------------------------------------------------------------ one step
@@ -146,23 +182,24 @@ class Trainer:
         model.train()
         losses, mod_sums, bad_local = [], {}, False
         self._bad_batches = []
-        for micro in range(cfg.accum_iter):
+        accum = cfg.schedule.accum_iter
+        for micro in range(accum):
             batch = self._next_batch()
-            last = micro == cfg.accum_iter - 1
+            last = micro == accum - 1
             sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
                 with autocast_context(self.info.device, cfg.dtype):
-                    out = model(batch, num_encoder_tokens=cfg.num_input_tokens,
-                                num_decoder_tokens=cfg.num_target_tokens, loss_type=cfg.loss_type)
-                (out.loss / cfg.accum_iter).backward()
+                    out = model(batch, num_encoder_tokens=self.num_input_tokens,
+                                num_decoder_tokens=self.num_target_tokens, loss_type=cfg.loss_type)
+                (out.loss / accum).backward()
             loss = float(out.loss.detach())
             if not math.isfinite(loss):
                 bad_local = True
                 self._bad_batches.append({k: {n: t.cpu() for n, t in v.items()} for k, v in batch.items()})
             losses.append(loss)
             for name, value in out.mod_loss.items():
-                mod_sums[name] = mod_sums.get(name, 0.0) + float(value.detach()) / cfg.accum_iter
-        clip = cfg.clip_grad if cfg.clip_grad is not None else math.inf
+                mod_sums[name] = mod_sums.get(name, 0.0) + float(value.detach()) / accum
+        clip = cfg.optim.clip_grad if cfg.optim.clip_grad is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
             grad_norm = grad_norm.full_tensor()
@@ -199,8 +236,8 @@ class Trainer:
             sums = torch.zeros(2 + 2 * len(names), dtype=torch.float64)
             for batch in loader:
                 with autocast_context(self.info.device, self.cfg.dtype):
-                    out = self.model(move_batch(batch, self.info.device), num_encoder_tokens=self.cfg.num_input_tokens,
-                                     num_decoder_tokens=self.cfg.num_target_tokens, loss_type=self.cfg.loss_type)
+                    out = self.model(move_batch(batch, self.info.device), num_encoder_tokens=self.num_input_tokens,
+                                     num_decoder_tokens=self.num_target_tokens, loss_type=self.cfg.loss_type)
                 sums[0] += float(out.loss)
                 sums[1] += 1
                 for i, name in enumerate(names):
@@ -227,13 +264,14 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until ``end_step`` (or a stop request); returns the last logged metrics."""
         cfg, sched, info = self.cfg, self.schedule, self.info
-        logger = MetricsLogger(cfg.output_dir, info.is_main, cfg.log_wandb, cfg.wandb_project, cfg.wandb_entity,
-                               cfg.wandb_run_name, cfg.to_dict())
+        met = cfg.metrics
+        logger = MetricsLogger(cfg.output_dir, info.is_main, met.log_wandb, met.wandb_project, met.wandb_entity,
+                               met.wandb_run_name, cfg.to_dict())
         bar = ProgressBar(self.end_step, self.step, info.is_main)
         stop = StopRequest()
         peak = peak_flops(info.device, cfg.dtype)
         flops = getattr(self.bare_model, "flops_per_sample", None)
-        flops_per_sample = flops(cfg.num_input_tokens, cfg.num_target_tokens) if callable(flops) else 0.0
+        flops_per_sample = flops(self.num_input_tokens, self.num_target_tokens) if callable(flops) else 0.0
         tokens_per_step = sched.global_batch * sched.tokens_per_sample
         last: dict[str, Any] = {}
         window_start, window_steps = time.perf_counter(), 0
@@ -249,7 +287,7 @@ class Trainer:
                 elapsed = time.perf_counter() - window_start
                 tok_s = tokens_per_step * window_steps / max(elapsed, 1e-9)
                 bar.update(result["loss"], tok_s)
-                if self.step % cfg.log_every_steps == 0 or self.step == self.end_step:
+                if self.step % met.log_every_steps == 0 or self.step == self.end_step:
                     last = self._log_metrics(logger, result, tok_s, flops_per_sample, peak)
                     window_start, window_steps = time.perf_counter(), 0
                 if self.step % self.val_every == 0 and self.val_loaders is not None:
@@ -295,22 +333,6 @@ class Trainer:
         return row
 
 
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """The model named by ``cfg.model`` with ``cfg.modalities`` and ``cfg.model_overrides``."""
-    import dataclasses
-
-    from egom2p.model import EgoM2P, EgoM2PConfig
-
-    known = {f.name for f in dataclasses.fields(EgoM2PConfig)}
-    for key in cfg.model_overrides:
-        if key not in known:
-            raise ConfigError(f"unknown config key 'model_overrides.{key}' (EgoM2PConfig has {sorted(known)})",
-                              "model_overrides")
-    kwargs = {"modalities": cfg.modalities, "attn_backend": cfg.attn_backend, "fused_loss": cfg.fused_loss,
-              **cfg.model_overrides}
-    return EgoM2P.from_preset(cfg.model, **kwargs)
-
-
 def check_replicas_identical(model: nn.Module) -> None:
     """Collective: raise if the data-parallel ranks hold different weights (DDP must keep them equal).
 
@@ -323,61 +345,63 @@ def check_replicas_identical(model: nn.Module) -> None:
         raise RuntimeError("data-parallel ranks diverged: their weights differ after training")
 
 
-def export_pretrained(model: nn.Module, cfg: TrainConfig, directory: Path, is_main: bool) -> None:
-    """Collective: gather full weights (DDP, FSDP, compiled or checkpointed alike), rank 0 writes ``save_pretrained``."""
-    full = get_model_state_dict(model, options=_FULL_STATE)
-    if is_main:
-        fresh = build_model(cfg)
-        fresh.load_state_dict(full)
-        fresh.save_pretrained(directory)
-    D.barrier()
-
-
 def run_training(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Build everything from ``cfg`` and train on this rank (the ``egom2p-train`` entry point)."""
-    from egom2p.data import build_train_loader, build_val_loaders, load_data_config, load_modalities
-
-    for key in ("min_input_tokens", "min_target_tokens"):
-        if getattr(cfg, key) is not None:  # build_train_loader has no such argument (yet)
-            raise ConfigError(f"config key '{key}': set it per dataset in the data config ({cfg.data_config})", key)
     info = D.init_distributed(cfg.device)
-    main_log = log if info.is_main else (lambda _msg: None)
     try:
-        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model = build_model(cfg)
-        seed_everything(cfg.seed + info.rank)  # distinct masking/augment draws per rank
-        mods = load_modalities(cfg.modalities)
-        data_cfg = load_data_config(cfg.data_config)
-        loader = build_train_loader(data_cfg, mods, batch_size=cfg.batch_size, rank=info.rank,
-                                    world_size=info.world_size, num_workers=cfg.num_workers, seed=cfg.seed,
-                                    num_input_tokens=cfg.num_input_tokens, num_target_tokens=cfg.num_target_tokens)
-
-        def val_loaders() -> Mapping[str, Iterable]:
-            return build_val_loaders(data_cfg, mods, batch_size=max(1, int(1.5 * cfg.batch_size)), rank=info.rank,
-                                     world_size=info.world_size, num_input_tokens=cfg.num_input_tokens,
-                                     num_target_tokens=cfg.num_target_tokens)
-
-        trainer = Trainer(cfg, model, loader, info, val_loaders, log=main_log)
-        s = trainer.schedule
-        main_log(f"egom2p-train: model {cfg.model} ({trainer.num_params / 1e6:.2f}M parameters), "
-                 f"world size {info.world_size}, device {info.device}, dtype {cfg.dtype}, output {cfg.output_dir}")
-        main_log(f"schedule: peak lr {s.peak_lr:.3g}, global batch {s.global_batch}, {s.epochs} epochs x "
-                 f"{s.steps_per_epoch} steps = {s.total_steps} steps (warmup {s.warmup_steps}), "
-                 f"running to step {trainer.end_step}")
-        if cfg.auto_resume:
-            resumed = trainer.try_resume()
-            if resumed is not None:
-                main_log(f"resumed from {resumed} at step {trainer.step}")
-        if info.is_main:
-            save_resolved_config(cfg, cfg.output_dir)
-        last = trainer.fit()
-        if info.distributed and not cfg.fsdp:
-            check_replicas_identical(trainer.model)
-            main_log(f"replicas identical on {info.world_size} ranks at step {trainer.step}")
-        if trainer.step >= trainer.end_step:
-            final = Path(cfg.output_dir) / "final"
-            export_pretrained(trainer.model, cfg, final, info.is_main)
-            main_log(f"done at step {trainer.step}; weights for inference in {final}")
-        return last
+        return _train(cfg, info, log)
+    except BaseException as err:
+        # The traceback's frames hold the trainer; release it (and the DDP model's hold on the process
+        # group) before the group is destroyed. The error and its message are unchanged.
+        traceback.clear_frames(err.__traceback__)
+        raise
     finally:
         D.shutdown_distributed()
+
+
+def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> dict[str, Any]:
+    """``run_training`` inside the process group: build, resume or initialise, then fit or evaluate."""
+    from egom2p.data import build_train_loader, build_val_loaders
+    from egom2p.model import EgoM2P
+
+    model_cfg, data_cfg = cfg.model_config(), cfg.data_config()
+    main_log = log if info.is_main else (lambda _msg: None)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = EgoM2P(model_cfg)
+    seed_everything(cfg.seed + info.rank)  # distinct masking/augment draws per rank
+    specs, batch_size = model_cfg.modalities, cfg.loader.batch_size
+    loader = build_train_loader(data_cfg, specs, batch_size=batch_size, rank=info.rank,
+                                world_size=info.world_size, num_workers=cfg.loader.num_workers, seed=cfg.seed)
+
+    def val_loaders() -> Mapping[str, Iterable]:
+        return build_val_loaders(data_cfg, specs, batch_size=max(1, int(1.5 * batch_size)), rank=info.rank,
+                                 world_size=info.world_size, seed=cfg.seed)
+
+    budgets = (data_cfg.max_input_tokens, data_cfg.max_target_tokens)
+    trainer = Trainer(cfg, model, loader, info, budgets, val_loaders, log=main_log)
+    main_log(f"egom2p-train: model {cfg.model.preset} ({trainer.num_params / 1e6:.2f}M parameters), "
+             f"world size {info.world_size}, device {info.device}, dtype {cfg.dtype}, output {cfg.output_dir}")
+    main_log(f"schedule: {trainer.schedule.describe()}, running to step {trainer.end_step}")
+    resumed = trainer.try_resume() if cfg.checkpoint.auto_resume else None
+    if resumed is not None:
+        main_log(f"resumed from {resumed} at step {trainer.step}")
+    elif cfg.checkpoint.init_from:
+        trainer.init_weights(cfg.checkpoint.init_from)
+        main_log(f"initialised weights from {cfg.checkpoint.init_from}")
+    if cfg.eval_only:
+        if resumed is None and not cfg.checkpoint.init_from:
+            raise ConfigError(f"config key 'eval_only': no weights to evaluate: {trainer.checkpoints.dir} holds no "
+                              "checkpoint and checkpoint.init_from is not set", "eval_only")
+        metrics = trainer.validate()
+        main_log(json.dumps({"step": trainer.step, **metrics}) if metrics else "eval_only: the data config has no val datasets")
+        return metrics
+    if info.is_main:
+        save_resolved_config(cfg, cfg.output_dir)
+    last = trainer.fit()
+    if info.distributed and not cfg.fsdp:
+        check_replicas_identical(trainer.model)
+        main_log(f"replicas identical on {info.world_size} ranks at step {trainer.step}")
+    if trainer.step >= trainer.end_step:
+        main_log(f"done at step {trainer.step}; weights for inference in "
+                 f"{trainer.checkpoints.dir / step_dir_name(trainer.step)}")
+    return last
