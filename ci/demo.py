@@ -4,11 +4,14 @@ Each stage runs the real console script a user would run (so the demo also prove
 then a small table compares the accuracy reached with chance and with a perfect model under the
 generator's rules. Extra arguments are passed to the trainer as overrides, e.g.
 `hatch run demo schedule.max_steps=50`. The run's weights are its last step directory,
-`runs/demo-cpu/checkpoints/step-N/`; the run directory itself names it for every CLI.
+`runs/demo-cpu/checkpoints/step-N/`; the run directory itself names it for every CLI. Its curves are
+drawn by `egom2p-train plot runs/demo-cpu` into `runs/demo-cpu/metrics.png` (needs matplotlib, the
+`egom2p-train[viz]` extra; without it the demo says how to get them).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -64,8 +67,13 @@ def main(overrides: list[str]) -> None:
         res = res[0] if isinstance(res, list) else res
         acc, perfect = res["accuracy"], perfect_accuracy(task)
         print(f"| {task} | {acc:.3f} | {chance_accuracy(task):.3f} | {perfect:.3f} | {acc / perfect:.0%} |")
+    if importlib.util.find_spec("matplotlib") is not None:
+        run([script("egom2p-train"), "plot", RUN])
+        curves = f"curves: {RUN}/metrics.png"
+    else:
+        curves = "curves: pip install 'egom2p-train[viz]', then egom2p-train plot " + RUN
     step = resolve_checkpoint(ROOT / RUN).relative_to(ROOT)
-    print(f"\ndemo finished in {time.time() - start:.0f} s; checkpoint: {step}")
+    print(f"\ndemo finished in {time.time() - start:.0f} s; checkpoint: {step}; {curves}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The command-line surface: frozen options, examples in --help, --print-config, --dry-run, errors exit 2 naming the key."""
 
+import json
 import subprocess
 import sys
 
@@ -59,17 +60,34 @@ def test_print_config_prints_the_resolved_tree_and_it_loads_back(capsys, tmp_pat
     assert load_config(tmp_path / "resolved.yaml") == load_config(DEMO, ["model.dim=48", "data.train.num_input_tokens=32"])
 
 
-def test_dry_run_prints_the_released_schedule(capsys):
-    assert main(["--config", RELEASED, "--dry-run", "--world-size", "256"]) == 0
+@pytest.mark.parametrize("world_size", [8, 64, 256])
+def test_dry_run_prints_the_released_schedule_as_one_json_line(capsys, world_size):
+    """The released recipe is world-size independent: the same global batch, lr and steps on 8, 64 or 256 GPUs."""
+    assert main(["--config", RELEASED, "--dry-run", "--world-size", str(world_size)]) == 0
     out = capsys.readouterr().out
-    assert "global batch 1024 = batch_size 4 x accum_iter 1 x 256" in out and "2048 + 2048 tokens" in out
-    assert "123 epochs x 976 steps = 120048 steps (warmup 2385)" in out and "peak lr 0.0004" in out
+    assert out.count("\n") == 1
+    report = json.loads(out)
+    assert report["global_batch_size"] == 1024 and report["peak_lr"] == pytest.approx(4e-4)
+    assert report["warmup_steps"] == 2385 and report["total_steps"] == 120048
+    assert report["micro_batch"] * report["accum_iter"] * world_size == 1024
 
 
-def test_world_size_needs_dry_run(capsys):
+@pytest.mark.parametrize("argv", [["--world-size", "8"], ["--dry-run", "--world-size", "0"], ["--no-such-option"]])
+def test_usage_errors_exit_2_with_one_line(capsys, argv):
     with pytest.raises(SystemExit) as info:
-        main(["--config", RELEASED, "--world-size", "8"])
+        main(["--config", RELEASED, *argv])
     assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("egom2p-train: error: ") and "see egom2p-train --help" in err
+
+
+def test_help_shows_every_option_documented_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for action in build_parser()._actions:
+        assert action.help, action.dest
+    assert "(default: $WORLD_SIZE, else 1)" in text and "Exit codes:" in text and "egom2p-train plot" in text
 
 
 def test_runs_from_any_directory_and_evaluates_with_init_from(tmp_path):
@@ -87,6 +105,13 @@ def test_runs_from_any_directory_and_evaluates_with_init_from(tmp_path):
                           cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert logged_steps(tmp_path / "run") == [1, 2] and (tmp_path / "run/checkpoints/step-2/model.safetensors").is_file()
+
+    # The run's curves, drawn headless from its metrics.jsonl by the console command.
+    done = subprocess.run([sys.executable, "-m", "egom2p.train", "plot", "run"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "egom2p-train: wrote run/metrics.png"
+    assert (tmp_path / "run/metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # eval_only from init_from: validation of those weights, no training, no checkpoint.
     done = subprocess.run([*train_command(), "--config", DEMO, *data, *tiny, "output_dir=eval", "eval_only=true",

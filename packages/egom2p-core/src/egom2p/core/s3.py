@@ -79,6 +79,8 @@ def retry_budget(retry_seconds: float | None = None) -> float:
 
 def _classify(exc: BaseException) -> str:
     """``missing``, ``denied``, ``transient``, ``fatal`` (another S3 error) or ``other`` (not an S3 error)."""
+    if isinstance(exc, ImportError):  # boto3 missing (MissingExtraError): nothing to classify
+        return "other"
     from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError, NoCredentialsError
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
