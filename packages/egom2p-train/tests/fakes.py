@@ -27,7 +27,10 @@ class PoisonableEgoM2P(EgoM2P):
 
 
 class FakeLoader:
-    """Deterministic infinite tok_rgb batches (contract format); ``poison_steps`` are the batch indices that give NaN."""
+    """Deterministic infinite tok_rgb batches (contract format); ``poison_steps`` are the batch indices that give NaN.
+
+    With ``poison_steps`` each batch carries a ``poison`` entry, so run those tests with ``loader.pack=False``.
+    """
 
     def __init__(self, poison_steps=()):
         self.position = 0
@@ -42,8 +45,9 @@ class FakeLoader:
             input_mask = torch.ones(batch_size, n, dtype=torch.bool).scatter_(1, order[:, :BUDGETS[0]], False)
             target_mask = torch.ones(batch_size, n, dtype=torch.bool).scatter_(1, order[:, BUDGETS[0]:], False)
             batch = {"tok_rgb": {"tensor": torch.randint(0, 64, (batch_size, n), generator=g),
-                                 "input_mask": input_mask, "target_mask": target_mask},
-                     "poison": {"flag": torch.full((batch_size,), self.position in self.poison_steps)}}
+                                 "input_mask": input_mask, "target_mask": target_mask}}
+            if self.poison_steps:
+                batch["poison"] = {"flag": torch.full((batch_size,), self.position in self.poison_steps)}
             self.position += 1
             self.stats["samples"] += batch_size
             yield batch

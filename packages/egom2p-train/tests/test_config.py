@@ -32,7 +32,8 @@ FROZEN_KEYS = [
     'data.val.datasets.<name>.min_input_tokens', 'data.val.datasets.<name>.min_target_tokens',
     'data.val.datasets.<name>.modality_name_map', 'data.val.datasets.<name>.num_input_tokens',
     'data.val.datasets.<name>.num_target_tokens', 'data.val.datasets.<name>.out_domains', 'device', 'dtype',
-    'eval_only', 'fsdp', 'loader.batch_size', 'loader.num_workers', 'loss_type', 'max_bad_steps',
+    'eval_only', 'fsdp', 'loader.batch_size', 'loader.num_workers', 'loader.pack', 'loader.pack_multiple',
+    'loader.pack_rows', 'loss_type', 'max_bad_steps',
     'metrics.eval_freq', 'metrics.log_every_steps', 'metrics.log_wandb', 'metrics.val_every_steps',
     'metrics.wandb_entity', 'metrics.wandb_project', 'metrics.wandb_run_name', 'model.attn_backend',
     'model.decoder_causal_mask', 'model.decoder_depth', 'model.decoder_sep_mask', 'model.dim', 'model.encoder_depth',
@@ -40,7 +41,7 @@ FROZEN_KEYS = [
     'model.mlp_ratio', 'model.modalities', 'model.norm_bias', 'model.num_heads', 'model.preset', 'model.proj_bias',
     'model.qk_norm', 'model.qkv_bias', 'optim.blr', 'optim.clip_grad', 'optim.min_blr', 'optim.opt_betas',
     'optim.opt_eps', 'optim.weight_decay', 'output_dir', 'schedule.accum_iter', 'schedule.epoch_size',
-    'schedule.epochs', 'schedule.max_steps', 'schedule.total_tokens', 'schedule.warmup_epochs',
+    'schedule.epochs', 'schedule.global_batch_size', 'schedule.max_steps', 'schedule.total_tokens', 'schedule.warmup_epochs',
     'schedule.warmup_tokens', 'seed',
 ]
 

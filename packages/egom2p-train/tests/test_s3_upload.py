@@ -37,3 +37,19 @@ def test_step_dir_is_uploaded_under_the_prefix(tmp_path, s3_endpoint):
     for name in CHECKPOINT_FILES:
         body = client.get_object(Bucket="ckpts", Key=f"runs/a/step-7/{name}")["Body"].read()
         assert body == (path / name).read_bytes(), name
+
+
+@pytest.mark.xdist_group("s3")
+def test_failed_upload_is_logged_and_retried_at_the_next_save(tmp_path, s3_endpoint):
+    client = boto3.client("s3")
+    logs = []
+    mgr = CheckpointManager(tmp_path, keep_last_k=3, s3_save_dir="s3://later/runs", log=logs.append)
+    model = EgoM2P(tiny_config())
+    mgr.save(1, model.state_dict(), model.config, {"step": 1})  # no bucket yet: logged, training goes on
+    assert [p.name for p in mgr.pending_uploads] == ["step-1"]
+    assert any("upload of" in line and "step-1" in line and "retried at the next save" in line for line in logs)
+    client.create_bucket(Bucket="later")
+    mgr.save(2, model.state_dict(), model.config, {"step": 2})
+    assert mgr.pending_uploads == []
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="later")["Contents"]}
+    assert {f"runs/step-{s}/{name}" for s in (1, 2) for name in CHECKPOINT_FILES} <= keys

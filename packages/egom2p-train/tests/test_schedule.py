@@ -86,3 +86,31 @@ def test_released_config_file_gives_the_released_run():
     s = derive_schedule(cfg, world_size=256, tokens_per_sample=data.max_input_tokens + data.max_target_tokens)
     assert s.global_batch == 1024
     assert (s.peak_lr, s.total_steps, s.warmup_steps) == (pytest.approx(4e-4), 120_048, 2385)
+
+
+@pytest.mark.parametrize("world_size,accum", [(8, 32), (64, 4), (256, 1)])
+def test_released_recipe_is_the_same_on_any_world_size(world_size, accum):
+    from pathlib import Path
+
+    from egom2p.train.config import load_config
+    from egom2p.train.schedule import dry_run_report
+
+    cfg = load_config(Path(__file__).resolve().parents[3] / "configs/train/egom2p-b-released.yaml")
+    report = dry_run_report(cfg, world_size)
+    assert report["global_batch_size"] == 1024 and report["micro_batch"] == 4 and report["accum_iter"] == accum
+    assert report["peak_lr"] == pytest.approx(4e-4, rel=1e-12)
+    assert (report["warmup_steps"], report["total_steps"]) == (2385, 120_048)
+
+
+def test_global_batch_that_does_not_divide_names_both_keys():
+    cfg = config(4, global_batch_size=1024, epoch_size=1_000_000)
+    with pytest.raises(ConfigError, match="'schedule.global_batch_size': 1024 .*loader.batch_size 4 x world size 3"):
+        derive_schedule(cfg, world_size=3, tokens_per_sample=80)
+
+
+def test_explicit_accum_iter_must_agree_with_the_global_batch():
+    assert derive_schedule(config(4, global_batch_size=64, accum_iter=8, epoch_size=6400, epochs=2, warmup_epochs=1),
+                           world_size=2, tokens_per_sample=80).accum_iter == 8
+    with pytest.raises(ConfigError, match="'schedule.accum_iter': 2 disagrees .* = 8"):
+        derive_schedule(config(4, global_batch_size=64, accum_iter=2, epoch_size=6400), world_size=2,
+                        tokens_per_sample=80)

@@ -14,8 +14,9 @@ from fakes import BUDGETS, FakeLoader, PoisonableEgoM2P, tiny_config
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
-def make_cfg(tmp_path, max_steps=None, every_steps=4):
-    return TrainConfig(output_dir=str(tmp_path), dtype="float32", max_bad_steps=3, loader=LoaderConfig(batch_size=2),
+def make_cfg(tmp_path, max_steps=None, every_steps=4, pack=True, **run):
+    return TrainConfig(output_dir=str(tmp_path), dtype="float32", max_bad_steps=3, **run,
+                       loader=LoaderConfig(batch_size=2, pack=pack, pack_multiple=8),
                        optim=OptimConfig(blr=2.0, clip_grad=1.0),
                        schedule=ScheduleConfig(epoch_size=20, epochs=3, warmup_epochs=1, max_steps=max_steps),
                        checkpoint=CheckpointConfig(every_steps=every_steps, keep_last_k=2),
@@ -28,7 +29,7 @@ def make_trainer(cfg, loader=None):
 
 
 def test_nonfinite_step_is_skipped_without_touching_weights(tmp_path):
-    trainer = make_trainer(make_cfg(tmp_path), FakeLoader(poison_steps={3}))
+    trainer = make_trainer(make_cfg(tmp_path, pack=False), FakeLoader(poison_steps={3}))
     for _ in range(3):
         trainer.train_step()
     before = {k: v.clone() for k, v in trainer.bare_model.state_dict().items()}
@@ -41,7 +42,7 @@ def test_nonfinite_step_is_skipped_without_touching_weights(tmp_path):
 
 
 def test_k_bad_steps_in_a_row_stop_with_the_batch_saved(tmp_path):
-    trainer = make_trainer(make_cfg(tmp_path), FakeLoader(poison_steps={2, 3, 4}))
+    trainer = make_trainer(make_cfg(tmp_path, pack=False), FakeLoader(poison_steps={2, 3, 4}))
     with pytest.raises(NonFiniteStepError, match="debug_batch.pt"):
         trainer.fit()
     dumped = torch.load(tmp_path / "debug_batch.pt", weights_only=True)
@@ -55,7 +56,8 @@ def test_fit_logs_checkpoints_and_resumes_exactly(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 31))
     assert {"loss", "tok_rgb_loss", "lr", "grad_norm", "tokens_per_s_per_device", "data/samples"} <= rows[0].keys()
-    assert rows[0]["mfu"] is None  # CPU: n/a
+    assert rows[0]["mfu_computed"] is None and rows[0]["mfu_valid"] is None  # CPU: no peak FLOP/s, n/a
+    assert rows[0]["valid_tok_s"] > 0
 
     half = make_trainer(make_cfg(tmp_path / "half", max_steps=13))
     half.fit()

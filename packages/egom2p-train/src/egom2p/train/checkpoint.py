@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,16 @@ def _retire(path: Path) -> None:
 class CheckpointManager:
     """Saves, lists, prunes and reloads the step directories of one run."""
 
-    def __init__(self, output_dir: str | Path, keep_last_k: int = 3, s3_save_dir: str | None = None):
+    def __init__(self, output_dir: str | Path, keep_last_k: int = 3, s3_save_dir: str | None = None,
+                 log: Callable[[str], None] = print, upload_retry_seconds: float | None = None):
         if keep_last_k < 1:
             raise ValueError(f"keep_last_k must be >= 1, got {keep_last_k}")
         self.dir = Path(output_dir) / "checkpoints"
         self.keep_last_k = keep_last_k
         self.s3_save_dir = s3_save_dir
+        self.log = log
+        self.upload_retry_seconds = upload_retry_seconds
+        self.pending_uploads: list[Path] = []  # step directories whose upload failed: retried at the next save
 
     def list(self) -> list[tuple[int, Path]]:
         """Complete step directories as ``(step, path)``, oldest first (temporary ones are ignored)."""
@@ -100,8 +105,29 @@ class CheckpointManager:
         for _, old in self.list()[:-self.keep_last_k]:
             _retire(old)
         if self.s3_save_dir:
-            upload_to_s3(final, self.s3_save_dir)
+            self.upload(final)
         return final
+
+    def upload(self, newest: Path) -> list[Path]:
+        """Upload ``newest`` and every earlier failed upload still on disk; returns those that failed again.
+
+        Each file is retried on transient S3 errors (``egom2p.core.s3.with_retries``); a failure is logged and
+        never raised, so an S3 outage never stops training: the directory is retried at the next save.
+        """
+        todo = [p for p in self.pending_uploads if p.is_dir() and p != newest] + [newest]
+        failed = []
+        for path in todo:
+            try:
+                target = upload_to_s3(path, self.s3_save_dir or "", self.upload_retry_seconds)
+            except Exception as err:  # any failure: keep training, try again at the next save
+                self.log(f"warning: upload of {path} to {self.s3_save_dir} failed (retried at the next save): "
+                         f"{type(err).__name__}: {err}")
+                failed.append(path)
+            else:
+                if path != newest:
+                    self.log(f"uploaded {path} to {target} (an earlier upload had failed)")
+        self.pending_uploads = failed
+        return failed
 
     def remove_temp_dirs(self) -> list[Path]:
         """Delete what killed saves and prunes left behind; call when no save is in progress (start-up)."""
@@ -130,15 +156,19 @@ class CheckpointManager:
         return None
 
 
-def upload_to_s3(directory: Path, s3_dir: str) -> str:
-    """Upload the files of ``directory`` to ``s3_dir/<dir name>/`` with boto3 (default credentials, ``AWS_ENDPOINT_URL``)."""
-    try:
-        import boto3  # optional: egom2p-train[s3]
-    except ImportError as err:
-        raise RuntimeError("checkpoint.s3_save_dir needs boto3: pip install 'egom2p-train[s3]'") from err
-    bucket, _, prefix = s3_dir.removeprefix("s3://").partition("/")
-    target = f"{prefix.rstrip('/')}/{directory.name}" if prefix else directory.name
-    client = boto3.client("s3")
+def upload_to_s3(directory: Path, s3_dir: str, retry_seconds: float | None = None) -> str:
+    """Upload the files of ``directory`` to ``s3_dir/<dir name>/`` (boto3, default credentials, ``AWS_ENDPOINT_URL``).
+
+    Transient errors are retried for ``retry_seconds`` (default ``$EGOM2P_S3_RETRY_SECONDS``, else 300 s).
+    """
+    from egom2p.core.s3 import parse_s3_url, s3_client, with_retries  # boto3: the [s3] extra
+
+    bucket, prefix = parse_s3_url(s3_dir.rstrip("/") + "/" + directory.name)
+    def put(path: Path, key: str) -> None:
+        with path.open("rb") as body:  # reopened per attempt: a retry sends the whole file again
+            s3_client().put_object(Bucket=bucket, Key=key, Body=body)
+
     for path in sorted(p for p in directory.iterdir() if p.is_file()):
-        client.upload_file(str(path), bucket, f"{target}/{path.name}")
-    return f"s3://{bucket}/{target}"
+        key = f"{prefix}/{path.name}"
+        with_retries(f"s3://{bucket}/{key}", lambda p=path, k=key: put(p, k), retry_seconds)
+    return f"s3://{bucket}/{prefix}"

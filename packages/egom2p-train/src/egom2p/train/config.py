@@ -82,8 +82,13 @@ ModelConfig = _model_section()
 class LoaderConfig:
     """The training data loader of each rank."""
 
-    batch_size: int = 256  # per-GPU micro batch; global batch = batch_size x schedule.accum_iter x world size
+    batch_size: int = 256  # per-GPU micro batch; global batch = batch_size x accum_iter x world size
     num_workers: int = 10  # data loader worker processes per rank
+    # Packing (egom2p.data.packing): each batch's selected tokens in `pack_rows` shared rows whose widths are
+    # multiples of `pack_multiple`, so padding is not computed; the loss is that of the unpacked batch.
+    pack: bool = True  # ours: pack each batch before the forward
+    pack_rows: int = 1  # ours: packed rows per micro batch (1 suits the Triton kernel; dense backends may want more)
+    pack_multiple: int = 256  # ours: packed row widths are rounded up to a multiple of this (few static shapes)
 
 
 @dataclass
@@ -107,7 +112,10 @@ class ScheduleConfig:
     warmup_epochs: float = 10  # warmup length when warmup_tokens <= 0
     total_tokens: float = -1  # billions of (input + target budget) tokens; <= 0: use epochs
     warmup_tokens: float = -1  # billions; <= 0: use warmup_epochs
-    accum_iter: int = 1  # micro-batches per optimizer step
+    # The recipe's samples per optimizer step over all GPUs: accum_iter = global_batch_size / (batch_size x world
+    # size), so the LR, warmup and run length do not change with the number of GPUs.
+    global_batch_size: int | None = None
+    accum_iter: int | None = None  # micro-batches per optimizer step; null: derived from global_batch_size (else 1)
     max_steps: int | None = None  # stop after N optimizer steps (the LR schedule is unchanged)
 
 
@@ -506,13 +514,15 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
         value = getattr(getattr(cfg, section) if section else cfg, leaf)
         _require(value is None or value in enum.values(), key, f"{value!r} is not one of {list(enum.values())}")
     sch, opt, ckpt, met = cfg.schedule, cfg.optim, cfg.checkpoint, cfg.metrics
-    for key, value in (("loader.batch_size", cfg.loader.batch_size), ("schedule.accum_iter", sch.accum_iter),
+    for key, value in (("loader.batch_size", cfg.loader.batch_size), ("loader.pack_rows", cfg.loader.pack_rows),
+                       ("loader.pack_multiple", cfg.loader.pack_multiple),
                        ("checkpoint.keep_last_k", ckpt.keep_last_k), ("checkpoint.save_ckpt_freq", ckpt.save_ckpt_freq),
                        ("metrics.log_every_steps", met.log_every_steps), ("metrics.eval_freq", met.eval_freq),
                        ("max_bad_steps", cfg.max_bad_steps)):
         _require(value > 0, key, f"must be > 0, got {value}")
     for key, value in (("schedule.max_steps", sch.max_steps), ("checkpoint.every_steps", ckpt.every_steps),
-                       ("metrics.val_every_steps", met.val_every_steps), ("schedule.epoch_size", sch.epoch_size)):
+                       ("metrics.val_every_steps", met.val_every_steps), ("schedule.epoch_size", sch.epoch_size),
+                       ("schedule.global_batch_size", sch.global_batch_size), ("schedule.accum_iter", sch.accum_iter)):
         _require(value is None or value > 0, key, f"must be > 0 (or null), got {value}")
     _require(sch.epoch_size is not None, "schedule.epoch_size", "must be set (samples per epoch over all GPUs)")
     _require(cfg.loader.num_workers >= 0, "loader.num_workers", f"must be >= 0, got {cfg.loader.num_workers}")

@@ -37,11 +37,14 @@ def peak_flops(device: torch.device, dtype: str) -> float | None:
     return None
 
 
-def mfu(flops_per_sample: float, samples_per_s_per_device: float, peak: float | None) -> float | None:
-    """Model FLOPs utilisation, or None when the peak is unknown (reported as n/a)."""
-    if peak is None or flops_per_sample <= 0:
+def mfu(flops_per_s_per_device: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation (achieved / peak FLOP/s), or None when the peak is unknown (reported as n/a).
+
+    The trainer passes the FLOPs of ``egom2p.train.throughput`` (computed slots, or valid tokens only).
+    """
+    if peak is None or flops_per_s_per_device <= 0:
         return None
-    return flops_per_sample * samples_per_s_per_device / peak
+    return flops_per_s_per_device / peak
 
 
 def peak_memory_gib(device: torch.device) -> float | None:

@@ -4,12 +4,17 @@ One difference on purpose (SPEC quirk 15): an "epoch" is an exact number of *opt
 ``epoch_size // global_batch`` with ``global_batch = batch_size x accum_iter x world size``, and the
 schedule is indexed by the global optimizer step, so the LR never jumps. This module is the one
 place that turns epochs into steps.
+
+The recipe is world-size independent when ``schedule.global_batch_size`` is set: gradient
+accumulation is derived from it, the per-GPU micro batch (``loader.batch_size``) and the world size,
+so 8, 64 or 256 GPUs run the same global batch, LR, warmup and length (:func:`resolve_accum_iter`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from egom2p.train.config import ConfigError, TrainConfig
 
@@ -21,6 +26,7 @@ class Schedule:
     peak_lr: float
     min_lr: float
     global_batch: int  # samples per optimizer step over all ranks (batch_size x accum_iter x world)
+    accum_iter: int  # micro-batches per optimizer step on each rank
     tokens_per_sample: int  # input + target budgets (padding included, as in the original)
     epochs: int
     steps_per_epoch: int
@@ -48,9 +54,37 @@ class Schedule:
 
     def describe(self) -> str:
         """One line for the log and ``--dry-run``."""
-        return (f"peak lr {self.peak_lr:.4g} (min {self.min_lr:.4g}), global batch {self.global_batch}, "
+        return (f"peak lr {self.peak_lr:.4g} (min {self.min_lr:.4g}), global batch {self.global_batch} "
+                f"(accum_iter {self.accum_iter}), "
                 f"{self.tokens_per_sample} tokens per sample, {self.epochs} epochs x {self.steps_per_epoch} steps "
                 f"= {self.total_steps} steps (warmup {self.warmup_steps})")
+
+
+def resolve_accum_iter(cfg: TrainConfig, world_size: int) -> int:
+    """Micro-batches per optimizer step on ``world_size`` ranks.
+
+    With ``schedule.global_batch_size``: ``global_batch_size / (loader.batch_size x world_size)``, which
+    must be a whole number; an explicit ``schedule.accum_iter`` must agree. Without it:
+    ``schedule.accum_iter`` (default 1), and the global batch grows with the world size.
+    """
+    sch, micro = cfg.schedule, cfg.loader.batch_size
+    if world_size < 1:
+        raise ConfigError(f"world size must be >= 1, got {world_size}")
+    if sch.global_batch_size is None:
+        return sch.accum_iter or 1
+    per_step = micro * world_size
+    accum, rest = divmod(sch.global_batch_size, per_step)
+    if rest or accum < 1:
+        raise ConfigError(
+            f"config key 'schedule.global_batch_size': {sch.global_batch_size} is not a multiple of "
+            f"loader.batch_size {micro} x world size {world_size} = {per_step}; choose a micro batch and a GPU count "
+            f"whose product divides it", "schedule.global_batch_size")
+    if sch.accum_iter is not None and sch.accum_iter != accum:
+        raise ConfigError(
+            f"config key 'schedule.accum_iter': {sch.accum_iter} disagrees with schedule.global_batch_size "
+            f"{sch.global_batch_size} / (loader.batch_size {micro} x world size {world_size}) = {accum}; "
+            "leave accum_iter unset (null) to derive it", "schedule.accum_iter")
+    return accum
 
 
 def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int) -> Schedule:
@@ -62,7 +96,8 @@ def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int) -
     when given in tokens.
     """
     sch, opt = cfg.schedule, cfg.optim
-    global_batch = cfg.loader.batch_size * sch.accum_iter * world_size
+    accum_iter = resolve_accum_iter(cfg, world_size)
+    global_batch = cfg.loader.batch_size * accum_iter * world_size
     if sch.epoch_size is None:
         raise ConfigError("config key 'schedule.epoch_size': must be set (samples per epoch over all GPUs)",
                           "schedule.epoch_size")
@@ -70,7 +105,7 @@ def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int) -
     if steps_per_epoch < 1:
         raise ConfigError(
             f"config key 'schedule.epoch_size': {sch.epoch_size} samples is less than one global batch "
-            f"({global_batch} = batch_size x accum_iter x world size {world_size})", "schedule.epoch_size")
+            f"({global_batch} = batch_size x accum_iter {accum_iter} x world size {world_size})", "schedule.epoch_size")
     if sch.total_tokens > 0:
         epochs = math.ceil(sch.total_tokens * 1e9 / (tokens_per_sample * sch.epoch_size))
     else:
@@ -86,6 +121,22 @@ def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int) -
         raise ConfigError(f"config key '{warmup_key}': warmup ({warmup_steps} steps) must be shorter than "
                           f"the run ({total_steps} steps)", warmup_key)
     scale = global_batch / 256
-    return Schedule(peak_lr=opt.blr * scale, min_lr=opt.min_blr * scale, global_batch=global_batch,
+    return Schedule(peak_lr=opt.blr * scale, min_lr=opt.min_blr * scale, global_batch=global_batch, accum_iter=accum_iter,
                     tokens_per_sample=tokens_per_sample, epochs=epochs, steps_per_epoch=steps_per_epoch,
                     warmup_steps=warmup_steps, total_steps=total_steps)
+
+
+def dry_run_report(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """The resolved run on ``world_size`` ranks as plain data (``egom2p-train --dry-run`` prints it as JSON).
+
+    Keys: world_size, global_batch_size, micro_batch, accum_iter, peak_lr, min_lr, warmup_steps,
+    total_steps, steps_per_epoch, epochs, tokens_per_sample, end_step (where ``schedule.max_steps`` stops it).
+    Raises ``ConfigError`` (naming the key) when the world size cannot run the recipe.
+    """
+    data = cfg.data_config()
+    s = derive_schedule(cfg, world_size, data.max_input_tokens + data.max_target_tokens)
+    return {"world_size": world_size, "global_batch_size": s.global_batch, "micro_batch": cfg.loader.batch_size,
+            "accum_iter": s.accum_iter, "peak_lr": s.peak_lr, "min_lr": s.min_lr, "warmup_steps": s.warmup_steps,
+            "total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch, "epochs": s.epochs,
+            "tokens_per_sample": s.tokens_per_sample,
+            "end_step": min(s.total_steps, cfg.schedule.max_steps or s.total_steps)}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from egom2p.data.packing import pack_batch
 from egom2p.train import distributed as D
 from egom2p.train.checkpoint import CheckpointManager, step_dir_name
 from egom2p.train.config import ConfigError, TrainConfig, save_resolved_config
@@ -24,8 +25,11 @@ from egom2p.train.faults import BadStepGuard, NonFiniteStepError, StopRequest
 from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
 from egom2p.train.optim import build_optimizer
 from egom2p.train.parallel import parallelize
+from egom2p.train.preflight import check_data_sources
 from egom2p.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from egom2p.train.schedule import Schedule, derive_schedule
+from egom2p.train.throughput import BatchTokens, batch_flops, count_tokens
+from egom2p.train.validation import validate_datasets
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -84,7 +88,7 @@ class Trainer:
         self.train_loader, self.val_loaders = train_loader, val_loaders
         self.guard = BadStepGuard(cfg.max_bad_steps)
         ckpt = cfg.checkpoint
-        self.checkpoints = CheckpointManager(cfg.output_dir, ckpt.keep_last_k, ckpt.s3_save_dir)
+        self.checkpoints = CheckpointManager(cfg.output_dir, ckpt.keep_last_k, ckpt.s3_save_dir, log=log)
         if info.is_main:  # what a killed save left behind; no save is in progress at start-up
             for stale in self.checkpoints.remove_temp_dirs():
                 log(f"removed {stale} (left by an interrupted save)")
@@ -94,8 +98,48 @@ class Trainer:
         spe = self.schedule.steps_per_epoch
         self.ckpt_every = ckpt.every_steps or ckpt.save_ckpt_freq * spe
         self.val_every = cfg.metrics.val_every_steps or cfg.metrics.eval_freq * spe
+        self.val_failures = 0
         self._iter = None
         self._bad_batches: list[Batch] = []
+        self._counts_flops = callable(getattr(self.bare_model, "flops_per_sample", None))
+
+    # ------------------------------------------------------------------ the recipe a checkpoint remembers
+    def recipe(self) -> dict[str, Any]:
+        """The settings a resume compares with the current config (plain types, stored in ``train_state.pt``)."""
+        opt, s = self.cfg.optim, self.schedule
+        return {"seed": self.cfg.seed, "optim.blr": opt.blr, "optim.min_blr": opt.min_blr,
+                "optim.weight_decay": opt.weight_decay, "optim.opt_betas": list(opt.opt_betas),
+                "optim.opt_eps": opt.opt_eps, "optim.clip_grad": opt.clip_grad, "global_batch_size": s.global_batch,
+                "accum_iter": s.accum_iter, "peak_lr": s.peak_lr, "warmup_steps": s.warmup_steps,
+                "total_steps": s.total_steps, "world_size": self.info.world_size,
+                "datasets": sorted(getattr(getattr(self.train_loader, "config", None), "train", None) or {})}
+
+    def _apply_config_at(self, step: int) -> None:
+        """Make the optimizer follow the current config from ``step`` on: hyperparameters and the LR schedule.
+
+        A restored optimizer state carries the old run's LR, decay, betas and eps in its param groups; the
+        current config wins. The schedule is recomputed (``LambdaLR`` positioned at ``step``).
+        """
+        opt, peak = self.cfg.optim, self.schedule.peak_lr
+        for group, decay in zip(self.optimizer.param_groups, (opt.weight_decay, 0.0)):  # build_optimizer's order
+            group.update(weight_decay=decay, betas=tuple(opt.opt_betas), eps=opt.opt_eps, lr=peak, initial_lr=peak)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.lr_lambda, last_epoch=step - 1)
+
+    def _report_changes(self, saved: Mapping[str, Any], path: str) -> None:
+        """Refuse what a resume cannot honour; log what changed (the new values are used)."""
+        now = self.recipe()
+        for key in ("seed", "datasets"):
+            if key in saved and saved[key] != now[key]:
+                raise ConfigError(
+                    f"config key '{key if key == 'seed' else 'data.train.datasets'}': {saved[key]} -> {now[key]} cannot "
+                    f"be honoured on resume from {path} (the data streams are seeded and positioned per dataset); "
+                    "start a new output_dir with checkpoint.init_from set to that checkpoint",
+                    "seed" if key == "seed" else "data")
+        changes = [f"{k} {saved[k]} -> {now[k]}" for k in now
+                   if k in saved and k not in ("world_size", "accum_iter") and saved[k] != now[k]]
+        if changes:
+            self.log(f"resume: config changed since {path}: {', '.join(changes)}; training continues with the new "
+                     f"values (LR schedule recomputed at step {self.step})")
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path | None:
@@ -106,35 +150,53 @@ class Trainer:
         path = None
         if self.info.is_main:
             state = {"step": self.step, "world_size": self.info.world_size, "optimizer": optim_sd,
-                     "scheduler": self.scheduler.state_dict(), "guard": self.guard.state_dict(), "rng": rng, "data": data}
+                     "guard": self.guard.state_dict(), "recipe": self.recipe(), "rng": rng, "data": data}
             path = self.checkpoints.save(self.step, model_sd, self.bare_model.config, state)
         D.barrier()
         return path
 
-    def load_checkpoint(self, model_sd: dict[str, torch.Tensor], state: Mapping[str, Any]) -> None:
+    def load_checkpoint(self, model_sd: dict[str, torch.Tensor], state: Mapping[str, Any], path: str = "") -> None:
         """Collective: restore what rank 0 read (other ranks pass empty dicts); weights and optimizer are broadcast.
 
-        Per-rank RNG and data positions are scattered back when the world size is unchanged.
+        The LR schedule and optimizer hyperparameters follow the *current* config at the restored step;
+        changes are logged, and those that cannot be honoured raise ``ConfigError``. Per-rank RNG and
+        data positions are scattered back when the world size is unchanged. The bad-step counter restarts at 0.
         """
         broadcast = self.info.distributed  # rank 0 alone read the files
+        small = D.broadcast_object({"step": state["step"], "world_size": state["world_size"], "guard": state["guard"],
+                                    "recipe": state.get("recipe", {})} if self.info.is_main else None)
+        self.step = small["step"]
+        self._report_changes(small["recipe"], path)
         set_model_state_dict(self.model, model_sd,
                              options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast))
         # Not strict: a parameter that never received a gradient has no AdamW state yet.
         set_optimizer_state_dict(self.model, self.optimizer, dict(state.get("optimizer", {})),
                                  options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast,
                                                           strict=False))
-        small = D.broadcast_object({k: state[k] for k in ("step", "world_size", "scheduler", "guard")}
-                                   if self.info.is_main else None)
-        self.scheduler.load_state_dict(small["scheduler"])
+        self._apply_config_at(self.step)
         self.guard.load_state_dict(small["guard"])
-        self.step = small["step"]
-        if small["world_size"] == self.info.world_size:
+        self.guard.in_a_row = 0  # a resumed run (e.g. with a lower LR) gets its full allowance of bad steps
+        saved_world = small["world_size"]
+        if saved_world == self.info.world_size:
             restore_rng_state(D.scatter_objects(state["rng"] if self.info.is_main else None))
             self.train_loader.load_state_dict(D.scatter_objects(state["data"] if self.info.is_main else None))
         else:
-            self.log(f"warning: checkpoint was written with world size {small['world_size']}, now "
-                     f"{self.info.world_size}: data streams and RNG restart (reseeded with the step)")
+            old_batch = small["recipe"].get("global_batch_size", "?")
+            same = old_batch == self.schedule.global_batch
+            self.log(f"resume: checkpoint was written with world size {saved_world} (accum_iter "
+                     f"{small['recipe'].get('accum_iter', '?')}), now {self.info.world_size} (accum_iter "
+                     f"{self.schedule.accum_iter}): " + (f"same global batch {old_batch} and schedule" if same else
+                     f"global batch {old_batch} -> {self.schedule.global_batch}, schedule recomputed")
+                     + "; data streams and RNG restart (reseeded with the step)")
             seed_everything(self.cfg.seed + self.info.rank + 1_000_003 * self.step)
+
+    def _fits(self, weights: Mapping[str, torch.Tensor]) -> str | None:
+        """Why ``weights`` cannot be loaded into this model (keys or shapes differ), or None."""
+        ours = {k: tuple(v.shape) for k, v in self.bare_model.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in weights.items()}
+        if ours == theirs:
+            return None
+        return f"keys or shapes differ from the model section: {sorted(set(ours.items()) ^ set(theirs.items()))[:4]} ..."
 
     def init_weights(self, source: str | Path) -> None:
         """Collective: start from the weights of ``source`` (anything ``EgoM2P.from_pretrained`` opens).
@@ -147,11 +209,7 @@ class Trainer:
         if self.info.is_main:
             try:
                 weights = EgoM2P.from_pretrained(source).state_dict()
-                ours = {k: tuple(v.shape) for k, v in self.bare_model.state_dict().items()}
-                theirs = {k: tuple(v.shape) for k, v in weights.items()}
-                if ours != theirs:
-                    problem = (f"its weights do not fit the model section (keys or shapes differ: "
-                               f"{sorted(set(ours.items()) ^ set(theirs.items()))[:4]} ...)")
+                problem = self._fits(weights)
             except (FileNotFoundError, ValueError) as err:
                 problem = str(err)
         problem = D.broadcast_object(problem)
@@ -163,49 +221,73 @@ class Trainer:
     def try_resume(self) -> Path | None:
         """Load the newest complete checkpoint, if any: rank 0 picks and reads it, the others receive it."""
         found = self.checkpoints.load_latest() if self.info.is_main else None
-        chosen = D.broadcast_object(str(found[0]) if found else None)
+        problem = self._fits(found[1]) if found else None
+        chosen, problem = D.broadcast_object((str(found[0]) if found else None, problem))
         if chosen is None:
             return None
+        if problem is not None:
+            raise ConfigError(f"config key 'model': cannot resume from {chosen}: {problem}; resume with the model "
+                              "section it was written with, or start a new output_dir with checkpoint.init_from", "model")
         model_sd, state = (found[1], found[2]) if found else ({}, {})
-        self.load_checkpoint(model_sd, state)
+        self.load_checkpoint(model_sd, state, chosen)
         return Path(chosen)
 
     # ------------------------------------------------------------------ one step
-    def _next_batch(self) -> Batch:
-        if self._iter is None:
-            self._iter = iter(self.train_loader)
-        return move_batch(next(self._iter), self.info.device)
+    def prepare_batch(self, raw: Mapping[str, Mapping[str, Any]]) -> tuple[Batch, BatchTokens]:
+        """Pack a loader batch on the CPU (``loader.pack``), count its tokens, move it to the device."""
+        loader = self.cfg.loader
+        batch = raw
+        if loader.pack:
+            batch = pack_batch(raw, self.num_input_tokens, self.num_target_tokens, num_rows=loader.pack_rows,
+                               multiple=loader.pack_multiple)
+        return move_batch(batch, self.info.device), count_tokens(batch, (self.num_input_tokens, self.num_target_tokens))
+
+    def _forward(self, model: nn.Module, batch: Batch, check_vocab: bool):
+        with autocast_context(self.info.device, self.cfg.dtype):
+            return model(batch, num_encoder_tokens=self.num_input_tokens, num_decoder_tokens=self.num_target_tokens,
+                         loss_type=self.cfg.loss_type, check_vocab=check_vocab)
 
     def train_step(self, stop: StopRequest | None = None) -> dict[str, Any]:
-        """One optimizer step over ``accum_iter`` micro-batches; skips the update if anything is non-finite."""
+        """One optimizer step over ``accum_iter`` micro-batches; skips the update if anything is non-finite.
+
+        The micro-batches run without reading the device; one transfer of the losses follows them.
+        """
         cfg, model = self.cfg, self.model
         model.train()
-        losses, mod_sums, bad_local = [], {}, False
-        self._bad_batches = []
-        accum = cfg.schedule.accum_iter
+        if self._iter is None:
+            self._iter = iter(self.train_loader)
+        accum = self.schedule.accum_iter
+        losses, mod_sums, batches = [], {}, []
+        flops_computed = flops_valid = 0.0
+        valid_tokens = 0
         for micro in range(accum):
-            batch = self._next_batch()
+            batch, tokens = self.prepare_batch(next(self._iter))
+            if self._counts_flops:
+                computed, valid = batch_flops(self.bare_model, tokens)
+                flops_computed, flops_valid = flops_computed + computed, flops_valid + valid
+            valid_tokens += tokens.valid
             last = micro == accum - 1
             sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
-                with autocast_context(self.info.device, cfg.dtype):
-                    out = model(batch, num_encoder_tokens=self.num_input_tokens,
-                                num_decoder_tokens=self.num_target_tokens, loss_type=cfg.loss_type)
+                out = self._forward(model, batch, check_vocab=False)  # the loader checked every token
                 (out.loss / accum).backward()
-            loss = float(out.loss.detach())
-            if not math.isfinite(loss):
-                bad_local = True
-                self._bad_batches.append({k: {n: t.cpu() for n, t in v.items()} for k, v in batch.items()})
-            losses.append(loss)
+            losses.append(out.loss.detach().float())
             for name, value in out.mod_loss.items():
-                mod_sums[name] = mod_sums.get(name, 0.0) + float(value.detach()) / accum
+                mod_sums[name] = mod_sums.get(name, 0.0) + value.detach().float() / accum
+            batches.append(batch)
+        names = sorted(mod_sums)
+        host = torch.stack(losses + [mod_sums[n] for n in names]).cpu().tolist()
+        micro_losses = host[:accum]
+        finite = [math.isfinite(v) for v in micro_losses]
+        self._bad_batches = [{k: {n: t.cpu() for n, t in v.items()} for k, v in b.items()}
+                             for b, ok in zip(batches, finite) if not ok]
         clip = cfg.optim.clip_grad if cfg.optim.clip_grad is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
             grad_norm = grad_norm.full_tensor()
         grad_norm = float(grad_norm)
         # One small all-reduce makes every rank agree on skipping and stopping.
-        flags = torch.tensor([float(bad_local or not math.isfinite(grad_norm)),
+        flags = torch.tensor([float(not all(finite) or not math.isfinite(grad_norm)),
                               float(stop is not None and stop.requested is not None)])
         D.all_reduce(flags, "max")
         lr = self.optimizer.param_groups[0]["lr"]
@@ -219,38 +301,24 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        return {"loss": sum(losses) / len(losses), "mod_loss": mod_sums, "grad_norm": grad_norm, "lr": lr,
-                "skipped": skipped, "stop": bool(flags[1].item())}
+        return {"loss": sum(micro_losses) / accum, "mod_loss": dict(zip(names, host[accum:])), "grad_norm": grad_norm,
+                "lr": lr, "skipped": skipped, "stop": bool(flags[1].item()), "flops_computed": flops_computed,
+                "flops_valid": flops_valid, "valid_tokens": valid_tokens}
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean loss (and per-modality loss) per validation dataset, averaged over ranks."""
+        """Validation losses per dataset (``egom2p.train.validation``); never raises for bad data or I/O.
+
+        A failure is logged, counted in ``val/failures`` and leaves training running.
+        """
         if self.val_loaders is None:
             return {}
-        self.model.eval()
-        names = sorted(getattr(self.bare_model, "modalities", {}))
-        metrics: dict[str, float] = {}
-        for dataset, loader in self.val_loaders().items():
-            # sums: [loss, batches, then per modality: loss sum, batches with that modality]
-            sums = torch.zeros(2 + 2 * len(names), dtype=torch.float64)
-            for batch in loader:
-                with autocast_context(self.info.device, self.cfg.dtype):
-                    out = self.model(move_batch(batch, self.info.device), num_encoder_tokens=self.num_input_tokens,
-                                     num_decoder_tokens=self.num_target_tokens, loss_type=self.cfg.loss_type)
-                sums[0] += float(out.loss)
-                sums[1] += 1
-                for i, name in enumerate(names):
-                    if out.num_targets.get(name, 0) > 0:
-                        sums[2 + 2 * i] += float(out.mod_loss[name])
-                        sums[3 + 2 * i] += 1
-            D.all_reduce(sums)
-            if sums[1] > 0:
-                metrics[f"val/{dataset}/loss"] = float(sums[0] / sums[1])
-            for i, name in enumerate(names):
-                if sums[3 + 2 * i] > 0:
-                    metrics[f"val/{dataset}/{name}_loss"] = float(sums[2 + 2 * i] / sums[3 + 2 * i])
-        self.model.train()
+        metrics, failed = validate_datasets(self.bare_model, self.val_loaders, self.prepare_batch,
+                                            lambda batch: self._forward(self.bare_model, batch, check_vocab=True),
+                                            step=self.step, log=self.log)
+        self.val_failures += failed
+        if failed:
+            metrics["val/failures"] = self.val_failures
         return metrics
 
     # ------------------------------------------------------------------ the loop
@@ -261,21 +329,24 @@ class Trainer:
             torch.save({"step": self.step, "error": str(error), "batches_per_rank": everyone}, path)
         return path
 
+    def _healthy(self) -> bool:
+        """No checkpoint is written inside a run of non-finite steps (it would hold the diverging state)."""
+        return self.guard.in_a_row == 0
+
     def fit(self) -> dict[str, Any]:
-        """Train until ``end_step`` (or a stop request); returns the last logged metrics."""
-        cfg, sched, info = self.cfg, self.schedule, self.info
+        """Train until ``end_step`` (or a stop request); returns the last logged metrics.
+
+        Per step: train, log, checkpoint (when due and healthy), then validate (when due).
+        """
+        cfg, info = self.cfg, self.info
         met = cfg.metrics
         logger = MetricsLogger(cfg.output_dir, info.is_main, met.log_wandb, met.wandb_project, met.wandb_entity,
                                met.wandb_run_name, cfg.to_dict())
         bar = ProgressBar(self.end_step, self.step, info.is_main)
         stop = StopRequest()
-        peak = peak_flops(info.device, cfg.dtype)
-        flops = getattr(self.bare_model, "flops_per_sample", None)
-        flops_per_sample = flops(self.num_input_tokens, self.num_target_tokens) if callable(flops) else 0.0
-        tokens_per_step = sched.global_batch * sched.tokens_per_sample
+        window = Window()
         last: dict[str, Any] = {}
-        window_start, window_steps = time.perf_counter(), 0
-        saved_at = self.step
+        saved_at, save_due = self.step, False
         try:
             while self.step < self.end_step:
                 try:
@@ -283,26 +354,28 @@ class Trainer:
                 except NonFiniteStepError as err:
                     path = self._save_debug_batch(err)
                     raise NonFiniteStepError(f"{err} at step {self.step}; offending batches saved to {path}") from None
-                window_steps += 1
-                elapsed = time.perf_counter() - window_start
-                tok_s = tokens_per_step * window_steps / max(elapsed, 1e-9)
-                bar.update(result["loss"], tok_s)
+                window.add(result)
+                bar.update(result["loss"], window.valid_tokens / max(window.elapsed(), 1e-9))
                 if self.step % met.log_every_steps == 0 or self.step == self.end_step:
-                    last = self._log_metrics(logger, result, tok_s, flops_per_sample, peak)
-                    window_start, window_steps = time.perf_counter(), 0
+                    last = self._log_metrics(logger, result, window)
+                    window = Window()
+                if result["stop"]:
+                    path = self.save_checkpoint() if self._healthy() else None
+                    self.log(f"stop requested ({stop.requested or 'by another rank'}): " + (
+                        f"checkpoint {path or ''} written at step {self.step}, exiting" if self._healthy() else
+                        f"no checkpoint at step {self.step} ({self.guard.in_a_row} non-finite steps in a row), exiting"))
+                    return last
+                save_due = save_due or self.step % self.ckpt_every == 0 or self.step == self.end_step
+                if save_due and self._healthy():
+                    self.save_checkpoint()
+                    saved_at, save_due = self.step, False
+                elif self.step % self.ckpt_every == 0 or self.step == self.end_step:
+                    self.log(f"checkpoint of step {self.step} postponed: {self.guard.in_a_row} non-finite steps in a row")
                 if self.step % self.val_every == 0 and self.val_loaders is not None:
                     val = self.validate()
                     logger.log(self.step, val)
                     last.update(val)
-                if result["stop"]:
-                    path = self.save_checkpoint()
-                    self.log(f"stop requested ({stop.requested or 'by another rank'}): checkpoint "
-                             f"{path or ''} written at step {self.step}, exiting")
-                    return last
-                if self.step % self.ckpt_every == 0 or self.step == self.end_step:
-                    self.save_checkpoint()
-                    saved_at = self.step
-            if saved_at != self.step:
+            if saved_at != self.step and self._healthy():
                 self.save_checkpoint()
             return last
         finally:
@@ -310,20 +383,25 @@ class Trainer:
             bar.close()
             logger.close()
 
-    def _log_metrics(self, logger: MetricsLogger, result: dict[str, Any], tok_s: float, flops_per_sample: float,
-                     peak: float | None) -> dict[str, Any]:
+    def _log_metrics(self, logger: MetricsLogger, result: dict[str, Any], window: Window) -> dict[str, Any]:
         names = sorted(result["mod_loss"])
-        # Average the step's losses over ranks (a collective at a step every rank reaches).
-        t = torch.tensor([result["loss"]] + [result["mod_loss"][n] for n in names], dtype=torch.float64)
+        # Average the step's losses over ranks and add up the window's work (a collective every rank reaches).
+        t = torch.tensor([result["loss"]] + [result["mod_loss"][n] for n in names]
+                         + [window.flops_computed, window.flops_valid, window.valid_tokens], dtype=torch.float64)
         D.all_reduce(t)
-        t /= self.info.world_size
-        tokens = self.schedule.tokens_seen(self.step)
-        samples_s_dev = tok_s / self.schedule.tokens_per_sample / self.info.world_size
+        world = self.info.world_size
+        losses, (flops_computed, flops_valid, valid_tokens) = t[:-3] / world, t[-3:].tolist()
+        elapsed = max(window.elapsed(), 1e-9)
+        peak = peak_flops(self.info.device, self.cfg.dtype)
+        budget_tok_s = window.steps * self.schedule.global_batch * self.schedule.tokens_per_sample / elapsed
         row: dict[str, Any] = {
-            "loss": float(t[0]), **{f"{n}_loss": float(t[1 + i]) for i, n in enumerate(names)},
+            "loss": float(losses[0]), **{f"{n}_loss": float(losses[1 + i]) for i, n in enumerate(names)},
             "lr": result["lr"], "grad_norm": result["grad_norm"],
-            "total_tokens_seen_b": tokens / 1e9, "tokens_per_s_per_device": tok_s / self.info.world_size,
-            "mfu": mfu(flops_per_sample, samples_s_dev, peak), "peak_memory_gib": peak_memory_gib(self.info.device),
+            "total_tokens_seen_b": self.schedule.tokens_seen(self.step) / 1e9,
+            "tokens_per_s_per_device": budget_tok_s / world, "valid_tok_s": valid_tokens / elapsed / world,
+            "mfu_computed": mfu(flops_computed / elapsed / world, peak),
+            "mfu_valid": mfu(flops_valid / elapsed / world, peak),
+            "peak_memory_gib": peak_memory_gib(self.info.device),
             "skipped_steps": self.guard.total_skipped, "epoch": self.step / self.schedule.steps_per_epoch,
         }
         for key, value in dict(getattr(self.train_loader, "stats", {}) or {}).items():
@@ -331,6 +409,25 @@ class Trainer:
                 row[f"data/{key}"] = value
         logger.log(self.step, row)
         return row
+
+
+class Window:
+    """Work done since the last metrics line: steps, this rank's FLOPs and valid tokens, wall time."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.steps, self.flops_computed, self.flops_valid, self.valid_tokens = 0, 0.0, 0.0, 0
+
+    def add(self, result: Mapping[str, Any]) -> None:
+        """Count one step's ``train_step`` result."""
+        self.steps += 1
+        self.flops_computed += result["flops_computed"]
+        self.flops_valid += result["flops_valid"]
+        self.valid_tokens += result["valid_tokens"]
+
+    def elapsed(self) -> float:
+        """Seconds since the window opened."""
+        return time.perf_counter() - self.start
 
 
 def check_replicas_identical(model: nn.Module) -> None:
@@ -382,6 +479,16 @@ def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> di
     main_log(f"egom2p-train: model {cfg.model.preset} ({trainer.num_params / 1e6:.2f}M parameters), "
              f"world size {info.world_size}, device {info.device}, dtype {cfg.dtype}, output {cfg.output_dir}")
     main_log(f"schedule: {trainer.schedule.describe()}, running to step {trainer.end_step}")
+    # Rank 0 checks that every dataset's shards are there; every rank raises the same one-line error.
+    problem = None
+    if info.is_main:
+        try:
+            check_data_sources(data_cfg.train, data_cfg.val)
+        except ConfigError as err:
+            problem = (str(err), err.key)
+    problem = D.broadcast_object(problem)
+    if problem is not None:
+        raise ConfigError(*problem)
     resumed = trainer.try_resume() if cfg.checkpoint.auto_resume else None
     if resumed is not None:
         main_log(f"resumed from {resumed} at step {trainer.step}")
