@@ -548,10 +548,28 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
              f"must start with s3://, got {ckpt.s3_save_dir!r}")
     _require(cfg.data is not None, "data", "must be set (a data yaml, see configs/data/, or a mapping)")
     try:
-        load_data_config(cfg.data, where=data_where or None)
+        data_cfg = load_data_config(cfg.data, where=data_where or None)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err), "data") from None
     _fill_model(cfg.model)
+    _check_budgets(data_cfg, cfg.model_config())
+
+
+def _check_budgets(data_cfg: DataConfig, model_cfg: EgoM2PConfig) -> None:
+    """Every dataset's modalities exist in the model, and its budgets fit the tokens its domains hold
+    (a larger budget would silently count padding as tokens)."""
+    specs = model_cfg.modalities
+    for name, dataset in data_cfg.train.items():
+        unknown = sorted((set(dataset.in_domains) | set(dataset.out_domains)) - set(specs))
+        _require(not unknown, f"data.train.datasets.{name}", f"uses modalities {unknown} the model does not have "
+                 f"(model.modalities: {sorted(specs)})")
+        for side, domains, budget in (("input", dataset.in_domains, dataset.num_input_tokens),
+                                      ("target", dataset.out_domains, dataset.num_target_tokens)):
+            available = sum(specs[m].num_tokens for m in domains)
+            _require(budget <= available, f"data.train.num_{side}_tokens",
+                     f"dataset '{name}' asks for {budget} {side} tokens per sample but its {side} domains "
+                     f"{list(domains)} hold only {available}; lower the budget (data.train.num_{side}_tokens or "
+                     f"data.train.datasets.{name}.num_{side}_tokens)")
 
 
 def config_to_yaml(cfg: TrainConfig) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from egom2p.train.config import ConfigError
 
 # The original used timedelta(4800) = 4800 *days* (SPEC quirk 21); half an hour catches a hung rank.
 INIT_TIMEOUT = datetime.timedelta(minutes=30)
@@ -40,7 +41,8 @@ def pick_device(preference: str, local_rank: int) -> torch.device:
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("config key 'device': 'cuda' was asked for but CUDA is not available")
+        raise ConfigError("config key 'device': 'cuda' was asked for but CUDA is not available on this machine "
+                          "(use device=auto or device=cpu)", "device")
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 
