@@ -143,11 +143,6 @@ class ProgressBar:
             self._bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
             self._bar.update(1)
 
-    def write(self, message: str) -> None:
-        """Print a line without breaking the bar."""
-        if self._bar is not None:
-            self._bar.write(message)
-
     def close(self) -> None:
         """Close the bar."""
         if self._bar is not None:
