@@ -1,7 +1,7 @@
 """``egom2p-train plot RUN_DIR``: the curves of a run's ``metrics.jsonl`` in one PNG (the ``[viz]`` extra).
 
 Six panels against the optimizer step: the loss (training, and each validation set's), the training
-loss per modality, the learning rate, the throughput (every ``*tokens_per_s*`` key the trainer logs),
+loss per modality, the learning rate, the throughput (every ``*tokens_per_s*`` and ``*tok_s`` key the trainer logs, ``valid_tok_s`` included),
 the MFU (every ``mfu*`` key; a panel says "not measured" when the run logged none, as on CPU) and the
 gradient norm.
 matplotlib's object API draws off-screen (Agg): no display and no pyplot state are needed.
@@ -103,7 +103,7 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -
     _panel(axes[1], rows, _keys(rows, lambda k: k.endswith("_loss") and "/" not in k), "loss per modality",
            log_y=True)
     _panel(axes[2], rows, _keys(rows, lambda k: k == "lr"), "learning rate")
-    _panel(axes[3], rows, _keys(rows, lambda k: "tokens_per_s" in k), "tokens/s")
+    _panel(axes[3], rows, _keys(rows, lambda k: "tokens_per_s" in k or k.endswith("tok_s")), "tokens/s")
     _panel(axes[4], rows, _keys(rows, lambda k: k.startswith("mfu")), "MFU")
     _panel(axes[5], rows, _keys(rows, lambda k: k == "grad_norm"), "gradient norm (before clipping)", log_y=True)
     last = max(row["step"] for row in rows)
