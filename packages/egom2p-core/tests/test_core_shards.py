@@ -14,6 +14,7 @@ from egom2p.core.shards import (
     encode_tokens,
     expand_folders,
     expand_shard_pattern,
+    find_root_shards,
     iter_folder_samples,
     load_token_array,
     read_shard,
@@ -149,3 +150,14 @@ def test_per_file_layout_pairs_by_key(tmp_path):
     assert np.array_equal(decode_tokens(*samples[0][1]["cam"]), np.full(2, 1))
     with pytest.raises(FileNotFoundError, match="gaze"):
         list(iter_folder_samples(tmp_path, "ds", ["gaze"]))
+
+
+def test_a_data_root_resolves_to_the_tars_below_each_folder(tmp_path):
+    for folder in ("rgb", "cam"):
+        for n in range(2):
+            write_tar(tmp_path / folder / "ds" / "token" / f"shard-{n:06d}.tar", [("k.npz", encode_tokens(np.arange(2)))])
+    (tmp_path / "gaze" / "ds").mkdir(parents=True)  # a folder without tars is left out of the folder list
+    urls = find_root_shards(str(tmp_path), "ds", ["rgb", "cam", "gaze"])
+    assert urls == [f"{tmp_path}/[rgb,cam]/ds/token/shard-00000{n}.tar" for n in range(2)]
+    assert set(read_shard(urls[1])[0][1]) == {"rgb", "cam"}
+    assert find_root_shards(str(tmp_path), "other", ["rgb"]) == []

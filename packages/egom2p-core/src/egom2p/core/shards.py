@@ -28,6 +28,7 @@ __all__ = [
     "encode_tokens",
     "expand_folders",
     "expand_shard_pattern",
+    "find_root_shards",
     "iter_folder_samples",
     "iter_tar_members",
     "load_token_array",
@@ -256,3 +257,32 @@ def iter_folder_samples(root: str | os.PathLike, dataset: str, folders: Iterable
                 with open(files[key], "rb") as f:
                     sample[folder] = (os.path.basename(files[key]), f.read())
         yield key, sample
+
+
+def _tar_files_below(directory: str) -> list[str]:
+    """Paths (relative, ``/``-separated) of the ``.tar`` files at any depth below a local folder or an
+    ``s3://`` prefix, sorted; ``[]`` when there is none."""
+    if directory.startswith("s3://"):
+        from egom2p.core.s3 import list_s3  # boto3 is the optional [s3] extra
+
+        prefix = directory.rstrip("/") + "/"
+        return sorted(u[len(prefix):] for u in list_s3(prefix) if u.endswith(".tar"))
+    found = []
+    for here, _, files in os.walk(directory):
+        found += [os.path.relpath(os.path.join(here, f), directory).replace(os.sep, "/") for f in files if f.endswith(".tar")]
+    return sorted(found)
+
+
+def find_root_shards(root: str, dataset: str, folders: Iterable[str]) -> list[str]:
+    """The tar shards of a dataset under a data root, local or ``s3://``: ``<root>/<folder>/<dataset>/**.tar``.
+
+    Returns one shard URL per tar of the first folder that has any, with a ``[folder,...]`` list of the
+    folders that hold tars (read them with :func:`read_shard`; a tar another folder lacks reads as
+    missing); ``[]`` when no folder holds a tar (e.g. the per-file layout of :func:`iter_folder_samples`).
+    """
+    base = root.rstrip("/")
+    per_folder = {f: names for f in folders if (names := _tar_files_below(f"{base}/{f}/{dataset}"))}
+    if not per_folder:
+        return []
+    group = "[" + ",".join(per_folder) + "]"
+    return [f"{base}/{group}/{dataset}/{name}" for name in next(iter(per_folder.values()))]

@@ -42,6 +42,7 @@ import copy
 import functools
 import logging
 import os
+import signal
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, NamedTuple
@@ -49,7 +50,14 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import torch
 from egom2p.core.modalities import ModalitySpec
-from egom2p.core.shards import ShardError, expand_shard_pattern, iter_folder_samples, open_url, read_shard
+from egom2p.core.shards import (
+    ShardError,
+    expand_shard_pattern,
+    find_root_shards,
+    iter_folder_samples,
+    open_url,
+    read_shard,
+)
 from egom2p.data.config import DataConfig, DatasetConfig
 from egom2p.data.masking import UnifiedMasking
 from egom2p.data.samples import SampleProblem, decode_sample
@@ -131,6 +139,13 @@ def _decode_sample(
         return None
     bad.good()
     return result
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Loader workers ignore SIGTERM / SIGINT: torchrun and SLURM signal the whole process group, and a
+    worker killed by it would end the trainer before the trainer's own handler writes its checkpoint."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _folder_map(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> dict[str, str]:
@@ -491,7 +506,8 @@ class TrainLoader:
     def _start_workers(self) -> None:
         with warnings.catch_warnings():  # torchdata 0.11 calls an API torch deprecated; nothing for users to do
             warnings.filterwarnings("ignore", message=".*set_vital.*")
-            self._workers = StatefulDataLoader(_WorkerDataset(self._plan()), batch_size=None, num_workers=self.num_workers)
+            self._workers = StatefulDataLoader(_WorkerDataset(self._plan()), batch_size=None, num_workers=self.num_workers,
+                                               worker_init_fn=_ignore_stop_signals)
             if self._pending is not None:
                 self._workers.load_state_dict(self._pending)
                 self._pending = None
@@ -548,15 +564,22 @@ class ValLoader:
 
     def _raw_samples(self) -> Iterator[tuple[str, str, RawSample]]:
         folders = _folder_map(self.cfg, self.modalities)
-        if ".tar" not in self.cfg.data_path:
-            # The original's per-file layout <root>/<folder>/<dataset>/<key>.npz (local only).
+        urls = None if ".tar" not in self.cfg.data_path else expand_shard_pattern(self.cfg.data_path)
+        if urls is None:
+            # A data root (the released config's val roots): the training layout's tars below
+            # <root>/<folder>/<dataset>/, local or s3://; else the original's per-file layout (local).
             own = sorted((f for f, m in folders.items() if m in self.cfg.modalities), key=folders.__getitem__)
-            where = os.path.join(self.cfg.data_path, self.cfg.name)
-            for key, raw in iter_folder_samples(self.cfg.data_path, self.cfg.name, own):
-                yield key, where, _by_modality(raw, folders)
-            return
+            urls = find_root_shards(self.cfg.data_path, self.cfg.name, own)
+            if not urls:
+                if "://" in self.cfg.data_path:
+                    raise FileNotFoundError(f"validation set '{self.cfg.name}': no tar shards under "
+                                            f"{self.cfg.data_path}/<{'|'.join(own)}>/{self.cfg.name}/")
+                where = os.path.join(self.cfg.data_path, self.cfg.name)
+                for key, raw in iter_folder_samples(self.cfg.data_path, self.cfg.name, own):
+                    yield key, where, _by_modality(raw, folders)
+                return
         bad = _BadData(self.stats, self.max_bad_fraction)
-        for url in expand_shard_pattern(self.cfg.data_path):
+        for url in urls:
             self.stats["shards_read"] += 1
             try:
                 samples = _read_samples(url, folders, self.opener)
