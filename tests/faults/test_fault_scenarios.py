@@ -164,10 +164,11 @@ def test_shard_out_of_vocab(val):
 @scenario("shard-zlib-bomb")
 def test_shard_zlib_bomb(val):
     name = replace_member(folder_shard(val, "rgb"), 0, zlib_bomb(256))
-    # Run the command in a child that reports its own peak memory afterwards.
-    code = ("import resource, sys; from egom2p.data.cli import main; rc = main(sys.argv[1:]); "
-            "print('MAXRSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr); "
-            "sys.exit(rc)")
+    # Run the command in a child that reports its own peak memory afterwards: VmHWM of its own address space
+    # (ru_maxrss would carry over the pytest worker's peak from before the exec).
+    code = ("import re, sys; from egom2p.data.cli import main; rc = main(sys.argv[1:]); "
+            "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
+            "print('MAXRSS_MB', hwm // 1024, file=sys.stderr); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, "validate", "--data", val, "--modalities",
                            str(TINY_MODALITIES)], env=ENV, capture_output=True, text=True, timeout=180)
     text = proc.stdout + proc.stderr
