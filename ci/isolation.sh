@@ -19,7 +19,7 @@ python3 ci/check_lockstep.py
 
 # Which sibling wheels each package needs (its own and its siblings', given as files so nothing
 # resolves to an index), and which distributions must NOT be importable. core gets its [torch]
-# extra: the batch validator's tests need torch.
+# extra (the batch validator's tests need torch), train its [viz] extra (plot).
 declare -A NEEDS=( [core]="core" [data]="core data" [model]="core model" [generate]="core model generate"
                    [train]="core data model train" )
 declare -A FORBIDDEN=(
@@ -45,6 +45,7 @@ for pkg in "${PACKAGES[@]}"; do
   wheels=()
   for dep in ${NEEDS[$pkg]}; do wheels+=("$(ls "$DIST"/egom2p_"$dep"-*.whl)"); done
   [ "$pkg" = core ] && wheels[0]="${wheels[0]}[torch]"
+  [ "$pkg" = train ] && wheels[-1]="${wheels[-1]}[viz]"  # the plot subcommand's tests need matplotlib
   # --find-links lets pip resolve the pinned sibling egom2p-* requirements to the wheels just built.
   "$venv/bin/python" -m pip install -q --find-links "$DIST" "${wheels[@]}" -r ci/requirements-test.txt
   echo "-- forbidden modules must be absent: ${FORBIDDEN[$pkg]}"
