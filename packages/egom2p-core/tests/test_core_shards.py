@@ -116,8 +116,9 @@ def test_truncated_corrupt_and_missing_tars_raise_shard_error(tmp_path):
     path.write_bytes(path.read_bytes()[:3000])
     with pytest.raises(ShardError, match="t.tar"):
         read_tar_members(str(path))
-    with pytest.raises(ShardError, match="nope.tar"):
+    with pytest.raises(ShardError, match="nope.tar") as err:
         read_tar_members(str(tmp_path / "nope.tar"))
+    assert str(err.value).count("nope.tar") == 1  # the opener's message names it; the wrapper does not repeat it
     (tmp_path / "junk.tar").write_bytes(b"\x00garbage" * 100)
     with pytest.raises(ShardError, match="junk.tar"):
         read_tar_members(str(tmp_path / "junk.tar"))
@@ -161,3 +162,42 @@ def test_a_data_root_resolves_to_the_tars_below_each_folder(tmp_path):
     assert urls == [f"{tmp_path}/[rgb,cam]/ds/token/shard-00000{n}.tar" for n in range(2)]
     assert set(read_shard(urls[1])[0][1]) == {"rgb", "cam"}
     assert find_root_shards(str(tmp_path), "other", ["rgb"]) == []
+    assert find_root_shards(tmp_path, "ds", ["gaze"], policy="strict") == []  # no tars: [] under either policy
+
+
+def _tars(root, names_by_folder):
+    for folder, names in names_by_folder.items():
+        for name in names:
+            write_tar(root / folder / "ds" / name, [("k.npz", encode_tokens(np.arange(2)))])
+
+
+def test_union_policy_lists_every_name_and_a_lacking_tar_reads_as_missing(tmp_path):
+    _tars(tmp_path, {"rgb": ["s-0.tar", "s-1.tar"], "cam": ["s-1.tar", "s-2.tar"]})
+    urls = find_root_shards(tmp_path, "ds", ["rgb", "cam"], policy="union")
+    assert urls == [f"{tmp_path}/[rgb,cam]/ds/s-{n}.tar" for n in range(3)]
+    assert find_root_shards(tmp_path, "ds", ["rgb", "cam"]) == urls  # union is the default
+    with pytest.raises(ShardError, match="cam/ds/s-0.tar"):
+        read_shard(urls[0])
+    # no folders given: every folder of the root holding the dataset, sorted
+    assert find_root_shards(tmp_path, "ds")[0] == f"{tmp_path}/[cam,rgb]/ds/s-0.tar"
+
+
+def test_strict_policy_names_both_folders_and_the_differing_shards(tmp_path):
+    _tars(tmp_path, {"rgb": ["s-0.tar", "s-1.tar"], "cam": ["s-0.tar", "s-1.tar"]})
+    assert len(find_root_shards(tmp_path, "ds", ["rgb", "cam"], policy="strict")) == 2
+    _tars(tmp_path, {"cam": ["s-2.tar"]})
+    (tmp_path / "rgb" / "ds" / "s-0.tar").unlink()
+    with pytest.raises(ShardError) as err:
+        find_root_shards(tmp_path, "ds", ["rgb", "cam"], policy="strict")
+    assert str(err.value) == (f"{tmp_path}/rgb/ds and {tmp_path}/cam/ds hold different shards: "
+                              "only rgb holds [], only cam holds ['s-0.tar', 's-2.tar']")
+
+
+def test_root_finder_rejects_bad_policies_and_folder_names(tmp_path):
+    _tars(tmp_path, {"a,b": ["s-0.tar"]})
+    with pytest.raises(ValueError, match=r"folder names \['a,b'\]"):
+        find_root_shards(tmp_path, "ds")
+    with pytest.raises(ValueError, match="'union' or 'strict'"):
+        find_root_shards(tmp_path, "ds", ["a,b"], policy="first")
+    with pytest.raises(ValueError, match="name the modality folders"):
+        find_root_shards("s3://bucket/root", "ds")

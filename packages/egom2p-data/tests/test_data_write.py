@@ -92,3 +92,6 @@ def test_dataset_pattern_pairs_folders(tmp_path):
     assert dataset_pattern(tmp_path, "ds", ["rgb"]) == f"{tmp_path}/[rgb]/ds/{{shard-000000.tar,shard-000001.tar,shard-000002.tar}}"
     with pytest.raises(FileNotFoundError, match="no tar shards under"):
         dataset_pattern(tmp_path, "other")
+    # tars nested below the dataset folder (the released layout's token/), found as the loader finds them
+    write_shards(tmp_path, "nested", {"cam": np.zeros((1, 2), dtype=np.int64)}, subdir="token")
+    assert dataset_pattern(tmp_path, "nested") == f"{tmp_path}/[cam]/nested/token/shard-000000.tar"

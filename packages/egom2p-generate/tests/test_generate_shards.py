@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 from egom2p.core.shards import ShardError, encode_tokens, write_tar
-from egom2p.generate.shards import expand_data_pattern, find_dataset_shards, iter_samples
+from egom2p.generate.shards import expand_data_pattern, iter_samples, list_data_shards
 
 
 def tar(path, samples):
@@ -37,7 +37,9 @@ def test_reads_tar_shards_in_lockstep(tmp_path):
     assert samples[4][1]["rgb"].shape == (2, 2) and samples[4][1]["cam"].tolist() == [1, 2, 3, 4]
     assert samples[4][1]["cam"].dtype == np.int64
     # the same data found under a root + dataset; the folder without the dataset is left out
-    assert [s.keys() for s in find_dataset_shards(tmp_path, "val", ["rgb", "cam", "gaze"])] == [{"rgb", "cam"}] * 2
+    shards = list_data_shards(tmp_path, ["rgb", "cam", "gaze"], "val")
+    assert [s.tars.keys() for s in shards] == [{"rgb", "cam"}] * 2
+    assert shards[1].output_path("out", "depth") == "out/depth/val/shard-000001.tar"
     assert [k for k, _ in iter_samples(tmp_path, ["rgb", "cam", "gaze"], "val")] == [k for k, _ in samples]
     with pytest.raises(ValueError, match=r"data folders \['cam'\].*match no modality"):
         iter_samples(pattern, ["rgb"])
@@ -56,8 +58,11 @@ def test_mismatched_shards_are_reported_naming_both_files(tmp_path):
     with pytest.raises(ShardError, match="differ in length"):
         list(iter_samples(str(tmp_path) + "/[rgb,cam]/val/shard-0.tar", ["rgb", "cam"]))
     tar(tmp_path / "cam" / "val" / "shard-1.tar", [("a", np.zeros(2, np.int64))])
-    with pytest.raises(ShardError, match="holds shards"):
-        find_dataset_shards(tmp_path, "val", ["rgb", "cam"])
+    with pytest.raises(ShardError, match=r"val and .*cam/val hold different shards: only rgb holds \[\], only cam "
+                                         r"holds \['shard-1.tar'\]"):
+        list_data_shards(tmp_path, ["rgb", "cam"], "val")
+    with pytest.raises(ShardError, match="hold different shards"):
+        iter_samples(tmp_path, ["rgb", "cam"], "val")
     with pytest.raises(FileNotFoundError, match="data file not found"):
         list(iter_samples(str(tmp_path) + "/[rgb,gaze]/val/shard-0.tar", ["rgb", "gaze"]))
 
@@ -81,3 +86,12 @@ def test_reads_per_sample_npz_folders_paired_by_key(tmp_path):
     assert samples[2][1].keys() == {"rgb"}
     with pytest.raises(FileNotFoundError, match="no token folders"):
         list(iter_samples(tmp_path, ["rgb"], "missing"))
+
+
+def test_a_root_finds_nested_tars_and_outputs_keep_their_place(tmp_path):
+    for folder in ("rgb", "cam"):
+        tar(tmp_path / folder / "val" / "token" / "shard-000000.tar", [("k", np.arange(2))])
+    [shard] = list_data_shards(tmp_path, ["rgb", "cam"], "val")
+    assert shard.tars == {f: f"{tmp_path}/{f}/val/token/shard-000000.tar" for f in ("rgb", "cam")}
+    assert shard.output_path("out", "depth") == "out/depth/val/token/shard-000000.tar"
+    assert [k for k, _ in iter_samples(tmp_path, ["rgb", "cam"], "val")] == ["k"]

@@ -1,4 +1,5 @@
-"""The token-shard format (SPEC 1.6): patterns, folder lists, the npz/npy codec, tar reading and writing.
+"""The token-shard format (SPEC 1.6): patterns, folder lists, the npz/npy codec, tar reading and writing,
+and finding a dataset's shards under a data root (:func:`find_root_shards`, the one finder).
 
 Layout: ``root/<folder>/<dataset>/shard-000000.tar``, one tar per modality folder, members
 ``<key>.npz`` (one array ``arr_0``, ``np.savez_compressed``) or ``<key>.npy``, the same keys in the
@@ -17,13 +18,14 @@ import os
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 from braceexpand import braceexpand
 
 __all__ = [
     "ShardError",
+    "ShardPolicy",
     "decode_tokens",
     "encode_tokens",
     "expand_folders",
@@ -42,6 +44,7 @@ __all__ = [
 
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 TOKEN_SUFFIXES = (".npz", ".npy")
+ShardPolicy = Literal["union", "strict"]  # what find_root_shards does when folders hold different shard names
 
 
 class ShardError(RuntimeError):
@@ -171,7 +174,13 @@ def iter_tar_members(stream: IO[bytes], where: str) -> Iterator[tuple[str, str, 
     except ShardError:
         raise
     except Exception as exc:  # tar and stream errors alike (e.g. an S3 stream dropped mid-read)
-        raise ShardError(f"cannot read shard {where}: {type(exc).__name__}: {exc}") from exc
+        raise _unreadable(where, exc) from exc
+
+
+def _unreadable(url: str, exc: Exception) -> ShardError:
+    """The :class:`ShardError` of a shard that cannot be read, naming ``url`` once (openers often name it too)."""
+    where = "" if url in str(exc) else f" {url}"
+    return ShardError(f"cannot read shard{where}: {type(exc).__name__}: {exc}")
 
 
 def read_tar_members(url: str, opener: Callable[[str], IO[bytes]] = open_url) -> list[tuple[str, str, bytes]]:
@@ -182,7 +191,7 @@ def read_tar_members(url: str, opener: Callable[[str], IO[bytes]] = open_url) ->
     try:
         stream = opener(url)
     except Exception as exc:
-        raise ShardError(f"cannot read shard {url}: {type(exc).__name__}: {exc}") from exc
+        raise _unreadable(url, exc) from exc
     with stream:
         return list(iter_tar_members(stream, url))
 
@@ -273,16 +282,61 @@ def _tar_files_below(directory: str) -> list[str]:
     return sorted(found)
 
 
-def find_root_shards(root: str, dataset: str, folders: Iterable[str]) -> list[str]:
+def _folder_list(folders: Iterable[str]) -> str:
+    """``[a,b]``: the folder list of a shard URL, after checking each name can stand in one."""
+    folders = list(folders)
+    bad = [f for f in folders if f in ("", ".", "..") or any(c in f for c in "/,[]")]
+    if bad:
+        raise ValueError(f"folder names {bad} cannot go in a [folder,...] list (no '/', ',', '[' or ']', not '.'/'..')")
+    return "[" + ",".join(folders) + "]"
+
+
+def _dataset_folders(root: str, dataset: str) -> list[str]:
+    """The folders of a local ``root`` that hold ``<dataset>/``, sorted."""
+    if root.startswith("s3://"):
+        raise ValueError(f"{root}: name the modality folders of an s3:// data root")
+    return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, dataset)))
+
+
+def _few(names: list[str], limit: int = 5) -> str:
+    """``names`` for a message: the first ``limit``, then how many more."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{names[:limit]}{more}"
+
+
+def _check_same_names(base: str, dataset: str, per_folder: dict[str, list[str]]) -> None:
+    """Raise :class:`ShardError` naming two folders and the shards only each holds, when the folders differ."""
+    (first, names), *rest = per_folder.items()
+    for folder, other in rest:
+        if other != names:
+            only_first, only_other = sorted(set(names) - set(other)), sorted(set(other) - set(names))
+            raise ShardError(f"{base}/{first}/{dataset} and {base}/{folder}/{dataset} hold different shards: only "
+                             f"{first} holds {_few(only_first)}, only {folder} holds {_few(only_other)}")
+
+
+def find_root_shards(root: str | os.PathLike, dataset: str, folders: Iterable[str] | None = None,
+                     policy: ShardPolicy = "union") -> list[str]:
     """The tar shards of a dataset under a data root, local or ``s3://``: ``<root>/<folder>/<dataset>/**.tar``.
 
-    Returns one shard URL per tar of the first folder that has any, with a ``[folder,...]`` list of the
-    folders that hold tars (read them with :func:`read_shard`; a tar another folder lacks reads as
-    missing); ``[]`` when no folder holds a tar (e.g. the per-file layout of :func:`iter_folder_samples`).
+    Tars count at any depth below ``<folder>/<dataset>/`` (the released data nests them in ``token/``),
+    named by their path below it. Returns one shard URL per name, sorted, with a ``[folder,...]`` list of
+    the folders that hold tars, in the order given (read one with :func:`read_shard`, split it with
+    :func:`expand_folders`); ``[]`` when no folder holds a tar (e.g. the per-file layout of
+    :func:`iter_folder_samples`). A folder without tars is left out: a dataset may lack a modality.
+
+    ``folders`` defaults to every folder of a local ``root`` that holds ``<dataset>/``, sorted (an ``s3://``
+    root must name them). ``policy`` decides when the folders hold different shard names: ``"union"``
+    lists every name, so a tar one folder lacks reads as missing; ``"strict"`` raises :class:`ShardError`
+    naming two differing folders and the shards only each holds.
     """
-    base = root.rstrip("/")
+    if policy not in ("union", "strict"):
+        raise ValueError(f"shard policy must be 'union' or 'strict', got {policy!r}")
+    base = os.fspath(root).rstrip("/")
+    folders = _dataset_folders(base, dataset) if folders is None else folders
     per_folder = {f: names for f in folders if (names := _tar_files_below(f"{base}/{f}/{dataset}"))}
     if not per_folder:
         return []
-    group = "[" + ",".join(per_folder) + "]"
-    return [f"{base}/{group}/{dataset}/{name}" for name in next(iter(per_folder.values()))]
+    if policy == "strict":
+        _check_same_names(base, dataset, per_folder)
+    group = _folder_list(per_folder)
+    return [f"{base}/{group}/{dataset}/{name}" for name in sorted(set().union(*per_folder.values()))]

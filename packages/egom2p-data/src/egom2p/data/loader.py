@@ -568,8 +568,9 @@ class ValLoader:
         if urls is None:
             # A data root (the released config's val roots): the training layout's tars below
             # <root>/<folder>/<dataset>/, local or s3://; else the original's per-file layout (local).
+            # Union: a tar only some folders hold is read, and counted as a bad shard, not silently dropped.
             own = sorted((f for f, m in folders.items() if m in self.cfg.modalities), key=folders.__getitem__)
-            urls = find_root_shards(self.cfg.data_path, self.cfg.name, own)
+            urls = find_root_shards(self.cfg.data_path, self.cfg.name, own, policy="union")
             if not urls:
                 if "://" in self.cfg.data_path:
                     raise FileNotFoundError(f"validation set '{self.cfg.name}': no tar shards under "

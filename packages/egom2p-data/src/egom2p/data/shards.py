@@ -1,5 +1,6 @@
-"""What the data package adds to the shard format of :mod:`egom2p.core.shards`: writing, and finding the
-shards of a dataset under a root folder (opening, local or S3, is core's ``open_url``).
+"""What the data package adds to the shard format of :mod:`egom2p.core.shards`: writing, and the one pattern
+string of a dataset's shards under a root folder (finding them is core's ``find_root_shards``, opening them,
+local or S3, core's ``open_url``).
 
 The layout, pattern grammar, codec and readers are core's (SPEC 1.6):
 ``root/<folder>/<dataset>/shard-000000.tar``, one tar per modality folder, the same keys in the same
@@ -17,7 +18,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from egom2p.core.shards import encode_tokens, write_tar
+from egom2p.core.shards import encode_tokens, find_root_shards, write_tar
 from tqdm import tqdm
 
 __all__ = ["check_name", "dataset_pattern", "write_shards"]
@@ -101,28 +102,20 @@ def write_shards(
 
 
 def dataset_pattern(root: str | os.PathLike, dataset: str, folders: Sequence[str] | None = None) -> str:
-    """The shard pattern of the tars under ``root/<folder>/<dataset>/`` (local), e.g.
-    ``root/[cam,rgb]/egogen/{shard-000000.tar,shard-000001.tar}``.
+    """One shard pattern for the tars core's :func:`~egom2p.core.shards.find_root_shards` finds under a local
+    ``root`` (union policy, default folders), e.g. ``root/[cam,rgb]/egogen/{shard-000000.tar,shard-000001.tar}``.
 
-    ``folders`` (default: every folder of ``root`` that holds ``<dataset>/``) are the modality folders; those
-    without tars are left out. The shard names are the union over the folders, so a tar one folder lacks
-    shows up as a missing file. Raises ``FileNotFoundError`` when no tar is found.
+    A tar one folder lacks shows up as a missing file. Raises ``FileNotFoundError`` when no tar is found,
+    ``ValueError`` for a name that cannot stand in a pattern.
     """
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"data root {root} is not a folder")
-    check_name(dataset, "dataset")
-    if folders is None:
-        folders = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, dataset)))
-    names: dict[str, list[str]] = {}
-    for folder in folders:
-        directory = os.path.join(root, folder, dataset)
-        tars = sorted(n for n in os.listdir(directory) if n.endswith(".tar")) if os.path.isdir(directory) else []
-        if tars:
-            names[check_name(folder, "folder")] = tars
-    if not names:
+    urls = find_root_shards(root, check_name(dataset, "dataset"), folders, policy="union")
+    if not urls:
         raise FileNotFoundError(f"no tar shards under {root}/<folder>/{dataset}/ (a shard pattern, or the root of "
                                 "root/<folder>/<dataset>/shard-*.tar)")
-    shards = sorted({check_name(n, "shard file") for tars in names.values() for n in tars})
-    shard_part = shards[0] if len(shards) == 1 else "{" + ",".join(shards) + "}"
-    return os.path.join(root, "[" + ",".join(names) + "]", dataset, shard_part)
+    # every URL starts root/[folders]/dataset/: the shared folder is the pattern's head, the rest its names
+    head = os.path.commonprefix(urls).rpartition("/")[0] + "/"
+    names = [check_name(url[len(head):], "shard file", allow_nested=True) for url in urls]
+    return head + (names[0] if len(names) == 1 else "{" + ",".join(names) + "}")

@@ -1,7 +1,7 @@
 """Evaluation samples from pre-tokenised data, read with the one shard format of ``egom2p.core.shards``.
 
-Two layouts (SPEC 1.6): tar shards ``root/<folder>/<dataset>/shard-*.tar``, one tar per modality
-folder holding the same ``<key>.npz|.npy`` members in the same order; or folders of per-sample files
+Two layouts (SPEC 1.6): tar shards ``root/<folder>/<dataset>/shard-*.tar`` (under a root, core's
+:func:`~egom2p.core.shards.find_root_shards` finds them at any depth), one tar per modality folder holding the same ``<key>.npz|.npy`` members in the same order; or folders of per-sample files
 ``root/<folder>/<dataset>/<key>.npz``, paired across folders by key. A shard pattern holds exactly
 one ``[folder,...]`` list and brace ranges, e.g.
 ``data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar``. Patterns may name
@@ -27,6 +27,7 @@ from egom2p.core.shards import (
     decode_tokens,
     expand_folders,
     expand_shard_pattern,
+    find_root_shards,
     iter_folder_samples,
     iter_tar_members,
     open_url,
@@ -49,28 +50,6 @@ def expand_data_pattern(pattern: str) -> list[Shard]:
             "e.g. 'data/demo/val/[cam,rgb]/synth_full/shard-{000000..000001}.tar'"
         )
     return shards
-
-
-def find_dataset_shards(root: str | os.PathLike, dataset: str, folders: Sequence[str]) -> list[Shard]:
-    """The tar shards of ``root/<folder>/<dataset>/``, paired across folders by file name.
-
-    Folders that do not exist are left out (a dataset may lack a modality). Returns ``[]`` when no
-    folder holds a tar (the per-sample layout). Raises ``ShardError`` when the folders hold
-    different shard names.
-    """
-    names: dict[str, list[str]] = {}
-    for folder in folders:
-        directory = os.path.join(os.fspath(root), folder, dataset)
-        if os.path.isdir(directory):
-            names[folder] = sorted(n for n in os.listdir(directory) if n.endswith(".tar"))
-    if not any(names.values()):
-        return []
-    first, first_names = next(iter(names.items()))
-    for folder, folder_names in names.items():
-        if folder_names != first_names:
-            raise ShardError(f"{os.path.join(os.fspath(root), first, dataset)} holds shards {first_names}, "
-                             f"{os.path.join(os.fspath(root), folder, dataset)} holds {folder_names}")
-    return [{folder: os.path.join(os.fspath(root), folder, dataset, name) for folder in names} for name in first_names]
 
 
 @dataclass(frozen=True)
@@ -96,7 +75,7 @@ def list_data_shards(data: str | os.PathLike, folders: Sequence[str], dataset: s
 
     Raises ``ValueError`` for a pattern naming unknown folders, an ``s3://`` root without a pattern,
     or a dataset stored as per-sample files instead of tars; ``FileNotFoundError`` when a root holds
-    no tars of ``dataset``.
+    no tars of ``dataset``; ``ShardError`` when its folders hold different shard names (core's strict policy).
     """
     text = os.fspath(data)
     if "[" in text:
@@ -105,21 +84,23 @@ def list_data_shards(data: str | os.PathLike, folders: Sequence[str], dataset: s
         unknown = sorted(set(shards[0]) - set(folders))
         if unknown:
             raise ValueError(f"data folders {unknown} in {text!r} match no modality; known folders: {sorted(folders)}")
-        out = []
-        for url, tars in zip(urls, shards):
-            before, _, rest = url.partition("[")
-            out.append(DataShard(tars, before.rsplit("/", 1)[-1], rest.partition("]")[2]))
-        return out
+        return [_data_shard(url, tars) for url, tars in zip(urls, shards)]
     if "://" in text:
         raise ValueError(f"data {text!r}: a URL must be a shard pattern with a [folder,...] list")
     if dataset is None:
         raise ValueError(f"data {text!r} is a root directory: also give the dataset name")
-    found = find_dataset_shards(text, dataset, folders)
-    if not found:
+    urls = find_root_shards(text, dataset, folders, policy="strict")
+    if not urls:
         if any(os.path.isdir(os.path.join(text, f, dataset)) for f in folders):
             raise ValueError(f"{text}: dataset {dataset!r} is stored as per-sample files, not tar shards")
         raise FileNotFoundError(f"no token folders {text}/<{'|'.join(folders)}>/{dataset}/")
-    return [DataShard(tars, "", f"/{dataset}/{os.path.basename(next(iter(tars.values())))}") for tars in found]
+    return [_data_shard(url, expand_folders(url)) for url in urls]
+
+
+def _data_shard(url: str, tars: Shard) -> DataShard:
+    """The :class:`DataShard` of one shard URL ``.../head[a,b]tail`` whose tars are ``tars``."""
+    before, _, rest = url.partition("[")
+    return DataShard(tars, before.rsplit("/", 1)[-1], rest.partition("]")[2])
 
 
 def _token_members(url: str, stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
@@ -168,11 +149,11 @@ def iter_samples(data: str | os.PathLike, folders: Sequence[str], dataset: str |
     local ``root`` + ``dataset``.
 
     ``folders`` are the known modality folders: a pattern may name only these, and under a root
-    these are looked for. Under a root, a dataset's tar shards are read if it has any, else its
-    per-sample files.
+    these are looked for. Under a root, a dataset's tar shards are read if it has any (folders holding
+    different shard names raise ``ShardError``), else its per-sample files.
     """
     text = os.fspath(data)
     if "[" in text or dataset is None or "://" in text:
         return iter_shard_samples(shard.tars for shard in list_data_shards(text, folders, dataset))
-    shards = find_dataset_shards(text, dataset, folders)
-    return iter_shard_samples(shards) if shards else iter_file_samples(text, dataset, folders)
+    urls = find_root_shards(text, dataset, folders, policy="strict")
+    return iter_shard_samples(map(expand_folders, urls)) if urls else iter_file_samples(text, dataset, folders)
