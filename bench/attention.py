@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import warnings
@@ -36,6 +35,7 @@ if "--dry-run" in sys.argv:  # must precede the first kernel call: CPU runs Trit
 
 import torch
 import torch.nn.functional as F
+from _rows import append_row  # bench/ is on sys.path when a script runs
 from egom2p.model.kernels.flash_attention import flash_attention
 from egom2p.model.kernels.reference import attention_visibility, masked_attention_reference
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -164,14 +164,6 @@ def _run_once(fn, q, k, v, grad_out):
     return out if grad_out is None else torch.autograd.grad(out, (q, k, v), grad_out)
 
 
-def _append(path: str | None, row: dict) -> None:
-    """Print the row and append it to the JSON-lines file at once (a timeout keeps what is done)."""
-    print(json.dumps(row), flush=True)
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
 def bench(opts: argparse.Namespace) -> list[dict]:
     from triton.testing import do_bench
 
@@ -202,7 +194,7 @@ def bench(opts: argparse.Namespace) -> list[dict]:
                         "peak_gib": round(peak_gib, 3),
                     }  # fmt: skip
                     rows.append(row)
-                    _append(opts.json, row)
+                    append_row(opts.json, row)
     return rows
 
 

@@ -9,9 +9,9 @@
 #                      patterns, batch 4 and 16, fwd and fwd+bwd (bf16, 12 heads, D 64, N 2048)
 #   flex               bench/attention.py --impls flex (FlexAttention compiles per pattern: own step)
 #   loss               bench/loss.py: fused vs unfused head + CE (4000 tokens, D 768, V 64000), no_grad too
-#   train-<backend>    bench/train_step.py: egom2p-base training step, bf16, batch 4, released fill
-#                      (53% on average, per-sample spread): sdpa / triton / triton + fused loss
-#   train-packed-*     the same with --packed (the data-side packing), only if bench/train_step.py has it
+#   train-<backend>    bench/train_step.py: egom2p-base training step, bf16, batch 4, the released
+#                      masking, one budget-wide row per sample: sdpa / triton / triton + fused loss
+#   train-packed-*     the same packed as the trainer packs (--layout packed, one row)
 # Exit 1 when a step failed or ran out of time.
 #
 # usage: bash bench/gpu.sh     (PYTHON=... picks the interpreter, BENCH_OUT=dir keeps rows.jsonl and the logs)
@@ -62,25 +62,8 @@ step() { # step NAME LIMIT_S CMD... : run with min(LIMIT_S, time left) and recor
 train_step() { # train_step NAME BACKEND [FLAGS...]: one egom2p-base step configuration -> one row
   local name=$1
   shift
-  step "$name" 30 "$PY" - "$@" <<'PYEOF'
-import json, os, subprocess, sys
-backend, *flags = sys.argv[1:]
-cmd = [sys.executable, "bench/train_step.py", "--preset", "egom2p-base", "--device", "cuda", "--dtype", "bf16",
-       "--backend", backend, "--batch-size", "4", "--fill", "0.53", "--fill-spread", "0.5", "--warmup", "2",
-       "--steps", "5", *flags]
-proc = subprocess.run(cmd, capture_output=True, text=True)
-if proc.returncode:
-    sys.exit(proc.stderr[-2000:])
-result = json.loads(proc.stdout.strip().splitlines()[-1])
-print(json.dumps(result))
-row = {"bench": "train_step", "batch": result["batch_size"], "pattern": f"fill {result['fill']}+-{result['fill_spread'] / 2}",
-       "mode": "fwd+bwd", "impl": " ".join([backend, *flags]), "ms": round(1000 * result["step_s"], 1),
-       "tflops": result.get("achieved_tflops"), "peak_gib": result.get("peak_mem_gib"),
-       "valid_tok_s": result.get("valid_tok_s"), "mfu_valid": result.get("mfu_valid"),
-       "mfu_computed": result.get("mfu_computed")}
-with open(os.environ["ROWS"], "a") as f:
-    f.write(json.dumps(row) + "\n")
-PYEOF
+  step "$name" 30 "$PY" bench/train_step.py --preset egom2p-base --device cuda --dtype bf16 --batch-size 4 \
+    --masking released --warmup 2 --steps 5 --json "$ROWS" --backend "$@"
 }
 
 # 1. The GPU tests, in a session of their own: tests/kernels sets TRITON_INTERPRET for its CPU tests.
@@ -96,18 +79,23 @@ step loss 25 "$PY" bench/loss.py --json "$ROWS"
 train_step train-sdpa sdpa
 train_step train-triton triton
 train_step train-triton-fused triton --fused-loss
-if "$PY" bench/train_step.py --help 2>/dev/null | grep -q -- "--packed"; then
-  train_step train-packed-triton triton --packed
-  train_step train-packed-triton-fused triton --fused-loss --packed
-else
-  printf '{"bench": "step", "impl": "train-packed", "status": "skipped (bench/train_step.py has no --packed yet)", "s": 0}\n' >>"$ROWS"
-fi
+train_step train-packed-triton triton --layout packed
+train_step train-packed-triton-fused triton --fused-loss --layout packed
 
 echo
 echo "== results ($((SECONDS - START)) s; rows in $ROWS)"
 "$PY" - "$ROWS" <<'PYEOF'
 import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+def table_row(r):  # train_step rows carry their own names: map them onto the table's columns
+    if r.get("bench") != "train_step":
+        return r
+    impl = f"{r['backend']}{' fused-loss' if r['fused_loss'] else ''} {r['layout']}"
+    return {"bench": "train_step", "batch": r["batch_size"], "pattern": f"{r['masking']} masking", "mode": "fwd+bwd",
+            "impl": impl, "tokens": r["valid_tokens"], "ms": round(1000 * r["step_s"], 1), "tflops": r["achieved_tflops"],
+            **{k: r[k] for k in ("valid_tok_s", "mfu_valid", "mfu_computed") if k in r},
+            **({"peak_gib": r["peak_mem_gib"]} if "peak_mem_gib" in r else {})}
+
+rows = [table_row(json.loads(line)) for line in open(sys.argv[1]) if line.strip()]
 cols = ["bench", "batch", "pattern", "tokens", "mode", "impl", "status", "s", "ms", "tflops", "peak_gib",
         "valid_tok_s", "mfu_valid", "mfu_computed"]
 cols = [c for c in cols if any(c in r for r in rows)]

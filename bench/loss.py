@@ -19,11 +19,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
 import torch.nn.functional as F
+from _rows import append_row  # bench/ is on sys.path when a script runs
 from egom2p.model.kernels.fused_linear_ce import fused_linear_cross_entropy
 
 
@@ -68,14 +68,6 @@ def dry_run() -> int:
     return 1 if failures else 0
 
 
-def _append(path: str | None, row: dict) -> None:
-    """Print the row and append it to the JSON-lines file at once (a timeout keeps what is done)."""
-    print(json.dumps(row), flush=True)
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
 def bench(opts: argparse.Namespace) -> list[dict]:
     from triton.testing import do_bench
 
@@ -102,7 +94,7 @@ def bench(opts: argparse.Namespace) -> list[dict]:
                 "peak_gib": round((torch.cuda.max_memory_allocated() - base) / 2**30, 3),
             }  # fmt: skip
             rows.append(row)
-            _append(opts.json, row)
+            append_row(opts.json, row)
     return rows
 
 

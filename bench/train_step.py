@@ -1,20 +1,28 @@
-"""Time one EgoM2P training step (forward + backward, optionally an AdamW step).
+"""Time one EgoM2P training step (forward + backward, optionally an AdamW step) in one batch layout.
 
-Prints step time, tokens/s, peak memory and (on GPU) MFU for one configuration. On CPU every
-measurement runs in a fresh subprocess so that ru_maxrss is that configuration's own peak.
+Layouts (``--layout``), all computing the same loss:
+  static   one row per sample, budget wide (``num_*_tokens`` = the budgets): fixed shapes, padding computed
+  trimmed  one row per sample, cut to the batch's fullest sample (budgets None: one host sync per step)
+  packed   ``egom2p.data.packing.pack_batch`` on the CPU, as the trainer does (``loader.pack``): the selected
+           tokens of all samples in ``--pack-rows`` rows; packing time is reported apart (``pack_ms``)
+``--compare`` runs every layout (or those of ``--layouts``) on the same batch, each in a fresh process,
+prints one row per layout and a last row with each layout's step time relative to ``trimmed``, and
+exits 1 when the layouts' losses disagree (so the dry run checks packing too).
 
-Samples are not all alike: each draws its own fill of the budgets, uniform in ``fill +- spread/2``
-(the released masking fills 1,078 of 2,048 input slots on average and pads 82% of the samples), so
-padding and block skipping are exercised. Reported besides: ``valid_tok_s`` (input + target tokens
-per second), ``mfu_valid`` (the model's FLOPs, ``EgoM2P.flops_per_sample``, at each sample's valid
-token counts) and ``mfu_computed`` (the same formula at the full budgets: the slots a padded step
-computes in its linear layers; an upper bound).
+Masks (``--masking``):
+  released  the released recipe's masking (Dirichlet budgets, ``configs/alphas/mix_mod4_all2all_uni.yaml``)
+  fill      each sample fills ``fill_s`` of both budgets, ``fill_s`` uniform in ``fill +- spread/2``
+Token ids are random. Reported: step time, ``valid_tok_s`` (input + target tokens per second), and the
+trainer's own accounting (``egom2p.train.throughput``, the formula of ``EgoM2P.flops_per_sample``):
+``achieved_tflops`` on valid tokens and, on a GPU, ``mfu_valid`` / ``mfu_computed``; peak memory (on
+CPU the process's ``ru_maxrss``: every CPU measurement runs in a fresh process).
 
 Examples:
-  python bench/train_step.py --dry-run
-  python bench/train_step.py --preset egom2p-base --enc-tokens 2048 --dec-tokens 2048 --batch-size 1 \
-      --dtype fp32 --threads 2 --backend sdpa           # the issue-4 CPU target
-  python bench/train_step.py --device cuda --dtype bf16 --batch-size 32 --backend triton --fused-loss
+  python bench/train_step.py --dry-run --compare
+  python bench/train_step.py --masking released --batch-size 4 --compare     # issue 14, CPU
+  python bench/train_step.py --preset egom2p-base --batch-size 1 --dtype fp32 --threads 2 --backend sdpa
+  python bench/train_step.py --device cuda --dtype bf16 --batch-size 4 --masking released --backend triton \
+      --fused-loss --layout packed
 """
 
 from __future__ import annotations
@@ -25,22 +33,27 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
+from _rows import append_row  # bench/ is on sys.path when a script runs
+from egom2p.data.masking import UnifiedMasking
+from egom2p.data.packing import pack_batch, packing_efficiency
 from egom2p.model import EgoM2P, preset_config
+from egom2p.train.config import LoaderConfig
+from egom2p.train.throughput import batch_flops, count_tokens
 
+RELEASED_ALPHAS = Path(__file__).resolve().parents[1] / "configs/alphas/mix_mod4_all2all_uni.yaml"
+LAYOUTS = ("static", "trimmed", "packed")
 # Dense bf16 tensor-core peaks (TFLOP/s, SXM parts), used when --peak-tflops is not given.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+Batch = dict[str, dict[str, torch.Tensor]]
 
 
-def make_batch(model: EgoM2P, batch_size: int, enc_tokens: int, dec_tokens: int, fill: float, seed: int,
-               spread: float = 0.0):  # fmt: skip
-    """Random tokens; sample s gets ``fill_s * budget`` inputs and as many disjoint targets, spread over all
-    tokens, ``fill_s`` uniform in ``fill +- spread / 2`` (clipped to [1/budget, 1]).
-
-    Returns the batch and, per sample, (inputs, {modality: targets}).
-    """
-    gen = torch.Generator().manual_seed(seed)
+def fill_masks(model: EgoM2P, batch_size: int, enc_tokens: int, dec_tokens: int, fill: float, spread: float,
+               gen: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Per modality (input_mask, target_mask): sample s gets ``fill_s * budget`` inputs and as many disjoint
+    targets, spread over all tokens, ``fill_s`` uniform in ``fill +- spread / 2`` (clipped to [1/budget, 1])."""
     specs = model.modalities
     total = sum(s.num_tokens for s in specs.values())
     fills = (fill + spread * (torch.rand(batch_size, generator=gen) - 0.5)).clamp(1 / min(enc_tokens, dec_tokens), 1.0)
@@ -51,32 +64,53 @@ def make_batch(model: EgoM2P, batch_size: int, enc_tokens: int, dec_tokens: int,
     rank = torch.argsort(torch.rand(batch_size, total, generator=gen), dim=1)
     is_input = rank < n_in[:, None]
     is_target = (rank >= n_in[:, None]) & (rank < (n_in + n_tg)[:, None])
-    batch, start, targets = {}, 0, [{} for _ in range(batch_size)]
+    masks, start = {}, 0
     for name, spec in specs.items():
         stop = start + spec.num_tokens
-        batch[name] = {
-            "tensor": torch.randint(0, spec.vocab_size, (batch_size, *spec.shape), generator=gen),
-            "input_mask": ~is_input[:, start:stop],
-            "target_mask": ~is_target[:, start:stop],
-        }
-        for s, count in enumerate(is_target[:, start:stop].sum(1).tolist()):
-            if count:
-                targets[s][name] = count
+        masks[name] = (~is_input[:, start:stop], ~is_target[:, start:stop])
         start = stop
-    return batch, [(int(n_in[s]), targets[s]) for s in range(batch_size)]
+    return masks
 
 
-def step_flops(model: EgoM2P, samples, enc_tokens: int, dec_tokens: int) -> tuple[float, float]:
-    """(FLOPs at the valid tokens, FLOPs at the full budgets) of one forward + backward over ``samples``."""
-    valid = computed = 0.0
-    for n_in, targets in samples:
-        n_tg = sum(targets.values())
-        valid += model.flops_per_sample(n_in, n_tg, targets)
-        padded = dict(targets)
-        largest = max(padded, key=padded.get)
-        padded[largest] += dec_tokens - n_tg  # the padded slots, counted with the largest head
-        computed += model.flops_per_sample(enc_tokens, dec_tokens, padded)
-    return valid, computed
+def released_masks(model: EgoM2P, batch_size: int, enc_tokens: int, dec_tokens: int,
+                   gen: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Per modality (input_mask, target_mask) drawn by the released recipe's masking at these budgets."""
+    names = list(model.modalities)
+    masking = UnifiedMasking.from_config(model.modalities, names, names, enc_tokens, dec_tokens,
+                                         alphas_config=RELEASED_ALPHAS)  # fmt: skip
+    flat = {n: torch.zeros(batch_size, s.num_tokens, dtype=torch.int64) for n, s in model.modalities.items()}
+    return {n: (d["input_mask"], d["target_mask"]) for n, d in masking.mask_batch(flat, gen).items()}
+
+
+def make_batch(model: EgoM2P, opts: argparse.Namespace) -> Batch:
+    """A masked batch (the batch contract, CPU) with random token ids and ``opts.masking``'s masks."""
+    gen = torch.Generator().manual_seed(opts.seed)
+    if opts.masking == "released":
+        masks = released_masks(model, opts.batch_size, opts.enc_tokens, opts.dec_tokens, gen)
+    else:
+        masks = fill_masks(model, opts.batch_size, opts.enc_tokens, opts.dec_tokens, opts.fill, opts.fill_spread, gen)
+    batch = {}
+    for name, spec in model.modalities.items():
+        input_mask, target_mask = masks[name]
+        tokens = torch.randint(0, spec.vocab_size, (opts.batch_size, *spec.shape), generator=gen)
+        batch[name] = {"tensor": tokens, "input_mask": input_mask.reshape(tokens.shape),
+                       "target_mask": target_mask.reshape(tokens.shape)}  # fmt: skip
+    return batch
+
+
+def lay_out(batch: Batch, opts: argparse.Namespace) -> tuple[Batch, tuple[int | None, int | None], dict]:
+    """The batch in ``opts.layout``, the budgets to pass to the model, and layout facts for the result row."""
+    budgets = (opts.enc_tokens, opts.dec_tokens)
+    if opts.layout == "static":
+        return batch, budgets, {}
+    if opts.layout == "trimmed":
+        return batch, (None, None), {}
+    start = time.perf_counter()
+    packed = pack_batch(batch, *budgets, num_rows=opts.pack_rows, multiple=opts.pack_multiple)
+    facts = {"pack_ms": round(1000 * (time.perf_counter() - start), 1), "pack_rows": opts.pack_rows,
+             "row_widths": [packed["encoder"]["ids"].shape[1], packed["decoder"]["ids"].shape[1]],
+             "packing_efficiency": round(packing_efficiency(packed)["total"], 4)}  # fmt: skip
+    return packed, budgets, facts
 
 
 def measure(opts: argparse.Namespace) -> dict:
@@ -87,15 +121,18 @@ def measure(opts: argparse.Namespace) -> dict:
     cfg = preset_config(opts.preset, attn_backend=opts.backend, fused_loss=opts.fused_loss)
     model = EgoM2P(cfg).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if opts.optimizer_step else None
-    batch, samples = make_batch(model, opts.batch_size, opts.enc_tokens, opts.dec_tokens, opts.fill, opts.seed,
-                                opts.fill_spread)  # fmt: skip
-    batch = {m: {k: v.to(device) for k, v in d.items()} for m, d in batch.items()}
+    cpu_batch, budgets, facts = lay_out(make_batch(model, opts), opts)
+    tokens = count_tokens(cpu_batch, budgets)  # before the step, on the CPU, as the trainer counts
+    computed_flops, valid_flops = batch_flops(model, tokens)
+    batch = {m: {k: v.to(device) for k, v in d.items()} for m, d in cpu_batch.items()}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.dtype == "bf16")
+    losses = []
 
     def step() -> None:
         with autocast:
-            out = model(batch, num_encoder_tokens=opts.enc_tokens, num_decoder_tokens=opts.dec_tokens)
+            out = model(batch, num_encoder_tokens=budgets[0], num_decoder_tokens=budgets[1], check_vocab=False)
         out.loss.backward()
+        losses.append(out.loss.detach())
         if optimizer is not None:
             optimizer.step()
         model.zero_grad(set_to_none=True)
@@ -114,17 +151,15 @@ def measure(opts: argparse.Namespace) -> dict:
         step()
     sync()
     step_s = (time.perf_counter() - start) / opts.steps
-    valid_flops, computed_flops = step_flops(model, samples, opts.enc_tokens, opts.dec_tokens)
-    valid_tokens = sum(n_in + sum(targets.values()) for n_in, targets in samples)
-    tokens = opts.batch_size * (opts.enc_tokens + opts.dec_tokens)
+    slots = tokens.encoder_slots + tokens.decoder_slots
     result = {
-        "preset": opts.preset, "device": str(device), "dtype": opts.dtype, "backend": opts.backend,
+        "bench": "train_step", "preset": opts.preset, "device": str(device), "dtype": opts.dtype,
+        "backend": opts.backend, "fused_loss": opts.fused_loss, "layout": opts.layout, "masking": opts.masking,
         "batch_size": opts.batch_size, "enc_tokens": opts.enc_tokens, "dec_tokens": opts.dec_tokens,
-        "fill": opts.fill, "fill_spread": opts.fill_spread, "valid_fraction": round(valid_tokens / tokens, 3),
-        "threads": opts.threads, "optimizer_step": opts.optimizer_step,
-        "fused_loss": opts.fused_loss, "step_s": round(step_s, 4),
-        "budget_tokens_per_s": round(tokens / step_s, 1),
-        "valid_tok_s": round(valid_tokens / step_s, 1),
+        "fill": opts.fill, "fill_spread": opts.fill_spread, "threads": opts.threads,
+        "optimizer_step": opts.optimizer_step, "loss": float(losses[0]), **facts,
+        "valid_tokens": tokens.valid, "computed_slots": slots, "valid_fraction": round(tokens.valid / slots, 4),
+        "step_s": round(step_s, 4), "valid_tok_s": round(tokens.valid / step_s, 1),
         "achieved_tflops": round(valid_flops / step_s / 1e12, 3),
     }  # fmt: skip
     if device.type == "cuda":
@@ -139,16 +174,55 @@ def measure(opts: argparse.Namespace) -> dict:
     return result
 
 
+def run_fresh(argv: list[str]) -> dict:
+    """One measurement in a fresh process (its own peak memory; it appends its row to ``--json``): the row."""
+    proc = subprocess.run([sys.executable, __file__, *argv, "--in-process"], capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(proc.stderr[-4000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(argv: list[str], opts: argparse.Namespace) -> int:
+    """Every layout of ``opts.layouts`` on the same batch, one fresh process each; 1 when the losses disagree."""
+    rows = {}
+    for layout in opts.layouts:
+        rows[layout] = run_fresh([*argv, "--layout", layout])
+        print(json.dumps(rows[layout]), flush=True)
+    base = rows.get("trimmed", next(iter(rows.values())))
+    losses = [row["loss"] for row in rows.values()]
+    spread = (max(losses) - min(losses)) / max(abs(base["loss"]), 1e-12)
+    tolerance = 1e-4 if opts.dtype == "fp32" else 2e-2
+    summary = {
+        "bench": "train_step_compare", "baseline": base["layout"],
+        "step_s": {k: r["step_s"] for k, r in rows.items()},
+        "speedup_vs_baseline": {k: round(base["step_s"] / r["step_s"], 2) for k, r in rows.items()},
+        "valid_fraction": {k: r["valid_fraction"] for k, r in rows.items()},
+        "loss_rel_spread": float(f"{spread:.2e}"), "losses_agree": spread <= tolerance,
+    }  # fmt: skip
+    append_row(opts.json, summary)
+    if spread > tolerance:
+        print(f"layouts disagree: losses {losses} (relative spread {spread:.2e} > {tolerance})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring for examples)."""
+    loader = LoaderConfig()  # the trainer's packing defaults
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="egom2p-base")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--enc-tokens", type=int, default=2048)
     p.add_argument("--dec-tokens", type=int, default=2048)
-    p.add_argument("--fill", type=float, default=1.0, help="mean fraction of each budget holding real tokens")
+    p.add_argument("--masking", choices=("fill", "released"), default="fill")
+    p.add_argument("--fill", type=float, default=1.0, help="--masking fill: mean fraction of each budget filled")
     p.add_argument("--fill-spread", type=float, default=0.0,
-                   help="per-sample fills uniform in fill +- spread/2 (0: every sample alike)")
+                   help="--masking fill: per-sample fills uniform in fill +- spread/2 (0: every sample alike)")
+    p.add_argument("--layout", choices=LAYOUTS, default="static")
+    p.add_argument("--pack-rows", type=int, default=loader.pack_rows, help="packed rows per batch (--layout packed)")
+    p.add_argument("--pack-multiple", type=int, default=loader.pack_multiple, help="packed row widths round up to this")
+    p.add_argument("--compare", action="store_true", help="run every layout of --layouts, fresh process each")
+    p.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS), help="what --compare runs")
     p.add_argument("--backend", default="auto", choices=["reference", "sdpa", "triton", "auto"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -159,27 +233,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fused-loss", action="store_true")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak for MFU (default: table for H100/H200 bf16)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also append each result row to this JSON-lines file")
     p.add_argument("--dry-run", action="store_true", help="egom2p-tiny, 64/64 tokens, one step: checks the script runs")
-    p.add_argument("--in-process", action="store_true", help="do not spawn a fresh subprocess on CPU")
+    p.add_argument("--in-process", action="store_true", help="measure here instead of in a fresh process")
     opts = p.parse_args(argv)
     if opts.dry_run:
         opts.preset, opts.enc_tokens, opts.dec_tokens, opts.steps, opts.warmup = "egom2p-tiny", 64, 64, 1, 0
         opts.batch_size, opts.fill, opts.fill_spread = max(opts.batch_size, 2), 0.6, 0.5  # padding exercised
+        opts.pack_multiple = min(opts.pack_multiple, 16)
     return opts
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Measure one layout (or ``--compare`` them); rows go to stdout and ``--json``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     opts = parse_args(argv)
-    if opts.device == "cpu" and not opts.in_process:
-        # A fresh process per configuration: ru_maxrss is then this configuration's peak alone.
-        args = (argv if argv is not None else sys.argv[1:]) + ["--in-process"]
-        proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-        if proc.returncode:
-            sys.exit(proc.stderr)
-        print(proc.stdout.strip())
-        return
-    print(json.dumps(measure(opts)))
+    if opts.compare:
+        rest = [a for a in argv if a != "--compare"]
+        return compare(rest, opts)
+    if opts.in_process:
+        append_row(opts.json, measure(opts))
+        return 0
+    print(json.dumps(run_fresh(argv)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

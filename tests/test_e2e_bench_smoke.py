@@ -12,7 +12,8 @@ from e2e_helpers import ROOT
 SMOKE_RUNS = {
     "attention": ["bench/attention.py", "--dry-run"],  # triton (interpreter), sdpa, flex vs float64
     "loss": ["bench/loss.py", "--dry-run"],  # fused and unfused head + CE vs float64
-    "train_step": ["bench/train_step.py", "--dry-run"],  # one egom2p-tiny training step
+    # egom2p-tiny training steps, static / trimmed / packed layouts: exits 1 unless their losses agree
+    "train_step": ["bench/train_step.py", "--dry-run", "--compare", "--masking", "released"],
     "masking": ["bench/masking.py", "--quick"],  # per-sample and batched masking, released config
 }
 
