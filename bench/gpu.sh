@@ -14,15 +14,40 @@
 #   train-packed-*     the same packed as the trainer packs (--layout packed, one row)
 # Exit 1 when a step failed or ran out of time.
 #
-# usage: bash bench/gpu.sh     (PYTHON=... picks the interpreter, BENCH_OUT=dir keeps rows.jsonl and the logs)
+# usage: bash bench/gpu.sh [--collect DIR]
+#   PYTHON=... picks the interpreter (default python3); BENCH_OUT=dir keeps rows.jsonl and the logs;
+#   --collect DIR copies rows.jsonl, the table and the logs (one .tar.gz) to DIR: three files.
+# On the lent device machine (a bare image with torch and triton but without this project or
+# braceexpand, and no network), first fetch the missing wheels here with `bash bench/gpu_wheels.sh`,
+# then: run(command="bash bench/gpu.sh --collect $OUT", carry=[".whl"], timeout_s=540). When egom2p is
+# not installed, the packages' src folders go on PYTHONPATH and .whl/ is installed to a temp folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python}
+COLLECT=
+if [ "${1:-}" = "--collect" ]; then
+  COLLECT=${2:?--collect needs a folder}
+elif [ $# -gt 0 ]; then
+  echo "usage: bash bench/gpu.sh [--collect DIR]" >&2
+  exit 2
+fi
+PY=${PYTHON:-python3}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/egom2p-bench.XXXXXX)}
 mkdir -p "$OUT"
 export ROWS=$OUT/rows.jsonl PYTHONUNBUFFERED=1
 : >"$ROWS"
 unset TRITON_INTERPRET # compiled kernels only (tests/gpu refuses the interpreter)
+if ! "$PY" -c "import egom2p.model, egom2p.train.throughput" 2>/dev/null; then
+  site=$(mktemp -d /tmp/egom2p-site.XXXXXX)
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl || exit 1
+  fi
+  PYTHONPATH="$site:$(ls -d "$PWD"/packages/*/src | paste -sd:)${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH
+  "$PY" -c "import egom2p.model, egom2p.train.throughput" || {
+    echo "egom2p does not import with PYTHONPATH=$PYTHONPATH (missing wheels? bash bench/gpu_wheels.sh)" >&2
+    exit 1
+  }
+fi
 TOTAL_S=${GPU_SH_BUDGET_S:-475}
 START=$SECONDS
 status=0
@@ -84,7 +109,7 @@ train_step train-packed-triton-fused triton --fused-loss --layout packed
 
 echo
 echo "== results ($((SECONDS - START)) s; rows in $ROWS)"
-"$PY" - "$ROWS" <<'PYEOF'
+"$PY" - "$ROWS" <<'PYEOF' | tee "$OUT/table.md"
 import json, sys
 def table_row(r):  # train_step rows carry their own names: map them onto the table's columns
     if r.get("bench") != "train_step":
@@ -106,4 +131,10 @@ for i, row in enumerate(table):
     if i == 0:
         print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 PYEOF
+if [ -n "$COLLECT" ]; then
+  mkdir -p "$COLLECT"
+  cp "$ROWS" "$COLLECT/rows.jsonl"
+  cp "$OUT/table.md" "$COLLECT/table.md"
+  tar czf "$COLLECT/logs.tar.gz" -C "$OUT" --exclude rows.jsonl .
+fi
 exit $status
