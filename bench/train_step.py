@@ -3,8 +3,9 @@
 Layouts (``--layout``), all computing the same loss:
   static   one row per sample, budget wide (``num_*_tokens`` = the budgets): fixed shapes, padding computed
   trimmed  one row per sample, cut to the batch's fullest sample (budgets None: one host sync per step)
-  packed   ``egom2p.data.packing.pack_batch`` on the CPU, as the trainer does (``loader.pack``): the selected
-           tokens of all samples in ``--pack-rows`` rows; packing time is reported apart (``pack_ms``)
+  packed   packed on the CPU as the trainer packs (``egom2p.train.packing``, ``loader.pack``): the selected
+           tokens of all samples in ``--pack-rows`` rows (default: the cheapest row count for the attention
+           backend, the trainer's default); packing time is reported apart (``pack_ms``)
 ``--compare`` runs every layout (or those of ``--layouts``) on the same batch, each in a fresh process,
 prints one row per layout and a last row with each layout's step time relative to ``trimmed``, and
 exits 1 when the layouts' losses disagree (so the dry run checks packing too).
@@ -38,15 +39,16 @@ from pathlib import Path
 import torch
 from _rows import append_row  # bench/ is on sys.path when a script runs
 from egom2p.data.masking import UnifiedMasking
-from egom2p.data.packing import pack_batch, packing_efficiency
+from egom2p.data.packing import packing_efficiency
 from egom2p.model import EgoM2P, preset_config
 from egom2p.train.config import LoaderConfig
+from egom2p.train.metrics import peak_flops
+from egom2p.train.packing import pack_micro_batch
 from egom2p.train.throughput import batch_flops, count_tokens
 
 RELEASED_ALPHAS = Path(__file__).resolve().parents[1] / "configs/alphas/mix_mod4_all2all_uni.yaml"
 LAYOUTS = ("static", "trimmed", "packed")
-# Dense bf16 tensor-core peaks (TFLOP/s, SXM parts), used when --peak-tflops is not given.
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+_TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}  # --dtype -> the trainer's dtype names
 Batch = dict[str, dict[str, torch.Tensor]]
 
 
@@ -98,7 +100,7 @@ def make_batch(model: EgoM2P, opts: argparse.Namespace) -> Batch:
     return batch
 
 
-def lay_out(batch: Batch, opts: argparse.Namespace) -> tuple[Batch, tuple[int | None, int | None], dict]:
+def lay_out(model: EgoM2P, batch: Batch, opts: argparse.Namespace) -> tuple[Batch, tuple[int | None, int | None], dict]:
     """The batch in ``opts.layout``, the budgets to pass to the model, and layout facts for the result row."""
     budgets = (opts.enc_tokens, opts.dec_tokens)
     if opts.layout == "static":
@@ -106,8 +108,8 @@ def lay_out(batch: Batch, opts: argparse.Namespace) -> tuple[Batch, tuple[int | 
     if opts.layout == "trimmed":
         return batch, (None, None), {}
     start = time.perf_counter()
-    packed = pack_batch(batch, *budgets, num_rows=opts.pack_rows, multiple=opts.pack_multiple)
-    facts = {"pack_ms": round(1000 * (time.perf_counter() - start), 1), "pack_rows": opts.pack_rows,
+    packed = pack_micro_batch(model, batch, budgets, opts.pack_rows, opts.pack_multiple)  # as the trainer packs
+    facts = {"pack_ms": round(1000 * (time.perf_counter() - start), 1), "pack_rows": packed["encoder"]["ids"].shape[0],
              "row_widths": [packed["encoder"]["ids"].shape[1], packed["decoder"]["ids"].shape[1]],
              "packing_efficiency": round(packing_efficiency(packed)["total"], 4)}  # fmt: skip
     return packed, budgets, facts
@@ -121,7 +123,7 @@ def measure(opts: argparse.Namespace) -> dict:
     cfg = preset_config(opts.preset, attn_backend=opts.backend, fused_loss=opts.fused_loss)
     model = EgoM2P(cfg).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if opts.optimizer_step else None
-    cpu_batch, budgets, facts = lay_out(make_batch(model, opts), opts)
+    cpu_batch, budgets, facts = lay_out(model, make_batch(model, opts), opts)
     tokens = count_tokens(cpu_batch, budgets)  # before the step, on the CPU, as the trainer counts
     computed_flops, valid_flops = batch_flops(model, tokens)
     batch = {m: {k: v.to(device) for k, v in d.items()} for m, d in cpu_batch.items()}
@@ -164,11 +166,10 @@ def measure(opts: argparse.Namespace) -> dict:
     }  # fmt: skip
     if device.type == "cuda":
         result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        name = torch.cuda.get_device_name()
-        peak = opts.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-        if peak:
-            result["mfu_valid"] = round(valid_flops / step_s / 1e12 / peak, 4)
-            result["mfu_computed"] = round(computed_flops / step_s / 1e12 / peak, 4)
+        peak = opts.peak_tflops * 1e12 if opts.peak_tflops else peak_flops(device, _TORCH_DTYPE_NAMES[opts.dtype])
+        if peak:  # the trainer's peak table and rule (TF32 at half the bf16 rate)
+            result["mfu_valid"] = round(valid_flops / step_s / peak, 4)
+            result["mfu_computed"] = round(computed_flops / step_s / peak, 4)
     else:
         result["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
     return result
@@ -177,6 +178,8 @@ def measure(opts: argparse.Namespace) -> dict:
 def run_fresh(argv: list[str]) -> dict:
     """One measurement in a fresh process (its own peak memory; it appends its row to ``--json``): the row."""
     proc = subprocess.run([sys.executable, __file__, *argv, "--in-process"], capture_output=True, text=True)
+    if proc.returncode < 0:  # a signal: on a CPU machine usually the kernel's OOM killer
+        sys.exit(f"{' '.join(argv)}: killed by signal {-proc.returncode} (out of memory?)\n{proc.stderr[-2000:]}")
     if proc.returncode:
         sys.exit(proc.stderr[-4000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -206,6 +209,11 @@ def compare(argv: list[str], opts: argparse.Namespace) -> int:
     return 0
 
 
+def _rows(value: str) -> int | None:
+    """A --pack-rows value: a row count, or "auto" (None: egom2p.train.packing picks the cheapest)."""
+    return None if value == "auto" else int(value)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring for examples)."""
     loader = LoaderConfig()  # the trainer's packing defaults
@@ -219,7 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fill-spread", type=float, default=0.0,
                    help="--masking fill: per-sample fills uniform in fill +- spread/2 (0: every sample alike)")
     p.add_argument("--layout", choices=LAYOUTS, default="static")
-    p.add_argument("--pack-rows", type=int, default=loader.pack_rows, help="packed rows per batch (--layout packed)")
+    p.add_argument("--pack-rows", type=_rows, default=loader.pack_rows,
+                   help="packed rows per batch (--layout packed); auto: the cheapest, as the trainer's default")
     p.add_argument("--pack-multiple", type=int, default=loader.pack_multiple, help="packed row widths round up to this")
     p.add_argument("--compare", action="store_true", help="run every layout of --layouts, fresh process each")
     p.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS), help="what --compare runs")
@@ -231,7 +240,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--optimizer-step", action="store_true", help="include an AdamW step")
     p.add_argument("--fused-loss", action="store_true")
-    p.add_argument("--peak-tflops", type=float, default=None, help="peak for MFU (default: table for H100/H200 bf16)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="peak for MFU (default: the trainer's table, egom2p.train.metrics)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also append each result row to this JSON-lines file")
     p.add_argument("--dry-run", action="store_true", help="egom2p-tiny, 64/64 tokens, one step: checks the script runs")

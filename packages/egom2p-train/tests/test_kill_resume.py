@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import time
 
 import pytest
 from launch import command, final_weights, run, start_and_wait_for_step, step_dirs
@@ -16,6 +17,10 @@ def test_sigkill_mid_run_and_mid_save_then_resume_matches_uninterrupted(tmp_path
     out = tmp_path / "killed"
     cmd = command(out, demo_data_config, "schedule.max_steps=8")
     proc = start_and_wait_for_step(cmd, out, step=4)
+    # step 3's checkpoint is written in the background (checkpoint.async_save): kill once it is complete
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoints" / "step-3").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

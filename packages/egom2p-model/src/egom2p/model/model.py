@@ -267,20 +267,28 @@ class EgoM2P(nn.Module):
         ctx.sample_rows = rows
         return ctx
 
-    def _pack_rows(self, lengths: list[int]) -> list[list[int]]:
-        """The cheapest of a few first-fit packings of samples with these token counts (inference).
+    def packed_work(self, num_rows: int, encoder_width: int, decoder_width: int = 0) -> int:
+        """Relative work of ``num_rows`` packed rows of these widths on this model's attention backend.
 
-        Work of R rows of width W, in units of one query-key pair of attention: R W (6 dim + W). The
-        linear layers cost about 6 dim pairs per token (24 dim^2 FLOPs against 4 dim); dense backends
-        (sdpa, reference) also compute all W^2 pairs of a row, while the Triton kernel skips other
-        samples' blocks, so for it one row is always cheapest.
+        In units of one query-key pair of attention: the linear layers cost about 6 dim pairs per token
+        (24 dim^2 FLOPs against 4 dim). Dense backends (sdpa, reference) also compute every pair of a row:
+        W_e^2 in the encoder, W_d^2 + W_d W_e in the decoder; the Triton kernel skips other samples'
+        blocks, so for it the fewest slots (one row) are always cheapest. Used to choose how many rows
+        to pack into, in inference (:meth:`encode`) and in training (``egom2p.train``).
         """
-        dense = self.attn_backend is not AttnBackend.TRITON
         per_token = 6 * self.config.dim
+        linear = per_token * (encoder_width + decoder_width)
+        if self.attn_backend is AttnBackend.TRITON:
+            return num_rows * linear
+        pairs = encoder_width**2 + decoder_width * (decoder_width + encoder_width)
+        return num_rows * (linear + pairs)
+
+    def _pack_rows(self, lengths: list[int]) -> list[list[int]]:
+        """The cheapest (:meth:`packed_work`) of a few first-fit packings of samples with these token counts."""
 
         def work(rows: list[list[int]]) -> int:
             width = max((sum(lengths[s] for s in row) for row in rows), default=0)
-            return len(rows) * width * (per_token + (width if dense else 0))
+            return self.packed_work(len(rows), width)
 
         longest = max(lengths, default=0)
         capacities = (longest, -(-longest // PACK_ROUNDING) * PACK_ROUNDING, sum(lengths))

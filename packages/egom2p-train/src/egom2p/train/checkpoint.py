@@ -13,14 +13,20 @@ leaves the previous checkpoints intact plus at most a temporary directory, which
 a checkpoint (``EgoM2P.from_pretrained`` skips it too) and the next start removes. Old checkpoints are
 retired the same way (renamed to a temporary name, then deleted). Only rank 0 writes; the caller
 gathers per-rank state beforehand.
+
+``save_async`` runs the same ``save`` in one background thread (at most one in flight) on state that
+``detached`` has made independent of the live model and optimizer; ``wait`` joins it and re-raises its error.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +75,8 @@ class CheckpointManager:
         self.log = log
         self.upload_retry_seconds = upload_retry_seconds
         self.pending_uploads: list[Path] = []  # step directories whose upload failed: retried at the next save
+        self._writer: threading.Thread | None = None  # the background save in flight (save_async)
+        self._writer_error: BaseException | None = None  # its failure, raised by the next wait()
 
     def list(self) -> list[tuple[int, Path]]:
         """Complete step directories as ``(step, path)``, oldest first (temporary ones are ignored)."""
@@ -107,6 +115,43 @@ class CheckpointManager:
         if self.s3_save_dir:
             self.upload(final)
         return final
+
+    def save_async(self, step: int, model_state: dict[str, torch.Tensor], model_config: EgoM2PConfig,
+                   train_state: dict[str, Any]) -> None:
+        """``save`` in a background thread; returns at once, after waiting for the previous one (``wait``).
+
+        The state must be the writer's alone (see ``detached``). A failure is kept and raised by the next
+        ``wait``; a process killed mid-write leaves only the temporary directory that ``remove_temp_dirs`` deletes.
+        """
+        self.wait()
+
+        def write() -> None:
+            start = time.perf_counter()
+            try:
+                path = self.save(step, model_state, model_config, train_state)
+            except BaseException as err:  # logged now, raised in the caller's thread by the next wait()
+                self.log(f"error: the background save of step {step} failed (the older checkpoints are intact): "
+                         f"{type(err).__name__}: {err}")
+                self._writer_error = err
+            else:
+                self.log(f"checkpoint {path} written in the background in {time.perf_counter() - start:.1f} s")
+
+        self._writer = threading.Thread(target=write, name=f"checkpoint-{step_dir_name(step)}")
+        self._writer.start()
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether a background save is still writing."""
+        return self._writer is not None and self._writer.is_alive()
+
+    def wait(self, reraise: bool = True) -> None:
+        """Block until the background save (if any) has finished and raise its error (already logged) if ``reraise``."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        err, self._writer_error = self._writer_error, None
+        if err is not None and reraise:
+            raise err
 
     def upload(self, newest: Path) -> list[Path]:
         """Upload ``newest`` and every earlier failed upload still on disk; returns those that failed again.
@@ -154,6 +199,38 @@ class CheckpointManager:
             except Exception as err:  # damaged outside our control (disk, copy): try the older one
                 print(f"warning: skipping unreadable checkpoint {path}: {err}", file=sys.stderr)
         return None
+
+
+def detached(state: Any, *owners: torch.nn.Module | torch.optim.Optimizer) -> Any:
+    """``state`` (nested dicts, lists, tuples) made independent of the live ``owners``, for a background writer.
+
+    Containers are rebuilt and every tensor that shares storage with a parameter, buffer or optimizer state of
+    ``owners`` is cloned: ``get_state_dict(cpu_offload=True)`` returns the live tensors themselves for what is
+    already on the CPU (all of a CPU run; AdamW's ``step`` counters on GPU runs). Other tensors are kept as they are.
+    """
+    live = []
+    for owner in owners:
+        if isinstance(owner, torch.optim.Optimizer):
+            live += [t for s in owner.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+        else:
+            live += owner.state_dict().values()
+    shared = {_storage_key(t) for t in live}
+
+    def own(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.clone() if _storage_key(x) in shared else x
+        if isinstance(x, dict):
+            return {k: own(v) for k, v in x.items()}
+        if type(x) in (list, tuple):
+            return type(x)(own(v) for v in x)
+        return copy.deepcopy(x)  # numbers, strings, arrays (RNG states)
+
+    return own(state)
+
+
+def _storage_key(t: torch.Tensor) -> tuple[str, int]:
+    local = t.to_local() if hasattr(t, "to_local") else t  # a DTensor (FSDP2): its local shard
+    return str(local.device), local.untyped_storage().data_ptr()
 
 
 def upload_to_s3(directory: Path, s3_dir: str, retry_seconds: float | None = None) -> str:

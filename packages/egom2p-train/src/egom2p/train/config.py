@@ -87,7 +87,8 @@ class LoaderConfig:
     # Packing (egom2p.data.packing): each batch's selected tokens in `pack_rows` shared rows whose widths are
     # multiples of `pack_multiple`, so padding is not computed; the loss is that of the unpacked batch.
     pack: bool = True  # ours: pack each batch before the forward
-    pack_rows: int = 1  # ours: packed rows per micro batch (1 suits the Triton kernel; dense backends may want more)
+    pack_rows: int | None = None  # ours: packed rows per micro batch; null: the cheapest for the attention backend
+    # (egom2p.train.packing: one row with the Triton kernel, a few shorter rows with dense sdpa)
     pack_multiple: int = 256  # ours: packed row widths are rounded up to a multiple of this (few static shapes)
 
 
@@ -128,6 +129,7 @@ class CheckpointConfig:
     every_steps: int | None = None  # ours: steps between checkpoints; overrides save_ckpt_freq when set
     keep_last_k: int = 3  # ours: checkpoints kept
     s3_save_dir: str | None = None  # s3://bucket/prefix: each checkpoint is also uploaded there
+    async_save: bool = True  # ours: periodic checkpoints written by a background thread; the last one synchronously
     # Weights to start from when there is nothing to resume (the original's fine-tuning): a step
     # directory, a run directory (its newest step) or the released .pth; optimizer and step start fresh.
     init_from: str | None = None
@@ -514,13 +516,13 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
         value = getattr(getattr(cfg, section) if section else cfg, leaf)
         _require(value is None or value in enum.values(), key, f"{value!r} is not one of {list(enum.values())}")
     sch, opt, ckpt, met = cfg.schedule, cfg.optim, cfg.checkpoint, cfg.metrics
-    for key, value in (("loader.batch_size", cfg.loader.batch_size), ("loader.pack_rows", cfg.loader.pack_rows),
-                       ("loader.pack_multiple", cfg.loader.pack_multiple),
+    for key, value in (("loader.batch_size", cfg.loader.batch_size), ("loader.pack_multiple", cfg.loader.pack_multiple),
                        ("checkpoint.keep_last_k", ckpt.keep_last_k), ("checkpoint.save_ckpt_freq", ckpt.save_ckpt_freq),
                        ("metrics.log_every_steps", met.log_every_steps), ("metrics.eval_freq", met.eval_freq),
                        ("max_bad_steps", cfg.max_bad_steps)):
         _require(value > 0, key, f"must be > 0, got {value}")
-    for key, value in (("schedule.max_steps", sch.max_steps), ("checkpoint.every_steps", ckpt.every_steps),
+    for key, value in (("loader.pack_rows", cfg.loader.pack_rows), ("schedule.max_steps", sch.max_steps),
+                       ("checkpoint.every_steps", ckpt.every_steps),
                        ("metrics.val_every_steps", met.val_every_steps), ("schedule.epoch_size", sch.epoch_size),
                        ("schedule.global_batch_size", sch.global_batch_size), ("schedule.accum_iter", sch.accum_iter)):
         _require(value is None or value > 0, key, f"must be > 0 (or null), got {value}")

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from egom2p.data.packing import pack_batch
 from egom2p.train import distributed as D
-from egom2p.train.checkpoint import CheckpointManager, step_dir_name
+from egom2p.train.checkpoint import CheckpointManager, detached, step_dir_name
 from egom2p.train.config import ConfigError, TrainConfig, save_resolved_config
 from egom2p.train.faults import BadStepGuard, NonFiniteStepError, StopRequest
 from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
 from egom2p.train.optim import build_optimizer
+from egom2p.train.packing import pack_micro_batch
 from egom2p.train.parallel import parallelize
 from egom2p.train.preflight import check_data_sources
 from egom2p.train.rng import capture_rng_state, restore_rng_state, seed_everything
@@ -142,8 +142,15 @@ class Trainer:
                      f"values (LR schedule recomputed at step {self.step})")
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self) -> Path | None:
-        """Collective: gather full weights and state, rank 0 writes ``checkpoints/step-<N>/``. Returns it on rank 0."""
+    def save_checkpoint(self, background: bool = False) -> Path | None:
+        """Collective: gather full weights and state, rank 0 writes ``checkpoints/step-<N>/``. Returns it on rank 0.
+
+        Rank 0 first waits for a background save still in flight and raises its error. With ``background``
+        rank 0 hands a copy of the state to the manager's writer thread (``save_async``) and returns None at once:
+        the gather and the barrier stay synchronous, the writing, pruning and upload run while training goes on.
+        """
+        if self.info.is_main:
+            self.checkpoints.wait()
         model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=_FULL_STATE)
         rng = D.gather_objects(capture_rng_state())  # per rank, in rank order
         data = D.gather_objects(self.train_loader.state_dict())
@@ -151,7 +158,11 @@ class Trainer:
         if self.info.is_main:
             state = {"step": self.step, "world_size": self.info.world_size, "optimizer": optim_sd,
                      "guard": self.guard.state_dict(), "recipe": self.recipe(), "rng": rng, "data": data}
-            path = self.checkpoints.save(self.step, model_sd, self.bare_model.config, state)
+            if background:
+                model_sd, state = detached((model_sd, state), self.bare_model, self.optimizer)
+                self.checkpoints.save_async(self.step, model_sd, self.bare_model.config, state)
+            else:
+                path = self.checkpoints.save(self.step, model_sd, self.bare_model.config, state)
         D.barrier()
         return path
 
@@ -238,8 +249,8 @@ class Trainer:
         loader = self.cfg.loader
         batch = raw
         if loader.pack:
-            batch = pack_batch(raw, self.num_input_tokens, self.num_target_tokens, num_rows=loader.pack_rows,
-                               multiple=loader.pack_multiple)
+            batch = pack_micro_batch(self.bare_model, raw, (self.num_input_tokens, self.num_target_tokens),
+                                     loader.pack_rows, loader.pack_multiple)
         return move_batch(batch, self.info.device), count_tokens(batch, (self.num_input_tokens, self.num_target_tokens))
 
     def _forward(self, model: nn.Module, batch: Batch, check_vocab: bool):
@@ -336,7 +347,10 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until ``end_step`` (or a stop request); returns the last logged metrics.
 
-        Per step: train, log, checkpoint (when due and healthy), then validate (when due).
+        Per step: train, log, checkpoint (when due and healthy), then validate (when due). With
+        ``checkpoint.async_save`` the periodic checkpoints are written in the background; the last one (end of
+        the run, stop request) is synchronous and waits for the one in flight. A background save's error is
+        raised at the next save or when ``fit`` returns (only logged if ``fit`` is already raising another).
         """
         cfg, info = self.cfg, self.info
         met = cfg.metrics
@@ -347,6 +361,7 @@ class Trainer:
         window = Window()
         last: dict[str, Any] = {}
         saved_at, save_due = self.step, False
+        failed = False
         try:
             while self.step < self.end_step:
                 try:
@@ -367,7 +382,7 @@ class Trainer:
                     return last
                 save_due = save_due or self.step % self.ckpt_every == 0 or self.step == self.end_step
                 if save_due and self._healthy():
-                    self.save_checkpoint()
+                    self.save_checkpoint(background=cfg.checkpoint.async_save and self.step < self.end_step)
                     saved_at, save_due = self.step, False
                 elif self.step % self.ckpt_every == 0 or self.step == self.end_step:
                     self.log(f"checkpoint of step {self.step} postponed: {self.guard.in_a_row} non-finite steps in a row")
@@ -378,10 +393,17 @@ class Trainer:
             if saved_at != self.step and self._healthy():
                 self.save_checkpoint()
             return last
+        except BaseException:
+            failed = True
+            raise
         finally:
-            stop.restore()
-            bar.close()
-            logger.close()
+            try:
+                if info.is_main:  # a background save still in flight: never left behind, its error never lost
+                    self.checkpoints.wait(reraise=not failed)
+            finally:
+                stop.restore()
+                bar.close()
+                logger.close()
 
     def _log_metrics(self, logger: MetricsLogger, result: dict[str, Any], window: Window) -> dict[str, Any]:
         names = sorted(result["mod_loss"])

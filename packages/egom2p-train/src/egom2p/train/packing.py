@@ -1,0 +1,44 @@
+"""How the trainer packs a micro batch: ``loader.pack_rows`` rows, or (``null``) the cheapest row count.
+
+The cheapest is judged by the model's :meth:`~egom2p.model.EgoM2P.packed_work` among 1, 2, 4, ... rows up to
+the batch size: with the Triton kernel that is one row (fewest slots; other samples' blocks are skipped),
+with a dense backend (sdpa on CPU) a few shorter rows, since every pair of a row is computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from egom2p.core.enums import AttnBackend
+from egom2p.data.packing import pack_batch
+
+__all__ = ["pack_micro_batch"]
+
+Batch = dict[str, dict[str, torch.Tensor]]
+
+
+def _row_counts(batch_size: int) -> list[int]:
+    counts, rows = [], 1
+    while rows <= max(batch_size, 1):
+        counts.append(rows)
+        rows *= 2
+    return counts
+
+
+def pack_micro_batch(model: Any, raw: Mapping[str, Mapping[str, torch.Tensor]], budgets: tuple[int | None, int | None],
+                     num_rows: int | None, multiple: int) -> Batch:  # fmt: skip
+    """Pack a masked micro batch (CPU tensors) for ``model`` (an ``EgoM2P``): ``num_rows`` rows, or the cheapest."""
+    if num_rows is None and model.attn_backend is AttnBackend.TRITON:
+        num_rows = 1  # work is linear in the slots there, and one row has the fewest
+    if num_rows is not None:
+        return pack_batch(raw, *budgets, num_rows=num_rows, multiple=multiple)
+    batch_size = next(iter(raw.values()))["tensor"].shape[0]
+    best, best_work = None, None
+    for rows in _row_counts(batch_size):
+        packed = pack_batch(raw, *budgets, num_rows=rows, multiple=multiple)
+        work = model.packed_work(rows, packed["encoder"]["ids"].shape[1], packed["decoder"]["ids"].shape[1])
+        if best_work is None or work < best_work:
+            best, best_work = packed, work
+    return best

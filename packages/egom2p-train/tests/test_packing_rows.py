@@ -1,0 +1,69 @@
+"""loader.pack_rows: a fixed row count is honoured; null packs into the cheapest row count for the attention
+backend (one row with the Triton kernel, the least EgoM2P.packed_work among 1, 2, 4, ... rows otherwise),
+and the loss of what it picks is the loss of the unpacked batch."""
+
+import dataclasses
+
+import pytest
+import torch
+from egom2p.data.packing import pack_batch
+from egom2p.model import EgoM2P
+from egom2p.train.packing import pack_micro_batch
+from fakes import tiny_config
+
+
+def masked_batch(batch_size: int, seed: int = 0) -> dict:
+    """Samples of very different sizes (so rows of different counts differ in width)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    fills = torch.linspace(0.1, 0.9, batch_size)[:, None]
+    for name, n in (("tok_rgb", 32), ("tok_cam", 8)):  # the tiny modalities' sizes
+        u = torch.rand(batch_size, n, generator=g)
+        out[name] = {"tensor": torch.randint(0, 8, (batch_size, n), generator=g),
+                     "input_mask": ~(u < fills), "target_mask": ~((u >= fills) & (u < fills + 0.1))}
+    return out
+
+
+def model_with(backend: str) -> EgoM2P:
+    torch.manual_seed(0)
+    return EgoM2P(dataclasses.replace(tiny_config(), attn_backend=backend))
+
+
+def work(model: EgoM2P, packed: dict) -> int:
+    rows, enc = packed["encoder"]["ids"].shape
+    return model.packed_work(rows, enc, packed["decoder"]["ids"].shape[1])
+
+
+def test_a_fixed_row_count_is_honoured():
+    packed = pack_micro_batch(model_with("sdpa"), masked_batch(8), (None, None), num_rows=3, multiple=4)
+    assert packed["encoder"]["ids"].shape[0] == 3
+
+
+def test_triton_packs_into_one_row():
+    packed = pack_micro_batch(model_with("triton"), masked_batch(8), (None, None), num_rows=None, multiple=4)
+    assert packed["encoder"]["ids"].shape[0] == 1
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 16])
+def test_dense_backend_picks_the_least_work(batch_size):
+    model, batch = model_with("sdpa"), masked_batch(batch_size)
+    chosen = pack_micro_batch(model, batch, (None, None), num_rows=None, multiple=4)
+    candidates = [pack_batch(batch, num_rows=r, multiple=4) for r in (1, 2, 4, 8, 16) if r <= batch_size]
+    assert work(model, chosen) == min(work(model, p) for p in candidates)
+    if batch_size == 16:  # the cheapest is not one long row: dense attention pays every pair of a row
+        assert chosen["encoder"]["ids"].shape[0] > 1
+
+
+def test_dense_work_grows_with_the_square_of_the_width_and_triton_work_linearly():
+    dense, triton = model_with("sdpa"), model_with("triton")
+    assert triton.packed_work(1, 200, 100) == 2 * triton.packed_work(1, 100, 50) == triton.packed_work(2, 100, 50)
+    assert dense.packed_work(1, 200, 100) > dense.packed_work(2, 100, 50)
+
+
+def test_the_chosen_packing_gives_the_unpacked_loss():
+    model, batch = model_with("sdpa"), masked_batch(16)
+    packed = pack_micro_batch(model, batch, (20, 8), num_rows=None, multiple=4)
+    with torch.no_grad():
+        expected = model(batch, num_encoder_tokens=20, num_decoder_tokens=8).loss
+        got = model(packed, check_vocab=False).loss
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
