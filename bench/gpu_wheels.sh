@@ -2,7 +2,7 @@
 # Fetch, on this machine (which reaches the package registry), the wheels bench/gpu.sh needs on the lent
 # device machine: its image has torch, triton, numpy, pyyaml, einops, safetensors, tqdm and pytest-xdist but
 # not braceexpand (egom2p-core), and it cannot download. The wheels land in .whl/ (git-ignored); carry it:
-#   run(command="bash bench/gpu.sh --collect $OUT", carry=[".whl"], timeout_s=540)
+#   run(command="bash bench/gpu.sh --collect $OUT", carry=[".whl"], timeout_s=570)
 # usage: bash bench/gpu_wheels.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
