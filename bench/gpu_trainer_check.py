@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     run("egom2p-eval", "--checkpoint", str(run_dir), "--data", paths["val", "synth_full"], "--task", "rgb2depth", "--max-samples", "64",
         "--batch-size", "16", "--device", opts.device, "--out", str(eval_json))
     steps, problems = check_metrics(run_dir, opts.device == "cuda")
-    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*") if (p / "model.safetensors").is_file())
+    found = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / "model.safetensors").is_file()]
+    checkpoints = [p.name for p in sorted(found, key=lambda p: int(p.name.split("-")[1]))]
     if len(checkpoints) != 2:
         problems.append(f"step directories {checkpoints}, expected 2")
     result = json.loads(eval_json.read_text())
