@@ -171,3 +171,18 @@ def test_parse_s3_url():
     assert parse_s3_url("s3://bucket/a/b.tar") == ("bucket", "a/b.tar")
     with pytest.raises(ValueError, match="bucket and a key"):
         parse_s3_url("s3://bucket")
+
+
+def test_client_follows_the_credentials_of_the_environment(monkeypatch):
+    """A process that changes its AWS settings gets a new client, not one cached with the old credentials."""
+    from egom2p.core.s3 import s3_client
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "first")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    first = s3_client()
+    assert s3_client() is first
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "second")
+    second = s3_client()
+    assert second is not first
+    assert second._request_signer._credentials.access_key == "second"

@@ -111,3 +111,50 @@ def test_one_rule_for_causal_and_auto(monkeypatch):
     assert resolve_backend("auto", cuda, causal=True) is AttnBackend.SDPA
     assert resolve_backend("auto", cpu) is AttnBackend.SDPA
     assert resolve_backend("reference", cuda) is AttnBackend.REFERENCE
+
+
+def _sorted_runs(gen: torch.Generator, batch: int, num: int, num_segments: int) -> torch.Tensor:
+    """Sorted segment ids per row (packed rows, decoder modality runs), -1 padding at the end, some ids absent."""
+    rows = []
+    for _ in range(batch):
+        ids = torch.randint(0, num_segments, (num,), generator=gen).sort().values
+        ids[torch.randint(num // 2, num + 1, (1,), generator=gen).item():] = -1
+        rows.append(ids)
+    return torch.stack(rows).to(torch.int32)
+
+
+@pytest.mark.parametrize(("num_q", "num_k", "num_segments"), [(40, 40, 4), (33, 57, 3), (64, 20, 8), (9, 9, 1), (0, 12, 3)])
+def test_sdpa_by_runs_matches_float64_reference_with_gradients(num_q, num_k, num_segments, monkeypatch):
+    """Sorted segments on the CPU take the per-run path (each run's own pairs only): out and grads as the rule."""
+    from egom2p.model.attention import _run_plan
+
+    gen = torch.Generator().manual_seed(num_q * 100 + num_k)
+    q, k, v = (torch.randn(2, 3, n, 8, generator=gen, dtype=torch.float64).requires_grad_() for n in (num_q, num_k, num_k))
+    q_seg, k_seg = _sorted_runs(gen, 2, num_q, num_segments), _sorted_runs(gen, 2, num_k, num_segments)
+    key_lengths = torch.tensor([num_k, num_k * 3 // 4], dtype=torch.int32)
+    query_lengths = torch.tensor([num_q * 2 // 3, num_q], dtype=torch.int32)
+    args = (key_lengths, q_seg, k_seg)
+    if num_segments > 1:  # several samples per row skip most pairs: the per-run path is taken (when calls are free)
+        assert _run_plan(q_seg, k_seg, key_lengths, query_lengths, macs_per_pair=10**9) is not None
+    monkeypatch.setattr("egom2p.model.attention._MACS_PER_CALL", 0)  # take it here despite the tiny shapes
+    weights = torch.randn(2, 3, num_q, 8, generator=gen, dtype=torch.float64)
+    results = []
+    for backend in ("reference", "sdpa"):
+        out = attention(q, k, v, *args, backend=backend, query_lengths=query_lengths)
+        grads = torch.autograd.grad((out * weights).sum(), [q, k, v], allow_unused=True) if num_q else ()
+        results.append((out, [torch.zeros(()) if g is None else g for g in grads]))
+    (ref, ref_grads), (got, got_grads) = results
+    torch.testing.assert_close(got, ref)
+    for a, b in zip(got_grads, ref_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_unsorted_segments_fall_back_to_the_masked_rows():
+    from egom2p.model.attention import _run_plan
+
+    seg = torch.tensor([[0, 1, 0, 1]], dtype=torch.int32)  # segment 0's keys are two runs
+    assert _run_plan(seg, seg, None, None, macs_per_pair=10**9) is None
+    q, k, v = _qkv(nq=4, nk=4)
+    out = attention(q[:1], k[:1], v[:1], None, seg, seg, backend="sdpa")
+    allowed = seg[:, :, None] == seg[:, None, :]
+    torch.testing.assert_close(out, _naive(q[:1], k[:1], v[:1], allowed))

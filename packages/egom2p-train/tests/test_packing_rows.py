@@ -8,7 +8,7 @@ import pytest
 import torch
 from egom2p.data.packing import pack_batch
 from egom2p.model import EgoM2P
-from egom2p.train.packing import pack_micro_batch
+from egom2p.train.packing import pack_micro_batch, row_samples
 from fakes import tiny_config
 
 
@@ -30,8 +30,7 @@ def model_with(backend: str) -> EgoM2P:
 
 
 def work(model: EgoM2P, packed: dict) -> int:
-    rows, enc = packed["encoder"]["ids"].shape
-    return model.packed_work(rows, enc, packed["decoder"]["ids"].shape[1])
+    return model.packed_work(row_samples(packed), (packed["encoder"]["ids"].shape[1], packed["decoder"]["ids"].shape[1]))
 
 
 def test_a_fixed_row_count_is_honoured():
@@ -54,10 +53,16 @@ def test_dense_backend_picks_the_least_work(batch_size):
         assert chosen["encoder"]["ids"].shape[0] > 1
 
 
-def test_dense_work_grows_with_the_square_of_the_width_and_triton_work_linearly():
+def test_work_counts_every_pair_of_a_short_row_and_own_pairs_with_triton_or_long_cpu_rows(monkeypatch):
     dense, triton = model_with("sdpa"), model_with("triton")
-    assert triton.packed_work(1, 200, 100) == 2 * triton.packed_work(1, 100, 50) == triton.packed_work(2, 100, 50)
-    assert dense.packed_work(1, 200, 100) > dense.packed_work(2, 100, 50)
+    one_row, two_rows = [[(50, 25), (50, 25)]], [[(50, 25)], [(50, 25)]]
+    # Triton: linear in the slots, whatever the rows.
+    assert triton.packed_work(one_row, (100, 50)) == triton.packed_work(two_rows, (50, 25))
+    # sdpa on short rows (the calls of per-run attention would cost more): every pair of a row.
+    assert dense.packed_work(one_row, (100, 50)) > dense.packed_work(two_rows, (50, 25))
+    # ... and when per-run attention pays (free calls here), each sample's own pairs, as Triton.
+    monkeypatch.setattr("egom2p.model.attention._MACS_PER_CALL", 0)
+    assert dense.packed_work(one_row, (100, 50)) == dense.packed_work(two_rows, (50, 25))
 
 
 def test_the_chosen_packing_gives_the_unpacked_loss():

@@ -45,8 +45,14 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
+# The environment variables boto3 reads its endpoint-independent settings from: a client is made again when
+# they change (a process that switches credentials, e.g. tests between a local S3 server and none).
+_CLIENT_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONFIG_FILE",
+               "AWS_SHARED_CREDENTIALS_FILE", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED")
+
+
 @functools.cache
-def _client(pid: int, endpoint: str | None) -> Any:
+def _client(pid: int, endpoint: str | None, env: tuple[str | None, ...]) -> Any:
     try:
         import boto3
         from botocore.config import Config
@@ -54,12 +60,14 @@ def _client(pid: int, endpoint: str | None) -> Any:
         raise MissingExtraError("s3:// paths need boto3: install the [s3] extra (pip install 'egom2p-data[s3]' or 'egom2p-generate[s3]')") from None
     # Few retries inside botocore: outages are waited out by with_retries, on its time budget.
     config = Config(retries={"max_attempts": 3, "mode": "adaptive"}, connect_timeout=10, read_timeout=60)
-    return boto3.client("s3", endpoint_url=endpoint, config=config)
+    # A session of its own: boto3's default session keeps the credentials it first resolved.
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
 
 
 def s3_client() -> Any:
     """A boto3 S3 client for this process (clients are not shared across forked workers)."""
-    return _client(os.getpid(), os.environ.get("EGOM2P_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL"))
+    endpoint = os.environ.get("EGOM2P_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    return _client(os.getpid(), endpoint, tuple(os.environ.get(key) for key in _CLIENT_ENV))
 
 
 def retry_budget(retry_seconds: float | None = None) -> float:

@@ -9,6 +9,8 @@ per-token metadata instead of a mask. This module also owns which backend may ru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from egom2p.core.enums import AttnBackend
@@ -54,6 +56,86 @@ def _sdpa(q, k, v, mask: torch.Tensor) -> torch.Tensor:
     # masked_fill also stops gradients from flowing back through those rows.
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~sees_any)
     return out.masked_fill(~sees_any, 0.0)
+
+
+# Per-run attention pays a Python call (and its backward) per run: worth it only when the multiply-adds it
+# skips outweigh the calls, each counted as this many multiply-adds (~40 us of a CPU core's work).
+_MACS_PER_CALL = 2_000_000
+
+
+def _runs_pay(all_pairs: int, run_pairs: int, calls: int, macs_per_pair: int) -> bool:
+    """Whether per-run attention beats the masked full rows: the pairs it skips outweigh its calls."""
+    return (all_pairs - run_pairs) * macs_per_pair >= calls * _MACS_PER_CALL
+
+
+def computed_pairs(backend: AttnBackend, device: torch.device, num_queries: int, num_keys: int,
+                   runs: Sequence[tuple[int, int]], heads: int, head_dim: int) -> int:  # fmt: skip
+    """Query-key pairs one row of attention computes: ``num_queries x num_keys`` slots holding the sample runs
+    ``runs`` (queries, keys) each, for a packing cost model.
+
+    The Triton kernel skips other samples' blocks (each run's own pairs); ``sdpa`` on the CPU does the same
+    when per-run attention pays (the rule :func:`attention` applies), plus its calls' cost counted in pairs;
+    otherwise every pair of the row.
+    """
+    own = sum(q * k for q, k in runs)
+    if backend is AttnBackend.TRITON:
+        return own
+    full = num_queries * num_keys
+    calls = sum(1 for q, k in runs if q and k)
+    macs_per_pair = 2 * heads * head_dim
+    if backend is AttnBackend.SDPA and device.type == "cpu" and _runs_pay(full, own, calls, macs_per_pair):
+        return own + calls * -(-_MACS_PER_CALL // macs_per_pair)
+    return full
+
+
+def _runs(segments: torch.Tensor, length: torch.Tensor | None) -> list[tuple[int, int, int]]:
+    """``(segment, start, stop)`` of the runs of equal ids of one row; tokens past ``length`` count as -1."""
+    if length is not None:
+        segments = torch.where(torch.arange(len(segments)) < length, segments, -1)
+    ids, counts = torch.unique_consecutive(segments, return_counts=True)
+    stops = counts.cumsum(0).tolist()
+    return [(i, stop - n, stop) for i, n, stop in zip(ids.tolist(), counts.tolist(), stops)]
+
+
+def _run_plan(q_segments, k_segments, key_lengths, query_lengths,
+              macs_per_pair: int) -> list[list[tuple[int, int, int, int]]] | None:  # fmt: skip
+    """Per row, ``(q_start, q_stop, k_start, k_stop)`` of each run of queries that sees a run of keys.
+
+    None when per-run attention does not apply (a segment whose keys are not one contiguous run) or does
+    not pay: the pairs it skips, at ``macs_per_pair`` multiply-adds each, are worth fewer than its calls.
+    """
+    plan, calls, pairs = [], 0, 0
+    for b in range(q_segments.shape[0]):
+        keys: dict[int, tuple[int, int]] = {}
+        for seg, start, stop in _runs(k_segments[b], None if key_lengths is None else key_lengths[b]):
+            if seg >= 0:
+                if seg in keys:
+                    return None  # unsorted segments: the masked full row is the rule
+                keys[seg] = (start, stop)
+        row = []
+        for seg, start, stop in _runs(q_segments[b], None if query_lengths is None else query_lengths[b]):
+            if seg >= 0 and seg in keys:
+                row.append((start, stop, *keys[seg]))
+                pairs += (stop - start) * (keys[seg][1] - keys[seg][0])
+        calls += len(row)
+        plan.append(row)
+    return plan if _runs_pay(q_segments.numel() * k_segments.shape[1], pairs, calls, macs_per_pair) else None
+
+
+def _sdpa_by_runs(q, k, v, plan) -> torch.Tensor:
+    """Attention of each query run over its key run (SDPA, no mask); queries in no run get zeros."""
+    rows = []
+    for b, runs in enumerate(plan):
+        pieces, done = [], 0
+        for q0, q1, k0, k1 in runs:
+            if q0 > done:
+                pieces.append(q.new_zeros(1, q.shape[1], q0 - done, v.shape[-1]))
+            pieces.append(F.scaled_dot_product_attention(q[b : b + 1, :, q0:q1], k[b : b + 1, :, k0:k1], v[b : b + 1, :, k0:k1]))
+            done = q1
+        if done < q.shape[2]:
+            pieces.append(q.new_zeros(1, q.shape[1], q.shape[2] - done, v.shape[-1]))
+        rows.append(torch.cat(pieces, dim=2) if pieces else q.new_zeros(1, q.shape[1], 0, v.shape[-1]))  # no queries
+    return torch.cat(rows, dim=0)
 
 
 def _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths) -> torch.Tensor:
@@ -120,6 +202,13 @@ def attention(
     exact_fp32 = q.is_cuda and q.dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
     if backend is AttnBackend.TRITON and not exact_fp32:
         return _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
+    if q_segments is not None and not causal and q.device.type == "cpu" and not torch.compiler.is_compiling():
+        # Sorted segments (packed rows, decoder modality runs) on the CPU: compute each run's own pairs only,
+        # not the full masked rows (reading the runs is a host sync: never on CUDA or in a compiled graph).
+        macs_per_pair = 2 * heads * head_dim  # scores and weighted sum
+        plan = _run_plan(q_segments, k_segments, key_lengths, query_lengths, macs_per_pair)
+        if plan is not None:
+            return _sdpa_by_runs(q, k, v, plan)
     mask = attention_visibility(
         batch, num_queries, num_keys, q.device, key_lengths, q_segments, k_segments, causal, query_lengths
     )

@@ -14,7 +14,7 @@ validates every sample) and the inference helpers (``budget=None``, ``encode(pac
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from egom2p.core.enums import AttnBackend, LossType
 from egom2p.core.packing import is_packed_batch
 from torch import nn
 
-from .attention import resolve_backend
+from .attention import computed_pairs, resolve_backend
 from .checkpoint import load_pretrained, save_pretrained
 from .config import EgoM2PConfig
 from .embeddings import DecoderEmbedding, EncoderEmbedding, position_table
@@ -267,28 +267,36 @@ class EgoM2P(nn.Module):
         ctx.sample_rows = rows
         return ctx
 
-    def packed_work(self, num_rows: int, encoder_width: int, decoder_width: int = 0) -> int:
-        """Relative work of ``num_rows`` packed rows of these widths on this model's attention backend.
+    def packed_work(self, rows: Sequence[Sequence[tuple[int, int]]], widths: tuple[int, int]) -> int:
+        """Relative work of packed rows on this model's attention backend and device, to choose a packing.
 
-        In units of one query-key pair of attention: the linear layers cost about 6 dim pairs per token
-        (24 dim^2 FLOPs against 4 dim). Dense backends (sdpa, reference) also compute every pair of a row:
-        W_e^2 in the encoder, W_d^2 + W_d W_e in the decoder; the Triton kernel skips other samples'
-        blocks, so for it the fewest slots (one row) are always cheapest. Used to choose how many rows
-        to pack into, in inference (:meth:`encode`) and in training (``egom2p.train``).
+        ``rows[r]`` lists the ``(encoder tokens, decoder tokens)`` of each sample packed in row ``r``; every row
+        is ``widths = (encoder width, decoder width)`` slots wide. In units of one query-key pair of attention:
+        the linear layers cost about 6 dim pairs per slot (24 dim^2 FLOPs against 4 dim); attention costs the
+        pairs :func:`~egom2p.model.attention.computed_pairs` says the backend computes (the encoder's self-
+        attention, the decoder's self- and cross-attention): each sample's own pairs with the Triton kernel and
+        with ``sdpa`` on the CPU when per-run attention pays, every pair of the row otherwise.
         """
-        per_token = 6 * self.config.dim
-        linear = per_token * (encoder_width + decoder_width)
-        if self.attn_backend is AttnBackend.TRITON:
-            return num_rows * linear
-        pairs = encoder_width**2 + decoder_width * (decoder_width + encoder_width)
-        return num_rows * (linear + pairs)
+        enc_width, dec_width = widths
+        heads, head_dim = self.config.num_heads, self.config.dim // self.config.num_heads
+        device = self.mask_token.device
+
+        def pairs(num_q: int, num_k: int, runs: list[tuple[int, int]]) -> int:
+            return computed_pairs(self.attn_backend, device, num_q, num_k, runs, heads, head_dim) if num_q and num_k else 0
+
+        work = 0
+        for row in rows:
+            work += 6 * self.config.dim * (enc_width + dec_width)
+            work += pairs(enc_width, enc_width, [(e, e) for e, _ in row])
+            work += pairs(dec_width, dec_width, [(d, d) for _, d in row]) + pairs(dec_width, enc_width, list(row))
+        return work
 
     def _pack_rows(self, lengths: list[int]) -> list[list[int]]:
         """The cheapest (:meth:`packed_work`) of a few first-fit packings of samples with these token counts."""
 
         def work(rows: list[list[int]]) -> int:
             width = max((sum(lengths[s] for s in row) for row in rows), default=0)
-            return self.packed_work(len(rows), width)
+            return self.packed_work([[(lengths[s], 0) for s in row] for row in rows], (width, 0))
 
         longest = max(lengths, default=0)
         capacities = (longest, -(-longest // PACK_ROUNDING) * PACK_ROUNDING, sum(lengths))
