@@ -63,6 +63,11 @@ def _sdpa(q, k, v, mask: torch.Tensor) -> torch.Tensor:
 _MACS_PER_CALL = 2_000_000
 
 
+def _macs_per_pair(heads: int, head_dim: int) -> int:
+    """Multiply-adds of one query-key pair over all heads: its score and its share of the weighted sum."""
+    return 2 * heads * head_dim
+
+
 def _runs_pay(all_pairs: int, run_pairs: int, calls: int, macs_per_pair: int) -> bool:
     """Whether per-run attention beats the masked full rows: the pairs it skips outweigh its calls."""
     return (all_pairs - run_pairs) * macs_per_pair >= calls * _MACS_PER_CALL
@@ -82,7 +87,7 @@ def computed_pairs(backend: AttnBackend, device: torch.device, num_queries: int,
         return own
     full = num_queries * num_keys
     calls = sum(1 for q, k in runs if q and k)
-    macs_per_pair = 2 * heads * head_dim
+    macs_per_pair = _macs_per_pair(heads, head_dim)
     if backend is AttnBackend.SDPA and device.type == "cpu" and _runs_pay(full, own, calls, macs_per_pair):
         return own + calls * -(-_MACS_PER_CALL // macs_per_pair)
     return full
@@ -205,8 +210,7 @@ def attention(
     if q_segments is not None and not causal and q.device.type == "cpu" and not torch.compiler.is_compiling():
         # Sorted segments (packed rows, decoder modality runs) on the CPU: compute each run's own pairs only,
         # not the full masked rows (reading the runs is a host sync: never on CUDA or in a compiled graph).
-        macs_per_pair = 2 * heads * head_dim  # scores and weighted sum
-        plan = _run_plan(q_segments, k_segments, key_lengths, query_lengths, macs_per_pair)
+        plan = _run_plan(q_segments, k_segments, key_lengths, query_lengths, _macs_per_pair(heads, head_dim))
         if plan is not None:
             return _sdpa_by_runs(q, k, v, plan)
     mask = attention_visibility(

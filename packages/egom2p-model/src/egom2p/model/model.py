@@ -281,8 +281,8 @@ class EgoM2P(nn.Module):
         heads, head_dim = self.config.num_heads, self.config.dim // self.config.num_heads
         device = self.mask_token.device
 
-        def pairs(num_q: int, num_k: int, runs: list[tuple[int, int]]) -> int:
-            return computed_pairs(self.attn_backend, device, num_q, num_k, runs, heads, head_dim) if num_q and num_k else 0
+        def pairs(num_q: int, num_k: int, runs: list[tuple[int, int]]) -> int:  # 0 when a side is empty
+            return computed_pairs(self.attn_backend, device, num_q, num_k, runs, heads, head_dim)
 
         work = 0
         for row in rows:
