@@ -44,8 +44,8 @@ def script(name: str) -> str:
 
 
 def main(overrides: list[str]) -> None:
+    from egom2p.core.checkpoints import resolve_checkpoint
     from egom2p.data.synth import chance_accuracy, perfect_accuracy
-    from egom2p.model.checkpoint import resolve_checkpoint
 
     start = time.time()
     if not (DATA / "train").is_dir() or not (DATA / "val").is_dir():

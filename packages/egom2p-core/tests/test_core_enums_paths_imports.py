@@ -32,6 +32,7 @@ def test_relative_paths_resolve_against_the_project_root_of_the_config(tmp_path)
 def test_import_needs_no_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import egom2p.core, egom2p.core.shards, egom2p.core.modalities, egom2p.core.paths\n"
+            "import egom2p.core.atomic, egom2p.core.checkpoint_layout, egom2p.core.hub\n"
             "print(egom2p.core.__version__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

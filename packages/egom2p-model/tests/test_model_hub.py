@@ -1,27 +1,18 @@
-"""Hugging Face Hub checkpoints, with no network: a hand-populated cache read with HF_HUB_OFFLINE=1, and
-push_to_hub against a recording stand-in for HfApi (the upload folder and the model card)."""
+"""EgoM2P on the Hugging Face Hub, with no network: from_pretrained through a stand-in snapshot_download,
+push_to_hub against a recording stand-in for HfApi (the upload folder and the model card), the model card, and
+the install hint of egom2p-model's [hub] extra. Hub ids and the offline cache are tested in egom2p-core."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 from egom2p.model import EgoM2P, model_card, push_to_hub, resolve_checkpoint
-from egom2p.model.hub import is_hub_id
 from model_helpers import tiny_config
-
-
-def test_hub_ids_and_local_names():
-    assert is_hub_id("org/repo") and is_hub_id("my-org/egom2p_base.v1")
-    for local in ("runs", "./org/repo", "/abs/path", "a/b/c", "org/checkpoint-main.pth", "../x", "org/", "~/x"):
-        assert not is_hub_id(local), local
 
 
 def test_missing_hub_extra_is_a_one_line_hint(tmp_path, monkeypatch):
@@ -33,60 +24,23 @@ def test_missing_hub_extra_is_a_one_line_hint(tmp_path, monkeypatch):
         push_to_hub(EgoM2P(tiny_config()), "org/repo")
 
 
-def _cache_repo(hub_cache: Path, repo_id: str, files: dict[str, Path], refs: dict[str, str]) -> None:
-    """The layout huggingface_hub keeps: models--org--name/{refs/<rev>, snapshots/<commit>/<file>}."""
-    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
-    for ref, commit in refs.items():
-        (repo / "refs").mkdir(parents=True, exist_ok=True)
-        (repo / "refs" / ref).write_text(commit)
-        snapshot = repo / "snapshots" / commit
-        snapshot.mkdir(parents=True, exist_ok=True)
-        for name, source in files.items():
-            (snapshot / name).write_bytes(source.read_bytes())
-
-
-OFFLINE_SCRIPT = textwrap.dedent("""
-    import json, sys, torch
-    from egom2p.model import EgoM2P
-    out = {}
-    model = EgoM2P.from_pretrained("org/tiny", dtype="bfloat16")
-    out["training"], out["dtype"] = model.training, str(model.mask_token.dtype)
-    out["mask_token"] = model.mask_token.float().flatten().tolist()
-    out["tagged"] = EgoM2P.from_pretrained("org/tiny", revision="v1").mask_token.flatten().tolist()
-    out["original"] = EgoM2P.from_pretrained("org/original", config=EgoM2P.from_pretrained("org/tiny").config).mask_token.flatten().tolist()
-    try:
-        EgoM2P.from_pretrained("org/none")
-    except FileNotFoundError as err:
-        out["missing"] = str(err)
-    json.dump(out, sys.stdout)
-""")
-
-
-def test_from_pretrained_reads_a_hub_id_from_the_offline_cache(tmp_path):
-    pytest.importorskip("huggingface_hub")
+def test_from_pretrained_reads_a_hub_id_through_core_hub(tmp_path, monkeypatch):
+    """The hub path of from_pretrained (revision, dtype, eval mode); the cache lookup itself is egom2p-core's
+    (test_core_checkpoints.py reads a hand-populated offline cache)."""
     model = EgoM2P(tiny_config())
-    model.save_pretrained(tmp_path / "ours")
-    other = EgoM2P(tiny_config())
-    torch.save({"model": other.state_dict()}, tmp_path / "checkpoint-main.pth")
-    hub_cache = tmp_path / "hf_home" / "hub"
-    ours = {name: tmp_path / "ours" / name for name in ("model.safetensors", "config.json")}
-    _cache_repo(hub_cache, "org/tiny", ours, {"main": "a" * 40})
-    tagged = EgoM2P(tiny_config())
-    tagged.save_pretrained(tmp_path / "tagged")
-    _cache_repo(hub_cache, "org/tiny", {n: tmp_path / "tagged" / n for n in ours}, {"v1": "b" * 40})
-    _cache_repo(hub_cache, "org/original", {"checkpoint-main.pth": tmp_path / "checkpoint-main.pth"}, {"main": "c" * 40})
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
-    env.pop("HF_HUB_CACHE", None)
-    done = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout)
-    assert out["training"] is False and out["dtype"] == "torch.bfloat16"
-    torch.testing.assert_close(torch.tensor(out["mask_token"]), model.mask_token.to(torch.bfloat16).float().flatten())
-    assert out["tagged"] == tagged.mask_token.flatten().tolist()
-    assert out["original"] == other.mask_token.flatten().tolist()
-    assert "org/none: not a local path, and not available from the Hugging Face Hub" in out["missing"]
-    assert "\n" not in out["missing"]
+    model.save_pretrained(tmp_path / "snapshot")
+    calls = []
+
+    def snapshot_download(repo_id, revision=None, allow_patterns=None):
+        calls.append((repo_id, revision, allow_patterns))
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", SimpleNamespace(snapshot_download=snapshot_download))
+    monkeypatch.chdir(tmp_path)
+    loaded = EgoM2P.from_pretrained("org/tiny", dtype="bfloat16", revision="v1")
+    assert not loaded.training and loaded.mask_token.dtype == torch.bfloat16
+    assert torch.equal(loaded.mask_token, model.mask_token.to(torch.bfloat16))
+    assert calls == [("org/tiny", "v1", ["model.safetensors", "config.json", "README.md", "*.pth", "*.pt"])]
 
 
 class RecordingHfApi:

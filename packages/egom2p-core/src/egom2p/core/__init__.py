@@ -6,6 +6,9 @@
 - :mod:`egom2p.core.enums`: loss types and attention backends.
 - :mod:`egom2p.core.batch`: the batch contract and its validator (needs torch, which every package
   that builds batches brings; importing ``egom2p.core`` itself does not import torch).
+- :mod:`egom2p.core.checkpoints`: checkpoint files (safetensors + config.json directories, the path rules,
+  the safe ``torch.load``), for models and tokenizers alike (the ``[torch]`` extra); :mod:`egom2p.core.hub`:
+  Hugging Face Hub ids and uploads (the ``[hub]`` extra); :mod:`egom2p.core.atomic`: durable file writes.
 """
 
 from egom2p.core.enums import AttnBackend, LossType

@@ -22,6 +22,7 @@ from typing import IO, Literal
 
 import numpy as np
 from braceexpand import braceexpand
+from egom2p.core.atomic import write_atomic
 
 __all__ = [
     "ShardError",
@@ -203,21 +204,16 @@ def write_tar(path: str | os.PathLike, members: Iterable[tuple[str, bytes]]) -> 
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
             for name, data in members:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 info.mtime = 0
                 tar.addfile(info, io.BytesIO(data))
-            tar.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    write_atomic(path, write)
 
 
 Sample = tuple[str, dict[str, tuple[str, bytes]]]  # (key, {folder: (member name, bytes)})

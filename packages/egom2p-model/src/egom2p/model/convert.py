@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 from egom2p.core.cli import CliParser, add_checkpoint_option, add_version_option, run_cli
+from egom2p.core.hub import is_hub_id, require_hub, upload_folder
 
 from . import __version__
-from .checkpoint import resolve_checkpoint
-from .hub import is_hub_id, prepare_hub_folder, require_hub, upload_folder
+from .checkpoint import HUB_INSTALL_HINT, resolve_checkpoint
+from .hub import COMMIT_MESSAGE, prepare_hub_folder
 from .model import EgoM2P
 
 PROG = "egom2p-convert"
@@ -41,14 +42,15 @@ def _convert(opts: argparse.Namespace) -> int:
     if opts.push_to_hub:  # fail before converting, not after
         if not is_hub_id(opts.push_to_hub):
             raise ValueError(f"--push-to-hub {opts.push_to_hub!r}: expected a Hub repository id org/repo")
-        require_hub()
+        require_hub(HUB_INSTALL_HINT)
     source = resolve_checkpoint(opts.checkpoint)
     model = EgoM2P.from_pretrained(source)
     out = prepare_hub_folder(model, opts.out, opts.push_to_hub or Path(opts.out).resolve().name)
     params = sum(p.numel() for p in model.parameters())
     print(f"read {source}; wrote {out} ({params:,} parameters, modalities {model.modality_names})")
     if opts.push_to_hub:
-        print(f"uploaded {out} to {opts.push_to_hub}: {upload_folder(out, opts.push_to_hub)}")
+        url = upload_folder(out, opts.push_to_hub, commit_message=COMMIT_MESSAGE, install_hint=HUB_INSTALL_HINT)
+        print(f"uploaded {out} to {opts.push_to_hub}: {url}")
     return 0
 
 
