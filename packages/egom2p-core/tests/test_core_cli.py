@@ -45,6 +45,17 @@ def test_parse_device():
         parse_device("gpu")
 
 
+def test_parse_device_refuses_cuda_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(argparse.ArgumentTypeError, match="CUDA is not available"):
+        parse_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert parse_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(argparse.ArgumentTypeError, match="has 1 CUDA devices"):
+        parse_device("cuda:3")
+
+
 @pytest.mark.parametrize("error", [ValueError("bad value\n  on two lines"), FileNotFoundError("x: missing"),
                                    ShardError("shard broken"), MissingExtraError("pip install 'x[y]'"),
                                    PermissionError("denied")])

@@ -139,9 +139,15 @@ def parse_device(text: str) -> Any:
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(text)
+        device = torch.device(text)
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"unknown device {text!r} (e.g. auto, cpu, cuda, cuda:1)") from None
+    # Refused here, in one line, rather than as a traceback from the first tensor moved there.
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"device {text!r}: CUDA is not available on this machine (use cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def add_checkpoint_option(parser: argparse.ArgumentParser, required: bool = True) -> None:

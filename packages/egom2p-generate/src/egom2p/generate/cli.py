@@ -26,11 +26,19 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batch import empty_target
-from .cli_options import TASK_STEPS, add_sampling_options
+from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options
 from .infer import generate_shards
 from .precision import TF32_HELP, tf32_on_cuda
 from .sampler import GenerationSampler
 from .schedule import build_generation_schedule
+from .signals import (
+    SignalDecoder,
+    SignalOptions,
+    signal_file,
+    signal_folder,
+    signal_options,
+    warn_unused_tokenizers,
+)
 from .tasks import DEFAULTS, TASKS, warn_clamped
 
 PROG = "egom2p-generate"
@@ -50,6 +58,17 @@ EXAMPLES = f"""examples:
   # multi-condition guidance: rgb with weight 1.5 and depth with weight 0.5, one pass each
   {PROG} --checkpoint ckpt_dir --guide tok_rgb=rgb.npz:1.5 --guide tok_depth=depth.npz:0.5 \\
       --target tok_cam --out cam.npz
+  # decoded signals too (the [tokenizers] extra): out_tok_cam_poses.npy and out_tok_gaze_pixels.npy
+  {PROG} --checkpoint ckpt_dir --cond tok_rgb=clip.npz --target tok_cam --target tok_gaze --steps 3 5 \\
+      --tokenizer tok_cam=tokenizers/cam --tokenizer tok_gaze=tokenizers/gaze --gaze-frame holoassist --out out.npz
+
+decoded signals (--tokenizer): next to the token files, file mode writes OUT-STEM_tok_cam_poses.npy,
+(N, 60, 4, 4) float64 OpenCV camera-to-world poses in the window's canonical frame (the first pose is
+the identity up to the tokenizer's error; no --basis needed), and
+OUT-STEM_tok_gaze_pixels.npy, (N, 60, 2) float64 gaze pixels of the original image (the --gaze-frame's
+orig_res), always with the batch dimension. Batch inference writes DIR/cam_poses/<dataset>/shard-N.tar
+and DIR/gaze_pixels/<dataset>/shard-N.tar beside the token shards: one <key>.npy per sample, same keys
+and order. A tokenizer must match the checkpoint's modality: kind, codebook size = vocabulary, tokens.
 
 multi-condition guidance (--guide, the original's generate_multi_guided): each --guide is one
 condition with its weight; logits = uncond + sum_i w_i (cond_i - uncond). The unconditional pass
@@ -108,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="samples per forward pass")
     shards.add_argument("--overwrite", action="store_true",
                         help="generate shards again that a previous run finished (default: skip them, i.e. resume)")
+    add_signal_options(parser)
     sampling = add_sampling_options(parser)
     sampling.add_argument("--steps", type=positive_int, nargs="+", metavar="N",
                           help="decoding steps: one value for all --target or one per target (default: 3; with "
@@ -228,7 +248,26 @@ def _guidance_scales(args: argparse.Namespace, batch: Mapping, targets: list[str
     return scales
 
 
-def _generate_files(args: argparse.Namespace) -> int:
+def _signal_decoder(args: argparse.Namespace, options: SignalOptions | None, model: EgoM2P,
+                    targets: list[str]) -> SignalDecoder | None:
+    """The checked tokenizers of ``--tokenizer`` (None without one); a warning for each that decodes nothing."""
+    if options is None:
+        return None
+    decoder = SignalDecoder.load(options, model.modalities, args.device)
+    warn_unused_tokenizers(PROG, decoder, targets)
+    return decoder
+
+
+def _write_signals(decoder: SignalDecoder, out: Path, generated: Mapping[str, np.ndarray]) -> None:
+    """The decoded signals of every target a tokenizer decodes, as ``<out stem>_<target>_<signal>.npy``."""
+    for target, tokens in generated.items():
+        if target in decoder:
+            signal, path = decoder.decode(target, tokens), signal_file(out, target)
+            np.save(path, signal)
+            print(f"{target} {decoder.signal_name(target)}: {signal.shape} -> {path}")
+
+
+def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> int:
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
     modalities = model.modalities
     batch, guides, weights, single = _load_inputs(args, modalities)
@@ -256,41 +295,49 @@ def _generate_files(args: argparse.Namespace) -> int:
         roar_honours_token_schedule=args.roar_honours_schedule,
     )  # fmt: skip
     warn_clamped(schedule, dict(zip(targets, steps)), modalities, args.top_k)
-    sampler, options = GenerationSampler(model), dict(seed=args.seed, top_k=args.top_k, top_p=args.top_p)
+    decoder = _signal_decoder(args, options, model, targets)
+    sampler, settings = GenerationSampler(model), dict(seed=args.seed, top_k=args.top_k, top_p=args.top_p)
     with tf32_on_cuda(args.device, enabled=not args.no_tf32):
         start = time.perf_counter()
         if guides:
-            out = sampler.generate_multi_guided(batch, guides, schedule, **options)
+            out = sampler.generate_multi_guided(batch, guides, schedule, **settings)
         else:
-            with tqdm(sampler.generate_iter(batch, schedule, **options), total=len(schedule), unit="step",
+            with tqdm(sampler.generate_iter(batch, schedule, **settings), total=len(schedule), unit="step",
                       desc="generate", disable=None, leave=False) as steps_done:
                 for _, _, partial in steps_done:  # the batch after each step; the last one is the result
                     out = partial
         seconds = time.perf_counter() - start
 
-    generated = 0
+    generated = {}
     for target, path in output_paths(args.out, targets).items():
         tokens = out[target]["tensor"].cpu().numpy()
-        tokens = tokens.reshape((tokens.shape[0],) + tuple(modalities[target].shape))
-        generated += tokens.size
+        tokens = generated[target] = tokens.reshape((tokens.shape[0],) + tuple(modalities[target].shape))
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, tokens[0] if single else tokens)
         print(f"{target}: {tokens.shape[1:] if single else tokens.shape} -> {path}")
-    print(f"{len(schedule)} steps, {seconds:.2f} s, {generated / max(seconds, 1e-9):.1f} tokens/s, "
+    if decoder is not None:
+        _write_signals(decoder, args.out, generated)
+    n_tokens = sum(tokens.size for tokens in generated.values())
+    print(f"{len(schedule)} steps, {seconds:.2f} s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
           f"{len(schedule) / max(seconds, 1e-9):.2f} steps/s")  # fmt: skip
     return 0
 
 
-def _generate_shards(args: argparse.Namespace) -> int:
+def _generate_shards(args: argparse.Namespace, options: SignalOptions | None) -> int:
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
+    decoder = _signal_decoder(args, options, model, [TASKS[args.task].target])
     with tf32_on_cuda(args.device, enabled=not args.no_tf32):
         summary = generate_shards(
             model, args.data, args.task, args.out_root, dataset=args.dataset, batch_size=args.batch_size,
-            steps=args.steps[0] if args.steps else None, overwrite=args.overwrite, scheme=args.scheme,
+            steps=args.steps[0] if args.steps else None, overwrite=args.overwrite, signals=decoder, scheme=args.scheme,
             temperature=args.temp, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
         )  # fmt: skip
     print(f"{args.task}: {summary['samples']} samples in {summary['written']} new shards under {args.out_root} "
           f"({summary['skipped']} finished shards skipped, {summary['seconds']:.1f} s)")
+    target = TASKS[args.task].target
+    if decoder is not None and target in decoder:
+        folder = signal_folder(model.modalities[target].folder, target)
+        print(f"{target} {decoder.signal_name(target)}: beside the tokens in {args.out_root / folder}/, <key>.npy per sample")
     if summary["written"] and not summary["samples"]:
         return fail(PROG, f"nothing generated: the shards of {args.data} hold no samples", 1)
     return 0
@@ -302,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         _check_mode(args)
-        return _generate_shards(args) if args.data is not None else _generate_files(args)
+        options = signal_options(args)  # the install hint and option mistakes before any model loads
+        return _generate_shards(args, options) if args.data is not None else _generate_files(args, options)
 
     return run_cli(PROG, run)
 

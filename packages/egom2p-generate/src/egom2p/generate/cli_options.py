@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from egom2p.core.cli import add_device_option, add_seed_option, non_negative_float
+from egom2p.core.cli import add_device_option, add_seed_option, non_negative_float, positive_int
 
 from .tasks import DEFAULTS, TASKS
 
@@ -40,4 +40,20 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     add_seed_option(group, DEFAULTS["seed"], help="base seed: decoding step s of every batch uses seed + s")
     add_device_option(group)
     group.add_argument("--no-tf32", action="store_true", help="keep full fp32 matmuls on CUDA (see TF32 below)")
+    return group
+
+
+def add_signal_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """``--tokenizer --gaze-frame --orig-res --resize-res --crop``: decode camera / gaze tokens to signals."""
+    group = parser.add_argument_group("decoded signals (the [tokenizers] extra: pip install 'egom2p-generate[tokenizers]')")
+    group.add_argument("--tokenizer", action="append", default=[], metavar="MODALITY=SOURCE",
+                       help="decode tok_cam / tok_gaze with this VQ-VAE tokenizer (a directory from save_pretrained, "
+                            "a run or step directory, the original .pth, or org/repo); repeat for both")
+    group.add_argument("--gaze-frame", metavar="NAME",
+                       help="the image frame of the gaze tokens (a preset of egom2p.tokenizers.gaze.GAZE_FRAMES, "
+                            "e.g. holoassist or egoexo); needed with --tokenizer tok_gaze, or give the sizes below")
+    for flag, what in (("--orig-res", "the original image size"), ("--resize-res", "the size after resizing"),
+                       ("--crop", "the centre crop's size (default: no crop, the whole resized frame)")):
+        group.add_argument(flag, type=positive_int, nargs=2, metavar=("W", "H"),
+                           help=f"gaze image frame instead of --gaze-frame: {what} in pixels")
     return group

@@ -1,4 +1,5 @@
-"""`egom2p-eval`: token accuracy of an EgoM2P checkpoint on rgb2cam / rgb2depth / rgb2gaze / depth2rgb."""
+"""`egom2p-eval`: token accuracy of an EgoM2P checkpoint on rgb2cam / rgb2depth / rgb2gaze / depth2rgb, and with
+``--tokenizer`` the camera and gaze errors of the decoded signals."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from egom2p.core.cli import (
 from egom2p.model import EgoM2P
 
 from . import __version__
-from .cli_options import TASK_STEPS, add_sampling_options
+from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options
 from .precision import TF32_HELP, tf32_on_cuda
+from .signal_eval import GT_SOURCE, SignalScorer
+from .signals import SignalDecoder, signal_options, warn_unused_tokenizers
 from .tasks import TASKS, BatchCallback, run_eval_task
 
 PROG = "egom2p-eval"
@@ -31,8 +34,15 @@ EXAMPLES = f"""examples:
   {PROG} --checkpoint ckpt/checkpoint-main.pth --task rgb2depth --data val_root --dataset holoassist --out out.json
   {PROG} --checkpoint org/egom2p-base --task rgb2cam --data 's3://bucket/[rgb,cam]/val/shard-{{000000..000009}}.tar' \\
       --save-figures figs/          # figs/rgb2cam/<sample key>.png: true vs generated tokens
+  # the paper's camera and gaze metrics on decoded signals (the [tokenizers] extra)
+  {PROG} --checkpoint ckpt_dir --task rgb2cam --task rgb2gaze --data 'val/[rgb,cam,gaze]/ds/shard-000000.tar' \\
+      --tokenizer tok_cam=tokenizers/cam --tokenizer tok_gaze=tokenizers/gaze --gaze-frame holoassist
 defaults are the released eval scripts': ROAR, steps rgb2depth 3 / rgb2cam 3 / rgb2gaze 5 / depth2rgb 6,
-temperature 0.01, top-p 0.8, CFG 2.0 with growing conditioning, seed 0. Metrics are token-level.
+temperature 0.01, top-p 0.8, CFG 2.0 with growing conditioning, seed 0. Metrics are token accuracy, and with
+--tokenizer for rgb2cam: ATE (original alignment, SE(3), Sim(3), unaligned), RTE, RRE; for rgb2gaze: gaze MSE
+(crop units) and gaze error in crop pixels; mean and median over samples. Their ground truth is the held-out
+tokens decoded with the same tokenizer (gt: decoded tokens). With --save-figures, also
+DIR/<task>/<key>_signals.png: the true and generated trajectories in 3-D, or the gaze traces.
 Exit status 1 when a task evaluated no sample (the data lacks its modalities).
 
 {TF32_HELP}
@@ -41,8 +51,9 @@ Exit status 1 when a task evaluated no sample (the data lacks its modalities).
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `egom2p-eval`."""
-    parser = CliParser(prog=PROG, description="Token-level evaluation of an EgoM2P checkpoint: each task generates "
-                       "its target\nfrom the conditioning of every sample and counts the tokens that match.",
+    parser = CliParser(prog=PROG, description="Evaluation of an EgoM2P checkpoint: each task generates its target from "
+                       "the conditioning\nof every sample and counts the tokens that match; with --tokenizer it also "
+                       "decodes camera\nand gaze tokens and reports ATE / RTE / RRE and the gaze error.",
                        epilog=EXAMPLES)
     add_version_option(parser, __version__)
     add_checkpoint_option(parser)
@@ -57,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draw true vs generated tokens of the first --max-figures samples of each task into "
                              "DIR/<task>/<key>.png (needs the [viz] extra: matplotlib)")
     parser.add_argument("--max-figures", type=positive_int, default=8, metavar="N", help="figures per task with --save-figures")
+    add_signal_options(parser)
     sampling = add_sampling_options(parser)
     sampling.add_argument("--steps", type=positive_int, metavar="N", help=f"decoding steps (default: the task's: {TASK_STEPS})")
     return parser
@@ -71,6 +83,30 @@ def format_table(results: list[dict[str, Any]]) -> str:
         for r in results
     ]
     return "\n".join([header, *rows])
+
+
+def format_signal_table(results: list[dict[str, Any]]) -> str:
+    """The signal metrics of the tasks that have them, one row per metric (``-`` where no sample had a value)."""
+    show = lambda value: "-" if value is None else format(value, ".4g")  # noqa: E731
+    header = f"{'task':<10} {'metric':<20} {'mean':>11} {'median':>11} {'samples':>8}"
+    rows = [f"{r['task']:<10} {name:<20} {show(mean):>11} {show(r['signals']['median'][name]):>11} "
+            f"{r['signals']['n_samples']:>8}"
+            for r in results if "signals" in r for name, mean in r["signals"]["mean"].items()]
+    sources = ", ".join(r["signals"]["tokenizer"] for r in results if "signals" in r)
+    return "\n".join([f"signal metrics (gt: {GT_SOURCE}; tokenizer {sources})", header, *rows])
+
+
+def _chain(*callbacks: BatchCallback | None) -> BatchCallback | None:
+    """One ``on_batch`` callback calling each given one in turn (None when none is given)."""
+    given = [callback for callback in callbacks if callback is not None]
+    if not given:
+        return None
+
+    def each(keys: list[str], truth: Any, generated: Any) -> None:
+        for callback in given:
+            callback(keys, truth, generated)
+
+    return each
 
 
 def figure_writer(directory: Path, task: str, model: EgoM2P, limit: int) -> BatchCallback:
@@ -93,22 +129,34 @@ def _evaluate(args: argparse.Namespace) -> int:
         from .figures import require_matplotlib  # the [viz] extra: fail before the run, not after
 
         require_matplotlib()
+    options = signal_options(args)  # the install hint and option mistakes before any model loads
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
+    decoder = None
+    if options is not None:
+        decoder = SignalDecoder.load(options, model.modalities, args.device)
+        warn_unused_tokenizers(PROG, decoder, [TASKS[task].target for task in args.task])
     results = []
     with tf32_on_cuda(args.device, enabled=not args.no_tf32):
         for task in args.task:
             draw = figure_writer(args.save_figures, task, model, args.max_figures) if args.save_figures else None
-            results.append(run_eval_task(
+            target = TASKS[task].target
+            scorer = (SignalScorer(decoder, target, task, args.save_figures, args.max_figures)
+                      if decoder is not None and target in decoder else None)
+            result = run_eval_task(
                 model, args.data, task, max_samples=args.max_samples, dataset=args.dataset,
-                batch_size=args.batch_size, steps=args.steps, on_batch=draw, scheme=args.scheme,
+                batch_size=args.batch_size, steps=args.steps, on_batch=_chain(draw, scorer), scheme=args.scheme,
                 temperature=args.temp, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
-            ))  # fmt: skip
+            )  # fmt: skip
+            results.append(result if scorer is None else {**result, "signals": scorer.summary()})
     print(format_table(results))
+    if any("signals" in r for r in results):
+        print(format_signal_table(results))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
     if args.save_figures:
-        print(f"figures: {args.save_figures}/<task>/<sample key>.png")
+        signals = ", <sample key>_signals.png" if any("signals" in r for r in results) else ""
+        print(f"figures: {args.save_figures}/<task>/<sample key>.png{signals}")
     empty = [r for r in results if not r["n_samples"]]
     if empty:
         names = ", ".join(f"{r['task']} ({r['n_skipped']} samples lack {TASKS[r['task']].cond} or "

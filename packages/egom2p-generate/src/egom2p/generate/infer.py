@@ -6,10 +6,18 @@ the conditioning folder's tars (local or ``s3://``), generates in batches and wr
 tar is written atomically, so a run that stops leaves only finished shards, and running again skips
 them (resumable). Every batch uses the task's seed, and batches never cross shards, so a resumed run
 writes what an uninterrupted one would.
+
+With ``signals`` (a :class:`~egom2p.generate.signals.SignalDecoder` holding the target's tokenizer) the
+decoded signals go beside the tokens as a shard of their own folder, in the same format: e.g.
+``preds/cam_poses/val/shard-00000N.tar`` with one float64 ``<key>.npy`` (60, 4, 4) per sample, the same
+keys in the same order as the token shard (a second member per key in the token tar would break every
+reader of the token folder). The signal tar is written first and the token tar last, so a shard counts
+as finished when both exist.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -22,6 +30,7 @@ from egom2p.model import EgoM2P
 from tqdm.auto import tqdm
 
 from .shards import DataShard, iter_shard_samples, list_data_shards
+from .signals import SignalDecoder, signal_folder
 from .tasks import TaskRunner, bar_disabled
 
 __all__ = ["generate_shards"]
@@ -31,6 +40,13 @@ def _batches(shard: DataShard, folder: str, batch_size: int) -> Iterator[tuple[l
     samples = iter_shard_samples([{folder: shard.tars[folder]}])  # only the conditioning tar is read
     while batch := list(islice(samples, batch_size)):
         yield [key for key, _ in batch], np.stack([arrays[folder] for _, arrays in batch])
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    """The ``.npy`` bytes of one float signal array (no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
 
 
 def generate_shards(
@@ -44,6 +60,7 @@ def generate_shards(
     steps: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    signals: SignalDecoder | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Write ``task``'s generated target tokens for every sample of ``data`` under ``out_root``.
@@ -53,7 +70,9 @@ def generate_shards(
     shard ``<head><folder><tail>`` of the input becomes ``out_root/<head><target folder><tail>``.
     Finished output shards are skipped unless ``overwrite``. ``steps`` and ``overrides`` (scheme,
     temperature, top_k, top_p, cfg_scale, seed) as in :class:`egom2p.generate.tasks.TaskRunner`.
-    ``progress``: a tqdm bar over shards (None: when stderr is a terminal).
+    ``progress``: a tqdm bar over shards (None: when stderr is a terminal). ``signals``: when it decodes
+    the task's target, each output shard also gets the decoded signals under the folder
+    ``<target folder>_<signal>`` (``cam_poses``, ``gaze_pixels``), ``<key>.npy`` per sample.
     Returns ``{task, out_root, shards, written, skipped, samples, seconds}``.
     """
     if batch_size < 1:
@@ -66,21 +85,29 @@ def generate_shards(
     if cond_folder not in shards[0].tars:
         raise ValueError(f"task {task!r} reads the {runner.spec.cond} folder '{cond_folder}', which {os.fspath(data)!r} "
                          f"does not list (it has {sorted(shards[0].tars)})")
-    shape = runner.target_spec.shape
+    shape, target = runner.target_spec.shape, runner.spec.target
+    decoder = signals if signals is not None and target in signals else None
     summary = {"task": task, "out_root": os.fspath(out_root), "shards": len(shards), "written": 0, "skipped": 0,
                "samples": 0}
     start = time.perf_counter()
     with tqdm(shards, desc=task, unit="shard", disable=bar_disabled(progress)) as bar:
         for shard in bar:
             path = shard.output_path(out_root, target_folder)
-            if os.path.exists(path) and not overwrite:
+            signal_path = shard.output_path(out_root, signal_folder(target_folder, target)) if decoder is not None else None
+            # finished: the token tar (written last) and, when decoding, its signal tar (from an earlier run
+            # without a tokenizer the signals are missing: generate the shard again)
+            if os.path.exists(path) and (signal_path is None or os.path.exists(signal_path)) and not overwrite:
                 summary["skipped"] += 1
                 continue
-            members = []
+            members, decoded = [], []
             for keys, conds in _batches(shard, cond_folder, batch_size):
                 generated = runner.predict(conds)
                 members += [(f"{key}.npz", encode_tokens(tokens.reshape(shape))) for key, tokens in zip(keys, generated)]
+                if decoder is not None:
+                    decoded += [(f"{key}.npy", _npy_bytes(x)) for key, x in zip(keys, decoder.decode(target, generated))]
                 bar.set_postfix(samples=summary["samples"] + len(members))
+            if signal_path is not None:
+                write_tar(signal_path, decoded)
             write_tar(path, members)
             summary["written"] += 1
             summary["samples"] += len(members)

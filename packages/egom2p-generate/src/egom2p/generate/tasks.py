@@ -2,9 +2,9 @@
 
 The original scripts only write outputs; here each task generates the target from the
 conditioning of every sample (:class:`TaskRunner`, shared with batch inference in
-:mod:`egom2p.generate.infer`) and reports token accuracy against the true tokens. Without the
-Cosmos / VQ-VAE tokenizers (not part of this project) metrics stay at token level: camera ATE/RTE
-or depth errors would need the decoded signals.
+:mod:`egom2p.generate.infer`) and reports token accuracy against the true tokens. The camera and gaze errors of the decoded
+signals are :mod:`egom2p.generate.signal_eval`'s, an ``on_batch`` callback of :func:`run_eval_task`
+(the video modalities' Cosmos tokenizer is not part of this project, so depth errors are not computed).
 """
 
 from __future__ import annotations

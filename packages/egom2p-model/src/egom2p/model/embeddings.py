@@ -8,20 +8,9 @@ from __future__ import annotations
 
 import torch
 from egom2p.core.modalities import ModalitySpec
+from egom2p.core.posemb import TEMPERATURE, sincos_1d
 from einops import rearrange
 from torch import nn
-
-TEMPERATURE = 10000.0
-
-
-def sincos_1d(length: int, dim: int, temperature: float = TEMPERATURE) -> torch.Tensor:
-    """1-D table ``[1, length, dim]``: first half sin(n w_k), second half cos(n w_k), w_k = T^(-k/(dim/2))."""
-    if dim % 2 != 0:
-        raise ValueError(f"1-D sin-cos position embedding needs an even dim, got {dim}")
-    half = dim // 2
-    omega = 1.0 / (temperature ** (torch.arange(half, dtype=torch.float32) / half))
-    angles = torch.arange(length, dtype=torch.float32)[:, None] * omega[None, :]
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)[None]
 
 
 def _interleaved_axis(positions: int, channels: int, temperature: float) -> torch.Tensor:

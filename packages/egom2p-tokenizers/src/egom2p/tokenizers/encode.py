@@ -1,0 +1,262 @@
+"""Recordings -> token shards ``root/<folder>/<dataset>/shard-NNNNNN.tar``, resumable and never mixed.
+
+The shard format is core's (:mod:`egom2p.core.shards`): one ``<key>.npz`` per window (``arr_0``, the window's
+int64 token ids), keys from :func:`egom2p.tokenizers.keys.window_key`, the folder (``cam`` / ``gaze``) from the
+modality spec. Windows fill the shards in input order, ``samples_per_shard`` each.
+
+A run is identified by what decides its bytes: the tokenizer's weights and config, the conventions (basis, gaze
+frame), ``fps``, ``stride``, ``samples_per_shard`` and each input's recording stem and content. The dataset folder
+keeps that identity in ``egom2p-tokenize.json``. Running again with the same identity resumes: a shard that exists
+and holds exactly the planned keys with valid tokens is kept (a shard is written under a temporary name and renamed
+when complete, so a killed run leaves whole shards, plus temporary files that the next run removes); any other
+shard is encoded (again). A folder holding shards of another run, or shards without that file, is refused unless
+``overwrite``, which replaces them: they are deleted when the new run's first shard is ready, so a run that fails
+before that leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from egom2p.core.atomic import fsync_dir, write_atomic
+from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, read_tar_members, write_tar
+from egom2p.tokenizers.codec import WindowCodec
+from egom2p.tokenizers.recordings import counted, describe_skipped, input_files, read_recording
+from egom2p.tokenizers.tracks import WINDOW_LENGTH
+from tqdm.auto import tqdm
+
+__all__ = ["MANIFEST_NAME", "EncodeSummary", "encode_to_shards", "run_identity", "shard_name", "tokenizer_digest"]
+
+MANIFEST_NAME = "egom2p-tokenize.json"
+_SHARD = re.compile(r"^shard-\d{6}\.tar$")
+_LEFTOVER = re.compile(r"^\.shard-\d{6}\.tar\..+\.tmp$")  # the temporary names of core's atomic writer
+_FORMAT = 1  # bump when the identity's meaning changes
+
+
+def shard_name(index: int) -> str:
+    """The file name of shard ``index``: ``shard-000003.tar``."""
+    return f"shard-{index:06d}.tar"
+
+
+@dataclass
+class EncodeSummary:
+    """What :func:`encode_to_shards` did. ``skipped``: reason (a singular phrase starting with its noun, see
+    :data:`~egom2p.tokenizers.recordings.SKIP_REASONS`) -> count."""
+
+    root: Path
+    folder: str
+    dataset: str
+    recordings: int = 0
+    windows_encoded: int = 0
+    windows_kept: int = 0
+    shards_written: int = 0
+    shards_kept: int = 0
+    leftovers_removed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def shards(self) -> int:
+        """Shards the dataset folder holds for this run."""
+        return self.shards_written + self.shards_kept
+
+    @property
+    def directory(self) -> Path:
+        """``root/<folder>/<dataset>``."""
+        return self.root / self.folder / self.dataset
+
+    def pattern(self) -> str:
+        """The shard pattern that reads this run's shards back, e.g. ``out/[cam]/ds/shard-{000000..000002}.tar``."""
+        names = shard_name(0) if self.shards == 1 else f"shard-{{000000..{self.shards - 1:06d}}}.tar"
+        return os.path.join(os.fspath(self.root), f"[{self.folder}]", self.dataset, names)
+
+    def format(self) -> str:
+        """The one-line summary."""
+        text = f"encoded {counted(self.windows_encoded, 'window')} from {counted(self.recordings, 'recording')}"
+        if self.shards_kept:
+            text += f" ({counted(self.windows_kept, 'window')} kept in {counted(self.shards_kept, 'shard')} finished earlier)"
+        return text + f"; skipped {describe_skipped(self.skipped)}; {counted(self.shards, 'shard')} in {self.directory}"
+
+
+def tokenizer_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a tokenizer's state dict (names, dtypes, shapes and values, in name order)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes of any dtype
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_identity(codec: WindowCodec, files: list[Path], *, fps: float | None, stride: int,
+                 samples_per_shard: int) -> dict:
+    """Everything that decides the bytes of a run's shards (see the module docstring), JSON-serialisable."""
+    frame = codec.frame
+    return {
+        "format": _FORMAT,
+        "kind": codec.kind,
+        "tokenizer": {"config": codec.model.config.to_dict(), "weights_sha256": tokenizer_digest(codec.model)},
+        "basis": None if codec.basis is None else codec.basis.tolist(),
+        "gaze_frame": None if frame is None else {"orig_res": frame.orig_res, "resize_res": frame.resize_res,
+                                                  "crop": frame.crop},
+        "fps": fps,
+        "stride": stride,
+        "samples_per_shard": samples_per_shard,
+        "inputs": [{"file": file.name, "sha256": _file_digest(file)} for file in files],
+    }
+
+
+def _run_id(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    write_atomic(directory / MANIFEST_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    fsync_dir(directory)
+
+
+def _previous_run(directory: Path) -> str | None:
+    """The run id in the folder's manifest; None when there is none, ``""`` when it is unreadable."""
+    try:
+        manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return ""
+    return str(manifest.get("run", "")) if isinstance(manifest, dict) else ""
+
+
+def _stale_files(directory: Path, run: str, overwrite: bool) -> tuple[list[Path], list[Path]]:
+    """``(files to replace, temporary leftovers)`` of ``directory`` before run ``run`` writes into it.
+
+    Refuses (``ValueError``) a folder holding another run's shards or shards of unknown origin unless
+    ``overwrite``, and, even then, tar files that are not its shards. Deletes nothing: the caller does when the
+    first shard is ready, so a run that fails before it leaves the folder as it was.
+    """
+    if not directory.is_dir():
+        return [], []
+    tars = sorted(directory.rglob("*.tar"))
+    previous = _previous_run(directory)
+    replaced: list[Path] = []
+    if overwrite or previous != run:
+        if (tars or previous is not None) and not overwrite:
+            whose = "another egom2p-tokenize run" if previous else "unknown origin (no egom2p-tokenize.json)"
+            raise ValueError(f"{directory} already holds {len(tars)} shard file(s) of {whose}; pass --overwrite to "
+                             "replace them, or choose another --dataset or --out")
+        foreign = [tar for tar in tars if tar.parent != directory or not _SHARD.match(tar.name)]
+        if foreign:
+            raise ValueError(f"--overwrite: {directory} holds tar files that are not its shards ({foreign[0]}); "
+                             "move them away first")
+        replaced = tars + ([directory / MANIFEST_NAME] if previous is not None else [])
+    return replaced, [p for p in directory.iterdir() if _LEFTOVER.match(p.name)]
+
+
+def _finished(path: Path, keys: list[str], codec: WindowCodec) -> bool:
+    """Whether shard ``path`` is complete: readable, exactly ``keys`` in order, valid tokens of one window each."""
+    if not path.is_file():
+        return False
+    try:
+        members = read_tar_members(str(path))
+        if [key for key, _, _ in members] != keys:
+            return False
+        for key, ext, data in members:
+            tokens = decode_tokens(f"{key}.{ext}", data)
+            if tokens.shape != (codec.spec.num_tokens,):
+                return False
+            codec.check_tokens(tokens, f"{path}:{key}")
+    except (ShardError, ValueError):
+        return False
+    return True
+
+
+def _check_name(value: str, what: str) -> str:
+    if value in ("", ".", "..") or any(c in value for c in "/\\[]{},"):
+        raise ValueError(f"--{what} {value!r} must be a plain folder name (no path separators, brackets, braces "
+                         "or commas; not '.' or '..')")
+    return value
+
+
+def _shards(files: list[Path], codec: WindowCodec, summary: EncodeSummary, bar: tqdm, *, fps: float | None,
+            stride: int, samples_per_shard: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``(keys, windows)`` of each shard in order, reading one recording at a time."""
+    keys: list[str] = []
+    windows: list[np.ndarray] = []
+    for file in files:
+        recording = read_recording(file, codec.kind, fps=fps, stride=stride, num_frames=codec.num_frames)
+        summary.recordings += 1
+        summary.skipped.update(recording.skipped)
+        keys += recording.keys
+        windows.append(recording.windows)
+        bar.update()
+        while len(keys) >= samples_per_shard:
+            stacked = np.concatenate(windows)
+            yield keys[:samples_per_shard], stacked[:samples_per_shard]
+            keys, windows = keys[samples_per_shard:], [stacked[samples_per_shard:]]
+    if keys:
+        yield keys, np.concatenate(windows)
+
+
+def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: str | os.PathLike, dataset: str, *,
+                     fps: float | None = None, stride: int = WINDOW_LENGTH, samples_per_shard: int = 1000,
+                     overwrite: bool = False, progress: bool = False) -> EncodeSummary:
+    """Encode the windows of ``inputs`` (files or folders of tracks or window arrays) into
+    ``root/<folder>/<dataset>/shard-NNNNNN.tar``; see the module docstring for resume and refusal.
+
+    ``fps``: frame rate of ``.npy`` tracks (an ``.npy`` without it is a window array); ``stride``: frames between
+    window starts (default 60: back-to-back 2 s windows, as the EgoM2P shards). Returns an :class:`EncodeSummary`.
+    """
+    if stride < 1 or samples_per_shard < 1:
+        raise ValueError(f"stride and samples per shard must be >= 1, got {stride} and {samples_per_shard}")
+    files = input_files(list(inputs))
+    summary = EncodeSummary(Path(root), codec.spec.folder, _check_name(dataset, "dataset"))
+    directory = summary.directory
+    identity = run_identity(codec, files, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
+    run = _run_id(identity)
+    replaced, leftovers = _stale_files(directory, run, overwrite)
+    bar = tqdm(total=len(files), desc=f"encoding {codec.kind}", unit="recording", disable=None if progress else True)
+    with bar:
+        shards = _shards(files, codec, summary, bar, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
+        for index, (keys, windows) in enumerate(shards):
+            if index == 0:  # the folder is cleared and holds the run's identity before any shard of the run
+                for stale in replaced + leftovers:
+                    stale.unlink()
+                summary.leftovers_removed = len(leftovers)
+                directory.mkdir(parents=True, exist_ok=True)
+                _write_manifest(directory, {"run": run, "complete": False, **identity})
+            path = directory / shard_name(index)
+            if _finished(path, keys, codec):
+                summary.shards_kept += 1
+                summary.windows_kept += len(keys)
+                continue
+            if path.exists():
+                warnings.warn(f"{path} is incomplete or does not hold the planned windows; encoding it again",
+                              stacklevel=2)
+            tokens = codec.encode(windows)
+            write_tar(path, [(f"{key}.npz", encode_tokens(row)) for key, row in zip(keys, tokens)])
+            fsync_dir(directory)
+            summary.shards_written += 1
+            summary.windows_encoded += len(keys)
+            bar.set_postfix(shards=summary.shards, windows=summary.windows_encoded + summary.windows_kept)
+    if summary.shards:
+        _write_manifest(directory, {"run": run, "complete": True, "shards": summary.shards,
+                                    "windows": summary.windows_encoded + summary.windows_kept,
+                                    "skipped": dict(summary.skipped), **identity})
+    return summary

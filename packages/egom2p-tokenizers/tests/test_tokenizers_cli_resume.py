@@ -1,0 +1,145 @@
+"""``egom2p-tokenize encode`` resumes a killed run, checks what it keeps, and never mixes two runs' shards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from egom2p.core.shards import encode_tokens, write_tar
+from egom2p.tokenizers.codec import WindowCodec
+from egom2p.tokenizers.encode import MANIFEST_NAME
+from egom2p.tokenizers.synthetic import synthetic_camera_windows
+from tokenize_cli_helpers import run, save_tiny_tokenizer
+
+SHARDS = [f"shard-{i:06d}.tar" for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny camera tokenizer, 8 windows in two files, and the shards of one uninterrupted run (3 per shard)."""
+    root = tmp_path_factory.mktemp("resume")
+    save_tiny_tokenizer(root / "cam", "cam")
+    np.save(root / "a.npy", synthetic_camera_windows(5, seed=1))
+    np.save(root / "b.npy", synthetic_camera_windows(3, seed=2))
+    return root
+
+
+def _encode(capsys, setup, out, *extra):
+    return run(capsys, "encode", "--tokenizer", setup / "cam", "--input", setup / "a.npy", setup / "b.npy",
+               "--out", out, "--dataset", "ds", "--samples-per-shard", 3, *extra)
+
+
+def _shard_bytes(out):
+    return {name: (out / "cam/ds" / name).read_bytes() for name in SHARDS}
+
+
+@pytest.fixture(scope="module")
+def clean(setup):
+    """The shards of an uninterrupted run."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from egom2p.tokenizers.cli import main
+
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert main(["encode", "--tokenizer", str(setup / "cam"), "--input", str(setup / "a.npy"),
+                     str(setup / "b.npy"), "--out", str(setup / "clean"), "--dataset", "ds",
+                     "--samples-per-shard", "3"]) == 0
+    return _shard_bytes(setup / "clean")
+
+
+def test_a_killed_run_resumes_to_the_same_shards(capsys, tmp_path, monkeypatch, setup, clean):
+    calls = []
+    encode = WindowCodec.encode
+
+    def killed_on_the_second_shard(self, windows):
+        calls.append(len(windows))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return encode(self, windows)
+
+    monkeypatch.setattr(WindowCodec, "encode", killed_on_the_second_shard)
+    result = _encode(capsys, setup, tmp_path)
+    assert result.code == 130 and result.err.strip() == "egom2p-tokenize: error: interrupted"
+    monkeypatch.setattr(WindowCodec, "encode", encode)
+    folder = tmp_path / "cam/ds"
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, SHARDS[0]]
+    # A kill during the rename-less write leaves the writer's temporary file (core's atomic writer names it so).
+    (folder / f".{SHARDS[1]}.4242.0123abcd.tmp").write_bytes(b"half a tar")
+    finished = (folder / SHARDS[0]).stat()
+
+    result = _encode(capsys, setup, tmp_path)
+    assert result.code == 0, result.err
+    assert "encoded 5 windows from 2 recordings (3 windows kept in 1 shard finished earlier)" in result.out
+    assert "removed 1 unfinished temporary shard file(s)" in result.err
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, *SHARDS]
+    assert _shard_bytes(tmp_path) == clean
+    kept = (folder / SHARDS[0]).stat()
+    assert (kept.st_ino, kept.st_mtime_ns) == (finished.st_ino, finished.st_mtime_ns)  # not rewritten
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    assert manifest["complete"] is True and manifest["shards"] == 3 and manifest["windows"] == 8
+
+    # Everything finished: a third run encodes nothing and keeps all.
+    result = _encode(capsys, setup, tmp_path)
+    assert "encoded 0 windows from 2 recordings (8 windows kept in 3 shards finished earlier)" in result.out
+
+
+def test_a_damaged_shard_is_found_and_encoded_again(capsys, tmp_path, setup, clean):
+    assert _encode(capsys, setup, tmp_path).code == 0
+    folder = tmp_path / "cam/ds"
+    (folder / SHARDS[1]).write_bytes(clean[SHARDS[1]][:700])  # truncated
+    write_tar(folder / SHARDS[2], [("b_000000.npz", encode_tokens(np.zeros(30, np.int64)))])  # a wrong key list
+    result = _encode(capsys, setup, tmp_path)
+    assert result.code == 0
+    warnings = [line for line in result.err.splitlines() if "warning" in line]
+    assert len(warnings) == 2 and all("does not hold the planned windows; encoding it again" in w for w in warnings)
+    assert "encoded 5 windows from 2 recordings (3 windows kept in 1 shard finished earlier)" in result.out
+    assert _shard_bytes(tmp_path) == clean
+
+
+def test_another_run_is_refused_unless_overwrite(capsys, tmp_path, setup, clean):
+    assert _encode(capsys, setup, tmp_path).code == 0
+    result = _encode(capsys, setup, tmp_path, "--stride", 30)  # other keys: another run
+    assert result.code == 2 and result.out == ""
+    assert result.err == (f"egom2p-tokenize: error: {tmp_path / 'cam/ds'} already holds 3 shard file(s) of another "
+                          "egom2p-tokenize run; pass --overwrite to replace them, or choose another --dataset or --out\n")
+    assert _shard_bytes(tmp_path) == clean  # untouched
+    # --overwrite with an input that turns out bad: refused before anything is deleted
+    np.save(tmp_path / "bad.npy", np.zeros((2, 59, 4, 4)))
+    result = _encode(capsys, setup, tmp_path, "--overwrite", "--input", tmp_path / "bad.npy")
+    assert result.code == 2 and "bad.npy: expected camera poses windows" in result.err
+    assert _shard_bytes(tmp_path) == clean
+    result = run(capsys, "encode", "--tokenizer", setup / "cam", "--input", setup / "a.npy", "--out", tmp_path,
+                 "--dataset", "ds", "--samples-per-shard", 10, "--overwrite")
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in (tmp_path / "cam/ds").iterdir()) == [MANIFEST_NAME, SHARDS[0]]
+    # --overwrite also re-encodes a finished run of the same identity
+    result = run(capsys, "encode", "--tokenizer", setup / "cam", "--input", setup / "a.npy", "--out", tmp_path,
+                 "--dataset", "ds", "--samples-per-shard", 10, "--overwrite")
+    assert "encoded 5 windows from 1 recording; skipped none" in result.out
+
+
+def test_shards_of_unknown_origin_are_never_mixed(capsys, tmp_path, setup):
+    folder = tmp_path / "cam/ds"
+    write_tar(folder / SHARDS[0], [("x_000000.npz", encode_tokens(np.zeros(30, np.int64)))])
+    result = _encode(capsys, setup, tmp_path)
+    assert result.code == 2 and "holds 1 shard file(s) of unknown origin (no egom2p-tokenize.json)" in result.err
+    write_tar(folder / "token" / SHARDS[0], [("x_000000.npz", encode_tokens(np.zeros(30, np.int64)))])
+    result = _encode(capsys, setup, tmp_path, "--overwrite")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert f"holds tar files that are not its shards ({folder / 'token' / SHARDS[0]})" in result.err
+    (folder / "token" / SHARDS[0]).unlink()
+    assert _encode(capsys, setup, tmp_path, "--overwrite").code == 0
+
+
+def test_nothing_to_encode_exits_1_and_writes_nothing(capsys, tmp_path, setup):
+    windows = synthetic_camera_windows(2, seed=1)
+    windows[:, 5] = np.nan
+    np.save(tmp_path / "gaps.npy", windows)
+    result = run(capsys, "encode", "--tokenizer", setup / "cam", "--input", tmp_path / "gaps.npy", "--out",
+                 tmp_path / "out", "--dataset", "ds")
+    assert result.code == 1 and result.out == ""
+    assert result.err == ("egom2p-tokenize: error: nothing encoded: encoded 0 windows from 1 recording; skipped 2 "
+                          f"windows with missing poses; 0 shards in {tmp_path / 'out/cam/ds'}\n")
+    assert not (tmp_path / "out").exists()

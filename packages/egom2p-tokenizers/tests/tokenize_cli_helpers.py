@@ -1,0 +1,40 @@
+"""Helpers of the ``egom2p-tokenize`` tests: running the command in-process, and tiny random tokenizers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from egom2p.tokenizers.cli import main
+from egom2p.tokenizers.vqvae import VQVAE
+
+EXAMPLES = Path(__file__).parent / "fixtures" / "examples"
+
+
+def run(capsys, *argv: object) -> SimpleNamespace:
+    """``egom2p-tokenize ARGV`` through ``main``: ``(code, out, err)``; an exception escaping ``main`` fails the
+    test, as a traceback would."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse: usage errors, --help, --version
+        code = exc.code
+    captured = capsys.readouterr()
+    return SimpleNamespace(code=code, out=captured.out, err=captured.err)
+
+
+def json_line(result: SimpleNamespace) -> dict:
+    """The one JSON line a command printed on stdout."""
+    lines = result.out.strip().splitlines()
+    assert result.code == 0 and len(lines) == 1, (result.code, result.out, result.err)
+    return json.loads(lines[0])
+
+
+def save_tiny_tokenizer(directory: Path, kind: str, seed: int = 0) -> VQVAE:
+    """A random tiny ``kind`` tokenizer (the parity fixture's dimensions) saved into ``directory``, reopened as the
+    command will open it."""
+    torch.manual_seed(seed)
+    VQVAE.from_preset(f"{kind}-tiny").save_pretrained(directory)
+    return VQVAE.from_pretrained(directory)
