@@ -14,6 +14,8 @@
 #   train-<backend>    bench/train_step.py: egom2p-base training step, bf16, batch 4, the released
 #                      masking, one budget-wide row per sample: sdpa / triton / triton + fused loss
 #   train-packed-*     the same packed as the trainer packs (--layout packed, one row)
+#   tokenizer-*        bench/tokenizers.py: the released-size camera tokenizer, encode / decode 128 windows and
+#                      one training step of 32, fp32 and bf16 (sdpa vs the original's written-out attention)
 # Exit 1 when a step failed or ran out of time.
 #
 # usage: bash bench/gpu.sh [--collect DIR]
@@ -111,6 +113,8 @@ train_step train-triton triton
 train_step train-triton-fused triton --fused-loss
 train_step train-packed-triton triton --layout packed
 train_step train-packed-triton-fused triton --fused-loss --layout packed
+step tokenizer-fp32 40 "$PY" bench/tokenizers.py --device cuda --dtype fp32 --repeats 10 --rows "$ROWS"
+step tokenizer-bf16 40 "$PY" bench/tokenizers.py --device cuda --dtype bf16 --repeats 10 --rows "$ROWS"
 
 echo
 echo "== results ($((SECONDS - START)) s; rows in $ROWS)"
@@ -126,8 +130,8 @@ def table_row(r):  # train_step rows carry their own names: map them onto the ta
             **({"peak_gib": r["peak_mem_gib"]} if "peak_mem_gib" in r else {})}
 
 rows = [table_row(json.loads(line)) for line in open(sys.argv[1]) if line.strip()]
-cols = ["bench", "batch", "pattern", "tokens", "mode", "impl", "status", "s", "ms", "tflops", "peak_gib",
-        "valid_tok_s", "mfu_valid", "mfu_computed"]
+cols = ["bench", "config", "dtype", "batch", "pattern", "tokens", "mode", "impl", "status", "s", "ms", "tflops",
+        "peak_gib", "windows_per_s", "valid_tok_s", "mfu_valid", "mfu_computed"]
 cols = [c for c in cols if any(c in r for r in rows)]
 table = [cols] + [[str(r.get(c, "")) for c in cols] for r in rows]
 widths = [max(len(row[i]) for row in table) for i in range(len(cols))]

@@ -14,7 +14,9 @@ SMOKE_RUNS = {
     "loss": ["bench/loss.py", "--dry-run"],  # fused and unfused head + CE vs float64
     # egom2p-tiny training steps, static / trimmed / packed layouts: exits 1 unless their losses agree
     "train_step": ["bench/train_step.py", "--dry-run", "--compare", "--masking", "released"],
-    "masking": ["bench/masking.py", "--quick"],  # per-sample and batched masking, released config
+    "masking": ["bench/masking.py", "--quick"],
+    # camera tokenizer encode / decode / train step, sdpa and the original's written-out attention, vs float64
+    "tokenizers": ["bench/tokenizers.py", "--dry-run"],  # per-sample and batched masking, released config
     # gpu.sh's trainer step on the CPU: synth, 20 training steps, two checkpoints, egom2p-eval
     "gpu_trainer_check": ["bench/gpu_trainer_check.py", "--device", "cpu", "--steps", "20"],
 }

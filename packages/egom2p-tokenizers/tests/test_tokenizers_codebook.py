@@ -50,6 +50,19 @@ def test_search_and_ema_step_match_a_float64_recomputation(size, dim, batch):
     torch.testing.assert_close(codebook.embed.double(), expected_embed, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_search_is_not_autocast(dtype):
+    # Under mixed precision the nearest-code search stays in the codebook's float32, as the original's.
+    torch.manual_seed(3)
+    codebook = CosineSimCodebook(dim=32, codebook_size=256, decay=0.99, threshold_ema_dead_code=0.0).eval()
+    x = torch.randn(4, 30, 32)
+    expected = codebook.search(x)
+    with torch.autocast("cpu", dtype=dtype):
+        assert torch.equal(codebook.search(x), expected)
+        codes, indices = codebook(x.to(dtype))
+    assert codes.dtype == torch.float32 and torch.equal(indices, codebook.search(x.to(dtype).float()))
+
+
 def test_eval_mode_changes_nothing():
     codebook = _codebook().eval()
     before = {k: v.clone() for k, v in codebook.state_dict().items()}

@@ -88,8 +88,13 @@ class CosineSimCodebook(nn.Module):
         self.register_buffer("embed", _l2norm(embed))
 
     def search(self, x: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest code (cosine similarity) for each row of ``x`` (..., dim)."""
-        similarity = _l2norm(x.float()) @ _l2norm(self.embed).t()
+        """Index of the nearest code (cosine similarity) for each row of ``x`` (..., dim).
+
+        In the codebook's own precision (float32 normally), never autocast: as the original, the nearest-code
+        search of a bf16 / fp16 model stays exact.
+        """
+        with torch.autocast(x.device.type, enabled=False):
+            similarity = _l2norm(x.to(self.embed.dtype)) @ _l2norm(self.embed).t()
         return similarity.argmax(dim=-1)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
@@ -98,7 +103,7 @@ class CosineSimCodebook(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(stored codes, indices) of ``x`` (..., dim); in training mode also updates the codebook."""
-        x = x.float()
+        x = x.to(self.embed.dtype)
         indices = self.search(x)
         codes = self.lookup(indices)
         if self.training:
