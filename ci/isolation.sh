@@ -4,7 +4,7 @@
 # are absent, and run that package's own tests there. This is what proves that
 # `pip install egom2p-model` alone is enough for inference.
 #
-# usage: bash ci/isolation.sh [core|data|model|generate|train ...]   (default: all five)
+# usage: bash ci/isolation.sh [core|data|model|generate|train|tokenizers ...]   (default: all six)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -12,27 +12,29 @@ WORK=${ISOLATION_DIR:-$(mktemp -d /tmp/egom2p-isolation.XXXXXX)}
 DIST=$WORK/dist
 export PIP_CONSTRAINT=$ROOT/ci/constraints-cpu.txt PIP_DISABLE_PIP_VERSION_CHECK=1 WANDB_MODE=disabled
 PACKAGES=("$@")
-[ ${#PACKAGES[@]} -eq 0 ] && PACKAGES=(core data model generate train)
+[ ${#PACKAGES[@]} -eq 0 ] && PACKAGES=(core data model generate train tokenizers)
 
 echo "== sibling requirements in lockstep"
 python3 ci/check_lockstep.py
 
 # Which sibling wheels each package needs (its own and its siblings', given as files so nothing
 # resolves to an index), and which distributions must NOT be importable. core gets its [torch]
-# extra (the batch validator's tests need torch), train its [viz] extra (plot).
-declare -A NEEDS=( [core]="core" [data]="core data" [model]="core model" [generate]="core model generate"
-                   [train]="core data model train" )
+# extra (the batch validator's and checkpoint files' tests need torch and safetensors), train its [viz]
+# extra (plot).
+declare -A NEEDS=( [core]="core" [data]="core data" [model]="core model" [generate]="core model tokenizers generate"
+                   [train]="core data model tokenizers train" [tokenizers]="core tokenizers" )
 declare -A FORBIDDEN=(
-  [core]="egom2p.data egom2p.model egom2p.generate egom2p.train webdataset boto3 wandb einops safetensors"
+  [core]="egom2p.data egom2p.model egom2p.generate egom2p.train webdataset boto3 wandb einops huggingface_hub"
   [data]="egom2p.model egom2p.generate egom2p.train wandb boto3 webdataset einops safetensors"
   [model]="egom2p.data egom2p.generate egom2p.train webdataset boto3 wandb triton huggingface_hub"
   [generate]="egom2p.data egom2p.train webdataset boto3 wandb triton huggingface_hub matplotlib"
   [train]="egom2p.generate boto3"
+  [tokenizers]="egom2p.data egom2p.model egom2p.generate egom2p.train webdataset boto3 wandb triton huggingface_hub matplotlib"
 )
 
 echo "== building wheels into $DIST"
 mkdir -p "$DIST"
-for pkg in core data model generate train; do
+for pkg in core data model generate train tokenizers; do
   (cd "packages/egom2p-$pkg" && python3 -m hatch build -t wheel "$DIST" >/dev/null)
 done
 ls "$DIST"

@@ -41,9 +41,15 @@ FROZEN_KEYS = [
     'model.fused_loss', 'model.fused_loss_chunk_size', 'model.gated_mlp', 'model.init_std', 'model.mlp_bias',
     'model.mlp_ratio', 'model.modalities', 'model.norm_bias', 'model.num_heads', 'model.preset', 'model.proj_bias',
     'model.qk_norm', 'model.qkv_bias', 'optim.blr', 'optim.clip_grad', 'optim.min_blr', 'optim.opt_betas',
-    'optim.opt_eps', 'optim.weight_decay', 'output_dir', 'schedule.accum_iter', 'schedule.epoch_size',
+    'optim.opt_eps', 'optim.weight_decay', 'output_dir', 'recipe', 'schedule.accum_iter', 'schedule.epoch_size',
     'schedule.epochs', 'schedule.global_batch_size', 'schedule.max_steps', 'schedule.total_tokens', 'schedule.warmup_epochs',
     'schedule.warmup_tokens', 'seed',
+    'tokenizer.code_replacement_policy', 'tokenizer.codebook_size', 'tokenizer.commitment_weight', 'tokenizer.depth',
+    'tokenizer.dim_tokens', 'tokenizer.ema_decay', 'tokenizer.eps', 'tokenizer.in_channels', 'tokenizer.kind',
+    'tokenizer.latent_dim', 'tokenizer.mlp_ratio', 'tokenizer.num_frames', 'tokenizer.num_heads', 'tokenizer.post_mlp',
+    'tokenizer.preset', 'tokenizer.temporal_compress', 'tokenizer.threshold_ema_dead_code', 'tokenizer_data.basis',
+    'tokenizer_data.fps', 'tokenizer_data.gaze_frame', 'tokenizer_data.stride', 'tokenizer_data.train',
+    'tokenizer_data.val',
 ]
 
 

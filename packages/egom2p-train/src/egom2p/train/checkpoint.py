@@ -2,15 +2,17 @@
 
 Each step directory is an inference artifact and a resume point at once::
 
-    step-<N>/model.safetensors   the trained model's full weights   } written by egom2p.model's
-    step-<N>/config.json         its EgoM2PConfig                   } write_pretrained
+    step-<N>/model.safetensors   the trained model's full weights       } egom2p.core.checkpoints'
+    step-<N>/config.json         its config (EgoM2PConfig, TokenizerConfig) } write_checkpoint_dir
     step-<N>/train_state.pt      optimizer, scheduler, step, counters, per-rank RNG and loader positions
+
+so every step directory opens with the trained model's ``from_pretrained`` (``EgoM2P``, ``VQVAE``).
 
 ``train_state.pt`` holds only tensors and plain containers, so it loads with
 ``torch.load(weights_only=True)``. A checkpoint is written into ``step-<N>.tmp-<pid>/``, every file
 fsynced, and the directory renamed to ``step-<N>`` (then its parent fsynced): a crash at any moment
 leaves the previous checkpoints intact plus at most a temporary directory, which no reader takes for
-a checkpoint (``EgoM2P.from_pretrained`` skips it too) and the next start removes. Old checkpoints are
+a checkpoint (``from_pretrained`` skips it too) and the next start removes. Old checkpoints are
 retired the same way (renamed to a temporary name, then deleted). Only rank 0 writes; the caller
 gathers per-rank state beforehand.
 
@@ -22,37 +24,42 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from egom2p.model import EgoM2PConfig
-from egom2p.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, write_pretrained
+from egom2p.core.checkpoints import (
+    CONFIG_NAME,
+    STEP_DIR_RE,
+    WEIGHTS_NAME,
+    fsync_dir,
+    step_dir_name,
+    write_atomic,
+    write_checkpoint_dir,
+)
 from safetensors.torch import load_file
 
-STEP_DIR_RE = re.compile(r"^step-(\d+)$")
 TEMP_MARK = ".tmp-"  # step-<N>.tmp-<pid>: a save in progress or a retired checkpoint
 STATE_NAME = "train_state.pt"
 CHECKPOINT_FILES = (WEIGHTS_NAME, CONFIG_NAME, STATE_NAME)
 
 
-def step_dir_name(step: int) -> str:
-    """Directory name of the checkpoint taken after ``step`` optimizer steps."""
-    return f"step-{step}"
+class ModelConfig(Protocol):
+    """A model's config dataclass (``EgoM2PConfig``, ``TokenizerConfig``): what ``config.json`` holds."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def write_pretrained(directory: Path, state_dict: Mapping[str, torch.Tensor],
+                     config: ModelConfig | Mapping[str, Any]) -> None:
+    """The inference half of a step directory: ``model.safetensors`` + ``config.json`` (``config.to_dict()``),
+    each file written atomically and fsynced (:func:`egom2p.core.checkpoints.write_checkpoint_dir`)."""
+    write_checkpoint_dir(directory, state_dict, config if isinstance(config, Mapping) else config.to_dict())
 
 
 def _retire(path: Path) -> None:
@@ -89,7 +96,7 @@ class CheckpointManager:
                 found.append((int(m.group(1)), p))
         return sorted(found)
 
-    def save(self, step: int, model_state: dict[str, torch.Tensor], model_config: EgoM2PConfig,
+    def save(self, step: int, model_state: dict[str, torch.Tensor], model_config: ModelConfig | Mapping[str, Any],
              train_state: dict[str, Any]) -> Path:
         """Write the checkpoint of ``step`` atomically, keep the newest K, upload if asked; returns its path."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -98,25 +105,23 @@ class CheckpointManager:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            write_pretrained(tmp, model_state, model_config)
-            torch.save(train_state, tmp / STATE_NAME)
-            for name in CHECKPOINT_FILES:
-                _fsync(tmp / name)
-            _fsync(tmp)
+            write_pretrained(tmp, model_state, model_config)  # each file fsynced
+            write_atomic(tmp / STATE_NAME, lambda path: torch.save(train_state, path))
+            fsync_dir(tmp)
             if final.exists():  # the same step saved again (a rerun that ended where it resumed)
                 _retire(final)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync(self.dir)
+        fsync_dir(self.dir)
         for _, old in self.list()[:-self.keep_last_k]:
             _retire(old)
         if self.s3_save_dir:
             self.upload(final)
         return final
 
-    def save_async(self, step: int, model_state: dict[str, torch.Tensor], model_config: EgoM2PConfig,
+    def save_async(self, step: int, model_state: dict[str, torch.Tensor], model_config: ModelConfig | Mapping[str, Any],
                    train_state: dict[str, Any]) -> None:
         """``save`` in a background thread; returns at once, after waiting for the previous one (``wait``).
 

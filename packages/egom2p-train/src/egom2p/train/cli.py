@@ -29,11 +29,15 @@ examples:
   # several nodes (run on each node; docs/cluster.md has the SLURM script)
   torchrun --nnodes=64 --nproc_per_node=4 --rdzv_backend=c10d --rdzv_endpoint=$HEAD:29500 \\
       --rdzv_id=$JOB_ID -m egom2p.train --config configs/train/egom2p-b-released.yaml
+  # the camera tokenizer (recipe: tokenizer) on synthetic head motion, CPU; the released recipe on 4 GPUs
+  egom2p-train --config configs/tokenizers/cam-demo-cpu.yaml
+  torchrun --standalone --nproc_per_node=4 -m egom2p.train --config configs/tokenizers/cam-released.yaml
   # the loss, per-modality loss, LR, tokens/s and MFU curves of a run (needs egom2p-train[viz])
   egom2p-train plot runs/demo --out runs/demo/curves.png
 
 Re-running the same command resumes from the newest output_dir/checkpoints/step-N/
-(checkpoint.auto_resume=true); every step directory opens with EgoM2P.from_pretrained.
+(checkpoint.auto_resume=true); every step directory opens with EgoM2P.from_pretrained
+(VQVAE.from_pretrained for the tokenizer recipe).
 Relative paths in a config file resolve against its project root, on the command line against the
 working directory. Keys are listed in packages/egom2p-train/README.md.
 Exit codes: 0 done or stopped cleanly (SIGTERM: checkpoint written), 1 stopped after non-finite steps,
@@ -52,8 +56,8 @@ _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES}
 
 def build_parser() -> CliParser:
     """The trainer's command-line interface (frozen by a test)."""
-    parser = CliParser(prog=PROG, description="Train EgoM2P (single process or under torchrun); "
-                                              "'egom2p-train plot RUN_DIR' draws a run's curves.",
+    parser = CliParser(prog=PROG, description="Train EgoM2P or its camera / gaze tokenizers (single process or "
+                                              "under torchrun); 'egom2p-train plot RUN_DIR' draws a run's curves.",
                        epilog=EXAMPLES)
     parser.add_argument("--config", "-c", metavar="FILE",
                         help="training YAML (configs/train/*.yaml); without it, the dataclass defaults")

@@ -6,10 +6,13 @@ included, is reachable and none has a shadow elsewhere. Key names follow the ori
 where one exists (``blr``, ``total_tokens``, ``warmup_tokens``, ...). Everything is validated once
 at start-up, so a typo fails in the first second with the full dotted key and where it came from.
 
-Sections: ``model`` (a preset plus every ``EgoM2PConfig`` field), ``data`` (the data config of
+The top-level ``recipe`` picks what is trained (:mod:`egom2p.train.recipe`): ``egom2p`` (default) reads
+the sections ``model`` (a preset plus every ``EgoM2PConfig`` field) and ``data`` (the data config of
 :mod:`egom2p.data.config`: a data YAML path, which is included, or an inline mapping; token budgets
-live there and only there), ``loader``, ``optim``, ``schedule``, ``checkpoint``, ``metrics``, and the
-run keys at the top level.
+live there and only there); ``tokenizer`` reads ``tokenizer`` (a preset plus every ``TokenizerConfig``
+field) and ``tokenizer_data`` (the windows). A section or key of the other recipe is refused when set.
+Shared by both: ``loader``, ``optim``, ``schedule``, ``checkpoint``, ``metrics``, and the run keys at the
+top level.
 
 Relative paths follow :mod:`egom2p.core.paths`: a path written in a config file resolves against
 that file's project root, a path given on the command line against the working directory. They are
@@ -45,9 +48,20 @@ from egom2p.data.config import (
     load_data_config,
 )
 from egom2p.model import EgoM2PConfig, preset_config
+from egom2p.tokenizers.camera import BASES
+from egom2p.tokenizers.config import TokenizerConfig
+from egom2p.tokenizers.gaze import GAZE_FRAMES, GazeFrame
+from egom2p.tokenizers.presets import tokenizer_config
 
 DTYPES = ("bfloat16", "float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
+RECIPES = ("egom2p", "tokenizer")
+# The keys only one recipe reads (a section, or one key of a shared section): set under the other, refused.
+RECIPE_KEYS = {
+    "egom2p": ("model", "data", "loss_type", "loader.pack", "loader.pack_rows", "loader.pack_multiple",
+               "loader.num_workers"),
+    "tokenizer": ("tokenizer", "tokenizer_data"),
+}
 
 
 class ConfigError(ValueError):
@@ -76,6 +90,41 @@ def _model_section() -> type:
 
 
 ModelConfig = _model_section()
+
+
+def _tokenizer_section() -> type:
+    """``tokenizer``: a preset name (``egom2p.tokenizers.presets``) plus every ``TokenizerConfig`` field.
+
+    A field left unset (null) takes the preset's value; after loading, every field holds the value the run
+    uses (the resolved tree).
+    """
+    hints = typing.get_type_hints(TokenizerConfig)
+    fields: list[tuple[str, Any, Any]] = [("preset", str, field(default="cam-released"))]
+    fields += [(f.name, hints[f.name] | None, field(default=None)) for f in dataclasses.fields(TokenizerConfig)]
+    cls = dataclasses.make_dataclass("TokenizerSection", fields, namespace={"__doc__": _tokenizer_section.__doc__})
+    cls.__module__ = __name__
+    return cls
+
+
+TokenizerSection = _tokenizer_section()
+
+
+@dataclass
+class TokenizerDataConfig:
+    """The windows the tokenizer recipe trains and validates on (read by ``egom2p.train.recipes.window_sources``).
+
+    A source is a path or ``{synthetic: {windows: N, seed: S}}`` (``egom2p.tokenizers.synthetic``). A path
+    is a window array ``.npy`` ((N, 60, 4, 4) camera poses or (N, 60, 2) gaze pixels), a camera or gaze track
+    file (``.npz``, TUM / ``t x y`` text, or an ``.npy`` track with ``fps``), or a folder of track files;
+    tracks are resampled to 30 fps and cut into windows every ``stride`` frames.
+    """
+
+    train: list[str | dict[str, Any]] = field(default_factory=list)  # training sources (at least one)
+    val: list[str | dict[str, Any]] = field(default_factory=list)  # validation sources (none: no validation)
+    basis: str | None = None  # camera: the dataset basis (egom2p.tokenizers.camera.BASES); null: none
+    gaze_frame: str | dict[str, Any] | None = None  # gaze (required): a GAZE_FRAMES name or {orig_res, resize_res, crop}
+    stride: int = 10  # frames between the starts of windows cut from tracks
+    fps: float | None = None  # frame rate of .npy tracks, which carry no times
 
 
 @dataclass
@@ -152,6 +201,7 @@ class MetricsConfig:
 class TrainConfig:
     """Every knob of a training run. Defaults are the original trainer's code defaults."""
 
+    recipe: str = "egom2p"  # ours: what is trained: egom2p | tokenizer (egom2p.train.recipe)
     output_dir: str = ""  # run directory: checkpoints/step-N/, metrics.jsonl, config.yaml
     seed: int = 0  # weights from seed; data and RNG per rank from seed + rank
     dtype: str = "bfloat16"  # autocast dtype; parameters stay float32
@@ -171,14 +221,27 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # The tokenizer recipe's model and windows.
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)  # type: ignore[valid-type]
+    tokenizer_data: TokenizerDataConfig = field(default_factory=TokenizerDataConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain YAML-able data (what ``output_dir/config.yaml`` holds)."""
-        return dataclasses.asdict(self)
+        """The config as plain YAML-able data (what ``output_dir/config.yaml`` holds): the keys of its recipe."""
+        tree = dataclasses.asdict(self)
+        for other, keys in RECIPE_KEYS.items():
+            if other != self.recipe:
+                for key in keys:
+                    section, _, leaf = key.rpartition(".")
+                    (tree[section] if section else tree).pop(leaf, None)
+        return tree
 
     def model_config(self) -> EgoM2PConfig:
         """The architecture the ``model`` section describes."""
         return _model_config(self.model)
+
+    def tokenizer_config(self) -> TokenizerConfig:
+        """The tokenizer the ``tokenizer`` section describes."""
+        return _tokenizer_config(self.tokenizer)
 
     def data_config(self) -> DataConfig:
         """The validated data config of the ``data`` section."""
@@ -192,6 +255,8 @@ class TrainConfig:
 
 # Keys whose string values are filesystem paths, resolved when read (data paths: data's PATH_KEYS).
 _PATH_KEYS = ("output_dir", "model.modalities", "checkpoint.init_from")
+# Keys holding lists of sources whose path entries resolve like _PATH_KEYS.
+_SOURCE_KEYS = ("tokenizer_data.train", "tokenizer_data.val")
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -338,6 +403,8 @@ class _Builder:
             value = _coerce(key, raw, tp, where)
             if key in _PATH_KEYS and isinstance(value, str):
                 value = resolve_path(value, base)
+            if key in _SOURCE_KEYS:
+                value = [resolve_path(v, base) if isinstance(v, str) else v for v in value]
             node[part] = value
             self.sources[key] = where
 
@@ -462,6 +529,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         builder.set(key, value, f" (command-line override '{text}')", os.getcwd())
     cfg = _build(TrainConfig, builder.values)
     cfg.data = builder.data
+    _refuse_other_recipes(cfg.recipe, builder.sources)
     data_where = builder.data_where
     if builder.data_overrides:
         data_where += f" (after overrides of {', '.join(builder.data_overrides)})"
@@ -476,6 +544,18 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}': {message}", key)
+
+
+def _refuse_other_recipes(recipe: str, sources: Mapping[str, str]) -> None:
+    """A key set in the file or an override that only another recipe reads is an error naming it and its source."""
+    _require(recipe in RECIPES, "recipe", f"{recipe!r} is not one of {list(RECIPES)}")
+    for other, keys in RECIPE_KEYS.items():
+        if other == recipe:
+            continue
+        for key, where in sources.items():
+            if any(key == k or key.startswith(f"{k}.") for k in keys):
+                raise ConfigError(f"config key '{key}'{where} belongs to recipe '{other}', but this config has recipe "
+                                  f"'{recipe}': remove it, or set recipe: {other}", key)
 
 
 def _model_config(section: Any) -> EgoM2PConfig:
@@ -508,7 +588,9 @@ def _fill_model(section: Any) -> None:
 
 
 def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
-    """Reject impossible values with an error naming the dotted key; fill the model section's unset fields."""
+    """Reject impossible values with an error naming the dotted key; fill the model (or tokenizer) section's
+    unset fields."""
+    _require(cfg.recipe in RECIPES, "recipe", f"{cfg.recipe!r} is not one of {list(RECIPES)}")
     _require(cfg.dtype in DTYPES, "dtype", f"{cfg.dtype!r} is not one of {DTYPES}")
     _require(cfg.device in DEVICES, "device", f"{cfg.device!r} is not one of {DEVICES}")
     for key, enum in (("loss_type", LossType), ("model.attn_backend", AttnBackend)):
@@ -526,7 +608,6 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
                        ("metrics.val_every_steps", met.val_every_steps), ("schedule.epoch_size", sch.epoch_size),
                        ("schedule.global_batch_size", sch.global_batch_size), ("schedule.accum_iter", sch.accum_iter)):
         _require(value is None or value > 0, key, f"must be > 0 (or null), got {value}")
-    _require(sch.epoch_size is not None, "schedule.epoch_size", "must be set (samples per epoch over all GPUs)")
     _require(cfg.loader.num_workers >= 0, "loader.num_workers", f"must be >= 0, got {cfg.loader.num_workers}")
     _require(opt.blr > 0, "optim.blr", f"must be > 0, got {opt.blr}")
     _require(0 <= opt.min_blr <= opt.blr, "optim.min_blr", f"must be in [0, blr={opt.blr}], got {opt.min_blr}")
@@ -548,6 +629,10 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
     _require(bool(cfg.output_dir), "output_dir", "must be set")
     _require(ckpt.s3_save_dir is None or ckpt.s3_save_dir.startswith("s3://"), "checkpoint.s3_save_dir",
              f"must start with s3://, got {ckpt.s3_save_dir!r}")
+    if cfg.recipe == "tokenizer":
+        _validate_tokenizer(cfg)
+        return
+    _require(sch.epoch_size is not None, "schedule.epoch_size", "must be set (samples per epoch over all GPUs)")
     _require(cfg.data is not None, "data", "must be set (a data yaml, see configs/data/, or a mapping)")
     try:
         data_cfg = load_data_config(cfg.data, where=data_where or None)
@@ -555,6 +640,78 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
         raise ConfigError(str(err), "data") from None
     _fill_model(cfg.model)
     _check_budgets(data_cfg, cfg.model_config())
+
+
+def _tokenizer_config(section: Any) -> TokenizerConfig:
+    explicit = {k: v for k, v in dataclasses.asdict(section).items() if k != "preset" and v is not None}
+    try:
+        return tokenizer_config(section.preset, **explicit)
+    except ValueError as err:
+        message = str(err)
+        # TokenizerConfig names the field first ("TokenizerConfig.dim_tokens (...) must be ...").
+        name = message.removeprefix("TokenizerConfig.").split(" ", 1)[0]
+        key = ("tokenizer.preset" if message.startswith("unknown tokenizer preset")
+               else f"tokenizer.{name}" if name in _hints(TokenizerConfig) else "tokenizer")
+        raise ConfigError(f"config key '{key}': {message}", key) from None
+
+
+def _validate_tokenizer(cfg: TrainConfig) -> None:
+    """The tokenizer recipe's sections: the tokenizer (filled in from its preset) and the window sources."""
+    _require(not cfg.fsdp, "fsdp", "the tokenizer recipe trains with DDP (the model is small); set fsdp: false")
+    _require(not cfg.activation_checkpointing, "activation_checkpointing",
+             "not supported by the tokenizer recipe; set activation_checkpointing: false")
+    resolved = _tokenizer_config(cfg.tokenizer)
+    for name, value in resolved.to_dict().items():
+        setattr(cfg.tokenizer, name, value)
+    data = cfg.tokenizer_data
+    _require(bool(data.train), "tokenizer_data.train", "must list at least one source of training windows "
+             "(a window .npy, a track file or folder, or {synthetic: {windows: N, seed: S}})")
+    for split in ("train", "val"):
+        for index, source in enumerate(getattr(data, split)):
+            _check_source(f"tokenizer_data.{split}", index, source)
+    _require(data.stride > 0, "tokenizer_data.stride", f"must be > 0, got {data.stride}")
+    _require(data.fps is None or data.fps > 0, "tokenizer_data.fps", f"must be > 0 (or null), got {data.fps}")
+    if resolved.kind == "cam":
+        _require(data.basis is None or data.basis in BASES, "tokenizer_data.basis",
+                 f"{data.basis!r} is not one of {sorted(BASES)}")
+        _require(data.gaze_frame is None, "tokenizer_data.gaze_frame", "is for gaze tokenizers; this one is 'cam'")
+    else:
+        _require(data.basis is None, "tokenizer_data.basis", "is for camera tokenizers; this one is 'gaze'")
+        _require(data.gaze_frame is not None, "tokenizer_data.gaze_frame",
+                 f"must be set for a gaze tokenizer: one of {sorted(GAZE_FRAMES)} or {{orig_res, resize_res, crop}}")
+        gaze_frame_of(data)
+
+
+def _check_source(key: str, index: int, source: Any) -> None:
+    """A source is a path or ``{synthetic: {windows: N > 0, seed: S}}``, nothing else."""
+    if isinstance(source, str):
+        _require(bool(source), key, f"source {index} is an empty path")
+        return
+    expected = "a path or {synthetic: {windows: N, seed: S}}"
+    _require(isinstance(source, Mapping) and set(source) == {"synthetic"}, key,
+             f"source {index} must be {expected}, got {source!r}")
+    spec = source["synthetic"]
+    _require(isinstance(spec, Mapping) and set(spec) == {"windows", "seed"}, key,
+             f"source {index}: synthetic needs exactly the keys windows and seed, got {spec!r}")
+    for name, low in (("windows", 1), ("seed", 0)):
+        value = spec[name]
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= low, key,
+                 f"source {index}: synthetic.{name} must be an integer >= {low}, got {value!r}")
+
+
+def gaze_frame_of(data: TokenizerDataConfig) -> GazeFrame:
+    """The ``tokenizer_data.gaze_frame`` as a ``GazeFrame`` (a preset name or its three sizes)."""
+    frame = data.gaze_frame
+    if isinstance(frame, str):
+        _require(frame in GAZE_FRAMES, "tokenizer_data.gaze_frame", f"{frame!r} is not one of {sorted(GAZE_FRAMES)}")
+        return GAZE_FRAMES[frame]
+    fields = ("orig_res", "resize_res", "crop")
+    _require(isinstance(frame, Mapping) and set(frame) <= set(fields) and {"orig_res", "resize_res"} <= set(frame),
+             "tokenizer_data.gaze_frame", f"must be a preset name or {{orig_res, resize_res, crop}}, got {frame!r}")
+    try:
+        return GazeFrame(**frame)
+    except ValueError as err:
+        raise ConfigError(f"config key 'tokenizer_data.gaze_frame': {err}", "tokenizer_data.gaze_frame") from None
 
 
 def _check_budgets(data_cfg: DataConfig, model_cfg: EgoM2PConfig) -> None:

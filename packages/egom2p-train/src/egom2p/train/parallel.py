@@ -31,11 +31,13 @@ def apply_activation_checkpointing(model: nn.Module) -> int:
 
 
 def parallelize(model: nn.Module, info: DistInfo, *, fsdp: bool, compile: bool,
-                activation_checkpointing: bool) -> nn.Module:
+                activation_checkpointing: bool, broadcast_buffers: bool = True) -> nn.Module:
     """Return the module to train. Parameter names (and so checkpoints) are unchanged by every option.
 
     DDP is the default under a process group; ``fsdp`` shards each block and then the root with
     FSDP2 ``fully_shard`` (parameters become DTensors, the module object stays the same).
+    ``broadcast_buffers=False`` stops DDP from overwriting every rank's buffers with rank 0's before each
+    forward, for a model that keeps its buffers equal itself (a codebook that all-reduces its EMA update).
     """
     if activation_checkpointing:
         apply_activation_checkpointing(model)
@@ -53,5 +55,5 @@ def parallelize(model: nn.Module, info: DistInfo, *, fsdp: bool, compile: bool,
         fully_shard(model)
         return model
     device_ids = [info.device.index] if info.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=broadcast_buffers)
 

@@ -27,7 +27,8 @@ class Schedule:
     min_lr: float
     global_batch: int  # samples per optimizer step over all ranks (batch_size x accum_iter x world)
     accum_iter: int  # micro-batches per optimizer step on each rank
-    tokens_per_sample: int  # input + target budgets (padding included, as in the original)
+    tokens_per_sample: int  # the recipe's (egom2p: input + target budgets, padding included, as in the original)
+    epoch_size: int  # samples per nominal epoch over all ranks
     epochs: int
     steps_per_epoch: int
     warmup_steps: int
@@ -87,27 +88,30 @@ def resolve_accum_iter(cfg: TrainConfig, world_size: int) -> int:
     return accum
 
 
-def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int) -> Schedule:
+def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int,
+                    epoch_size: int | None = None) -> Schedule:
     """Apply the LR rule and turn tokens/epochs into step counts for a run on ``world_size`` ranks.
 
-    ``tokens_per_sample`` is the input + target budget (the data config's ``max_input_tokens +
-    max_target_tokens``). lr = blr x global batch / 256; epochs = ceil(total_tokens·1e9 /
-    (tokens_per_sample · epoch_size)); warmup = ceil(warmup_tokens·1e9 / (tokens_per_sample · global batch))
-    when given in tokens.
+    ``tokens_per_sample`` is the recipe's (``egom2p``: the input + target budget, the data config's
+    ``max_input_tokens + max_target_tokens``; ``tokenizer``: the tokens of one window). ``epoch_size`` is the
+    samples of an epoch when ``schedule.epoch_size`` is unset (the tokenizer recipe: its training windows).
+    lr = blr x global batch / 256; epochs = ceil(total_tokens·1e9 / (tokens_per_sample · epoch_size));
+    warmup = ceil(warmup_tokens·1e9 / (tokens_per_sample · global batch)) when given in tokens.
     """
     sch, opt = cfg.schedule, cfg.optim
     accum_iter = resolve_accum_iter(cfg, world_size)
     global_batch = cfg.loader.batch_size * accum_iter * world_size
-    if sch.epoch_size is None:
+    epoch_size = sch.epoch_size or epoch_size
+    if epoch_size is None:
         raise ConfigError("config key 'schedule.epoch_size': must be set (samples per epoch over all GPUs)",
                           "schedule.epoch_size")
-    steps_per_epoch = sch.epoch_size // global_batch
+    steps_per_epoch = epoch_size // global_batch
     if steps_per_epoch < 1:
         raise ConfigError(
-            f"config key 'schedule.epoch_size': {sch.epoch_size} samples is less than one global batch "
+            f"config key 'schedule.epoch_size': {epoch_size} samples is less than one global batch "
             f"({global_batch} = batch_size x accum_iter {accum_iter} x world size {world_size})", "schedule.epoch_size")
     if sch.total_tokens > 0:
-        epochs = math.ceil(sch.total_tokens * 1e9 / (tokens_per_sample * sch.epoch_size))
+        epochs = math.ceil(sch.total_tokens * 1e9 / (tokens_per_sample * epoch_size))
     else:
         epochs = sch.epochs
     total_steps = epochs * steps_per_epoch
@@ -122,21 +126,24 @@ def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int) -
                           f"the run ({total_steps} steps)", warmup_key)
     scale = global_batch / 256
     return Schedule(peak_lr=opt.blr * scale, min_lr=opt.min_blr * scale, global_batch=global_batch, accum_iter=accum_iter,
-                    tokens_per_sample=tokens_per_sample, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                    tokens_per_sample=tokens_per_sample, epoch_size=epoch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
                     warmup_steps=warmup_steps, total_steps=total_steps)
 
 
 def dry_run_report(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """The resolved run on ``world_size`` ranks as plain data (``egom2p-train --dry-run`` prints it as JSON).
 
-    Keys: world_size, global_batch_size, micro_batch, accum_iter, peak_lr, min_lr, warmup_steps,
-    total_steps, steps_per_epoch, epochs, tokens_per_sample, end_step (where ``schedule.max_steps`` stops it).
-    Raises ``ConfigError`` (naming the key) when the world size cannot run the recipe.
+    Keys: recipe, world_size, global_batch_size, micro_batch, accum_iter, peak_lr, min_lr, warmup_steps,
+    total_steps, epoch_size, steps_per_epoch, epochs, tokens_per_sample, end_step (where ``schedule.max_steps``
+    stops it).
+    Raises ``ConfigError`` (naming the key) when the world size cannot run the recipe. The tokenizer recipe
+    reads its training windows to count them (its epoch).
     """
-    data = cfg.data_config()
-    s = derive_schedule(cfg, world_size, data.max_input_tokens + data.max_target_tokens)
-    return {"world_size": world_size, "global_batch_size": s.global_batch, "micro_batch": cfg.loader.batch_size,
-            "accum_iter": s.accum_iter, "peak_lr": s.peak_lr, "min_lr": s.min_lr, "warmup_steps": s.warmup_steps,
-            "total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch, "epochs": s.epochs,
-            "tokens_per_sample": s.tokens_per_sample,
+    from egom2p.train.recipe import build_recipe
+
+    s = derive_schedule(cfg, world_size, *build_recipe(cfg).schedule_inputs())
+    return {"recipe": cfg.recipe, "world_size": world_size, "global_batch_size": s.global_batch,
+            "micro_batch": cfg.loader.batch_size, "accum_iter": s.accum_iter, "peak_lr": s.peak_lr, "min_lr": s.min_lr,
+            "warmup_steps": s.warmup_steps, "total_steps": s.total_steps, "epoch_size": s.epoch_size,
+            "steps_per_epoch": s.steps_per_epoch, "epochs": s.epochs, "tokens_per_sample": s.tokens_per_sample,
             "end_step": min(s.total_steps, cfg.schedule.max_steps or s.total_steps)}

@@ -1,8 +1,10 @@
 """The training loop: accumulation, clipping, skipping bad steps, checkpoints, validation, metrics.
 
-``Trainer`` takes ready-made pieces (model, loaders) so that it can be tested in-process with a tiny
-model and a fake loader; ``run_training`` builds those pieces from a ``TrainConfig`` (the console
-script's path).
+One loop for every recipe (:mod:`egom2p.train.recipe`): the recipe builds the model and the loaders,
+prepares each batch, computes the loss and what to log, and validates; the loop, DDP, checkpoints, exact
+resume, SIGTERM, the non-finite step guard and the metrics are the same for all. ``Trainer`` takes
+ready-made pieces (model, loaders, recipe) so that it can be tested in-process with a tiny model and a fake
+loader; ``run_training`` builds those pieces from a ``TrainConfig`` (the console script's path).
 """
 
 from __future__ import annotations
@@ -12,24 +14,23 @@ import json
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
+from egom2p.core.checkpoints import step_dir_name
 from egom2p.train import distributed as D
-from egom2p.train.checkpoint import CheckpointManager, detached, step_dir_name
+from egom2p.train.checkpoint import CheckpointManager, detached
 from egom2p.train.config import ConfigError, TrainConfig, save_resolved_config
 from egom2p.train.faults import BadStepGuard, NonFiniteStepError, StopRequest
 from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
 from egom2p.train.optim import build_optimizer
-from egom2p.train.packing import pack_micro_batch
 from egom2p.train.parallel import parallelize
-from egom2p.train.preflight import check_data_sources
+from egom2p.train.recipe import Recipe, TrainLoader, ValLoaders, autocast_context, build_recipe
+from egom2p.train.recipes.egom2p import EgoM2PRecipe
 from egom2p.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from egom2p.train.schedule import Schedule, derive_schedule
-from egom2p.train.throughput import BatchTokens, batch_flops, count_tokens
-from egom2p.train.validation import validate_datasets
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -38,50 +39,36 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-Batch = dict[str, dict[str, torch.Tensor]]
 _FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
-class TrainLoader(Protocol):
-    """What the trainer needs from ``egom2p.data.build_train_loader`` (docs/contracts.md)."""
-
-    stats: Mapping[str, Any]
-
-    def __iter__(self): ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-def move_batch(batch: Mapping[str, Mapping[str, Any]], device: torch.device) -> Batch:
-    """Tensors of the batch dict on ``device``; non-tensor entries are dropped."""
-    return {mod: {k: v.to(device, non_blocking=True) for k, v in d.items() if isinstance(v, torch.Tensor)}
-            for mod, d in batch.items()}
-
-
-def autocast_context(device: torch.device, dtype: str):
-    """bf16/fp16 autocast over fp32 weights; float32 runs without autocast."""
-    if dtype == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=getattr(torch, dtype))
+def _to_cpu(batch: Any) -> Any:
+    """A batch (tensors in nested dicts, or a tensor) on the CPU, for ``debug_batch.pt``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.cpu()
+    if isinstance(batch, Mapping):
+        return {k: _to_cpu(v) for k, v in batch.items()}
+    return batch
 
 
 class Trainer:
     """Runs optimizer steps from ``step`` to the end of the run on one rank.
 
-    ``budgets`` are the model's forward token budgets (input, target): the data config's
-    ``max_input_tokens`` / ``max_target_tokens``.
+    ``recipe`` says how to feed, score and validate ``model``; a tuple ``(input, target)`` stands for the
+    ``egom2p`` recipe with those forward token budgets (an ``EgoM2P`` built by the caller).
     """
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, train_loader: TrainLoader, info: D.DistInfo,
-                 budgets: tuple[int, int], val_loaders: Callable[[], Mapping[str, Iterable]] | None = None,
+                 recipe: Recipe | tuple[int, int], val_loaders: ValLoaders | None = None,
                  log: Callable[[str], None] = print):
         self.cfg, self.info, self.log = cfg, info, log
-        self.num_input_tokens, self.num_target_tokens = budgets
-        self.schedule: Schedule = derive_schedule(cfg, info.world_size, sum(budgets))
+        self.recipe: Recipe = EgoM2PRecipe(cfg, recipe) if isinstance(recipe, tuple) else recipe
+        self.schedule: Schedule = derive_schedule(cfg, info.world_size, *self.recipe.schedule_inputs())
         self.bare_model = model.to(info.device)
         self.num_params = sum(p.numel() for p in self.bare_model.parameters() if p.requires_grad)
         self.model = parallelize(self.bare_model, info, fsdp=cfg.fsdp, compile=cfg.compile,
-                                 activation_checkpointing=cfg.activation_checkpointing)
+                                 activation_checkpointing=cfg.activation_checkpointing,
+                                 broadcast_buffers=self.recipe.broadcast_buffers)
         opt = cfg.optim
         self.optimizer = build_optimizer(self.bare_model, self.schedule.peak_lr, opt.weight_decay, opt.opt_betas, opt.opt_eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.lr_lambda)
@@ -100,19 +87,18 @@ class Trainer:
         self.val_every = cfg.metrics.val_every_steps or cfg.metrics.eval_freq * spe
         self.val_failures = 0
         self._iter = None
-        self._bad_batches: list[Batch] = []
-        self._counts_flops = callable(getattr(self.bare_model, "flops_per_sample", None))
+        self._bad_batches: list[Any] = []
 
-    # ------------------------------------------------------------------ the recipe a checkpoint remembers
-    def recipe(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------ the settings a checkpoint remembers
+    def resume_settings(self) -> dict[str, Any]:
         """The settings a resume compares with the current config (plain types, stored in ``train_state.pt``)."""
         opt, s = self.cfg.optim, self.schedule
+        identity = {name: value for name, (_, value) in self.recipe.resume_identity(self.train_loader).items()}
         return {"seed": self.cfg.seed, "optim.blr": opt.blr, "optim.min_blr": opt.min_blr,
                 "optim.weight_decay": opt.weight_decay, "optim.opt_betas": list(opt.opt_betas),
                 "optim.opt_eps": opt.opt_eps, "optim.clip_grad": opt.clip_grad, "global_batch_size": s.global_batch,
                 "accum_iter": s.accum_iter, "peak_lr": s.peak_lr, "warmup_steps": s.warmup_steps,
-                "total_steps": s.total_steps, "world_size": self.info.world_size,
-                "datasets": sorted(getattr(getattr(self.train_loader, "config", None), "train", None) or {})}
+                "total_steps": s.total_steps, "world_size": self.info.world_size, **identity}
 
     def _apply_config_at(self, step: int) -> None:
         """Make the optimizer follow the current config from ``step`` on: hyperparameters and the LR schedule.
@@ -127,14 +113,14 @@ class Trainer:
 
     def _report_changes(self, saved: Mapping[str, Any], path: str) -> None:
         """Refuse what a resume cannot honour; log what changed (the new values are used)."""
-        now = self.recipe()
-        for key in ("seed", "datasets"):
-            if key in saved and saved[key] != now[key]:
+        now = self.resume_settings()
+        fixed = {"seed": "seed", **{name: key for name, (key, _) in self.recipe.resume_identity(self.train_loader).items()}}
+        for name, key in fixed.items():
+            if name in saved and saved[name] != now[name]:
                 raise ConfigError(
-                    f"config key '{key if key == 'seed' else 'data.train.datasets'}': {saved[key]} -> {now[key]} cannot "
-                    f"be honoured on resume from {path} (the data streams are seeded and positioned per dataset); "
-                    "start a new output_dir with checkpoint.init_from set to that checkpoint",
-                    "seed" if key == "seed" else "data")
+                    f"config key '{key}': {saved[name]} -> {now[name]} cannot be honoured on resume from {path} (the "
+                    "data streams are seeded and positioned by it); start a new output_dir with checkpoint.init_from "
+                    "set to that checkpoint", key)
         changes = [f"{k} {saved[k]} -> {now[k]}" for k in now
                    if k in saved and k not in ("world_size", "accum_iter") and saved[k] != now[k]]
         if changes:
@@ -157,7 +143,8 @@ class Trainer:
         path = None
         if self.info.is_main:
             state = {"step": self.step, "world_size": self.info.world_size, "optimizer": optim_sd,
-                     "guard": self.guard.state_dict(), "recipe": self.recipe(), "rng": rng, "data": data}
+                     "guard": self.guard.state_dict(), "recipe": self.resume_settings(), "rng": rng,
+                     "data": data}
             if background:
                 model_sd, state = detached((model_sd, state), self.bare_model, self.optimizer)
                 self.checkpoints.save_async(self.step, model_sd, self.bare_model.config, state)
@@ -207,19 +194,18 @@ class Trainer:
         theirs = {k: tuple(v.shape) for k, v in weights.items()}
         if ours == theirs:
             return None
-        return f"keys or shapes differ from the model section: {sorted(set(ours.items()) ^ set(theirs.items()))[:4]} ..."
+        return (f"keys or shapes differ from the {self.recipe.model_key} section: "
+                f"{sorted(set(ours.items()) ^ set(theirs.items()))[:4]} ...")
 
     def init_weights(self, source: str | Path) -> None:
-        """Collective: start from the weights of ``source`` (anything ``EgoM2P.from_pretrained`` opens).
+        """Collective: start from the weights of ``source`` (anything the recipe's ``load_pretrained`` opens).
 
         Rank 0 reads them and checks they fit this model; every rank receives them by broadcast.
         """
-        from egom2p.model import EgoM2P
-
         weights, problem = {}, None
         if self.info.is_main:
             try:
-                weights = EgoM2P.from_pretrained(source).state_dict()
+                weights = self.recipe.load_pretrained(source)
                 problem = self._fits(weights)
             except (FileNotFoundError, ValueError) as err:
                 problem = str(err)
@@ -237,26 +223,17 @@ class Trainer:
         if chosen is None:
             return None
         if problem is not None:
-            raise ConfigError(f"config key 'model': cannot resume from {chosen}: {problem}; resume with the model "
-                              "section it was written with, or start a new output_dir with checkpoint.init_from", "model")
+            key = self.recipe.model_key
+            raise ConfigError(f"config key '{key}': cannot resume from {chosen}: {problem}; resume with the {key} "
+                              "section it was written with, or start a new output_dir with checkpoint.init_from", key)
         model_sd, state = (found[1], found[2]) if found else ({}, {})
         self.load_checkpoint(model_sd, state, chosen)
         return Path(chosen)
 
     # ------------------------------------------------------------------ one step
-    def prepare_batch(self, raw: Mapping[str, Mapping[str, Any]]) -> tuple[Batch, BatchTokens]:
-        """Pack a loader batch on the CPU (``loader.pack``), count its tokens, move it to the device."""
-        loader = self.cfg.loader
-        batch = raw
-        if loader.pack:
-            batch = pack_micro_batch(self.bare_model, raw, (self.num_input_tokens, self.num_target_tokens),
-                                     loader.pack_rows, loader.pack_multiple)
-        return move_batch(batch, self.info.device), count_tokens(batch, (self.num_input_tokens, self.num_target_tokens))
-
-    def _forward(self, model: nn.Module, batch: Batch, check_vocab: bool):
+    def _forward(self, model: nn.Module, batch: Any, training: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with autocast_context(self.info.device, self.cfg.dtype):
-            return model(batch, num_encoder_tokens=self.num_input_tokens, num_decoder_tokens=self.num_target_tokens,
-                         loss_type=self.cfg.loss_type, check_vocab=check_vocab)
+            return self.recipe.forward(model, batch, training)
 
     def train_step(self, stop: StopRequest | None = None) -> dict[str, Any]:
         """One optimizer step over ``accum_iter`` micro-batches; skips the update if anything is non-finite.
@@ -268,30 +245,27 @@ class Trainer:
         if self._iter is None:
             self._iter = iter(self.train_loader)
         accum = self.schedule.accum_iter
-        losses, mod_sums, batches = [], {}, []
+        losses, sums, batches = [], {}, []
         flops_computed = flops_valid = 0.0
         valid_tokens = 0
         for micro in range(accum):
-            batch, tokens = self.prepare_batch(next(self._iter))
-            if self._counts_flops:
-                computed, valid = batch_flops(self.bare_model, tokens)
-                flops_computed, flops_valid = flops_computed + computed, flops_valid + valid
-            valid_tokens += tokens.valid
+            batch, work = self.recipe.prepare_batch(self.bare_model, next(self._iter), self.info.device)
+            flops_computed, flops_valid = flops_computed + work.flops_computed, flops_valid + work.flops_valid
+            valid_tokens += work.valid_tokens
             last = micro == accum - 1
             sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
-                out = self._forward(model, batch, check_vocab=False)  # the loader checked every token
-                (out.loss / accum).backward()
-            losses.append(out.loss.detach().float())
-            for name, value in out.mod_loss.items():
-                mod_sums[name] = mod_sums.get(name, 0.0) + value.detach().float() / accum
+                loss, named = self._forward(model, batch, training=True)
+                (loss / accum).backward()
+            losses.append(loss.detach().float())
+            for name, value in named.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float() / accum
             batches.append(batch)
-        names = sorted(mod_sums)
-        host = torch.stack(losses + [mod_sums[n] for n in names]).cpu().tolist()
+        names = sorted(sums)
+        host = torch.stack(losses + [sums[n] for n in names]).cpu().tolist()
         micro_losses = host[:accum]
         finite = [math.isfinite(v) for v in micro_losses]
-        self._bad_batches = [{k: {n: t.cpu() for n, t in v.items()} for k, v in b.items()}
-                             for b, ok in zip(batches, finite) if not ok]
+        self._bad_batches = [_to_cpu(b) for b, ok in zip(batches, finite) if not ok]
         clip = cfg.optim.clip_grad if cfg.optim.clip_grad is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
@@ -312,21 +286,20 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        return {"loss": sum(micro_losses) / accum, "mod_loss": dict(zip(names, host[accum:])), "grad_norm": grad_norm,
+        return {"loss": sum(micro_losses) / accum, "scalars": dict(zip(names, host[accum:])), "grad_norm": grad_norm,
                 "lr": lr, "skipped": skipped, "stop": bool(flags[1].item()), "flops_computed": flops_computed,
                 "flops_valid": flops_valid, "valid_tokens": valid_tokens}
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
-        """Validation losses per dataset (``egom2p.train.validation``); never raises for bad data or I/O.
+        """The recipe's validation metrics; never raises for bad data or I/O.
 
         A failure is logged, counted in ``val/failures`` and leaves training running.
         """
         if self.val_loaders is None:
             return {}
-        metrics, failed = validate_datasets(self.bare_model, self.val_loaders, self.prepare_batch,
-                                            lambda batch: self._forward(self.bare_model, batch, check_vocab=True),
-                                            step=self.step, log=self.log)
+        metrics, failed = self.recipe.validate(self.bare_model, self.val_loaders, self.info.device, step=self.step,
+                                               log=self.log)
         self.val_failures += failed
         if failed:
             metrics["val/failures"] = self.val_failures
@@ -406,9 +379,9 @@ class Trainer:
                 logger.close()
 
     def _log_metrics(self, logger: MetricsLogger, result: dict[str, Any], window: Window) -> dict[str, Any]:
-        names = sorted(result["mod_loss"])
+        names = sorted(result["scalars"])
         # Average the step's losses over ranks and add up the window's work (a collective every rank reaches).
-        t = torch.tensor([result["loss"]] + [result["mod_loss"][n] for n in names]
+        t = torch.tensor([result["loss"]] + [result["scalars"][n] for n in names]
                          + [window.flops_computed, window.flops_valid, window.valid_tokens], dtype=torch.float64)
         D.all_reduce(t)
         world = self.info.world_size
@@ -417,7 +390,7 @@ class Trainer:
         peak = peak_flops(self.info.device, self.cfg.dtype)
         budget_tok_s = window.steps * self.schedule.global_batch * self.schedule.tokens_per_sample / elapsed
         row: dict[str, Any] = {
-            "loss": float(losses[0]), **{f"{n}_loss": float(losses[1 + i]) for i, n in enumerate(names)},
+            "loss": float(losses[0]), **{n: float(losses[1 + i]) for i, n in enumerate(names)},
             "lr": result["lr"], "grad_norm": result["grad_norm"],
             "total_tokens_seen_b": self.schedule.tokens_seen(self.step) / 1e9,
             "tokens_per_s_per_device": budget_tok_s / world, "valid_tok_s": valid_tokens / elapsed / world,
@@ -453,11 +426,13 @@ class Window:
 
 
 def check_replicas_identical(model: nn.Module) -> None:
-    """Collective: raise if the data-parallel ranks hold different weights (DDP must keep them equal).
+    """Collective: raise if the data-parallel ranks hold different weights or buffers (DDP must keep them equal).
 
-    Compares a float64 checksum per parameter across ranks; sharded (FSDP) parameters are skipped.
+    Compares a float64 checksum per parameter and buffer (a codebook's EMA state included) across ranks;
+    sharded (FSDP) tensors are skipped.
     """
-    local = torch.stack([p.detach().double().sum() for p in model.parameters() if not hasattr(p, "full_tensor")])
+    tensors = [*model.parameters(), *model.buffers()]
+    local = torch.stack([t.detach().double().sum() for t in tensors if not hasattr(t, "full_tensor")])
     mine = local.cpu().tolist()
     everyone = D.gather_objects(mine)
     if any(other != mine for other in everyone):
@@ -478,34 +453,29 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[s
         D.shutdown_distributed()
 
 
+def build_trainer(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None] = print) -> Trainer:
+    """The config's recipe, its model (the same initial weights on every rank), loaders and the ``Trainer``."""
+    recipe = build_recipe(cfg)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = recipe.build_model()
+    seed_everything(cfg.seed + info.rank)  # distinct masking/augment draws per rank
+    loader = recipe.build_train_loader(info)
+    return Trainer(cfg, model, loader, info, recipe, recipe.build_val_loaders(info), log=log)
+
+
 def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> dict[str, Any]:
     """``run_training`` inside the process group: build, resume or initialise, then fit or evaluate."""
-    from egom2p.data import build_train_loader, build_val_loaders
-    from egom2p.model import EgoM2P
-
-    model_cfg, data_cfg = cfg.model_config(), cfg.data_config()
     main_log = log if info.is_main else (lambda _msg: None)
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = EgoM2P(model_cfg)
-    seed_everything(cfg.seed + info.rank)  # distinct masking/augment draws per rank
-    specs, batch_size = model_cfg.modalities, cfg.loader.batch_size
-    loader = build_train_loader(data_cfg, specs, batch_size=batch_size, rank=info.rank,
-                                world_size=info.world_size, num_workers=cfg.loader.num_workers, seed=cfg.seed)
-
-    def val_loaders() -> Mapping[str, Iterable]:
-        return build_val_loaders(data_cfg, specs, batch_size=max(1, int(1.5 * batch_size)), rank=info.rank,
-                                 world_size=info.world_size, seed=cfg.seed)
-
-    budgets = (data_cfg.max_input_tokens, data_cfg.max_target_tokens)
-    trainer = Trainer(cfg, model, loader, info, budgets, val_loaders, log=main_log)
-    main_log(f"egom2p-train: model {cfg.model.preset} ({trainer.num_params / 1e6:.2f}M parameters), "
+    trainer = build_trainer(cfg, info, main_log)
+    recipe = trainer.recipe
+    main_log(f"egom2p-train: {recipe.describe()} ({trainer.num_params / 1e6:.2f}M parameters), "
              f"world size {info.world_size}, device {info.device}, dtype {cfg.dtype}, output {cfg.output_dir}")
     main_log(f"schedule: {trainer.schedule.describe()}, running to step {trainer.end_step}")
-    # Rank 0 checks that every dataset's shards are there; every rank raises the same one-line error.
+    # Rank 0 checks that the data sources are there; every rank raises the same one-line error.
     problem = None
     if info.is_main:
         try:
-            check_data_sources(data_cfg.train, data_cfg.val)
+            recipe.check_sources()
         except ConfigError as err:
             problem = (str(err), err.key)
     problem = D.broadcast_object(problem)
@@ -522,7 +492,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> di
             raise ConfigError(f"config key 'eval_only': no weights to evaluate: {trainer.checkpoints.dir} holds no "
                               "checkpoint and checkpoint.init_from is not set", "eval_only")
         metrics = trainer.validate()
-        main_log(json.dumps({"step": trainer.step, **metrics}) if metrics else "eval_only: the data config has no val datasets")
+        main_log(json.dumps({"step": trainer.step, **metrics}) if metrics else "eval_only: the config has no validation data")
         return metrics
     if info.is_main:
         save_resolved_config(cfg, cfg.output_dir)

@@ -2,7 +2,8 @@
 
 Per dataset: ``loss`` is the mean of the batches' losses; ``<modality>_loss`` is the mean of that
 modality's batch losses over *all* batches, a batch without targets of the modality counting 0 (the
-original's metric logger), for every modality that occurs in the dataset. Sums are added over ranks,
+original's metric logger), for every modality that occurs in the dataset. (Any named loss of a recipe is
+averaged the same way.) Sums are added over ranks,
 so every rank's batches count once.
 
 A failure (unreadable shard past the bad-data limit, S3 outage past its retry budget, a bad batch) is
@@ -13,7 +14,7 @@ counted. Training goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,15 +26,15 @@ __all__ = ["validate_datasets"]
 
 @torch.no_grad()
 def validate_datasets(model: nn.Module, build_loaders: Callable[[], Mapping[str, Iterable]],
-                      prepare: Callable[[Any], tuple[Any, Any]], forward: Callable[[Any], Any], step: int,
-                      log: Callable[[str], None]) -> tuple[dict[str, float], int]:
+                      prepare: Callable[[Any], Any], forward: Callable[[Any], tuple[torch.Tensor, Mapping[str, Any]]],
+                      names: Sequence[str], step: int, log: Callable[[str], None]) -> tuple[dict[str, float], int]:
     """Collective: ``(metrics, failures)`` over the validation datasets that ``build_loaders()`` returns.
 
-    ``prepare(raw) -> (device batch, token counts)`` and ``forward(batch) -> output with .loss / .mod_loss``
-    are the trainer's; ``metrics`` holds ``val/<dataset>/loss`` and ``val/<dataset>/<modality>_loss``;
-    ``failures`` counts the datasets (or the loader set-up) that failed on any rank.
+    ``prepare(raw) -> device batch`` and ``forward(batch) -> (loss, named losses)`` are the recipe's (the
+    ``egom2p`` recipe names its losses ``<modality>_loss``); ``names`` are every named loss that may occur.
+    ``metrics`` holds ``val/<dataset>/loss`` and ``val/<dataset>/<name>``; ``failures`` counts the datasets
+    (or the loader set-up) that failed on any rank.
     """
-    names = sorted(getattr(model, "modalities", {}))
     was_training = model.training
     model.eval()
     try:
@@ -52,13 +53,12 @@ def validate_datasets(model: nn.Module, build_loaders: Callable[[], Mapping[str,
             sums = torch.zeros(3 + 2 * len(names), dtype=torch.float64)
             try:
                 for raw in loader:
-                    batch, _ = prepare(raw)
-                    out = forward(batch)
-                    sums[1] += float(out.loss)
+                    loss, named = forward(prepare(raw))
+                    sums[1] += float(loss)
                     sums[2] += 1
                     for i, name in enumerate(names):
-                        if name in out.mod_loss:
-                            sums[3 + 2 * i] += float(out.mod_loss[name])
+                        if name in named:
+                            sums[3 + 2 * i] += float(named[name])
                             sums[4 + 2 * i] += 1
             except Exception as err:
                 sums[0] = 1
@@ -73,7 +73,7 @@ def validate_datasets(model: nn.Module, build_loaders: Callable[[], Mapping[str,
             metrics[f"val/{dataset}/loss"] = float(sums[1]) / batches
             for i, name in enumerate(names):
                 if sums[4 + 2 * i] > 0:
-                    metrics[f"val/{dataset}/{name}_loss"] = float(sums[3 + 2 * i]) / batches
+                    metrics[f"val/{dataset}/{name}"] = float(sums[3 + 2 * i]) / batches
         return metrics, failures
     finally:
         model.train(was_training)
