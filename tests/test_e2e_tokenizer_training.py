@@ -25,7 +25,7 @@ def train_demo(kind: str, out) -> list[dict]:
     cmd = [str(BIN / "egom2p-train"), "--config", str(ROOT / f"configs/tokenizers/{kind}-demo-cpu.yaml"),
            f"output_dir={out}"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "2"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     return read_metrics(out)
 
