@@ -25,6 +25,7 @@ from egom2p.tokenizers.tracks import (
     TRACK_SUFFIXES,
     CameraTrack,
     GazeTrack,
+    load_npy,
     read_camera_track,
     read_gaze_track,
     write_camera_track_tum,
@@ -62,10 +63,7 @@ def read_npy(path: str | os.PathLike, what: str = "array file") -> np.ndarray:
     file = _existing(path, what)
     if file.suffix.lower() != ".npy":
         raise ValueError(f"{file}: expected a .npy {what}, got {file.suffix or 'no suffix'!r}")
-    try:
-        return np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{file}: not a readable .npy array ({' '.join(str(error).split())})") from None
+    return load_npy(file)
 
 
 def read_token_file(path: str | os.PathLike) -> np.ndarray:

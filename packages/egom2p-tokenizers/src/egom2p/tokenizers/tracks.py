@@ -174,7 +174,8 @@ def _frame_times(count: int, fps: Any, source: str) -> np.ndarray:
     return np.arange(count, dtype=np.float64) / rate
 
 
-def _load_npy(file: Path) -> np.ndarray:
+def load_npy(file: Path) -> np.ndarray:
+    """The array of an ``.npy`` file, never unpickled; a one-line ValueError names an unreadable file."""
     try:
         return np.load(file, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
@@ -235,7 +236,7 @@ def read_camera_track(path: str | os.PathLike, fps: float | None = None) -> Came
     file = _existing_file(path, "camera track")
     suffix = file.suffix.lower()
     if suffix == ".npy":
-        poses = _load_npy(file)
+        poses = load_npy(file)
         if poses.ndim != 3 or poses.shape[1:] != (4, 4):
             raise ValueError(f"{file}: expected camera poses of shape (N, 4, 4), got {poses.shape}")
         times = _frame_times(len(poses), fps, str(file))
@@ -255,7 +256,7 @@ def read_gaze_track(path: str | os.PathLike, fps: float | None = None) -> GazeTr
     file = _existing_file(path, "gaze track")
     suffix = file.suffix.lower()
     if suffix == ".npy":
-        pixels = _load_npy(file)
+        pixels = load_npy(file)
         times = _frame_times(len(pixels), fps, str(file)) if pixels.ndim == 2 and pixels.shape[1] == 2 else None
     elif suffix == ".npz":
         pixels, times = _load_npz(file, "gaze", "gaze pixels (N, 2)")
