@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))  # the tests import the scenario table and the helpers
 
 
@@ -29,4 +31,18 @@ def checkpoint(tmp_path_factory) -> Path:
     cfg = EgoM2PConfig(dim=48, encoder_depth=1, decoder_depth=1, num_heads=4, mlp_ratio=4.0,
                        modalities=str(TINY_MODALITIES), attn_backend="sdpa")
     EgoM2P(cfg).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def data_config(shards, tmp_path) -> Path:
+    """configs/data/demo.yaml pointing at the session's shards."""
+    demo = yaml.safe_load((REPO / "configs/data/demo.yaml").read_text())
+    for split in ("train", "val"):
+        for name, entry in demo[split]["datasets"].items():
+            entry["data_path"] = shards[f"{split}/{name}"]
+            if "alphas_config" in entry:
+                entry["alphas_config"] = str(REPO / entry["alphas_config"])
+    path = tmp_path / "data.yaml"
+    path.write_text(yaml.safe_dump(demo))
     return path

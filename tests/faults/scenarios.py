@@ -1,12 +1,15 @@
 """The fault-injection scenarios, declared once: the suite runs each, and docs/reliability.md shows this table.
 
-``python tests/faults/scenarios.py`` rewrites the table in docs/reliability.md (between its markers);
+The base scenarios are listed here; each ``scenarios_<group>.py`` beside this file adds its group's list as
+``SCENARIOS`` (one file per group, so each class of faults is declared next to its kind). ``python
+tests/faults/scenarios.py`` rewrites the table in docs/reliability.md (between its markers);
 ``test_reliability_doc_matches_the_scenarios`` fails when the two drift apart. A scenario whose intended
 outcome does not hold yet names, in ``open_in``, the file that must change (its test is a strict xfail).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +86,18 @@ SCENARIOS = [
     Scenario("kill-9-resume", "egom2p-train", "kill -9 after a checkpoint, then the same command",
              "resumes from the newest step directory and finishes; no step lost or repeated"),
 ]
+
+
+def _group_scenarios() -> list[Scenario]:
+    """The lists of every ``scenarios_<group>.py`` beside this file, in file-name order."""
+    found: list[Scenario] = []
+    for path in sorted(Path(__file__).parent.glob("scenarios_*.py")):
+        found.extend(importlib.import_module(path.stem).SCENARIOS)
+    return found
+
+
+sys.path.insert(0, str(Path(__file__).parent))  # the group files import Scenario from here
+SCENARIOS = SCENARIOS + _group_scenarios()
 
 
 def render_table() -> str:

@@ -6,6 +6,7 @@ survived and reported), never a traceback for a user's mistake, never silently w
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from egom2p.core.shards import expand_folders, expand_shard_pattern
 from helpers import (
+    BY_ID,
     ENV,
     ROOT,
+    TESTED,
+    TINY,
     TINY_MODALITIES,
     assert_user_error,
     cli,
@@ -30,31 +33,11 @@ from helpers import (
     members,
     out_of_vocab_tokens,
     replace_member,
+    scenario,
+    train,
     zlib_bomb,
 )
 from scenarios import DOC, SCENARIOS, render_table, table_in_doc
-
-BY_ID = {s.id: s for s in SCENARIOS}
-TESTED: set[str] = set()
-
-TINY = ["model.preset=egom2p-tiny", f"model.modalities={TINY_MODALITIES}", "model.dim=48", "model.encoder_depth=1",
-        "model.decoder_depth=1", "model.num_heads=4", "model.attn_backend=sdpa", "dtype=float32", "device=cpu",
-        "loader.num_workers=0", "loader.batch_size=4", "data.train.num_input_tokens=24",
-        "data.train.num_target_tokens=24", "schedule.epoch_size=32", "schedule.epochs=2", "schedule.warmup_epochs=1",
-        "metrics.log_every_steps=1", "checkpoint.every_steps=2", "metrics.val_every_steps=1000",
-        "metrics.log_wandb=false"]
-
-
-def scenario(scenario_id: str):
-    """Mark a test as the one of ``scenario_id``; a scenario still open is a strict xfail naming the file to fix."""
-    TESTED.add(scenario_id)
-    s = BY_ID[scenario_id]
-
-    def mark(test):
-        if s.open_in:
-            test = pytest.mark.xfail(strict=True, reason=f"open: fix in {s.open_in}")(test)
-        return test
-    return mark
 
 
 def copy_shards(pattern: str, dest: Path) -> str:
@@ -79,32 +62,15 @@ def val(shards, tmp_path) -> str:
     return copy_shards(shards["val/synth_full"], tmp_path / "val")
 
 
-@pytest.fixture
-def data_config(shards, tmp_path) -> Path:
-    """configs/data/demo.yaml pointing at the session's shards."""
-    demo = yaml.safe_load((ROOT / "configs/data/demo.yaml").read_text())
-    for split in ("train", "val"):
-        for name, entry in demo[split]["datasets"].items():
-            entry["data_path"] = shards[f"{split}/{name}"]
-            if "alphas_config" in entry:
-                entry["alphas_config"] = str(ROOT / entry["alphas_config"])
-    path = tmp_path / "data.yaml"
-    path.write_text(yaml.safe_dump(demo))
-    return path
-
-
-def train(tmp_path: Path, data_config: Path, *overrides: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return cli("egom2p-train", f"data={data_config}", *TINY, f"output_dir={tmp_path / 'run'}", *overrides,
-               timeout=timeout)
-
-
 def validate(pattern: str, *extra: object) -> subprocess.CompletedProcess:
     return cli("egom2p-data", "validate", "--data", pattern, "--modalities", TINY_MODALITIES, *extra)
 
 
 # ----------------------------------------------------------------------------------------------- the table itself
 def test_every_scenario_has_a_test_and_the_doc_shows_the_table():
-    assert TESTED == set(BY_ID), f"scenarios without a test: {set(BY_ID) - TESTED}"
+    for module in sorted(Path(__file__).parent.glob("test_*.py")):  # each registers its scenarios when imported
+        importlib.import_module(module.stem)
+    assert TESTED == set(BY_ID), f"scenarios without a test: {set(BY_ID) - TESTED}"  # every test module collected
     assert len(BY_ID) == len(SCENARIOS)
     assert table_in_doc(DOC.read_text()) == render_table(), "run: python tests/faults/scenarios.py"
 
