@@ -85,11 +85,13 @@ def _measure(args: argparse.Namespace) -> list[dict]:
                 "windows_per_s": round(batch / seconds, 1)}
 
     model.eval()
-    check = _check_against_float64(model, x) if dtype == torch.float32 else "not checked (bf16)"
-    with torch.inference_mode(), autocast():
+    check = _check_against_float64(model, x) if dtype == torch.float32 else _agreement_with_float32(model, x, dtype)
+    model.set_compute_dtype(dtype)  # what `egom2p-tokenize --dtype` and `from_pretrained(compute_dtype=)` do
+    with torch.inference_mode():
         tokens = model.tokenize(x)
         rows.append(row("encode", args.batch_size, _best(lambda: model.tokenize(x), args.repeats, sync)))
         rows.append(row("decode", args.batch_size, _best(lambda: model.decode_tokens(tokens), args.repeats, sync)))
+    model.set_compute_dtype(None)  # training: the trainer's autocast (config `dtype`), as below
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, betas=(0.9, 0.99))
     xt = x[: args.train_batch_size]
@@ -131,6 +133,23 @@ def _check_against_float64(model, x) -> str:
     if gap > 1e-5 or error > 1e-4:
         return f"FAILED: a token is {gap:.2e} (cosine) from the nearest code, reconstruction differs by {error:.2e}"
     return "ok"
+
+
+def _agreement_with_float32(model, x, dtype) -> str:
+    """How far the reduced-precision path is from float32 on the same weights: the share of equal tokens (a flip
+    is a near-tie) and the largest reconstruction difference of the same tokens relative to its range."""
+    import torch
+
+    with torch.inference_mode():
+        tokens32 = model.tokenize(x)
+        recon32 = model.decode_tokens(tokens32)
+        model.set_compute_dtype(dtype)
+        tokens = model.tokenize(x)
+        recon = model.decode_tokens(tokens32)
+        model.set_compute_dtype(None)
+    equal = (tokens == tokens32).double().mean().item()
+    relative = ((recon - recon32).abs().max() / recon32.abs().max()).item()
+    return f"tokens equal to float32: {100 * equal:.2f}%; reconstruction within {relative:.1e} of its range"
 
 
 def main() -> None:
