@@ -1,10 +1,9 @@
 """The tokenizer demos learn: egom2p-train on synthetic signals -> VQVAE.from_pretrained -> held-out windows decode.
 
 Each demo config (configs/tokenizers/*-demo-cpu.yaml) runs as a user runs it, to its default end; the run
-directory then opens as a tokenizer and reconstructs windows of a synthetic recording it never saw (seed 1234):
-the gaze's median error over the valid frames is under 2% of the crop (measured 1.7%); the camera's median
-SE(3)-aligned ATE is 2.1% of each window's path length, checked at 2.5% (the issue's target, 2%, is not reached
-yet by a 5-minute CPU run).
+directory then opens as a tokenizer and reconstructs 2,048 windows of 32 synthetic recordings it never saw: the
+camera's median SE(3)-aligned ATE is at most 2% of each window's path length (measured 1.8%), the gaze's median
+error over the valid frames under 2% of the crop (measured GAZE%).
 """
 
 from __future__ import annotations
@@ -19,8 +18,10 @@ from e2e_helpers import BIN, ROOT, read_metrics
 
 pytestmark = pytest.mark.xdist_group("tokenizer-demo")  # beside the EgoM2P demo, not after it
 
-HELD_OUT_SEED, HELD_OUT_WINDOWS = 1234, 256
-MAX_ATE_OVER_PATH = 0.025  # camera: median over windows of SE(3)-aligned ATE / path length
+# Held out: 32 unseen synthetic recordings of 64 windows each (2,048 windows). One recording alone is a noisy
+# measure: its mix of walking, turning and standing moves its median by a factor of two.
+HELD_OUT_SEEDS, WINDOWS_PER_RECORDING = range(2000, 2032), 64
+MAX_ATE_OVER_PATH = 0.02  # camera: median over windows of SE(3)-aligned ATE / path length
 MAX_GAZE_ERROR = 0.02  # gaze: median over the valid frames, in crop widths
 
 
@@ -43,7 +44,7 @@ def test_the_camera_demo_learns_to_reconstruct_unseen_trajectories(tmp_path):
     val = [row for row in rows if "val/cam/ate_se3_m" in row]
     assert val and val[-1]["val/cam/ate_se3_m"] < val[0]["val/cam/ate_se3_m"]
     model = VQVAE.from_pretrained(tmp_path)  # the run directory: its newest step, the end of the run
-    windows = synthetic_camera_windows(HELD_OUT_WINDOWS, HELD_OUT_SEED)
+    windows = np.concatenate([synthetic_camera_windows(WINDOWS_PER_RECORDING, seed) for seed in HELD_OUT_SEEDS])
     truth = canonicalize(windows)
     decoded = model.decode_poses(model.encode_poses(windows))
     path_length = np.linalg.norm(np.diff(truth[:, :, :3, 3], axis=1), axis=-1).sum(axis=-1)
@@ -64,7 +65,7 @@ def test_the_gaze_demo_learns_to_reconstruct_unseen_gaze(tmp_path):
     assert val and val[-1]["val/gaze/gaze_error_crop_px"] < val[0]["val/gaze/gaze_error_crop_px"]
     frame = GAZE_FRAMES["holoassist"]  # the demo's frame: a 480 x 480 crop of 896 x 504
     model = VQVAE.from_pretrained(tmp_path)
-    pixels = synthetic_gaze_windows(HELD_OUT_WINDOWS, HELD_OUT_SEED, frame)
+    pixels = np.concatenate([synthetic_gaze_windows(WINDOWS_PER_RECORDING, seed, frame) for seed in HELD_OUT_SEEDS])
     decoded = model.decode_gaze(model.encode_gaze(pixels, frame), frame)
     truth_units, decoded_units = pixels_to_crop_units(pixels, frame), pixels_to_crop_units(decoded, frame)
     valid = valid_gaze(truth_units)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from egom2p.core.shards import encode_tokens, write_tar
+from egom2p.core.shards import encode_tokens, expand_folders, expand_shard_pattern, write_tar
 from scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +41,23 @@ def train(tmp_path: Path, data_config: Path, *overrides: str, timeout: float = 2
                timeout=timeout)
 
 
+def train_here(capsys, *args: object) -> subprocess.CompletedProcess:
+    """``egom2p-train ARGS`` through its ``main`` in this process, on one torch thread like the subprocess runs
+    (``OMP_NUM_THREADS=1``), returned as :func:`cli` returns a run (no interpreter start-up per run)."""
+    import torch
+    from egom2p.train.cli import main
+
+    capsys.readouterr()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["egom2p-train", *map(str, args)], code, out.out, out.err)
+
+
 def assert_user_error(proc: subprocess.CompletedProcess, *names: object, code: int = 2) -> None:
     """The outcome for a user's mistake: exit ``code``, no traceback, and one ``PROG: error:`` line naming each of
     ``names`` (a file, key or value)."""
@@ -49,6 +67,22 @@ def assert_user_error(proc: subprocess.CompletedProcess, *names: object, code: i
     assert "Traceback" not in proc.stderr and len(errors) == 1, detail
     for name in names:
         assert str(name) in errors[0], f"{name!r} not named in: {errors[0]}"
+
+
+def copy_shards(pattern: str, dest: Path) -> str:
+    """Copy the shards of ``pattern`` (all its folders) under ``dest``; the pattern of the copies."""
+    common = Path(os.path.commonpath(list(expand_folders(pattern).values())))
+    for url in expand_folders(pattern).values():
+        for shard in expand_shard_pattern(url):
+            target = dest / Path(shard).relative_to(common)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shard, target)
+    return str(dest / Path(pattern).relative_to(common))
+
+
+def folder_shard(pattern: str, folder: str, index: int = 0) -> Path:
+    """Shard ``index`` of one modality folder of ``pattern``."""
+    return Path(expand_shard_pattern(expand_folders(pattern)[folder])[index])
 
 
 def members(shard: Path) -> list[tuple[str, bytes]]:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from egom2p.core.shards import expand_folders, expand_shard_pattern
 from helpers import (
     BY_ID,
     ENV,
@@ -29,7 +28,9 @@ from helpers import (
     assert_user_error,
     cli,
     code_pickle,
+    copy_shards,
     float_tokens,
+    folder_shard,
     members,
     out_of_vocab_tokens,
     replace_member,
@@ -38,22 +39,6 @@ from helpers import (
     zlib_bomb,
 )
 from scenarios import DOC, SCENARIOS, render_table, table_in_doc
-
-
-def copy_shards(pattern: str, dest: Path) -> str:
-    """Copy the shards of ``pattern`` (all its folders) under ``dest``; the pattern of the copies."""
-    common = Path(os.path.commonpath(list(expand_folders(pattern).values())))
-    for url in expand_folders(pattern).values():
-        for shard in expand_shard_pattern(url):
-            target = dest / Path(shard).relative_to(common)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(shard, target)
-    return str(dest / Path(pattern).relative_to(common))
-
-
-def folder_shard(pattern: str, folder: str, index: int = 0) -> Path:
-    """Shard ``index`` of one modality folder of ``pattern``."""
-    return Path(expand_shard_pattern(expand_folders(pattern)[folder])[index])
 
 
 @pytest.fixture
@@ -259,7 +244,7 @@ def test_ckpt_wrong_shapes(tmp_path, checkpoint):
     config["dim"] = 72  # a valid model, but not the one these weights belong to
     (bad / "config.json").write_text(json.dumps(config))
     proc = cli("egom2p-generate", "--checkpoint", bad, "--target", "tok_cam", "--out", tmp_path / "cam.npy")
-    assert_user_error(proc, bad)
+    assert_user_error(proc, bad, "the config makes", "has shape")
     assert not (tmp_path / "cam.npy").exists()
 
 

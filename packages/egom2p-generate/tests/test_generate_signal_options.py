@@ -63,7 +63,7 @@ def test_without_the_extra_a_tokenizer_is_the_install_hint(checkpoint, inputs, w
         # without --tokenizer nothing needs the extra: tokens as before
         assert _run(main, argv, capsys)[0] == 0
     assert not (inputs / "o_tok_cam_poses.npy").exists() and (inputs / "o.npz").is_file()
-    assert sorted(p.name for p in (inputs / "preds").iterdir()) == ["cam"]  # no signal folder
+    assert sorted(p.name for p in (inputs / "preds").iterdir()) == ["cam", "egom2p-batch-rgb2cam.json"]  # no signal folder
 
 
 @pytest.mark.parametrize("extra, expected", [

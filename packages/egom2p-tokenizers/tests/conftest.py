@@ -14,6 +14,12 @@ from egom2p.tokenizers.vqvae import VQVAE
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tests share two cores (pytest -n 2): one torch thread each, or the two workers' thread pools thrash."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tokenizers_tiny() -> dict[str, Any]:
     """``tokenizers_tiny.pt``: the original VQ-VAE's weights, inputs and outputs (parity/TOKENIZERS.md).

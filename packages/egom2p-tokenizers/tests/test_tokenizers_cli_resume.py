@@ -120,6 +120,35 @@ def test_another_run_is_refused_unless_overwrite(capsys, tmp_path, setup, clean)
     assert "encoded 5 windows from 1 recording; skipped none" in result.out
 
 
+def test_a_killed_overwrite_keeps_the_old_shards_and_resumes_aside(capsys, tmp_path, monkeypatch, setup, clean):
+    assert _encode(capsys, setup, tmp_path, "--stride", 30).code == 0  # another run's dataset, to be replaced
+    folder = tmp_path / "cam/ds"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    calls = []
+    encode = WindowCodec.encode
+
+    def killed_on_the_second_shard(self, windows):
+        calls.append(len(windows))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return encode(self, windows)
+
+    monkeypatch.setattr(WindowCodec, "encode", killed_on_the_second_shard)
+    assert _encode(capsys, setup, tmp_path, "--overwrite").code == 130
+    monkeypatch.setattr(WindowCodec, "encode", encode)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the old dataset, whole
+    staged = tmp_path / "cam/.ds.egom2p-new"
+    assert sorted(p.name for p in staged.iterdir()) == [MANIFEST_NAME, SHARDS[0]]
+    # Without --overwrite the old dataset is still another run's: refused, the staged run kept for later.
+    assert _encode(capsys, setup, tmp_path).code == 2 and staged.is_dir()
+
+    result = _encode(capsys, setup, tmp_path, "--overwrite")
+    assert result.code == 0, result.err
+    assert "encoded 5 windows from 2 recordings (3 windows kept in 1 shard finished earlier)" in result.out
+    assert _shard_bytes(tmp_path) == clean and sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, *SHARDS]
+    assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == ["ds"]  # nothing staged or swapped out is left
+
+
 def test_shards_of_unknown_origin_are_never_mixed(capsys, tmp_path, setup):
     folder = tmp_path / "cam/ds"
     write_tar(folder / SHARDS[0], [("x_000000.npz", encode_tokens(np.zeros(30, np.int64)))])
@@ -128,7 +157,7 @@ def test_shards_of_unknown_origin_are_never_mixed(capsys, tmp_path, setup):
     write_tar(folder / "token" / SHARDS[0], [("x_000000.npz", encode_tokens(np.zeros(30, np.int64)))])
     result = _encode(capsys, setup, tmp_path, "--overwrite")
     assert result.code == 2 and result.err.count("\n") == 1
-    assert f"holds tar files that are not its shards ({folder / 'token' / SHARDS[0]})" in result.err
+    assert f"--overwrite: {folder / 'token' / SHARDS[0]} is not a shard file of {folder}" in result.err
     (folder / "token" / SHARDS[0]).unlink()
     assert _encode(capsys, setup, tmp_path, "--overwrite").code == 0
 
@@ -143,3 +172,12 @@ def test_nothing_to_encode_exits_1_and_writes_nothing(capsys, tmp_path, setup):
     assert result.err == ("egom2p-tokenize: error: nothing encoded: encoded 0 windows from 1 recording; skipped 2 "
                           f"windows with missing poses; 0 shards in {tmp_path / 'out/cam/ds'}\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bfloat16_run_is_another_run(capsys, tmp_path, setup, clean):
+    assert _encode(capsys, setup, tmp_path).code == 0
+    result = _encode(capsys, setup, tmp_path, "--dtype", "bfloat16")  # its tokens may differ at near-ties
+    assert result.code == 2 and "of another egom2p-tokenize run" in result.err
+    assert _shard_bytes(tmp_path) == clean
+    assert _encode(capsys, setup, tmp_path / "bf16", "--dtype", "bfloat16").code == 0
+    assert _encode(capsys, setup, tmp_path / "bf16", "--dtype", "bfloat16").code == 0  # its own run resumes

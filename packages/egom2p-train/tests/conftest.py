@@ -4,10 +4,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(Path(__file__).parent))  # tests import their fakes module
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tests share two cores (pytest -n 2): one torch thread each, or the two workers' thread pools thrash."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

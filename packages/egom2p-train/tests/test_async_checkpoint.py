@@ -8,6 +8,7 @@ import pytest
 import torch
 from egom2p.train import checkpoint as ckpt_module
 from egom2p.train.checkpoint import CheckpointManager, detached
+from egom2p.train.config import config_changes
 from egom2p.train.faults import NonFiniteStepError
 from fakes import FakeLoader
 from test_trainer_loop import SigtermLoader, make_cfg, make_trainer
@@ -94,6 +95,9 @@ def test_background_save_equals_the_synchronous_save_of_the_same_step(tmp_path, 
     assert_same(weights, at_save, "weights")
     assert_same(weights, expected_weights, "weights")
     assert state["step"] == expected_state["step"] == 5
+    # Each state holds its own run's config, which differs in the run directory and the save mode only.
+    configs = state.pop("config"), expected_state.pop("config")
+    assert [key for key, *_ in config_changes(*configs)] == ["output_dir", "checkpoint.async_save"]
     assert_same(state, expected_state)
 
 

@@ -89,7 +89,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 def test_resume_refuses_other_training_windows(tmp_path):
     trainer_for(tmp_path, "schedule.max_steps=3").fit()
     other = trainer_for(tmp_path, "tokenizer_data.train=[{synthetic: {windows: 48, seed: 0}}]")
-    with pytest.raises(ConfigError, match="'tokenizer_data.train': 40 -> 48 cannot be honoured"):
+    with pytest.raises(ConfigError, match=r"'tokenizer_data.train': .*'windows': 40.* -> .*'windows': 48.* changes what is"):
         other.try_resume()
 
 

@@ -1,6 +1,7 @@
 """egom2p.core: the contracts every egom2p package shares, each defined here and nowhere else.
 
 - :mod:`egom2p.core.modalities`: the one ``ModalitySpec`` and the modality-file loader.
+- :mod:`egom2p.core.config_files`: the one reader of config files (YAML or JSON, read as data only).
 - :mod:`egom2p.core.shards`: the token-shard format (pattern grammar, folder lists, npz/npy codec,
   tar reader and writer).
 - :mod:`egom2p.core.enums`: loss types and attention backends.
@@ -11,8 +12,9 @@
   Hugging Face Hub ids and uploads (the ``[hub]`` extra); :mod:`egom2p.core.atomic`: durable file writes.
 """
 
+from egom2p.core.config_files import read_config_file
 from egom2p.core.enums import AttnBackend, LossType
-from egom2p.core.modalities import RELEASED_MODALITIES, ModalitySpec, load_modality_specs, read_config_file
+from egom2p.core.modalities import RELEASED_MODALITIES, ModalitySpec, load_modality_specs
 from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, expand_folders, expand_shard_pattern
 
 __version__ = "0.1.0"

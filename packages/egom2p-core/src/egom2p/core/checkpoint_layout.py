@@ -1,7 +1,8 @@
 """How a checkpoint lies on disk: its file names and a training run's step directories; no torch needed.
 
 A checkpoint (a model's or a tokenizer's) is a directory holding :data:`WEIGHTS_NAME` and
-:data:`CONFIG_NAME`. A trainer writes one per saved step as ``output_dir/checkpoints/step-<N>/``; a
+:data:`CONFIG_NAME`, and, when egom2p wrote it, :data:`INTEGRITY_NAME` (every file's size and checksum,
+written last: :mod:`egom2p.core.checkpoint_integrity`). A trainer writes one per saved step as ``output_dir/checkpoints/step-<N>/``; a
 step directory is complete once both files are in it, and temporary names (``step-5.tmp-<pid>``) are
 never steps. The released originals are single PyTorch files with one of :data:`ORIGINAL_SUFFIXES`.
 :mod:`egom2p.core.checkpoints` (reading and writing, with torch) and :mod:`egom2p.core.hub` build on this.
@@ -13,12 +14,13 @@ import re
 from pathlib import Path
 
 __all__ = [
-    "CONFIG_NAME", "ORIGINAL_SUFFIXES", "STEP_DIR_RE", "WEIGHTS_NAME", "is_checkpoint_dir", "newest_step",
+    "CONFIG_NAME", "INTEGRITY_NAME", "ORIGINAL_SUFFIXES", "STEP_DIR_RE", "WEIGHTS_NAME", "is_checkpoint_dir", "newest_step",
     "step_dir_name",
 ]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+INTEGRITY_NAME = "integrity.json"
 ORIGINAL_SUFFIXES = (".pth", ".pt")
 # The whole name: "step-5.tmp-123" and the like are not steps (\Z, unlike $, also refuses a trailing newline).
 STEP_DIR_RE = re.compile(r"step-(\d+)\Z")

@@ -12,7 +12,10 @@ An original file is a pickle: :func:`load_torch_file` reads it with ``torch.load
 allowing ``argparse.Namespace`` (the originals' ``args``) and nothing else by default; a file holding other
 types is refused with the exact types and a one-time conversion the user can run on a file they trust.
 The file names and step-directory rule come from :mod:`egom2p.core.checkpoint_layout`, the durable writes
-from :mod:`egom2p.core.atomic`; both are re-exported here.
+from :mod:`egom2p.core.atomic`, the integrity manifest (``integrity.json``, which a trainer's step directories
+carry) from :mod:`egom2p.core.checkpoint_integrity`; all are re-exported here. Every directory read here is
+verified against its manifest when it has one, and its tensors against ``config.json``'s ``dtype`` when that
+is set; a write checks disk space first and says "disk full" (:mod:`egom2p.core.disk_space`) when it runs out.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import torch
 from egom2p.core import hub
 from egom2p.core.atomic import fsync_dir, write_atomic
+from egom2p.core.checkpoint_integrity import INTEGRITY_NAME, verify_checkpoint_dir, write_integrity
 from egom2p.core.checkpoint_layout import (
     CONFIG_NAME,
     ORIGINAL_SUFFIXES,
@@ -39,13 +43,15 @@ from egom2p.core.checkpoint_layout import (
     step_dir_name,
 )
 from egom2p.core.cli import MissingExtraError
+from egom2p.core.disk_space import disk_full_errors, require_free_space, tensor_bytes
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 __all__ = [
-    "CONFIG_NAME", "ORIGINAL_SUFFIXES", "SAFE_GLOBALS", "STEP_DIR_RE", "WEIGHTS_NAME", "fsync_dir",
-    "is_checkpoint_dir", "load_torch_file", "newest_step", "parse_dtype", "read_checkpoint_dir", "read_config_json",
-    "read_safetensors", "resolve_checkpoint", "step_dir_name", "write_atomic", "write_checkpoint_dir",
+    "CONFIG_NAME", "INTEGRITY_NAME", "ORIGINAL_SUFFIXES", "SAFE_GLOBALS", "STEP_DIR_RE", "WEIGHTS_NAME",
+    "check_config_dtype", "fsync_dir", "is_checkpoint_dir", "load_torch_file", "newest_step", "parse_dtype",
+    "read_checkpoint_dir", "read_config_json", "read_safetensors", "resolve_checkpoint", "step_dir_name",
+    "verify_checkpoint_dir", "write_atomic", "write_checkpoint_dir", "write_integrity",
 ]
 
 # The only non-tensor type the released originals need: their ``args`` (SPEC 8.1).
@@ -59,15 +65,18 @@ def write_checkpoint_dir(
 
     The directory is created if needed. Each file is written under a temporary name, fsynced and renamed
     into place, then the directory is fsynced: a crash leaves the old files or the new ones. Tensors are
-    stored contiguous, on the CPU.
+    stored contiguous, on the CPU. Too little free space for the tensors is a ``DiskFullError`` naming
+    ``directory`` before anything is written; a write that runs out of room is one too.
     """
     directory = Path(directory)
     text = json.dumps(dict(config), indent=2) + "\n"  # before any write: a config that is not JSON writes nothing
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    write_atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    write_atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    fsync_dir(directory)
+    with disk_full_errors(directory):
+        require_free_space(directory, tensor_bytes(state_dict), "the weights")
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        write_atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        write_atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        fsync_dir(directory)
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -90,16 +99,39 @@ def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def check_config_dtype(state: Mapping[str, torch.Tensor], dtype: Any, where: str) -> None:
+    """Every floating tensor of ``state`` must be ``dtype`` (``config.json``'s ``dtype``; None: no rule).
+
+    A one-line ValueError names ``where`` (the config file), the key ``dtype``, the tensor and both dtypes.
+    """
+    if dtype is None:
+        return
+    try:
+        declared = parse_dtype(dtype)
+    except ValueError as err:
+        raise ValueError(f"{where}: 'dtype': {err}") from None
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and tensor.dtype != declared:
+            raise ValueError(f"{where}: 'dtype' is {str(declared).removeprefix('torch.')} but tensor '{key}' is "
+                             f"{str(tensor.dtype).removeprefix('torch.')}")
+
+
 def read_checkpoint_dir(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The weights and the config dict of checkpoint directory ``directory`` (see :func:`write_checkpoint_dir`).
 
-    A missing file is a FileNotFoundError naming it; an unreadable one a one-line ValueError naming it.
+    A missing file is a FileNotFoundError naming it; an unreadable one a one-line ValueError naming it. The
+    directory is first checked against its ``integrity.json`` when it has one (:func:`verify_checkpoint_dir`);
+    a ``dtype`` in ``config.json`` describes the stored tensors: it is checked (:func:`check_config_dtype`)
+    and not returned with the config.
     """
     directory = Path(directory)
     for name in (WEIGHTS_NAME, CONFIG_NAME):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory}: no {name} (a checkpoint directory holds {WEIGHTS_NAME} + {CONFIG_NAME})")
-    return read_safetensors(directory / WEIGHTS_NAME), read_config_json(directory / CONFIG_NAME)
+    verify_checkpoint_dir(directory)
+    state, config = read_safetensors(directory / WEIGHTS_NAME), read_config_json(directory / CONFIG_NAME)
+    check_config_dtype(state, config.pop("dtype", None), str(directory / CONFIG_NAME))
+    return state, config
 
 
 def _resolve_local(path: Path) -> Path | None:

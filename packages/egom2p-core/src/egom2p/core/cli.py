@@ -30,12 +30,14 @@ package can use it. Build the parser with
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from egom2p.core.disk_space import DiskFullError
 from egom2p.core.shards import ShardError
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "add_data_options",
     "add_device_option",
     "add_seed_option",
+    "finite_float",
     "add_version_option",
     "fail",
     "non_negative_float",
@@ -63,8 +66,9 @@ class MissingExtraError(ImportError):
 
 
 # The exceptions that mean "the user gave something wrong": one line and exit 2, never a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ShardError,
-               MissingExtraError)
+# DiskFullError: the message says "disk full" and names the path (egom2p.core.disk_space).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+               ShardError, MissingExtraError, DiskFullError)
 
 
 def one_line(message: object) -> str:
@@ -121,14 +125,25 @@ def positive_int(text: str) -> int:
     return value
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` are refused: they would poison every probability)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
-    """argparse type: a number >= 0."""
+    """argparse type: a finite number >= 0."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from egom2p.core.checkpoint_layout import CONFIG_NAME, ORIGINAL_SUFFIXES, WEIGHTS_NAME
+from egom2p.core.checkpoint_layout import CONFIG_NAME, INTEGRITY_NAME, ORIGINAL_SUFFIXES, WEIGHTS_NAME
 from egom2p.core.cli import MissingExtraError, one_line
 
 __all__ = ["CARD_NAME", "INSTALL_HINT", "download_checkpoint", "is_hub_id", "require_hub", "upload_folder"]
@@ -23,7 +23,7 @@ __all__ = ["CARD_NAME", "INSTALL_HINT", "download_checkpoint", "is_hub_id", "req
 CARD_NAME = "README.md"  # a repository's card: fetched with the weights so the snapshot is complete
 INSTALL_HINT = "pip install 'egom2p-core[hub]'"
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-_DOWNLOAD = [WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, *(f"*{suffix}" for suffix in ORIGINAL_SUFFIXES)]
+_DOWNLOAD = [WEIGHTS_NAME, CONFIG_NAME, INTEGRITY_NAME, CARD_NAME, *(f"*{suffix}" for suffix in ORIGINAL_SUFFIXES)]
 
 
 def is_hub_id(text: str) -> bool:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import yaml
+from egom2p.core.config_files import read_config_file
 
-__all__ = ["ModalitySpec", "RELEASED_MODALITIES", "default_folder", "load_modality_specs", "read_config_file"]
+__all__ = ["ModalitySpec", "RELEASED_MODALITIES", "default_folder", "load_modality_specs"]
 
 # The released EgoM2P set (SPEC 1.1), so that the packages work without the repository's configs/.
 RELEASED_MODALITIES: dict[str, dict[str, Any]] = {
@@ -109,24 +109,6 @@ class ModalitySpec:
             if lo < 0 or hi >= self.vocab_size:
                 return f"{self.name} tokens in [{lo}, {hi}] are outside the vocabulary [0, {self.vocab_size})"
         return None
-
-
-def read_config_file(path: str | os.PathLike) -> Any:
-    """Parse a YAML (or JSON) config file; errors name the file (and the line, for syntax errors)."""
-    where = os.fspath(path)
-    try:
-        with open(where, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file not found: {where}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{where}: cannot read as a text config file ({type(exc).__name__})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ValueError(f"{where}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
 
 
 def _parse_entry(name: Any, entry: Any, where: str) -> ModalitySpec:

@@ -16,7 +16,7 @@ An ``alphas_mixture`` without ``sampling_weights`` (the original fails on it) me
 modality's ``keep`` (the original reads it for sequence modalities only, for span masking of text) has no
 effect: EgoM2P has no sequence modality.
 
-Files are read with :func:`egom2p.core.modalities.read_config_file` when first needed, so that
+Files are read with :func:`egom2p.core.config_files.read_config_file` when first needed, so that
 ``import egom2p.data.masking`` (which imports this module) needs neither PyYAML nor egom2p.core.
 """
 
@@ -112,7 +112,7 @@ def load_alphas_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> A
     if isinstance(path_or_dict, Mapping):
         raw, where = path_or_dict, "<alphas dict>"
     else:
-        from egom2p.core.modalities import read_config_file  # imports PyYAML: see the module docstring
+        from egom2p.core.config_files import read_config_file  # imports PyYAML: see the module docstring
 
         where = os.fspath(path_or_dict)
         raw = read_config_file(where)

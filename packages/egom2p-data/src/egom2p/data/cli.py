@@ -39,6 +39,10 @@ EPILOG = """examples:
   # shards from stacked arrays [N, ...] (one file per modality folder)
   egom2p-data write --stacked rgb=rgb.npy cam=cam.npy --out shards/ --dataset egogen
 
+  # an existing dataset is never written over: replace it as a whole, or add shards after its last one
+  egom2p-data write --from-dir tokens/ --out shards/ --dataset egogen --overwrite
+  egom2p-data write --from-dir more_tokens/ --out shards/ --dataset egogen --append
+
   # what is in a set of shards (local or s3://), and will training read all of it?
   egom2p-data inspect --data 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar'
   egom2p-data validate --data 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar' --modalities configs/modalities/egom2p.yaml
@@ -54,8 +58,9 @@ def _cmd_write(args: argparse.Namespace) -> int:
         keys, samples = read_from_dir(args.from_dir)
     else:
         keys, samples = None, read_stacked(args.stacked)
+    mode = "overwrite" if args.overwrite else "append" if args.append else "new"
     pattern = write_shards(args.out, args.dataset, samples, keys=keys, samples_per_shard=args.samples_per_shard,
-                           subdir=args.subdir, progress=True)
+                           subdir=args.subdir, progress=True, mode=mode)
     print(pattern)
     return 0
 
@@ -99,7 +104,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from egom2p.data.synth import write_demo_dataset
 
     patterns = write_demo_dataset(args.out, train_samples=args.train_samples, val_samples=args.val_samples,
-                                  samples_per_shard=args.samples_per_shard, seed=args.seed)
+                                  samples_per_shard=args.samples_per_shard, seed=args.seed, overwrite=args.overwrite)
     for name, pattern in patterns.items():
         print(f"{name}: {pattern}")
     return 0
@@ -112,7 +117,10 @@ def build_parser() -> CliParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CliParser)
 
     w = sub.add_parser("write", help="write shards from numpy token files", description="Write token shards "
-                       "OUT/<folder>/<dataset>[/<subdir>]/shard-NNNNNN.tar from numpy token files; prints their pattern.",
+                       "OUT/<folder>/<dataset>[/<subdir>]/shard-NNNNNN.tar from numpy token files; prints their pattern. "
+                       "A folder that already holds shards is refused unless --overwrite or --append. The shards are "
+                       "written aside and moved in when all are complete: a failed or killed write leaves the dataset "
+                       "as it was (the next write removes what it left, or finishes its moves, and says so).",
                        epilog=EPILOG)
     src = w.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-dir", metavar="DIR",
@@ -124,6 +132,11 @@ def build_parser() -> CliParser:
     w.add_argument("--dataset", required=True, metavar="NAME", help="dataset name (one folder name)")
     w.add_argument("--subdir", metavar="PATH", help="optional folder below the dataset (the original uses 'token')")
     w.add_argument("--samples-per-shard", type=positive_int, default=1000, metavar="N", help="samples per tar")
+    existing = w.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace the shards of the written folders as a whole (swapped in when all are written)")
+    existing.add_argument("--append", action="store_true",
+                          help="add shards numbered after the last existing one; a sample key already there is refused")
 
     texts = {"inspect": ("summarize shards: samples per shard, shapes, dtypes, token ranges",
                          "Summarize token shards. Exit 1 when no sample could be read."),
@@ -148,6 +161,7 @@ def build_parser() -> CliParser:
     s.add_argument("--train-samples", type=positive_int, default=2048, metavar="N", help="samples per dataset in the train split")
     s.add_argument("--val-samples", type=positive_int, default=128, metavar="N", help="samples per dataset in the val split")
     s.add_argument("--samples-per-shard", type=positive_int, default=256, metavar="N", help="samples per tar")
+    s.add_argument("--overwrite", action="store_true", help="replace demo shards already in --out")
     add_seed_option(s)
     return parser
 

@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from egom2p.core.modalities import read_config_file
+from egom2p.core.config_files import read_config_file
 from egom2p.core.paths import config_base_dir, resolve_path
 from egom2p.data.alphas import parse_alphas_string, per_modality_alphas
 

@@ -28,7 +28,7 @@ Only a changed ``num_workers`` cannot resume exactly: the loader then continues 
 Bad data (corrupt or truncated tar, a modality's file missing, wrong shape, token outside the vocabulary:
 :func:`egom2p.data.samples.decode_sample`, the check ``egom2p-data validate`` runs) is skipped, counted in
 ``loader.stats`` (the rank's totals over all workers) and logged to the ``egom2p.data`` logger; past
-``max_bad_fraction`` of the rank's samples (checked from 50 samples on) a ``RuntimeError`` stops training,
+``max_bad_fraction`` of the rank's samples (checked from 50 samples on) a :class:`BadDataError` stops training,
 raised in the training process whatever the number of workers. Samples are decoded as they leave the first
 shuffle buffer, so ``stats["samples"]`` runs ahead of the samples batched so far.
 
@@ -64,7 +64,20 @@ from egom2p.data.samples import SampleProblem, decode_sample
 from egom2p.data.shuffle import ShuffleBuffer
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-__all__ = ["build_train_loader", "build_val_loaders", "check_bad_data", "TrainLoader", "ValLoader"]
+__all__ = ["BadDataError", "build_train_loader", "build_val_loaders", "check_bad_data", "folder_modalities", "TrainLoader",
+           "ValLoader"]
+
+
+class BadDataError(RuntimeError):
+    """The training stream holds more bad data than ``max_bad_fraction`` allows, or gives no usable sample.
+
+    A loader worker's exception reaches the training process re-created by the DataLoader with the worker's
+    traceback in its message; only the reason (its last line) is kept, so the trainer can say it in one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        last = message.strip().splitlines()[-1] if message.strip() else message
+        super().__init__(last.split(f"{type(self).__name__}: ", 1)[-1])
 
 logger = logging.getLogger("egom2p.data")
 MIN_SAMPLES_FOR_BAD_CHECK = 50
@@ -86,18 +99,18 @@ def _merge_stats(into: dict[str, Any], delta: Mapping[str, Any]) -> None:
 
 
 def check_bad_data(stats: Mapping[str, Any], max_bad_fraction: float, last: str = "") -> None:
-    """Raise ``RuntimeError`` when ``stats`` (a rank's totals) hold more bad data than ``max_bad_fraction``
+    """Raise :class:`BadDataError` when ``stats`` (a rank's totals) hold more bad data than ``max_bad_fraction``
     allows: of the samples seen (from 50 on), or of the shards read (from 10 on; any 10 before a good sample)."""
     seen = stats["samples"] + stats["skipped_samples"]
     bad = stats["skipped_samples"]
     if seen >= MIN_SAMPLES_FOR_BAD_CHECK and bad > max_bad_fraction * seen:
-        raise RuntimeError(
+        raise BadDataError(
             f"{bad} of {seen} samples were bad (max_bad_fraction={max_bad_fraction}); "
             f"reasons: {stats['by_reason']}. See the 'egom2p.data' log for shards and keys."
         )
     read, bad = stats["shards_read"], stats["skipped_shards"]
     if (read >= 10 and bad > max_bad_fraction * read) or (bad >= 10 and stats["samples"] == 0):
-        raise RuntimeError(f"{bad} of {read} shards could not be read (max_bad_fraction={max_bad_fraction})"
+        raise BadDataError(f"{bad} of {read} shards could not be read (max_bad_fraction={max_bad_fraction})"
                            + (f"; last: {last}" if last else "; see the 'egom2p.data' log"))
 
 
@@ -148,8 +161,9 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _folder_map(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> dict[str, str]:
-    """Shard folder -> modality name for one dataset (the spec's folder, then ``modality_name_map``)."""
+def folder_modalities(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> dict[str, str]:
+    """Shard folder -> modality name for one dataset (the spec's folder, then ``modality_name_map``): the one rule
+    for which folder of a ``[a,b]`` pattern feeds which modality (the loader and the start-up check use it)."""
     mapping = {specs[m].folder: m for m in cfg.modalities}
     mapping.update(cfg.modality_name_map)
     return mapping
@@ -219,7 +233,7 @@ class _DatasetStream:
         self.opener = opener
         self.specs = specs
         self.urls = expand_shard_pattern(cfg.data_path)
-        self.folders = _folder_map(cfg, specs)
+        self.folders = folder_modalities(cfg, specs)
         self.seed_parts = seed_parts
         self.bad = bad
         self.dtypes = {m: _compact_dtype(specs[m].vocab_size) for m in cfg.modalities}
@@ -259,7 +273,7 @@ class _DatasetStream:
         while self.draw < 0 or self.offset >= len(self._samples):
             self._fruitless_draws += 1
             if self._fruitless_draws > MAX_FRUITLESS_DRAWS:
-                raise RuntimeError(f"dataset '{self.cfg.name}': {MAX_FRUITLESS_DRAWS} shard draws in a row gave no "
+                raise BadDataError(f"dataset '{self.cfg.name}': {MAX_FRUITLESS_DRAWS} shard draws in a row gave no "
                                    f"usable sample (last shard {self._url}); check {self.cfg.data_path}")
             self.draw += 1
             self.offset = 0
@@ -563,7 +577,7 @@ class ValLoader:
         self.stats = _new_stats()
 
     def _raw_samples(self) -> Iterator[tuple[str, str, RawSample]]:
-        folders = _folder_map(self.cfg, self.modalities)
+        folders = folder_modalities(self.cfg, self.modalities)
         urls = None if ".tar" not in self.cfg.data_path else expand_shard_pattern(self.cfg.data_path)
         if urls is None:
             # A data root (the released config's val roots): the training layout's tars below

@@ -10,6 +10,9 @@ Sample keys: a tar member's key is its name up to the FIRST dot (webdataset's ru
 :func:`~egom2p.core.shards.sample_key`), so a key containing a dot would be read back as a different
 sample. :func:`write_shards` therefore refuses keys with a dot (``egom2p-data write`` names the file to
 rename) instead of encoding them: an encoded key would not match the user's file names anywhere else.
+
+What happens to shards already there (refused, replaced, appended to) and how a write stays whole when it fails
+is core's rule, :mod:`egom2p.core.dataset_write`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from egom2p.core.dataset_write import WriteMode, begin_write, shard_name
 from egom2p.core.shards import encode_tokens, find_root_shards, write_tar
 from tqdm import tqdm
 
@@ -54,6 +58,7 @@ def write_shards(
     samples_per_shard: int = 1000,
     subdir: str | None = None,
     progress: bool = False,
+    mode: WriteMode = "new",
 ) -> str:
     """Write token arrays as shards ``root/<folder>/<dataset>[/<subdir>]/shard-%06d.tar``.
 
@@ -61,8 +66,13 @@ def write_shards(
     sequence of N per-sample arrays (read one at a time: a lazy sequence keeps memory flat); every folder
     needs the same N. ``keys`` (default ``sample-%08d``) name the samples; they must be unique and contain no
     dot (see the module docstring). Folder, dataset and subdir names must keep every path inside ``root``.
-    Arrays keep their integer dtype. ``progress`` shows a tqdm bar over the tars (on a terminal). Returns
-    the pattern that reads the shards back, e.g. ``root/[cam,rgb]/demo/shard-{000000..000002}.tar``.
+    Arrays keep their integer dtype. ``progress`` shows a tqdm bar over the tars (on a terminal).
+
+    ``mode`` (see :mod:`egom2p.core.dataset_write`): ``new`` refuses folders that hold shards, ``overwrite``
+    replaces them, ``append`` numbers the new shards after the last one and refuses a key already there (default
+    keys continue after the existing samples' count). The shards are staged aside and moved in when all are
+    written: a failed write leaves the dataset as it was. Returns the pattern that reads the dataset's shards back,
+    e.g. ``root/[cam,rgb]/demo/shard-{000000..000002}.tar``.
     """
     if not samples:
         raise ValueError("write_shards: no modality folders given")
@@ -79,25 +89,40 @@ def write_shards(
     n = next(iter(counts.values()))
     if n == 0:
         raise ValueError("write_shards: no samples to write")
-    keys = [f"sample-{i:08d}" for i in range(n)] if keys is None else list(keys)
-    if len(keys) != n or len(set(keys)) != n:
-        raise ValueError(f"write_shards: need {n} unique keys, got {len(keys)} ({len(set(keys))} unique)")
-    bad = [k for k in keys if "." in k or "/" in k or not k]
-    if bad:
-        raise ValueError(f"write_shards: sample keys may not be empty or contain '.' or '/': {bad[:3]}")
+    if keys is not None:
+        keys = list(keys)
+        if len(keys) != n or len(set(keys)) != n:
+            raise ValueError(f"write_shards: need {n} unique keys, got {len(keys)} ({len(set(keys))} unique)")
+        bad = [k for k in keys if "." in k or "/" in k or not k]
+        if bad:
+            raise ValueError(f"write_shards: sample keys may not be empty or contain '.' or '/': {bad[:3]}")
     root = os.fspath(root)
+    for folder in samples:
+        _inside(root, os.path.join(root, folder, dataset, *([subdir] if subdir else [])))
+    write = begin_write(root, dataset, samples, subdir=subdir, mode=mode)
+    existing = write.existing_keys() if mode == "append" else {}
+    if keys is None:  # appended default keys continue after the existing samples
+        keys = [f"sample-{i:08d}" for i in range(len(existing), len(existing) + n)]
+    repeated = next((k for k in keys if k in existing), None)
+    if repeated is not None:
+        raise ValueError(f"--append: sample key {repeated!r} is already in {existing[repeated]}")
     num_shards = -(-n // samples_per_shard)
     bar = tqdm(total=num_shards * len(samples), unit="tar", desc="writing shards", disable=None if progress else True)
-    with bar:
-        for folder, arrays in samples.items():
-            directory = _inside(root, os.path.join(root, folder, dataset, *([subdir] if subdir else [])))
-            for s in range(num_shards):
-                lo, hi = s * samples_per_shard, min(n, (s + 1) * samples_per_shard)
-                members = ((f"{keys[i]}.npz", encode_tokens(np.asarray(arrays[i]))) for i in range(lo, hi))
-                write_tar(os.path.join(directory, f"shard-{s:06d}.tar"), members)
-                bar.update()
+    try:
+        with bar:
+            for folder, arrays in samples.items():
+                for s in range(num_shards):
+                    lo, hi = s * samples_per_shard, min(n, (s + 1) * samples_per_shard)
+                    members = ((f"{keys[i]}.npz", encode_tokens(np.asarray(arrays[i]))) for i in range(lo, hi))
+                    write_tar(write.staging(folder) / shard_name(write.first_index + s), members)
+                    bar.update()
+    except BaseException:
+        write.abort()
+        raise
+    write.commit()
+    last = write.first_index + num_shards - 1
     folder_part = "[" + ",".join(sorted(samples)) + "]"
-    shard_part = "shard-000000.tar" if num_shards == 1 else f"shard-{{000000..{num_shards - 1:06d}}}.tar"
+    shard_part = shard_name(0) if last == 0 else f"shard-{{000000..{last:06d}}}.tar"
     return os.path.join(root, folder_part, dataset, *([subdir] if subdir else []), shard_part)
 
 

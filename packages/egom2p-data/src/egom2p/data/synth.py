@@ -83,10 +83,12 @@ def write_demo_dataset(
     samples_per_shard: int = 256,
     seed: int = 0,
     datasets: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, str]:
     """Write ``out_dir/{train,val}/<folder>/<dataset>/shard-*.tar`` for both demo datasets.
 
-    Returns ``"<split>/<dataset>" -> shard pattern``. Seeded: the same arguments give identical files.
+    Returns ``"<split>/<dataset>" -> shard pattern``. Seeded: the same arguments give identical files. Existing demo
+    shards are refused (``ValueError`` naming the folder) unless ``overwrite`` replaces them.
     """
     patterns = {}
     for d_index, name in enumerate(datasets or DATASETS):
@@ -96,5 +98,6 @@ def write_demo_dataset(
             patterns[f"{split}/{name}"] = write_shards(
                 os.path.join(os.fspath(out_dir), split), name, {f: arrays[f] for f in folders},
                 keys=[f"{name}-{split}-{i:07d}" for i in range(count)], samples_per_shard=samples_per_shard,
+                mode="overwrite" if overwrite else "new",
             )
     return patterns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from egom2p.core.cli import (
     add_data_options,
     add_version_option,
     fail,
+    finite_float,
     positive_int,
     run_cli,
     warn,
@@ -26,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batch import empty_target
+from .batch_manifest import source_identity
 from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options
 from .infer import generate_shards
 from .precision import TF32_HELP, tf32_on_cuda
@@ -55,6 +58,9 @@ EXAMPLES = f"""examples:
   # batch inference: depth tokens for every sample of a shard set (local or s3://), resumable
   {PROG} --checkpoint ckpt_dir --data 'shards/[rgb]/val/shard-{{000000..000009}}.tar' \\
       --task rgb2depth --out-root preds/          # -> preds/depth/val/shard-00000N.tar
+  # the same with another temperature: preds/ holds the first run, so write to preds-2/ (printed)
+  {PROG} --checkpoint ckpt_dir --data 'shards/[rgb]/val/shard-{{000000..000009}}.tar' \\
+      --task rgb2depth --out-root preds/ --temp 0.5 --new-root
   # multi-condition guidance: rgb with weight 1.5 and depth with weight 0.5, one pass each
   {PROG} --checkpoint ckpt_dir --guide tok_rgb=rgb.npz:1.5 --guide tok_depth=depth.npz:0.5 \\
       --target tok_cam --out cam.npz
@@ -82,7 +88,7 @@ later ones, with weight --finished-weight.
 # Options of the file / unconditional mode, and of batch inference: neither mode takes the other's.
 FILE_OPTIONS = ("cond", "guide", "target", "out", "num_samples", "finished_weight", "token_schedule",
                 "temp_schedule", "roar_honours_schedule", "no_grow_conditioning")
-BATCH_OPTIONS = ("data", "dataset", "task", "out_root", "batch_size", "overwrite")
+BATCH_OPTIONS = ("data", "dataset", "task", "out_root", "batch_size", "overwrite", "new_root")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--num-samples", type=positive_int, metavar="N",
                        help="unconditional generation: how many samples (default: 1); with token files the "
                             "files set the batch")
-    files.add_argument("--finished-weight", type=float, metavar="WEIGHT",
+    files.add_argument("--finished-weight", type=finite_float, metavar="WEIGHT",
                        help="with --guide and several targets: the weight of each finished target as a "
                             "condition of the later ones (default: 1.0)")
     files.add_argument("--token-schedule", choices=["linear", "cosine"],
@@ -126,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "DIR/<target folder>/<dataset>/shard-N.tar")
     shards.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="samples per forward pass")
     shards.add_argument("--overwrite", action="store_true",
-                        help="generate shards again that a previous run finished (default: skip them, i.e. resume)")
+                        help="generate every shard again; when DIR holds a run with other settings (recorded in "
+                             "DIR/egom2p-batch-<task>.json), delete that run's outputs first (default: resume a run "
+                             "with the same settings, skipping its finished shards; refuse other settings)")
+    shards.add_argument("--new-root", action="store_true",
+                        help="when DIR holds a run with other settings, write to the first of DIR-2, DIR-3, ... that "
+                             "is free or holds this same run (printed), instead of refusing")
     add_signal_options(parser)
     sampling = add_sampling_options(parser)
     sampling.add_argument("--steps", type=positive_int, nargs="+", metavar="N",
@@ -154,6 +165,8 @@ def _modality_tokens(item: str, flag: str, modalities: Mapping[str, ModalitySpec
     spec = modalities[name]
     n = spec.num_tokens
     is_single = tokens.size == n
+    if tokens.ndim >= 1 and len(tokens) == 0:
+        raise ValueError(f"{flag} {name}: {file} holds no sample (shape {tokens.shape})")
     if not is_single and (tokens.ndim < 2 or tokens[0].size != n):
         raise ValueError(f"{flag} {name}: {file} has shape {tokens.shape}, expected {n} tokens per sample")
     problem = next(filter(None, map(spec.check_tokens, tokens.reshape(-1, n))), None)
@@ -169,6 +182,8 @@ def parse_guide(text: str) -> tuple[list[str], float]:
         value = float(weight) if sep and items else None
     except ValueError:
         value = None
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"--guide {text!r}: the weight must be a finite number, got {weight}")
     if value is None:
         raise ValueError(f"--guide {text!r}: expected MODALITY=FILE[,MODALITY=FILE...]:WEIGHT, e.g. tok_rgb=a.npz:1.5")
     return items.split(","), value
@@ -207,9 +222,11 @@ def _check_mode(args: argparse.Namespace) -> None:
             raise ValueError(f"{', '.join(given(FILE_OPTIONS))}: not with --data (batch inference runs --task)")
         if args.steps is not None and len(args.steps) > 1:
             raise ValueError(f"--steps: batch inference runs one target, give one value, got {args.steps}")
+        if args.overwrite and args.new_root:
+            raise ValueError("give --overwrite or --new-root, not both")
         return
-    if given(["dataset", "overwrite"]):
-        raise ValueError(f"{', '.join(given(['dataset', 'overwrite']))}: only with --data")
+    if given(["dataset", "overwrite", "new_root"]):
+        raise ValueError(f"{', '.join(given(['dataset', 'overwrite', 'new_root']))}: only with --data")
     if not args.target:
         raise ValueError("give --target MODALITY (with --cond/--guide token files, or none for unconditional "
                          "generation), or --data/--task/--out-root for batch inference")
@@ -228,10 +245,12 @@ def _check_mode(args: argparse.Namespace) -> None:
 
 
 def output_paths(out: Path, targets: list[str]) -> dict[str, Path]:
-    """Where each target's tokens go: `out` itself for one target, `OUT_<target>.npz` for several."""
+    """Where each target's tokens go: `OUT.npz` for one target, `OUT_<target>.npz` for several (OUT without a
+    trailing `.npz`, which every token file gets, as numpy's savez writes it)."""
+    stem = out.name.removesuffix(".npz")
     if len(targets) == 1:
-        return {targets[0]: out}
-    return {t: out.with_name(f"{out.stem}_{t}{out.suffix or '.npz'}") for t in targets}
+        return {targets[0]: out.with_name(f"{stem}.npz")}
+    return {t: out.with_name(f"{stem}_{t}.npz") for t in targets}
 
 
 def _guidance_scales(args: argparse.Namespace, batch: Mapping, targets: list[str], weights: list[float]) -> list:
@@ -325,19 +344,28 @@ def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> 
 
 def _generate_shards(args: argparse.Namespace, options: SignalOptions | None) -> int:
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
-    decoder = _signal_decoder(args, options, model, [TASKS[args.task].target])
+    target = TASKS[args.task].target
+    decoder = _signal_decoder(args, options, model, [target])
+    # what the output root's manifest records of the weights: resolved paths and content digests
+    sources = {"checkpoint": source_identity(args.checkpoint)}
+    if decoder is not None and target in decoder:
+        sources[f"tokenizer {target}"] = source_identity(decoder.sources[target])
     with tf32_on_cuda(args.device, enabled=not args.no_tf32):
         summary = generate_shards(
             model, args.data, args.task, args.out_root, dataset=args.dataset, batch_size=args.batch_size,
-            steps=args.steps[0] if args.steps else None, overwrite=args.overwrite, signals=decoder, scheme=args.scheme,
-            temperature=args.temp, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
+            steps=args.steps[0] if args.steps else None, overwrite=args.overwrite, new_root=args.new_root,
+            sources=sources, signals=decoder, scheme=args.scheme, temperature=args.temp, top_k=args.top_k,
+            top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
         )  # fmt: skip
-    print(f"{args.task}: {summary['samples']} samples in {summary['written']} new shards under {args.out_root} "
-          f"({summary['skipped']} finished shards skipped, {summary['seconds']:.1f} s)")
-    target = TASKS[args.task].target
+    root = Path(summary["out_root"])
+    if root != args.out_root:
+        print(f"{args.out_root} holds a run of {args.task} with other settings: writing to {root}")
+    redone = f", {summary['redone']} damaged shards generated again" if summary["redone"] else ""
+    print(f"{args.task}: {summary['samples']} samples in {summary['written']} new shards under {root} "
+          f"({summary['skipped']} finished shards skipped{redone}, {summary['seconds']:.1f} s)")
     if decoder is not None and target in decoder:
         folder = signal_folder(model.modalities[target].folder, target)
-        print(f"{target} {decoder.signal_name(target)}: beside the tokens in {args.out_root / folder}/, <key>.npy per sample")
+        print(f"{target} {decoder.signal_name(target)}: beside the tokens in {root / folder}/, <key>.npy per sample")
     if summary["written"] and not summary["samples"]:
         return fail(PROG, f"nothing generated: the shards of {args.data} hold no samples", 1)
     return 0

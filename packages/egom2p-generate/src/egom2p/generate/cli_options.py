@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from egom2p.core.cli import add_device_option, add_seed_option, non_negative_float, positive_int
+from egom2p.core.cli import add_device_option, add_seed_option, finite_float, non_negative_float, positive_int
 
 from .tasks import DEFAULTS, TASKS
 
@@ -34,7 +34,7 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> argparse._ArgumentG
                        help="keep the k most likely tokens (integer) or that fraction of the vocabulary (0-1); 0 = off")
     group.add_argument("--top-p", type=non_negative_float, metavar="P", default=DEFAULTS["top_p"],
                        help="nucleus sampling: keep the most likely tokens up to this probability mass; 0 = off")
-    group.add_argument("--cfg", type=float, default=None, metavar="SCALE",
+    group.add_argument("--cfg", type=finite_float, default=None, metavar="SCALE",
                        help=f"classifier-free guidance scale of the conditioning (default: {DEFAULTS['cfg_scale']}; "
                             "1 = unguided; a target nothing conditions runs unguided)")
     add_seed_option(group, DEFAULTS["seed"], help="base seed: decoding step s of every batch uses seed + s")

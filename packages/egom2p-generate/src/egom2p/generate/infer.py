@@ -2,17 +2,21 @@
 
 ``generate_shards(model, "data/[rgb,cam]/val/shard-{000000..000009}.tar", "rgb2depth", "preds")`` reads
 the conditioning folder's tars (local or ``s3://``), generates in batches and writes
-``preds/depth/val/shard-00000N.tar``, one ``<key>.npz`` per input sample, in input order. Each output
-tar is written atomically, so a run that stops leaves only finished shards, and running again skips
-them (resumable). Every batch uses the task's seed, and batches never cross shards, so a resumed run
-writes what an uninterrupted one would.
+``preds/depth/val/shard-00000N.tar``, one ``<key>.npz`` per input sample, in input order. Every batch uses the
+task's seed, and batches never cross shards, so a resumed run writes what an uninterrupted one would.
+
+The root records the run in ``preds/egom2p-batch-rgb2depth.json`` (:mod:`egom2p.generate.batch_manifest`): a
+rerun with the same settings and sources resumes, one with others is refused naming the first difference
+(unless ``overwrite`` or ``new_root``). Each output tar is written under a temporary name and renamed when
+complete; a shard counts as finished only when its tar reads back with one valid member per input sample, the
+same keys in the same order; any other is generated again, with a warning saying so.
 
 With ``signals`` (a :class:`~egom2p.generate.signals.SignalDecoder` holding the target's tokenizer) the
 decoded signals go beside the tokens as a shard of their own folder, in the same format: e.g.
 ``preds/cam_poses/val/shard-00000N.tar`` with one float64 ``<key>.npy`` (60, 4, 4) per sample, the same
 keys in the same order as the token shard (a second member per key in the token tar would break every
-reader of the token folder). The signal tar is written first and the token tar last, so a shard counts
-as finished when both exist.
+reader of the token folder). The signal tar is written first and the token tar last, and a shard is finished
+only when both read back.
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import Any
 
 import numpy as np
-from egom2p.core.shards import encode_tokens, write_tar
+from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, load_token_array, read_tar_members, write_tar
 from egom2p.model import EgoM2P
 from tqdm.auto import tqdm
 
+from .batch_manifest import build_manifest, claim_root
 from .shards import DataShard, iter_shard_samples, list_data_shards
 from .signals import SignalDecoder, signal_folder
 from .tasks import TaskRunner, bar_disabled
@@ -37,9 +43,42 @@ __all__ = ["generate_shards"]
 
 
 def _batches(shard: DataShard, folder: str, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``(keys, conditioning tokens)`` of each batch of one shard; a key seen twice in it is refused, since
+    both samples' outputs would be one member (core's key is a member's base name: ``a/x.npz`` and ``b/x.npz``
+    are both ``x``)."""
+    seen: set[str] = set()
     samples = iter_shard_samples([{folder: shard.tars[folder]}])  # only the conditioning tar is read
     while batch := list(islice(samples, batch_size)):
-        yield [key for key, _ in batch], np.stack([arrays[folder] for _, arrays in batch])
+        keys = [key for key, _ in batch]
+        twice = next((key for key in keys if key in seen or keys.count(key) > 1), None)
+        if twice is not None:
+            raise ValueError(f"{shard.tars[folder]}: two members have the key {twice!r}, so their outputs would "
+                             "collide (members in different folders of one tar share a key: give them distinct names)")
+        seen.update(keys)
+        yield keys, np.stack([arrays[folder] for _, arrays in batch])
+
+
+def _unfinished(shard: DataShard, folder: str, outputs: Mapping[str, tuple[str, tuple[int, ...] | None]]) -> str | None:
+    """Why the existing output tars ``outputs`` (``{path: (suffix, shape of each member or None)}``) of ``shard``
+    are not a finished shard: a tar missing or unreadable, or not one readable member (of that shape) per input
+    key, in input order; None when they are."""
+    keys = [key for key, _ in iter_shard_samples([{folder: shard.tars[folder]}])]
+    for path, (suffix, shape) in outputs.items():
+        if not os.path.exists(path):
+            return f"{path} is missing"
+        try:
+            members = read_tar_members(path)
+            names = [f"{key}.{ext}" for key, ext, _ in members]
+            if names != [f"{key}{suffix}" for key in keys]:
+                return f"{path} holds {len(names)} members, not one per input sample in input order ({len(keys)})"
+            for name, (_, _, data) in zip(names, members):
+                read = decode_tokens if suffix == ".npz" else load_token_array
+                array = read(f"{path}:{name}", data)
+                if shape is not None and array.shape != shape:
+                    return f"{path}:{name} has shape {array.shape}, expected {shape}"
+        except (ShardError, ValueError) as err:
+            return str(err)
+    return None
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -47,6 +86,12 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
+
+
+def _input_pattern(data: str | os.PathLike) -> str:
+    """``data`` as the manifest records it: a local relative pattern made absolute (braces left as they are)."""
+    text = os.fspath(data)
+    return text if "://" in text or os.path.isabs(text) else os.path.join(os.getcwd(), text)
 
 
 def generate_shards(
@@ -59,6 +104,8 @@ def generate_shards(
     batch_size: int = 8,
     steps: int | None = None,
     overwrite: bool = False,
+    new_root: bool = False,
+    sources: Mapping[str, Mapping[str, str]] | None = None,
     progress: bool | None = None,
     signals: SignalDecoder | None = None,
     **overrides: Any,
@@ -67,13 +114,20 @@ def generate_shards(
 
     ``data``: a shard pattern with a ``[folder,...]`` list (local or ``s3://``; it must list the
     task's conditioning folder), or a local root with ``dataset``. ``out_root`` is a local directory;
-    shard ``<head><folder><tail>`` of the input becomes ``out_root/<head><target folder><tail>``.
-    Finished output shards are skipped unless ``overwrite``. ``steps`` and ``overrides`` (scheme,
-    temperature, top_k, top_p, cfg_scale, seed) as in :class:`egom2p.generate.tasks.TaskRunner`.
-    ``progress``: a tqdm bar over shards (None: when stderr is a terminal). ``signals``: when it decodes
-    the task's target, each output shard also gets the decoded signals under the folder
-    ``<target folder>_<signal>`` (``cam_poses``, ``gaze_pixels``), ``<key>.npy`` per sample.
-    Returns ``{task, out_root, shards, written, skipped, samples, seconds}``.
+    shard ``<head><folder><tail>`` of the input becomes ``out_root/<head><target folder><tail>``, below the
+    folders in which the pattern's shards differ (:meth:`~egom2p.generate.shards.DataShard.output_path`).
+    ``steps`` and ``overrides`` (scheme, temperature, top_k, top_p, cfg_scale, seed) as in
+    :class:`egom2p.generate.tasks.TaskRunner`. ``progress``: a tqdm bar over shards (None: when stderr is a
+    terminal). ``signals``: when it decodes the task's target, each output shard also gets the decoded signals
+    under the folder ``<target folder>_<signal>`` (``cam_poses``, ``gaze_pixels``), ``<key>.npy`` per sample.
+
+    The run is recorded in ``out_root/egom2p-batch-<task>.json`` with ``sources`` (``{name: identity}`` of the
+    checkpoint and tokenizers, :func:`egom2p.generate.batch_manifest.source_identity`). Finished output shards of
+    the same run are skipped; a root holding another run is refused (``ValueError``) unless ``overwrite`` (its
+    outputs are deleted and every shard generated again) or ``new_root`` (the first of ``out_root-2``,
+    ``out_root-3``, ... that is free or holds this run). Returns ``{task, out_root (the root written),
+    shards, written, skipped, redone, samples, seconds}``; ``redone`` counts shards found damaged and generated
+    again.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -87,18 +141,33 @@ def generate_shards(
                          f"does not list (it has {sorted(shards[0].tars)})")
     shape, target = runner.target_spec.shape, runner.spec.target
     decoder = signals if signals is not None and target in signals else None
-    summary = {"task": task, "out_root": os.fspath(out_root), "shards": len(shards), "written": 0, "skipped": 0,
-               "samples": 0}
+    folders = [target_folder] + ([signal_folder(target_folder, target)] if decoder is not None else [])
+    settings = {
+        "task": task, "cond": runner.spec.cond, "target": target, "decoding_steps": len(runner.schedule),
+        **runner.settings, "batch_size": batch_size, "data": _input_pattern(data), "dataset": dataset,
+        "signals": folders[1] if decoder is not None else None,
+        "gaze_frame": repr(decoder.gaze_frame) if decoder is not None and target == "tok_gaze" else None,
+    }
+    outputs = [os.path.relpath(shard.output_path(out_root, f), out_root) for shard in shards for f in folders]
+    device = str(next(model.parameters()).device)
+    claim = claim_root(out_root, task, build_manifest(settings, sources or {}, outputs, device), overwrite=overwrite,
+                       new_root=new_root)
+    root = claim.root
+    summary = {"task": task, "out_root": os.fspath(root), "shards": len(shards), "written": 0, "skipped": 0,
+               "redone": 0, "samples": 0}
     start = time.perf_counter()
     with tqdm(shards, desc=task, unit="shard", disable=bar_disabled(progress)) as bar:
         for shard in bar:
-            path = shard.output_path(out_root, target_folder)
-            signal_path = shard.output_path(out_root, signal_folder(target_folder, target)) if decoder is not None else None
-            # finished: the token tar (written last) and, when decoding, its signal tar (from an earlier run
-            # without a tokenizer the signals are missing: generate the shard again)
-            if os.path.exists(path) and (signal_path is None or os.path.exists(signal_path)) and not overwrite:
-                summary["skipped"] += 1
-                continue
+            path = shard.output_path(root, target_folder)
+            signal_path = shard.output_path(root, folders[1]) if decoder is not None else None
+            if os.path.exists(path) and not overwrite:
+                problem = _unfinished(shard, cond_folder, {path: (".npz", tuple(shape)), **({signal_path: (".npy", None)}
+                                                                                     if signal_path else {})})
+                if problem is None:
+                    summary["skipped"] += 1
+                    continue
+                warnings.warn(f"{path}: not a finished shard ({problem}); generating it again", UserWarning, stacklevel=2)
+                summary["redone"] += 1
             members, decoded = [], []
             for keys, conds in _batches(shard, cond_folder, batch_size):
                 generated = runner.predict(conds)
@@ -106,6 +175,7 @@ def generate_shards(
                 if decoder is not None:
                     decoded += [(f"{key}.npy", _npy_bytes(x)) for key, x in zip(keys, decoder.decode(target, generated))]
                 bar.set_postfix(samples=summary["samples"] + len(members))
+            claim.commit()  # the manifest (and removing an overwritten run's outputs) before the first output
             if signal_path is not None:
                 write_tar(signal_path, decoded)
             write_tar(path, members)

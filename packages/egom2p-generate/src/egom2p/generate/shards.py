@@ -8,7 +8,9 @@ one ``[folder,...]`` list and brace ranges, e.g.
 ``s3://bucket/...`` URLs (the ``[s3]`` extra); a root directory is local.
 
 Batch inference writes its outputs "in the same layout": :class:`DataShard` knows where the tar of
-another modality folder goes under an output root (``root/<folder>/<dataset>/shard-000000.tar``).
+another modality folder goes under an output root (``root/<folder>/<dataset>/shard-000000.tar``). The folders
+in which a pattern's shards differ are kept (``in/{a,b}/[rgb]/shard-0.tar`` -> ``root/a/depth/shard-0.tar`` and
+``root/b/depth/shard-0.tar``), so no two shards share an output; a path that would leave the root is refused.
 """
 
 from __future__ import annotations
@@ -56,18 +58,33 @@ def expand_data_pattern(pattern: str) -> list[Shard]:
 class DataShard:
     """One shard: a tar per modality folder, and the shard's place in the layout.
 
-    The tar of folder ``f`` is ``head + f + tail`` relative to the data root, e.g. head ``""`` and tail
-    ``"/val/shard-000000.tar"``; :meth:`output_path` puts another folder's tar in the same place under
-    another root.
+    The tar of folder ``f`` is ``rel + head + f + tail`` relative to the data root, e.g. rel ``""``, head
+    ``""`` and tail ``"/val/shard-000000.tar"``; ``rel`` holds the folders in which the shards of one pattern
+    differ before the folder list (``"a/"`` for ``in/{a,b}/[rgb]/...``). :meth:`output_path` puts another
+    folder's tar in the same place under another root.
     """
 
     tars: dict[str, str]  # folder -> tar URL
     head: str
     tail: str
+    rel: str = ""
 
     def output_path(self, root: str | os.PathLike, folder: str) -> str:
-        """Where folder ``folder``'s tar of this shard goes under ``root`` (a local directory)."""
-        return os.path.join(os.fspath(root), f"{self.head}{folder}{self.tail}".lstrip("/"))
+        """Where folder ``folder``'s tar of this shard goes under ``root`` (a local directory).
+
+        Raises ``ValueError`` naming the shard when the path would leave ``root``: a ``..`` in the shard's
+        path, or a symbolic link on the way that leads outside ``root``.
+        """
+        relative = f"{self.rel}{self.head}{folder}{self.tail}".lstrip("/")
+        if ".." in relative.split("/"):
+            raise ValueError(f"{self.tars[next(iter(self.tars))]}: its output {relative!r} would leave the output "
+                             f"root {os.fspath(root)} ('..' in the shard's path)")
+        path = os.path.join(os.fspath(root), relative)
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+            raise ValueError(f"{path}: a symbolic link on the way leads outside the output root {os.fspath(root)} "
+                             f"(to {os.path.realpath(path)})")
+        return path
 
 
 def list_data_shards(data: str | os.PathLike, folders: Sequence[str], dataset: str | None = None) -> list[DataShard]:
@@ -84,7 +101,7 @@ def list_data_shards(data: str | os.PathLike, folders: Sequence[str], dataset: s
         unknown = sorted(set(shards[0]) - set(folders))
         if unknown:
             raise ValueError(f"data folders {unknown} in {text!r} match no modality; known folders: {sorted(folders)}")
-        return [_data_shard(url, tars) for url, tars in zip(urls, shards)]
+        return [_data_shard(url, tars, rel) for url, tars, rel in zip(urls, shards, _differing_folders(urls))]
     if "://" in text:
         raise ValueError(f"data {text!r}: a URL must be a shard pattern with a [folder,...] list")
     if dataset is None:
@@ -97,10 +114,19 @@ def list_data_shards(data: str | os.PathLike, folders: Sequence[str], dataset: s
     return [_data_shard(url, expand_folders(url)) for url in urls]
 
 
-def _data_shard(url: str, tars: Shard) -> DataShard:
+def _data_shard(url: str, tars: Shard, rel: str = "") -> DataShard:
     """The :class:`DataShard` of one shard URL ``.../head[a,b]tail`` whose tars are ``tars``."""
     before, _, rest = url.partition("[")
-    return DataShard(tars, before.rsplit("/", 1)[-1], rest.partition("]")[2])
+    return DataShard(tars, before.rsplit("/", 1)[-1], rest.partition("]")[2], rel)
+
+
+def _differing_folders(urls: Sequence[str]) -> list[str]:
+    """Per shard URL, the folders before its ``[...]`` list below the folders all of ``urls`` share (``"a/"``)."""
+    parts = [[p for p in url.partition("[")[0].split("/")[:-1] if p not in ("", ".")] for url in urls]
+    shared = 0
+    while all(len(p) > shared and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    return ["".join(f"{p}/" for p in path[shared:]) for path in parts]
 
 
 def _token_members(url: str, stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:

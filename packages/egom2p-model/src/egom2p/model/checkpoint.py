@@ -30,6 +30,7 @@ from egom2p.core.checkpoints import (
     parse_dtype,
     read_checkpoint_dir,
     read_safetensors,
+    verify_checkpoint_dir,
     write_checkpoint_dir,
 )
 from egom2p.core.cli import one_line
@@ -160,6 +161,18 @@ def original_to_native(model: nn.Module, state: Mapping[str, torch.Tensor]) -> d
     return native
 
 
+def _first_misfit(cls: type, cfg: Any, state: Mapping[str, torch.Tensor]) -> str | None:
+    """The first tensor of ``state`` whose shape differs from what ``cls(cfg)`` makes, checked on a model built on the
+    meta device (no memory), or None. Missing and extra keys (and the original's layout) are
+    :func:`original_to_native`'s to judge, on the real model."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in cls(cfg).state_dict().items()}
+    for key, value in state.items():
+        if key in expected and tuple(value.shape) != expected[key]:
+            return f"'{key}' has shape {list(value.shape)}, the config makes {list(expected[key])}"
+    return None
+
+
 def load_pretrained(
     cls: type,
     source: str | os.PathLike | Mapping[str, torch.Tensor],
@@ -190,6 +203,7 @@ def load_pretrained(
                     raise FileNotFoundError(f"{path} has no {CONFIG_NAME}; pass config=")
                 state, config = read_checkpoint_dir(path)
             else:
+                verify_checkpoint_dir(path)  # read_checkpoint_dir does it on the other branch
                 state = read_safetensors(path / WEIGHTS_NAME)
         else:
             loaded = load_torch_file(path)
@@ -205,6 +219,9 @@ def load_pretrained(
         cfg = config_from_original_args(argparse.Namespace(**args) if isinstance(args, Mapping) else args)
     else:
         raise ValueError(f"{where}: cannot tell the architecture of a bare state dict; pass config=")
+    misfit = _first_misfit(cls, cfg, state)
+    if misfit:  # before the real model is allocated (the released size takes seconds and gigabytes)
+        raise ValueError(f"{where}: the weights do not fit the config ({misfit})")
     model = cls(cfg)
     try:
         model.load_state_dict(original_to_native(model, state), strict=True)

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _convert(opts: argparse.Namespace) -> int:
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():  # before the conversion, not after it
+        raise ValueError(f"--out {opts.out}: is a file; give a folder (created if needed)")
     if opts.push_to_hub:  # fail before converting, not after
         if not is_hub_id(opts.push_to_hub):
             raise ValueError(f"--push-to-hub {opts.push_to_hub!r}: expected a Hub repository id org/repo")

@@ -25,6 +25,7 @@ from egom2p.core.cli import (
 from egom2p.tokenizers import __version__
 from egom2p.tokenizers.cli_options import (
     add_basis_option,
+    add_compute_dtype_option,
     add_gaze_frame_options,
     add_tokenizer_option,
     gaze_frame_from_args,
@@ -86,6 +87,7 @@ def _add_model_options(parser: argparse.ArgumentParser, basis: bool = True) -> N
     add_gaze_frame_options(parser)
     parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="windows per forward pass")
     add_device_option(parser)
+    add_compute_dtype_option(parser)
 
 
 def _add_fps_option(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +123,8 @@ def build_parser() -> CliParser:
                         "10: the tokenizer's training windows); window i of a window array starts at frame i * N")
     e.add_argument("--samples-per-shard", type=positive_int, default=1000, metavar="N", help="windows per tar")
     e.add_argument("--overwrite", action="store_true",
-                   help="delete the dataset folder's shards (of any run) and encode everything again")
+                   help="replace the dataset folder's shards (of any run): everything is encoded again aside "
+                        "(resumable there) and swapped in when complete; until then the old shards stay")
 
     d = sub.add_parser("decode", help="token files or shards -> poses or gaze pixels (.npy)", epilog=EPILOG,
                        description="Decode token ids into signals: camera poses (N, 60, 4, 4), canonical to each "
@@ -171,7 +174,7 @@ def _load_codec(args: argparse.Namespace, progress: bool = True) -> WindowCodec:
     from egom2p.tokenizers.vqvae import VQVAE
 
     frame = gaze_frame_from_args(args)  # option mistakes before the model loads
-    model = VQVAE.from_pretrained(args.tokenizer, device=args.device)
+    model = VQVAE.from_pretrained(args.tokenizer, device=args.device, compute_dtype=args.dtype)
     kind = getattr(args, "kind", None)
     if kind is not None and kind != model.kind:
         raise ValueError(f"--kind {kind}: {args.tokenizer} is a {model.kind} tokenizer")

@@ -10,8 +10,8 @@ keeps that identity in ``egom2p-tokenize.json``. Running again with the same ide
 and holds exactly the planned keys with valid tokens is kept (a shard is written under a temporary name and renamed
 when complete, so a killed run leaves whole shards, plus temporary files that the next run removes); any other
 shard is encoded (again). A folder holding shards of another run, or shards without that file, is refused unless
-``overwrite``, which replaces them: they are deleted when the new run's first shard is ready, so a run that fails
-before that leaves the folder as it was.
+``overwrite``, which replaces the folder as core's :mod:`egom2p.core.dataset_write` rules: the new run is encoded
+aside (resumable there the same way) and swapped in when complete, so until then the old shards stay as they were.
 """
 
 from __future__ import annotations
@@ -29,23 +29,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from egom2p.core.atomic import fsync_dir, write_atomic
+from egom2p.core.checkpoint_integrity import file_sha256
+from egom2p.core.dataset_write import begin_write, existing_shards, recover_writes, refuse_existing, shard_name
 from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, read_tar_members, write_tar
 from egom2p.tokenizers.codec import WindowCodec
 from egom2p.tokenizers.recordings import counted, describe_skipped, input_files, read_recording
 from egom2p.tokenizers.tracks import WINDOW_LENGTH
 from tqdm.auto import tqdm
 
-__all__ = ["MANIFEST_NAME", "EncodeSummary", "encode_to_shards", "run_identity", "shard_name", "tokenizer_digest"]
+__all__ = ["MANIFEST_NAME", "EncodeSummary", "encode_to_shards", "run_identity", "tokenizer_digest"]
 
 MANIFEST_NAME = "egom2p-tokenize.json"
-_SHARD = re.compile(r"^shard-\d{6}\.tar$")
-_LEFTOVER = re.compile(r"^\.shard-\d{6}\.tar\..+\.tmp$")  # the temporary names of core's atomic writer
+_LEFTOVER = re.compile(r"^\.shard-\d{6,}\.tar\..+\.tmp$")  # the temporary names of core's atomic writer
 _FORMAT = 1  # bump when the identity's meaning changes
-
-
-def shard_name(index: int) -> str:
-    """The file name of shard ``index``: ``shard-000003.tar``."""
-    return f"shard-{index:06d}.tar"
 
 
 @dataclass
@@ -97,14 +93,6 @@ def tokenizer_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_identity(codec: WindowCodec, files: list[Path], *, fps: float | None, stride: int,
                  samples_per_shard: int) -> dict:
     """Everything that decides the bytes of a run's shards (see the module docstring), JSON-serialisable."""
@@ -119,7 +107,11 @@ def run_identity(codec: WindowCodec, files: list[Path], *, fps: float | None, st
         "fps": fps,
         "stride": stride,
         "samples_per_shard": samples_per_shard,
-        "inputs": [{"file": file.name, "sha256": _file_digest(file)} for file in files],
+        "inputs": [{"file": file.name, "sha256": file_sha256(file)} for file in files],
+        # bf16 tokens can differ from float32 ones at near-ties: a run never mixes the two (float32 adds no key,
+        # so the runs written before the option existed keep their identity)
+        **({} if codec.model.compute_dtype == torch.float32
+           else {"compute_dtype": str(codec.model.compute_dtype).removeprefix("torch.")}),
     }
 
 
@@ -144,27 +136,22 @@ def _previous_run(directory: Path) -> str | None:
     return str(manifest.get("run", "")) if isinstance(manifest, dict) else ""
 
 
-def _stale_files(directory: Path, run: str, overwrite: bool) -> tuple[list[Path], list[Path]]:
+def _stale_files(directory: Path, run: str, staged: bool) -> tuple[list[Path], list[Path]]:
     """``(files to replace, temporary leftovers)`` of ``directory`` before run ``run`` writes into it.
 
-    Refuses (``ValueError``) a folder holding another run's shards or shards of unknown origin unless
-    ``overwrite``, and, even then, tar files that are not its shards. Deletes nothing: the caller does when the
-    first shard is ready, so a run that fails before it leaves the folder as it was.
+    Another run's shards, or shards of unknown origin, are refused (``ValueError``) in the dataset folder and
+    replaced in the ``staged`` folder of an ``--overwrite`` (what an earlier, other run left there). Deletes
+    nothing: the caller does when the first shard is ready.
     """
     if not directory.is_dir():
         return [], []
-    tars = sorted(directory.rglob("*.tar"))
+    tars = existing_shards(directory)
     previous = _previous_run(directory)
     replaced: list[Path] = []
-    if overwrite or previous != run:
-        if (tars or previous is not None) and not overwrite:
+    if previous != run and (tars or previous is not None):
+        if not staged:
             whose = "another egom2p-tokenize run" if previous else "unknown origin (no egom2p-tokenize.json)"
-            raise ValueError(f"{directory} already holds {len(tars)} shard file(s) of {whose}; pass --overwrite to "
-                             "replace them, or choose another --dataset or --out")
-        foreign = [tar for tar in tars if tar.parent != directory or not _SHARD.match(tar.name)]
-        if foreign:
-            raise ValueError(f"--overwrite: {directory} holds tar files that are not its shards ({foreign[0]}); "
-                             "move them away first")
+            raise refuse_existing(directory, len(tars), whose, append=False)
         replaced = tars + ([directory / MANIFEST_NAME] if previous is not None else [])
     return replaced, [p for p in directory.iterdir() if _LEFTOVER.match(p.name)]
 
@@ -227,10 +214,19 @@ def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: 
         raise ValueError(f"stride and samples per shard must be >= 1, got {stride} and {samples_per_shard}")
     files = input_files(list(inputs))
     summary = EncodeSummary(Path(root), codec.spec.folder, _check_name(dataset, "dataset"))
-    directory = summary.directory
     identity = run_identity(codec, files, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
     run = _run_id(identity)
-    replaced, leftovers = _stale_files(directory, run, overwrite)
+    # A fresh or resumed run writes in place; --overwrite encodes aside and swaps the folder in when complete.
+    # Either way an unfinished --overwrite stays staged, for the next one to resume.
+    if overwrite:
+        write = begin_write(root, dataset, [summary.folder], mode="overwrite", append_offered=False,
+                            keep_staged=True, own_files=[MANIFEST_NAME])
+        directory = write.staging(summary.folder)
+    else:
+        write = None
+        recover_writes(root, dataset, [summary.folder], keep_staged=True)
+        directory = summary.directory
+    replaced, leftovers = _stale_files(directory, run, staged=overwrite)
     bar = tqdm(total=len(files), desc=f"encoding {codec.kind}", unit="recording", disable=None if progress else True)
     with bar:
         shards = _shards(files, codec, summary, bar, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
@@ -259,4 +255,8 @@ def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: 
         _write_manifest(directory, {"run": run, "complete": True, "shards": summary.shards,
                                     "windows": summary.windows_encoded + summary.windows_kept,
                                     "skipped": dict(summary.skipped), **identity})
+        if write is not None:
+            write.commit()
+    elif write is not None:  # nothing to swap in: the dataset stays as it was
+        write.abort()
     return summary

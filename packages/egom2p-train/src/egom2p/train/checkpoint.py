@@ -5,8 +5,13 @@ Each step directory is an inference artifact and a resume point at once::
     step-<N>/model.safetensors   the trained model's full weights       } egom2p.core.checkpoints'
     step-<N>/config.json         its config (EgoM2PConfig, TokenizerConfig) } write_checkpoint_dir
     step-<N>/train_state.pt      optimizer, scheduler, step, counters, per-rank RNG and loader positions
+    step-<N>/integrity.json      size and sha256 of each file, dtype and shape of each weight (written last)
 
-so every step directory opens with the trained model's ``from_pretrained`` (``EgoM2P``, ``VQVAE``).
+so every step directory opens with the trained model's ``from_pretrained`` (``EgoM2P``, ``VQVAE``), which
+refuses it when it no longer matches ``integrity.json``; resume then falls back to the previous step.
+Free disk space for the whole checkpoint is checked before anything is written; running out of it (or of
+the file size limit) is a ``DiskFullError`` ("disk full", naming the step directory) and leaves the older
+checkpoints as they were.
 
 ``train_state.pt`` holds only tensors and plain containers, so it loads with
 ``torch.load(weights_only=True)``. A checkpoint is written into ``step-<N>.tmp-<pid>/``, every file
@@ -39,9 +44,12 @@ from egom2p.core.checkpoints import (
     WEIGHTS_NAME,
     fsync_dir,
     step_dir_name,
+    verify_checkpoint_dir,
     write_atomic,
     write_checkpoint_dir,
+    write_integrity,
 )
+from egom2p.core.disk_space import DiskFullError, disk_full_errors, require_free_space, tensor_bytes
 from safetensors.torch import load_file
 
 TEMP_MARK = ".tmp-"  # step-<N>.tmp-<pid>: a save in progress or a retired checkpoint
@@ -98,15 +106,38 @@ class CheckpointManager:
 
     def save(self, step: int, model_state: dict[str, torch.Tensor], model_config: ModelConfig | Mapping[str, Any],
              train_state: dict[str, Any]) -> Path:
-        """Write the checkpoint of ``step`` atomically, keep the newest K, upload if asked; returns its path."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Write the checkpoint of ``step`` atomically, keep the newest K, upload if asked; returns its path.
+
+        Too little disk space, before or while writing, is a ``DiskFullError`` naming the step directory; the
+        older checkpoints are left as they were.
+        """
         final = self.dir / step_dir_name(step)
+        try:
+            with disk_full_errors(final):
+                require_free_space(self.dir, tensor_bytes(model_state) + tensor_bytes(train_state),
+                                   f"the checkpoint of step {step}")
+                self._write(final, model_state, model_config, train_state)
+        except DiskFullError as err:
+            raise DiskFullError(final, f"{err.reason}; not written", "the older checkpoints are intact: make room "
+                                "and rerun the same command to resume") from None
+        fsync_dir(self.dir)
+        for _, old in self.list()[:-self.keep_last_k]:
+            _retire(old)
+        if self.s3_save_dir:
+            self.upload(final)
+        return final
+
+    def _write(self, final: Path, model_state: dict[str, torch.Tensor],
+               model_config: ModelConfig | Mapping[str, Any], train_state: dict[str, Any]) -> None:
+        """Write every file into a temporary directory, record them in ``integrity.json``, rename it to ``final``."""
+        self.dir.mkdir(exist_ok=True)  # not parents: an output_dir deleted mid-run is never recreated (run_lock)
         tmp = self.dir / f"{final.name}{TEMP_MARK}{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
             write_pretrained(tmp, model_state, model_config)  # each file fsynced
-            write_atomic(tmp / STATE_NAME, lambda path: torch.save(train_state, path))
+            write_atomic(tmp / STATE_NAME, lambda path: _save_torch(train_state, path))
+            write_integrity(tmp)  # last: it records the files above
             fsync_dir(tmp)
             if final.exists():  # the same step saved again (a rerun that ended where it resumed)
                 _retire(final)
@@ -114,12 +145,6 @@ class CheckpointManager:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        fsync_dir(self.dir)
-        for _, old in self.list()[:-self.keep_last_k]:
-            _retire(old)
-        if self.s3_save_dir:
-            self.upload(final)
-        return final
 
     def save_async(self, step: int, model_state: dict[str, torch.Tensor], model_config: ModelConfig | Mapping[str, Any],
                    train_state: dict[str, Any]) -> None:
@@ -193,17 +218,26 @@ class CheckpointManager:
 
     @staticmethod
     def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The model weights and the training state of one step directory."""
+        """The model weights and the training state of one step directory, checked against its ``integrity.json``
+        first (a ValueError naming the file and what differs)."""
+        verify_checkpoint_dir(path)
         return load_file(str(path / WEIGHTS_NAME)), torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
 
     def load_latest(self) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None:
-        """The newest checkpoint that loads, or None; an unreadable one is reported and skipped."""
+        """The newest checkpoint that loads and matches its manifest, or None; any other is reported and skipped."""
         for _, path in reversed(self.list()):
             try:
                 return (path, *self.load(path))
             except Exception as err:  # damaged outside our control (disk, copy): try the older one
                 print(f"warning: skipping unreadable checkpoint {path}: {err}", file=sys.stderr)
         return None
+
+
+def _save_torch(state: Any, path: str) -> None:
+    # Through a Python file: a failed write then carries its OSError (ENOSPC, EFBIG), which torch's own
+    # file writer loses, so that disk_full_errors can recognise it.
+    with open(path, "wb") as f:
+        torch.save(state, f)
 
 
 def detached(state: Any, *owners: torch.nn.Module | torch.optim.Optimizer) -> Any:

@@ -95,6 +95,7 @@ def _plot(run_dir: str, out: str | None) -> int:
 
 def _train(config: str | None, overrides: list[str], print_config: bool, dry_run: bool,
            world_size: int | None) -> int:
+    from egom2p.data.loader import BadDataError
     from egom2p.train.config import ConfigError, config_to_yaml, load_config
     from egom2p.train.faults import NonFiniteStepError
 
@@ -118,6 +119,9 @@ def _train(config: str | None, overrides: list[str], print_config: bool, dry_run
         # Every rank reads the same config and finds the same error: rank 0 says it once.
         return fail(PROG, err) if rank == 0 else 2
     except NonFiniteStepError as err:
+        print(f"{PROG}: stopped: {err}", file=sys.stderr)
+        return 1
+    except BadDataError as err:  # the data, not the config: fix or drop what the egom2p.data log names
         print(f"{PROG}: stopped: {err}", file=sys.stderr)
         return 1
     except OSError as err:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -34,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from egom2p.core.config_files import parse_yaml, read_config_file
 from egom2p.core.enums import AttnBackend, LossType
-from egom2p.core.modalities import read_config_file
 from egom2p.core.paths import config_base_dir, resolve_path
 from egom2p.data.config import (
     DATASET_KEYS,
@@ -198,6 +199,15 @@ class MetricsConfig:
 
 
 @dataclass
+class ResumeConfig:
+    """What a resume may find changed (``RESUME_TRAINED_KEYS`` below says which changes need to be listed)."""
+
+    # ours: dotted keys or prefixes (data.train.datasets, model) whose change since the checkpoint is accepted,
+    # although it alters what is trained; every change is logged either way
+    allow_changes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
     """Every knob of a training run. Defaults are the original trainer's code defaults."""
 
@@ -221,6 +231,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    resume: ResumeConfig = field(default_factory=ResumeConfig)
     # The tokenizer recipe's model and windows.
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)  # type: ignore[valid-type]
     tokenizer_data: TokenizerDataConfig = field(default_factory=TokenizerDataConfig)
@@ -288,6 +299,77 @@ def config_keys() -> list[str]:
 def _dataset_keys(split: str) -> tuple[str, ...]:
     """Keys of a dataset entry: a val entry takes the stream and alphas keys from its train entry."""
     return DATASET_KEYS if split == "train" else tuple(k for k in DATASET_KEYS if k not in TRAIN_ONLY_KEYS)
+
+
+# ------------------------------------------------------------------ what a resume may find changed
+# Every key takes the class of its longest prefix listed here; a key under neither list fails
+# test_every_config_key_is_classified, so a new key is classified when it is added.
+# Trained: the change alters what is trained (the data sources, datasets, budgets, domains, masking and weights, the
+# seed the data streams are drawn from, the modalities, the architecture, the objective): a resume refuses it unless
+# resume.allow_changes lists it. Run: the optimizer, the run length, checkpoints, logging, validation data, loader
+# workers and how the same model is computed: the change is logged and the run continues with it.
+RESUME_TRAINED_KEYS = ("recipe", "seed", "loss_type", "model", "data", "tokenizer", "tokenizer_data")
+RESUME_RUN_KEYS = ("output_dir", "dtype", "device", "compile", "activation_checkpointing", "fsdp", "max_bad_steps",
+                   "eval_only", "loader", "optim", "schedule", "checkpoint", "metrics", "resume",
+                   "model.attn_backend", "model.fused_loss", "model.fused_loss_chunk_size",
+                   "data.train.max_bad_fraction", "data.train.s3_retry_seconds", "data.val", "tokenizer_data.val")
+
+
+class _Unset:
+    """The value of a key that one of two compared configs does not have."""
+
+    def __repr__(self) -> str:
+        return "(unset)"
+
+
+UNSET = _Unset()
+
+
+def _under(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(f"{prefix}.")
+
+
+def changes_what_is_trained(key: str) -> bool:
+    """Whether a change of dotted ``key`` alters what is trained: the class of its longest prefix in
+    ``RESUME_TRAINED_KEYS`` / ``RESUME_RUN_KEYS``; a key under neither (one an older version saved) counts as trained."""
+    matches = [(len(prefix), trained) for trained, prefixes in ((True, RESUME_TRAINED_KEYS), (False, RESUME_RUN_KEYS))
+               for prefix in prefixes if _under(key, prefix)]
+    return max(matches)[1] if matches else True
+
+
+def change_allowed(key: str, allowed: Sequence[str]) -> bool:
+    """Whether ``resume.allow_changes`` (``allowed``) lists dotted ``key`` or a section above it."""
+    return any(_under(key, entry) for entry in allowed)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so a tree read back from YAML compares equal to the one in memory."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Every value that differs between two config trees (``TrainConfig.to_dict()``): ``(dotted key, old, new)``
+    in the new tree's order; mappings are compared key by key, a key one side lacks has ``UNSET`` there."""
+    changes: list[tuple[str, Any, Any]] = []
+    for key in [*new, *(k for k in old if k not in new)]:
+        dotted = f"{prefix}{key}"
+        before, after = old.get(key, UNSET), new.get(key, UNSET)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            changes += config_changes(before, after, f"{dotted}.")
+        elif _plain(before) != _plain(after):
+            changes.append((dotted, before, after))
+    return changes
+
+
+def _names_a_key(entry: str) -> bool:
+    """Whether ``entry`` (of ``resume.allow_changes``) is a config key or a section (a dataset name for ``<name>``)."""
+    parts = entry.split(".")
+    return any(len(parts) <= len(key) and all(k in ("<name>", p) for p, k in zip(parts, key))
+               for key in (k.split(".") for k in config_keys()))
 
 
 def _type_name(tp: Any) -> str:
@@ -493,9 +575,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key=value")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+        parsed = parse_yaml(value, f"override {text!r}") if value.strip() else ""
+    except ValueError as err:  # not YAML, or a duplicate key / alias bomb: refused like in a file
+        raise ConfigError(str(err)) from None
     return key.strip(), parsed
 
 
@@ -544,6 +626,18 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}': {message}", key)
+
+
+def _require_finite(section: Any, prefix: str = "") -> None:
+    """Every float of the config tree (lists of floats included) is a finite number: an infinite or NaN learning
+    rate, decay or token budget makes training meaningless (zero and negatives are the range checks' job)."""
+    for f in dataclasses.fields(section):
+        key, value = prefix + f.name, getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            _require_finite(value, f"{key}.")
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, float):
+                _require(math.isfinite(number), key, f"must be a finite number, got {value}")
 
 
 def _refuse_other_recipes(recipe: str, sources: Mapping[str, str]) -> None:
@@ -609,6 +703,7 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
                        ("schedule.global_batch_size", sch.global_batch_size), ("schedule.accum_iter", sch.accum_iter)):
         _require(value is None or value > 0, key, f"must be > 0 (or null), got {value}")
     _require(cfg.loader.num_workers >= 0, "loader.num_workers", f"must be >= 0, got {cfg.loader.num_workers}")
+    _require_finite(cfg)
     _require(opt.blr > 0, "optim.blr", f"must be > 0, got {opt.blr}")
     _require(0 <= opt.min_blr <= opt.blr, "optim.min_blr", f"must be in [0, blr={opt.blr}], got {opt.min_blr}")
     _require(opt.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {opt.weight_decay}")
@@ -627,6 +722,8 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
             _require(sch.warmup_epochs < sch.epochs, "schedule.warmup_epochs",
                      f"warmup ({sch.warmup_epochs} epochs) must be shorter than epochs ({sch.epochs})")
     _require(bool(cfg.output_dir), "output_dir", "must be set")
+    for entry in cfg.resume.allow_changes:
+        _require(_names_a_key(entry), "resume.allow_changes", f"{entry!r} is not a config key or section{_suggest(entry)}")
     _require(ckpt.s3_save_dir is None or ckpt.s3_save_dir.startswith("s3://"), "checkpoint.s3_save_dir",
              f"must start with s3://, got {ckpt.s3_save_dir!r}")
     if cfg.recipe == "tokenizer":

@@ -1,4 +1,5 @@
-"""Start-up checks: before the first step, every dataset's shard pattern resolves and a shard opens.
+"""Start-up checks: before the first step, every dataset's shard pattern resolves, a shard opens, and the
+pattern's folders feed every modality the dataset's domains name.
 
 A missing bucket, a typo in a pattern or data that was never written then ends the run in its first
 seconds with one line naming the dataset, the pattern and the fix, instead of tracebacks from every
@@ -11,7 +12,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from egom2p.core.modalities import ModalitySpec
 from egom2p.core.shards import expand_folders, expand_shard_pattern, open_url
+from egom2p.data.loader import folder_modalities
 from egom2p.train.config import ConfigError
 
 FIX = ("write the shards there (egom2p-data write, or egom2p-data synth --out DIR for the demo data) "
@@ -57,8 +60,29 @@ def check_dataset_source(key: str, pattern: str) -> str | None:
     return None
 
 
-def check_data_sources(train: Mapping[str, Any], val: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` for the first dataset (train, then val) whose shards cannot be read.
+def check_dataset_folders(key: str, dataset: Any, specs: Mapping[str, ModalitySpec]) -> str | None:
+    """The modalities of ``dataset`` (a ``DatasetConfig``) that no folder of its ``[a,b]`` pattern feeds, as a
+    problem naming them and their folders, or None (also for a pattern without a folder list: one tar per shard)."""
+    pattern = str(dataset.data_path)
+    if ".tar" not in pattern:
+        return None
+    present = set(expand_folders(expand_shard_pattern(pattern)[0])) - {""}
+    if not present:
+        return None
+    fed = {modality for folder, modality in folder_modalities(dataset, specs).items() if folder in present}
+    missing = [m for m in dataset.modalities if m not in fed]
+    if not missing:
+        return None
+    wanted = {m: specs[m].folder for m in missing if m in specs}
+    return (f"config key '{key}': {pattern}: no folder for {', '.join(missing)} (folder "
+            f"{', '.join(wanted.values()) or '?'}), which the dataset's in_domains / out_domains name; add it to the "
+            f"[{','.join(sorted(present))}] list or drop it from the domains")
+
+
+def check_data_sources(train: Mapping[str, Any], val: Mapping[str, Any],
+                       specs: Mapping[str, ModalitySpec] | None = None) -> None:
+    """Raise ``ConfigError`` for the first dataset (train, then val) whose shards cannot be read, or (with the
+    model's modality ``specs``) whose pattern lacks the folder of a modality its domains name.
 
     ``train`` / ``val``: dataset name -> an object with ``data_path`` (``DataConfig.train`` / ``.val``).
     """
@@ -66,5 +90,7 @@ def check_data_sources(train: Mapping[str, Any], val: Mapping[str, Any]) -> None
         for name, dataset in datasets.items():
             key = f"data.{split}.datasets.{name}.data_path"
             problem = check_dataset_source(key, str(dataset.data_path))
+            if problem is None and specs is not None:
+                problem = check_dataset_folders(key, dataset, specs)
             if problem is not None:
                 raise ConfigError(problem, key)

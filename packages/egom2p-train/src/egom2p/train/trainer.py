@@ -20,9 +20,17 @@ from typing import Any
 
 import torch
 from egom2p.core.checkpoints import step_dir_name
+from egom2p.core.config_files import read_config_file
 from egom2p.train import distributed as D
 from egom2p.train.checkpoint import CheckpointManager, detached
-from egom2p.train.config import ConfigError, TrainConfig, save_resolved_config
+from egom2p.train.config import (
+    ConfigError,
+    TrainConfig,
+    change_allowed,
+    changes_what_is_trained,
+    config_changes,
+    save_resolved_config,
+)
 from egom2p.train.faults import BadStepGuard, NonFiniteStepError, StopRequest
 from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
 from egom2p.train.optim import build_optimizer
@@ -30,6 +38,7 @@ from egom2p.train.parallel import parallelize
 from egom2p.train.recipe import Recipe, TrainLoader, ValLoaders, autocast_context, build_recipe
 from egom2p.train.recipes.egom2p import EgoM2PRecipe
 from egom2p.train.rng import capture_rng_state, restore_rng_state, seed_everything
+from egom2p.train.run_lock import RunLock, hold_run_directory
 from egom2p.train.schedule import Schedule, derive_schedule
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
@@ -88,6 +97,7 @@ class Trainer:
         self.val_failures = 0
         self._iter = None
         self._bad_batches: list[Any] = []
+        self.run_lock: RunLock | None = None  # rank 0's hold on output_dir (run_training sets it)
 
     # ------------------------------------------------------------------ the settings a checkpoint remembers
     def resume_settings(self) -> dict[str, Any]:
@@ -111,21 +121,60 @@ class Trainer:
             group.update(weight_decay=decay, betas=tuple(opt.opt_betas), eps=opt.opt_eps, lr=peak, initial_lr=peak)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.lr_lambda, last_epoch=step - 1)
 
-    def _report_changes(self, saved: Mapping[str, Any], path: str) -> None:
-        """Refuse what a resume cannot honour; log what changed (the new values are used)."""
+    def _saved_config(self, state: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Rank 0: the resolved config a checkpoint was trained with: its own copy, else (a checkpoint older than
+        that copy) the run directory's ``config.yaml``, else None."""
+        if "config" in state:
+            return state["config"]
+        path = Path(self.cfg.output_dir) / "config.yaml"
+        try:
+            saved = read_config_file(path) if path.is_file() else None
+        except ValueError as err:
+            self.log(f"resume: the saved config is unreadable ({err}); only the optimizer settings are compared")
+            return None
+        return saved if isinstance(saved, Mapping) else None
+
+    def _report_changes(self, saved: Mapping[str, Any], saved_config: Mapping[str, Any] | None, path: str) -> bool:
+        """Log every config change since the checkpoint at ``path``, one line per key (the new values are used), and
+        refuse those that alter what is trained (``egom2p.train.config.RESUME_TRAINED_KEYS``) unless
+        ``resume.allow_changes`` lists them.
+
+        ``saved`` is the checkpoint's ``resume_settings()``, ``saved_config`` its resolved config tree (None: only
+        the settings are compared). Returns whether the data streams must restart: their seed or the datasets they
+        are positioned in changed (allowed), so the saved positions mean nothing.
+        """
         now = self.resume_settings()
-        fixed = {"seed": "seed", **{name: key for name, (key, _) in self.recipe.resume_identity(self.train_loader).items()}}
-        for name, key in fixed.items():
+        if saved_config is not None:
+            changes = config_changes(saved_config, self.cfg.to_dict())
+        else:
+            changes = [(k, saved[k], v) for k, v in now.items() if "." in k and k in saved and saved[k] != v]
+        # What the streams are positioned by (dataset names, training windows) can change behind an unchanged config.
+        positioned_by = {"seed": "seed", **{name: key for name, (key, _) in self.recipe.resume_identity(self.train_loader).items()}}
+        moved = False
+        for name, key in positioned_by.items():
             if name in saved and saved[name] != now[name]:
-                raise ConfigError(
-                    f"config key '{key}': {saved[name]} -> {now[name]} cannot be honoured on resume from {path} (the "
-                    "data streams are seeded and positioned by it); start a new output_dir with checkpoint.init_from "
-                    "set to that checkpoint", key)
-        changes = [f"{k} {saved[k]} -> {now[k]}" for k in now
-                   if k in saved and k not in ("world_size", "accum_iter") and saved[k] != now[k]]
-        if changes:
-            self.log(f"resume: config changed since {path}: {', '.join(changes)}; training continues with the new "
-                     f"values (LR schedule recomputed at step {self.step})")
+                moved = True
+                if not any(change_allowed(k, [key]) or change_allowed(key, [k]) for k, _, _ in changes):
+                    changes.append((key, saved[name], now[name]))
+        allowed = self.cfg.resume.allow_changes
+        refused = [k for k, _, _ in changes if changes_what_is_trained(k) and not change_allowed(k, allowed)]
+        if refused:
+            key, old, new = next(c for c in changes if c[0] == refused[0])
+            others = f" (and {', '.join(refused[1:4])}{' ...' if len(refused) > 4 else ''})" if len(refused) > 1 else ""
+            raise ConfigError(
+                f"config key '{key}': {old!r} -> {new!r}{others} since {path} changes what is trained: list "
+                f"{'it' if len(refused) == 1 else 'them'} in resume.allow_changes to resume with the change "
+                f"(resume.allow_changes=[{','.join(refused[:4])}]), or start a new output_dir with "
+                "checkpoint.init_from set to that checkpoint", key)
+        for key, old, new in changes:
+            note = " (allowed by resume.allow_changes)" if changes_what_is_trained(key) else ""
+            self.log(f"resume: {key}: {old!r} -> {new!r}{note}")
+        derived = [f"{k} {saved[k]} -> {now[k]}" for k in ("global_batch_size", "peak_lr", "warmup_steps", "total_steps")
+                   if k in saved and saved[k] != now[k]]
+        if changes or derived:
+            self.log(f"resume: {len(changes)} config change(s) since {path}; training continues with the new values"
+                     + (f" ({', '.join(derived)}; LR schedule recomputed at step {self.step})" if derived else ""))
+        return moved
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, background: bool = False) -> Path | None:
@@ -136,7 +185,10 @@ class Trainer:
         the gather and the barrier stay synchronous, the writing, pruning and upload run while training goes on.
         """
         if self.info.is_main:
-            self.checkpoints.wait()
+            try:
+                self.checkpoints.wait()
+            finally:  # before writing; and a background write that failed because output_dir vanished says so
+                self._check_run_dir()
         model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=_FULL_STATE)
         rng = D.gather_objects(capture_rng_state())  # per rank, in rank order
         data = D.gather_objects(self.train_loader.state_dict())
@@ -144,7 +196,7 @@ class Trainer:
         if self.info.is_main:
             state = {"step": self.step, "world_size": self.info.world_size, "optimizer": optim_sd,
                      "guard": self.guard.state_dict(), "recipe": self.resume_settings(), "rng": rng,
-                     "data": data}
+                     "data": data, "config": self.cfg.to_dict()}
             if background:
                 model_sd, state = detached((model_sd, state), self.bare_model, self.optimizer)
                 self.checkpoints.save_async(self.step, model_sd, self.bare_model.config, state)
@@ -162,9 +214,10 @@ class Trainer:
         """
         broadcast = self.info.distributed  # rank 0 alone read the files
         small = D.broadcast_object({"step": state["step"], "world_size": state["world_size"], "guard": state["guard"],
-                                    "recipe": state.get("recipe", {})} if self.info.is_main else None)
+                                    "recipe": state.get("recipe", {}), "config": self._saved_config(state)}
+                                   if self.info.is_main else None)
         self.step = small["step"]
-        self._report_changes(small["recipe"], path)
+        streams_moved = self._report_changes(small["recipe"], small["config"], path)
         set_model_state_dict(self.model, model_sd,
                              options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast))
         # Not strict: a parameter that never received a gradient has no AdamW state yet.
@@ -175,17 +228,18 @@ class Trainer:
         self.guard.load_state_dict(small["guard"])
         self.guard.in_a_row = 0  # a resumed run (e.g. with a lower LR) gets its full allowance of bad steps
         saved_world = small["world_size"]
-        if saved_world == self.info.world_size:
+        if saved_world == self.info.world_size and not streams_moved:
             restore_rng_state(D.scatter_objects(state["rng"] if self.info.is_main else None))
             self.train_loader.load_state_dict(D.scatter_objects(state["data"] if self.info.is_main else None))
         else:
             old_batch = small["recipe"].get("global_batch_size", "?")
             same = old_batch == self.schedule.global_batch
-            self.log(f"resume: checkpoint was written with world size {saved_world} (accum_iter "
-                     f"{small['recipe'].get('accum_iter', '?')}), now {self.info.world_size} (accum_iter "
-                     f"{self.schedule.accum_iter}): " + (f"same global batch {old_batch} and schedule" if same else
-                     f"global batch {old_batch} -> {self.schedule.global_batch}, schedule recomputed")
-                     + "; data streams and RNG restart (reseeded with the step)")
+            why = "the seed or the training data changed" if saved_world == self.info.world_size else (
+                f"checkpoint was written with world size {saved_world} (accum_iter "
+                f"{small['recipe'].get('accum_iter', '?')}), now {self.info.world_size} (accum_iter "
+                f"{self.schedule.accum_iter}): " + (f"same global batch {old_batch} and schedule" if same else
+                f"global batch {old_batch} -> {self.schedule.global_batch}, schedule recomputed"))
+            self.log(f"resume: {why}; data streams and RNG restart (reseeded with the step)")
             seed_everything(self.cfg.seed + self.info.rank + 1_000_003 * self.step)
 
     def _fits(self, weights: Mapping[str, torch.Tensor]) -> str | None:
@@ -313,9 +367,25 @@ class Trainer:
             torch.save({"step": self.step, "error": str(error), "batches_per_rank": everyone}, path)
         return path
 
+    def _check_run_dir(self) -> None:
+        """Stop with one line if output_dir was deleted, replaced or made read-only (never write into a new one)."""
+        if self.run_lock is not None:
+            self.run_lock.check()
+
     def _healthy(self) -> bool:
         """No checkpoint is written inside a run of non-finite steps (it would hold the diverging state)."""
         return self.guard.in_a_row == 0
+
+    def _final_save_postponed(self, what: str) -> NonFiniteStepError:
+        """The error for a run that ends inside a non-finite streak: no final checkpoint, so not done; what to do."""
+        if self.info.is_main:
+            self.checkpoints.wait()  # the newest checkpoint named below is complete
+        saved = self.checkpoints.list()
+        advice = (f"the newest checkpoint is {saved[-1][1]}: rerun the same command to resume from it" if saved else
+                  f"{self.checkpoints.dir} holds no checkpoint: rerun the same command to start again")
+        return NonFiniteStepError(
+            f"{what} inside {self.guard.in_a_row} non-finite steps in a row, so its final checkpoint was not written; "
+            f"{advice} (with a lower optim.blr, or optim.clip_grad set, if the loss diverges again)")
 
     def fit(self) -> dict[str, Any]:
         """Train until ``end_step`` (or a stop request); returns the last logged metrics.
@@ -324,6 +394,8 @@ class Trainer:
         ``checkpoint.async_save`` the periodic checkpoints are written in the background; the last one (end of
         the run, stop request) is synchronous and waits for the one in flight. A background save's error is
         raised at the next save or when ``fit`` returns (only logged if ``fit`` is already raising another).
+        A run that ends (or is stopped) inside a non-finite streak has no final checkpoint: ``NonFiniteStepError``
+        names the newest one and what to do.
         """
         cfg, info = self.cfg, self.info
         met = cfg.metrics
@@ -348,10 +420,11 @@ class Trainer:
                     last = self._log_metrics(logger, result, window)
                     window = Window()
                 if result["stop"]:
-                    path = self.save_checkpoint() if self._healthy() else None
-                    self.log(f"stop requested ({stop.requested or 'by another rank'}): " + (
-                        f"checkpoint {path or ''} written at step {self.step}, exiting" if self._healthy() else
-                        f"no checkpoint at step {self.step} ({self.guard.in_a_row} non-finite steps in a row), exiting"))
+                    who = stop.requested or "by another rank"
+                    if not self._healthy():
+                        raise self._final_save_postponed(f"stop requested ({who}) at step {self.step}")
+                    path = self.save_checkpoint()
+                    self.log(f"stop requested ({who}): checkpoint {path or ''} written at step {self.step}, exiting")
                     return last
                 save_due = save_due or self.step % self.ckpt_every == 0 or self.step == self.end_step
                 if save_due and self._healthy():
@@ -361,9 +434,12 @@ class Trainer:
                     self.log(f"checkpoint of step {self.step} postponed: {self.guard.in_a_row} non-finite steps in a row")
                 if self.step % self.val_every == 0 and self.val_loaders is not None:
                     val = self.validate()
+                    self._check_run_dir()
                     logger.log(self.step, val)
                     last.update(val)
-            if saved_at != self.step and self._healthy():
+            if not self._healthy():
+                raise self._final_save_postponed(f"the run ended at step {self.step}")
+            if saved_at != self.step:
                 self.save_checkpoint()
             return last
         except BaseException:
@@ -402,6 +478,7 @@ class Trainer:
         for key, value in dict(getattr(self.train_loader, "stats", {}) or {}).items():
             if isinstance(value, (int, float)):
                 row[f"data/{key}"] = value
+        self._check_run_dir()
         logger.log(self.step, row)
         return row
 
@@ -443,7 +520,8 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[s
     """Build everything from ``cfg`` and train on this rank (the ``egom2p-train`` entry point)."""
     info = D.init_distributed(cfg.device)
     try:
-        return _train(cfg, info, log)
+        with hold_run_directory(cfg.output_dir, info, log) as lock:  # before anything is written there
+            return _train(cfg, info, log, lock)
     except BaseException as err:
         # The traceback's frames hold the trainer; release it (and the DDP model's hold on the process
         # group) before the group is destroyed. The error and its message are unchanged.
@@ -463,10 +541,11 @@ def build_trainer(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]
     return Trainer(cfg, model, loader, info, recipe, recipe.build_val_loaders(info), log=log)
 
 
-def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> dict[str, Any]:
+def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None], lock: RunLock | None) -> dict[str, Any]:
     """``run_training`` inside the process group: build, resume or initialise, then fit or evaluate."""
     main_log = log if info.is_main else (lambda _msg: None)
     trainer = build_trainer(cfg, info, main_log)
+    trainer.run_lock = lock
     recipe = trainer.recipe
     main_log(f"egom2p-train: {recipe.describe()} ({trainer.num_params / 1e6:.2f}M parameters), "
              f"world size {info.world_size}, device {info.device}, dtype {cfg.dtype}, output {cfg.output_dir}")
@@ -500,7 +579,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> di
     if info.distributed and not cfg.fsdp:
         check_replicas_identical(trainer.model)
         main_log(f"replicas identical on {info.world_size} ranks at step {trainer.step}")
-    if trainer.step >= trainer.end_step:
+    if trainer.step >= trainer.end_step:  # fit saved this step's checkpoint (or resumed from it), else it raised
         main_log(f"done at step {trainer.step}; weights for inference in "
                  f"{trainer.checkpoints.dir / step_dir_name(trainer.step)}")
     return last

@@ -88,7 +88,7 @@ class EgoM2PRecipe:
 
     def check_sources(self) -> None:
         """Every train and val dataset's shards resolve and open (:mod:`egom2p.train.preflight`)."""
-        check_data_sources(self.data_config.train, self.data_config.val)
+        check_data_sources(self.data_config.train, self.data_config.val, self.cfg.model_config().modalities)
 
     def prepare_batch(self, model: nn.Module, raw: Mapping[str, Mapping[str, Any]],
                       device: torch.device) -> tuple[Batch, BatchWork]:
