@@ -3,7 +3,7 @@
 Each demo config (configs/tokenizers/*-demo-cpu.yaml) runs as a user runs it, to its default end; the run
 directory then opens as a tokenizer and reconstructs 2,048 windows of 32 synthetic recordings it never saw: the
 camera's median SE(3)-aligned ATE is at most 2% of each window's path length (measured 1.8%), the gaze's median
-error over the valid frames under 2% of the crop (measured GAZE%).
+error over the valid frames under 2% of the crop (measured 1.7%).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ MAX_GAZE_ERROR = 0.02  # gaze: median over the valid frames, in crop widths
 def train_demo(kind: str, out) -> list[dict]:
     cmd = [str(BIN / "egom2p-train"), "--config", str(ROOT / f"configs/tokenizers/{kind}-demo-cpu.yaml"),
            f"output_dir={out}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "2"}
+    # One thread: beside the other test worker, two OpenMP threads per process oversubscribe the 2 cores and spin
+    # (the camera demo took over 20 minutes that way, against 8 alone).
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     return read_metrics(out)

@@ -17,7 +17,7 @@ from egom2p.data.config import (
     VAL_KEYS,
     load_data_config,
 )
-from egom2p.data.loader import _folder_map, _masking_for
+from egom2p.data.loader import _masking_for, folder_modalities
 
 
 def entry(**extra):
@@ -263,7 +263,7 @@ def test_keys_without_effect_are_logged_with_the_reason(key, caplog):
 def test_key_modality_name_map():
     cfg = load_data_config(one(modality_name_map={"video": "tok_rgb"}))
     specs = {n: type("Spec", (), {"folder": n.removeprefix("tok_")})() for n in SPECS}
-    assert _folder_map(cfg.train["a"], specs) == {"cam": "tok_cam", "depth": "tok_depth", "rgb": "tok_rgb", "video": "tok_rgb"}
+    assert folder_modalities(cfg.train["a"], specs) == {"cam": "tok_cam", "depth": "tok_depth", "rgb": "tok_rgb", "video": "tok_rgb"}
 
 
 def test_key_enforce_domains(repo_root):

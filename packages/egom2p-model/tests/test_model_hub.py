@@ -40,7 +40,7 @@ def test_from_pretrained_reads_a_hub_id_through_core_hub(tmp_path, monkeypatch):
     loaded = EgoM2P.from_pretrained("org/tiny", dtype="bfloat16", revision="v1")
     assert not loaded.training and loaded.mask_token.dtype == torch.bfloat16
     assert torch.equal(loaded.mask_token, model.mask_token.to(torch.bfloat16))
-    assert calls == [("org/tiny", "v1", ["model.safetensors", "config.json", "README.md", "*.pth", "*.pt"])]
+    assert calls == [("org/tiny", "v1", ["model.safetensors", "config.json", "integrity.json", "README.md", "*.pth", "*.pt"])]
 
 
 class RecordingHfApi:

@@ -130,7 +130,7 @@ class CheckpointManager:
     def _write(self, final: Path, model_state: dict[str, torch.Tensor],
                model_config: ModelConfig | Mapping[str, Any], train_state: dict[str, Any]) -> None:
         """Write every file into a temporary directory, record them in ``integrity.json``, rename it to ``final``."""
-        self.dir.mkdir(exist_ok=True)  # not parents: an output_dir deleted mid-run is never recreated (run_lock)
+        self.dir.mkdir(parents=True, exist_ok=True)  # a vanished output_dir is found by the run lock's check
         tmp = self.dir / f"{final.name}{TEMP_MARK}{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
