@@ -49,7 +49,9 @@ def clean(setup):
     return _shard_bytes(setup / "clean")
 
 
-def test_a_killed_run_resumes_to_the_same_shards(capsys, tmp_path, monkeypatch, setup, clean):
+def _kill_on_the_second_shard(monkeypatch):
+    """Make the encoder raise KeyboardInterrupt (Ctrl-C, as a kill mid-run) on its second batch; returns the real
+    ``WindowCodec.encode`` to put back."""
     calls = []
     encode = WindowCodec.encode
 
@@ -60,6 +62,11 @@ def test_a_killed_run_resumes_to_the_same_shards(capsys, tmp_path, monkeypatch, 
         return encode(self, windows)
 
     monkeypatch.setattr(WindowCodec, "encode", killed_on_the_second_shard)
+    return encode
+
+
+def test_a_killed_run_resumes_to_the_same_shards(capsys, tmp_path, monkeypatch, setup, clean):
+    encode = _kill_on_the_second_shard(monkeypatch)
     result = _encode(capsys, setup, tmp_path)
     assert result.code == 130 and result.err.strip() == "egom2p-tokenize: error: interrupted"
     monkeypatch.setattr(WindowCodec, "encode", encode)
@@ -124,16 +131,7 @@ def test_a_killed_overwrite_keeps_the_old_shards_and_resumes_aside(capsys, tmp_p
     assert _encode(capsys, setup, tmp_path, "--stride", 30).code == 0  # another run's dataset, to be replaced
     folder = tmp_path / "cam/ds"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    calls = []
-    encode = WindowCodec.encode
-
-    def killed_on_the_second_shard(self, windows):
-        calls.append(len(windows))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return encode(self, windows)
-
-    monkeypatch.setattr(WindowCodec, "encode", killed_on_the_second_shard)
+    encode = _kill_on_the_second_shard(monkeypatch)
     assert _encode(capsys, setup, tmp_path, "--overwrite").code == 130
     monkeypatch.setattr(WindowCodec, "encode", encode)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the old dataset, whole
