@@ -118,10 +118,7 @@ def _train(config: str | None, overrides: list[str], print_config: bool, dry_run
     except ConfigError as err:
         # Every rank reads the same config and finds the same error: rank 0 says it once.
         return fail(PROG, err) if rank == 0 else 2
-    except NonFiniteStepError as err:
-        print(f"{PROG}: stopped: {err}", file=sys.stderr)
-        return 1
-    except BadDataError as err:  # the data, not the config: fix or drop what the egom2p.data log names
+    except (NonFiniteStepError, BadDataError) as err:  # the run, or its data, not the config: exit 1, one line
         print(f"{PROG}: stopped: {err}", file=sys.stderr)
         return 1
     except OSError as err:
