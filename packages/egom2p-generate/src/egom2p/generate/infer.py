@@ -30,6 +30,7 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
+from egom2p.core.paths import resolve_path
 from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, load_token_array, read_tar_members, write_tar
 from egom2p.model import EgoM2P
 from tqdm.auto import tqdm
@@ -88,12 +89,6 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _input_pattern(data: str | os.PathLike) -> str:
-    """``data`` as the manifest records it: a local relative pattern made absolute (braces left as they are)."""
-    text = os.fspath(data)
-    return text if "://" in text or os.path.isabs(text) else os.path.join(os.getcwd(), text)
-
-
 def generate_shards(
     model: EgoM2P,
     data: str | os.PathLike,
@@ -144,7 +139,7 @@ def generate_shards(
     folders = [target_folder] + ([signal_folder(target_folder, target)] if decoder is not None else [])
     settings = {
         "task": task, "cond": runner.spec.cond, "target": target, "decoding_steps": len(runner.schedule),
-        **runner.settings, "batch_size": batch_size, "data": _input_pattern(data), "dataset": dataset,
+        **runner.settings, "batch_size": batch_size, "data": resolve_path(os.fspath(data), os.getcwd()), "dataset": dataset,
         "signals": folders[1] if decoder is not None else None,
         "gaze_frame": repr(decoder.gaze_frame) if decoder is not None and target == "tok_gaze" else None,
     }
