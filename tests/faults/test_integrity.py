@@ -87,6 +87,15 @@ def test_disk_full(tmp_path, data_config, capsys):
     assert sorted(p.name for p in steps.iterdir()) == ["step-2"] and verify_checkpoint_dir(steps / "step-2")
 
 
+@scenario("memory-over-machine")
+def test_memory_over_machine(tmp_path, capsys):
+    proc = train_here(capsys, "--config", ROOT / "configs/tokenizers/cam-demo-cpu.yaml",
+                      f"output_dir={tmp_path / 'run'}", "loader.batch_size=10000000")
+    assert_user_error(proc, "the run needs about", "loader.batch_size", "available host memory",
+                      "check_memory: false")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def _refused(tmp_path, data_config, capsys, override: str) -> None:
     proc = train_here(capsys, f"data={data_config}", *TINY, f"output_dir={tmp_path / 'run'}", override)
     assert_user_error(proc, f"config key '{override.split('=')[0]}'")

@@ -16,7 +16,7 @@ BASE = {"data": str(DEMO_DATA), "output_dir": "/tmp/run", "schedule": {"epoch_si
 # Every key of the tree, data subtree included (torchtitan's test_no_new_cli_options habit). A new key
 # fails this test until it is added here, so the README's key table and the docs stay in step.
 FROZEN_KEYS = [
-    'activation_checkpointing', 'checkpoint.async_save', 'checkpoint.auto_resume', 'checkpoint.every_steps',
+    'activation_checkpointing', 'check_memory', 'checkpoint.async_save', 'checkpoint.auto_resume', 'checkpoint.every_steps',
     'checkpoint.init_from', 'checkpoint.keep_last_k', 'checkpoint.s3_save_dir', 'checkpoint.save_ckpt_freq',
     'compile', 'data',
     'data.train.datasets.<name>.alphas_config', 'data.train.datasets.<name>.data_path',

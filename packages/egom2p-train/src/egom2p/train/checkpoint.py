@@ -137,7 +137,7 @@ class CheckpointManager:
         try:
             write_pretrained(tmp, model_state, model_config)  # each file fsynced
             write_atomic(tmp / STATE_NAME, lambda path: _save_torch(train_state, path))
-            write_integrity(tmp)  # last: it records the files above
+            write_integrity(tmp, [STATE_NAME], add=True)  # last: the weights and config are recorded already
             fsync_dir(tmp)
             if final.exists():  # the same step saved again (a rerun that ended where it resumed)
                 _retire(final)

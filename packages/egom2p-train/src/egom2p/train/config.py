@@ -221,6 +221,7 @@ class TrainConfig:
     fsdp: bool = False  # ours: FSDP2 fully_shard instead of DDP
     loss_type: str = "mod"  # mod | token | mod_present (SPEC 3)
     max_bad_steps: int = 5  # ours: stop after K non-finite steps in a row
+    check_memory: bool = True  # ours: refuse to start when the memory estimate exceeds what the device has free
     eval_only: bool = False  # validate the resumed (or init_from) weights once and exit without training
     model: ModelConfig = field(default_factory=ModelConfig)  # type: ignore[valid-type]
     # The data config (SPEC 5.1 layout, validated by egom2p.data.config): a data YAML path in a file or
@@ -310,7 +311,7 @@ def _dataset_keys(split: str) -> tuple[str, ...]:
 # workers and how the same model is computed: the change is logged and the run continues with it.
 RESUME_TRAINED_KEYS = ("recipe", "seed", "loss_type", "model", "data", "tokenizer", "tokenizer_data")
 RESUME_RUN_KEYS = ("output_dir", "dtype", "device", "compile", "activation_checkpointing", "fsdp", "max_bad_steps",
-                   "eval_only", "loader", "optim", "schedule", "checkpoint", "metrics", "resume",
+                   "check_memory", "eval_only", "loader", "optim", "schedule", "checkpoint", "metrics", "resume",
                    "model.attn_backend", "model.fused_loss", "model.fused_loss_chunk_size",
                    "data.train.max_bad_fraction", "data.train.s3_retry_seconds", "data.val", "tokenizer_data.val")
 

@@ -24,6 +24,7 @@ from torch import nn
 if TYPE_CHECKING:
     from egom2p.train.config import TrainConfig
     from egom2p.train.distributed import DistInfo
+    from egom2p.train.memory_check import ActivationShape
 
 __all__ = ["BatchWork", "Recipe", "TrainLoader", "ValLoaders", "autocast_context", "build_recipe"]
 
@@ -61,6 +62,9 @@ class Recipe(Protocol):
 
     def build_model(self) -> nn.Module:
         """The model to train, freshly initialised (the caller seeds the RNG identically on every rank)."""
+
+    def activation_shape(self) -> ActivationShape:
+        """Tokens per sample through each block list and the logits made (the memory estimate's input)."""
 
     def build_train_loader(self, info: DistInfo) -> TrainLoader:
         """This rank's training loader; every rank yields the same number of batches per step."""

@@ -32,6 +32,7 @@ from egom2p.train.config import (
     save_resolved_config,
 )
 from egom2p.train.faults import BadStepGuard, NonFiniteStepError, StopRequest
+from egom2p.train.memory_check import check_training_memory
 from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
 from egom2p.train.optim import build_optimizer
 from egom2p.train.parallel import parallelize
@@ -544,6 +545,13 @@ def build_trainer(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]
 def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None], lock: RunLock | None) -> dict[str, Any]:
     """``run_training`` inside the process group: build, resume or initialise, then fit or evaluate."""
     main_log = log if info.is_main else (lambda _msg: None)
+    problem = None
+    if info.is_main:  # before anything is allocated; rank 0's device stands for every rank's
+        estimate, problem = check_training_memory(build_recipe(cfg), cfg, info)
+        main_log(f"memory estimate: {estimate.describe()} per rank")
+    problem = D.broadcast_object(problem)
+    if problem is not None:
+        raise ConfigError(problem, "check_memory")
     trainer = build_trainer(cfg, info, main_log)
     trainer.run_lock = lock
     recipe = trainer.recipe

@@ -18,6 +18,7 @@ import torch
 from egom2p.data.config import DataConfig
 from egom2p.train.config import TrainConfig
 from egom2p.train.distributed import DistInfo
+from egom2p.train.memory_check import ActivationShape
 from egom2p.train.packing import pack_micro_batch
 from egom2p.train.preflight import check_data_sources
 from egom2p.train.recipe import BatchWork, TrainLoader, ValLoaders, autocast_context
@@ -68,6 +69,18 @@ class EgoM2PRecipe:
         from egom2p.model import EgoM2P
 
         return EgoM2P(self.cfg.model_config())
+
+    def activation_shape(self) -> ActivationShape:
+        """The input budget through the encoder, the target budget through the decoder; the target budget's
+        logits at the largest vocabulary (one chunk of them under ``model.fused_loss``)."""
+        from egom2p.model.kernels.fused_linear_ce import LOGIT_CHUNK_BYTES
+
+        model = self.cfg.model_config()
+        encoder, decoder = self.budgets
+        if model.fused_loss:
+            return ActivationShape({"encoder": encoder, "decoder": decoder}, logit_bytes_per_batch=LOGIT_CHUNK_BYTES)
+        vocab = max(spec.vocab_size for spec in model.modalities.values())
+        return ActivationShape({"encoder": encoder, "decoder": decoder}, logit_elements=decoder * vocab)
 
     def build_train_loader(self, info: DistInfo) -> TrainLoader:
         """``egom2p.data.build_train_loader`` for this rank."""

@@ -34,6 +34,7 @@ from egom2p.tokenizers.vqvae import VQVAE
 from egom2p.train import distributed as D
 from egom2p.train.config import ConfigError, TrainConfig, gaze_frame_of
 from egom2p.train.distributed import DistInfo
+from egom2p.train.memory_check import ActivationShape
 from egom2p.train.recipe import BatchWork, TrainLoader, ValLoaders, autocast_context
 from egom2p.train.recipes.window_loader import WindowLoader
 from egom2p.train.recipes.window_sources import read_windows
@@ -82,6 +83,11 @@ class TokenizerRecipe:
     def build_model(self) -> nn.Module:
         """``VQVAE`` of the ``tokenizer`` section."""
         return VQVAE(self.tokenizer)
+
+    def activation_shape(self) -> ActivationShape:
+        """A window's tokens through the encoder's and the decoder's blocks; no logits."""
+        tokens = self.tokenizer.num_tokens
+        return ActivationShape({"encoder.blocks": tokens, "decoder.blocks": tokens})
 
     def build_train_loader(self, info: DistInfo) -> WindowLoader:
         """The training windows, shuffled per epoch from ``seed``, this rank's share."""
