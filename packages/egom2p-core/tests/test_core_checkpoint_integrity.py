@@ -66,8 +66,36 @@ def test_manifest_records_every_file_and_tensor(tmp_path, shapes, dtype):
 
 def test_a_directory_without_manifest_is_not_checked(tmp_path):
     write_checkpoint_dir(tmp_path / "plain", _state(SHAPES[0]), CONFIG)
+    (tmp_path / "plain" / INTEGRITY_NAME).unlink()  # as written by an older version, or by hand
     assert verify_checkpoint_dir(tmp_path / "plain") is False
     assert read_checkpoint_dir(tmp_path / "plain")[1] == CONFIG
+
+
+def test_a_weights_directory_records_only_its_own_two_files(tmp_path):
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (folder / "README.md").write_text("notes the user edits later")
+    write_checkpoint_dir(folder, _state(SHAPES[1]), CONFIG)
+    files = json.loads((folder / INTEGRITY_NAME).read_text())["files"]
+    assert sorted(files) == ["config.json", "model.safetensors"]
+    (folder / "README.md").write_text("edited")
+    assert verify_checkpoint_dir(folder) is True
+    flipped = bytearray((folder / "model.safetensors").read_bytes())
+    flipped[-1] ^= 0x01
+    (folder / "model.safetensors").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match=r"exported/model\.safetensors: content differs"):
+        read_checkpoint_dir(folder)
+
+
+def test_adding_to_a_manifest_keeps_what_it_recorded(tmp_path):
+    folder = tmp_path / "step-4"
+    write_checkpoint_dir(folder, _state(SHAPES[0]), CONFIG)
+    before = json.loads((folder / INTEGRITY_NAME).read_text())["files"]
+    (folder / "train_state.pt").write_bytes(b"optimizer")
+    write_integrity(folder, ["train_state.pt"], add=True)
+    after = json.loads((folder / INTEGRITY_NAME).read_text())["files"]
+    assert sorted(after) == ["config.json", "model.safetensors", "train_state.pt"]
+    assert {k: after[k] for k in before} == before and verify_checkpoint_dir(folder) is True
 
 
 @pytest.mark.parametrize("offset", [0.5, 0.9, -1])

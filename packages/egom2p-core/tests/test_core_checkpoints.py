@@ -59,11 +59,11 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def test_checkpoint_dir_round_trip_is_exact_and_leaves_only_its_two_files(tmp_path):
+def test_checkpoint_dir_round_trip_is_exact_and_leaves_only_its_files(tmp_path):
     state = _state()
     write_checkpoint_dir(tmp_path / "a" / "ckpt", state, CONFIG)  # parents are created
     folder = tmp_path / "a" / "ckpt"
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "integrity.json", "model.safetensors"]
     weights, config = read_checkpoint_dir(folder)
     _assert_same(weights, state)
     assert config == CONFIG and json.loads((folder / "config.json").read_text()) == CONFIG
@@ -74,7 +74,8 @@ def test_checkpoint_dir_round_trip_is_exact_and_leaves_only_its_two_files(tmp_pa
     write_checkpoint_dir(folder, other, {**CONFIG, "dim": 48})
     weights, config = read_checkpoint_dir(folder)
     _assert_same(weights, other)
-    assert config["dim"] == 48 and sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert config["dim"] == 48 and sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "integrity.json", "model.safetensors"]
 
 
 def test_a_config_that_is_not_json_writes_nothing(tmp_path):
@@ -101,6 +102,7 @@ def test_write_atomic_keeps_the_old_file_when_the_write_fails(tmp_path):
 def test_reading_a_broken_directory_names_the_file_in_one_line(tmp_path):
     folder = tmp_path / "ckpt"
     write_checkpoint_dir(folder, _state(), CONFIG)
+    (folder / "integrity.json").unlink()  # the damage is a broken file, not a changed one
     (folder / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"config.json: not a readable JSON config") as err:
         read_checkpoint_dir(folder)

@@ -25,7 +25,7 @@ def _outputs(model, batch):
 def test_save_load_round_trip(tmp_path):
     model = EgoM2P(tiny_config())
     model.save_pretrained(tmp_path / "ckpt")
-    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"model.safetensors", "config.json"}
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"model.safetensors", "config.json", "integrity.json"}
     loaded = EgoM2P.from_pretrained(tmp_path / "ckpt")
     assert loaded.config == model.config
     batch = random_batch(model.config)
@@ -163,7 +163,7 @@ def test_write_pretrained_from_a_state_dict(tmp_path):
     model = EgoM2P(tiny_config())
     state = {k: v.clone() for k, v in model.state_dict().items()}
     write_pretrained(tmp_path / "out", state, model.config)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors"]  # no temp files
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "integrity.json", "model.safetensors"]  # no temp files
     batch = random_batch(model.config)
     assert torch.equal(_outputs(EgoM2P.from_pretrained(tmp_path / "out"), batch).loss, _outputs(model, batch).loss)
     # Overwriting keeps the directory valid, and a state dict that does not fit the config is refused.

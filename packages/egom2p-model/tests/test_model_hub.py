@@ -70,7 +70,7 @@ def test_push_to_hub_uploads_weights_config_and_card(monkeypatch, tmp_path):
     assert url.endswith("my-org/egom2p-tiny/commit/1")
     (_, token), (_, repo, private, exist_ok), (_, up_repo, revision, message, files) = RecordingHfApi.calls
     assert (token, repo, private, exist_ok, up_repo, revision) == ("t0k", "my-org/egom2p-tiny", True, True, "my-org/egom2p-tiny", None)
-    assert sorted(files) == ["README.md", "config.json", "model.safetensors"] and "EgoM2P" in message
+    assert sorted(files) == ["README.md", "config.json", "integrity.json", "model.safetensors"] and "EgoM2P" in message
     # what was uploaded opens like the model
     (tmp_path / "up").mkdir()
     for name, data in files.items():

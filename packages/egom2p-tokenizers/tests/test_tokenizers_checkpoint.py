@@ -85,7 +85,7 @@ def test_save_pretrained_round_trip_is_exact(kind, fixture_model, tokenizers_tin
     model = fixture_model(kind)
     model.quantize._codebook.cluster_size.uniform_()  # buffers travel too
     model.save_pretrained(tmp_path / "tok")
-    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == ["config.json", "integrity.json", "model.safetensors"]
     loaded = VQVAE.from_pretrained(tmp_path / "tok")
     assert loaded.config == model.config and not loaded.training
     ours, theirs = model.state_dict(), loaded.state_dict()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,20 @@ def _entry(path: Path) -> dict[str, Any]:
     return entry
 
 
-def write_integrity(directory: str | os.PathLike) -> Path:
-    """Record every file of ``directory`` in ``directory/integrity.json``; returns its path.
+def write_integrity(directory: str | os.PathLike, names: Iterable[str] | None = None, *, add: bool = False) -> Path:
+    """Record the files ``names`` of ``directory`` (None: every file) in ``directory/integrity.json``; returns
+    its path. ``add`` keeps what the manifest already records (files written earlier are not hashed again).
 
     Call it after the last file is written: hidden files (temporary names) and the manifest itself are
     left out. The manifest is written atomically (the caller fsyncs the directory).
     """
     directory = Path(directory)
-    files = {p.name: _entry(p) for p in sorted(directory.iterdir())
-             if p.is_file() and not p.name.startswith(".") and p.name != INTEGRITY_NAME}
+    wanted = None if names is None else set(names)
+    files = _read_manifest(directory / INTEGRITY_NAME) if add else {}
+    files.update({p.name: _entry(p) for p in sorted(directory.iterdir())
+                  if p.is_file() and not p.name.startswith(".") and p.name != INTEGRITY_NAME
+                  and (wanted is None or p.name in wanted)})
+    files = dict(sorted(files.items()))
     text = json.dumps({"format": _FORMAT, "files": files}) + "\n"  # one line: read by programs
     path = directory / INTEGRITY_NAME
     write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

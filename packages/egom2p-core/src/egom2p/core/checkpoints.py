@@ -61,7 +61,8 @@ SAFE_GLOBALS = (argparse.Namespace,)
 def write_checkpoint_dir(
     directory: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]
 ) -> None:
-    """Write ``model.safetensors`` (``state_dict``) and ``config.json`` (``config``, JSON-able) into ``directory``.
+    """Write ``model.safetensors`` (``state_dict``) and ``config.json`` (``config``, JSON-able) into ``directory``,
+    then ``integrity.json`` recording both (checked whenever the directory is read).
 
     The directory is created if needed. Each file is written under a temporary name, fsynced and renamed
     into place, then the directory is fsynced: a crash leaves the old files or the new ones. Tensors are
@@ -76,6 +77,7 @@ def write_checkpoint_dir(
         state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
         write_atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         write_atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        write_integrity(directory, (WEIGHTS_NAME, CONFIG_NAME))  # last: it records the two files above
         fsync_dir(directory)
 
 
