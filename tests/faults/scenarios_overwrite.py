@@ -15,5 +15,6 @@ SCENARIOS = [
              "dataset: exit 2 naming it and its shard"),
     Scenario("encode-existing-dataset", "egom2p-tokenize encode",
              "a dataset folder holding shards another tool wrote",
-             "exit 2, one line naming the folder and --overwrite; with --overwrite the new shards replace them"),
+             "exit 2, one line naming the folder, --overwrite and --append; --append numbers the new shards after the "
+             "old ones (a repeated window key refused), --overwrite replaces them"),
 ]

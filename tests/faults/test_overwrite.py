@@ -126,8 +126,12 @@ def test_encode_existing_dataset(tmp_path, capsys):
     before = samples(other)
     encode = ["encode", "--tokenizer", tmp_path / "cam-tokenizer", "--input", tmp_path / "clip.npy", "--out", out,
               "--dataset", "ds"]
-    assert_user_error(run_main(capsys, tokenize_main, *encode), out / "cam/ds", "--overwrite")
+    assert_user_error(run_main(capsys, tokenize_main, *encode), out / "cam/ds", "--overwrite", "--append")
     assert samples(other) == before
+    proc = run_main(capsys, tokenize_main, *encode, "--append")  # numbered after the old shard, which stays
+    assert proc.returncode == 0, proc.stderr
+    assert samples(proc.stdout.splitlines()[0]) == before + [(f"clip_{60 * i:06d}", ["cam"]) for i in range(3)]
+    assert_user_error(run_main(capsys, tokenize_main, *encode, "--append"), "window key 'clip_000000' is already in")
     proc = run_main(capsys, tokenize_main, *encode, "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert samples(proc.stdout.splitlines()[0]) == [(f"clip_{60 * i:06d}", ["cam"]) for i in range(3)]

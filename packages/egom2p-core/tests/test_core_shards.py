@@ -124,6 +124,20 @@ def test_truncated_corrupt_and_missing_tars_raise_shard_error(tmp_path):
         read_tar_members(str(tmp_path / "junk.tar"))
 
 
+@pytest.mark.parametrize("names", [("a/k.npz", "b/k.npz"), ("k.npz", "k.npz"), ("k.npy", "k.npz"), ("j.npz", "k.npz", "x/j.npz")])
+def test_two_members_with_one_key_are_refused_not_merged(tmp_path, names):
+    data = encode_tokens(np.arange(3))
+    folder = tmp_path / "cam"
+    write_tar(folder / "s.tar", [(name, data) for name in names])
+    key = pathlib.PurePosixPath(names[-1]).name.partition(".")[0]
+    first = next(n for n in names if pathlib.PurePosixPath(n).name.partition(".")[0] == key)
+    message = f"members {first} and {names[-1]} have the same sample key '{key}'"
+    with pytest.raises(ShardError, match=message.replace(".", r"\.")):
+        read_tar_members(str(folder / "s.tar"))
+    with pytest.raises(ShardError, match="s.tar"):  # the loaders' reader too
+        read_shard(str(tmp_path / "[cam]" / "s.tar"))
+
+
 def test_tar_directories_and_links_are_skipped(tmp_path):
     path = tmp_path / "mixed.tar"
     with tarfile.open(path, "w") as tar:

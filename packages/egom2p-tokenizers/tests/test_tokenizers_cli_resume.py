@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from egom2p.core.shards import encode_tokens, write_tar
+from egom2p.core.shards import encode_tokens, read_tar_members, write_tar
 from egom2p.tokenizers.codec import WindowCodec
 from egom2p.tokenizers.encode import MANIFEST_NAME
 from egom2p.tokenizers.synthetic import synthetic_camera_windows
@@ -110,7 +110,8 @@ def test_another_run_is_refused_unless_overwrite(capsys, tmp_path, setup, clean)
     result = _encode(capsys, setup, tmp_path, "--stride", 30)  # other keys: another run
     assert result.code == 2 and result.out == ""
     assert result.err == (f"egom2p-tokenize: error: {tmp_path / 'cam/ds'} already holds 3 shard file(s) of another "
-                          "egom2p-tokenize run; pass --overwrite to replace them, or choose another --dataset or --out\n")
+                          "egom2p-tokenize run; pass --overwrite to replace them, --append to add to them, or choose another "
+                          "--dataset or --out\n")
     assert _shard_bytes(tmp_path) == clean  # untouched
     # --overwrite with an input that turns out bad: refused before anything is deleted
     np.save(tmp_path / "bad.npy", np.zeros((2, 59, 4, 4)))
@@ -179,3 +180,56 @@ def test_a_bfloat16_run_is_another_run(capsys, tmp_path, setup, clean):
     assert _shard_bytes(tmp_path) == clean
     assert _encode(capsys, setup, tmp_path / "bf16", "--dtype", "bfloat16").code == 0
     assert _encode(capsys, setup, tmp_path / "bf16", "--dtype", "bfloat16").code == 0  # its own run resumes
+
+
+def _append(capsys, setup, out, *inputs, extra=()):
+    return run(capsys, "encode", "--tokenizer", setup / "cam", "--input", *inputs, "--out", out, "--dataset", "ds",
+               "--samples-per-shard", 3, "--append", *extra)
+
+
+def test_append_numbers_after_the_last_shard_and_refuses_repeated_keys(capsys, tmp_path, setup, clean):
+    first = run(capsys, "encode", "--tokenizer", setup / "cam", "--input", setup / "a.npy", "--out", tmp_path,
+                "--dataset", "ds", "--samples-per-shard", 3)
+    assert first.code == 0 and first.out.splitlines()[0].endswith("shard-{000000..000001}.tar")
+    folder = tmp_path / "cam/ds"
+    before = {name: (folder / name).read_bytes() for name in SHARDS[:2]}
+    result = _append(capsys, setup, tmp_path, setup / "b.npy")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == f"{tmp_path}/[cam]/ds/shard-{{000000..000002}}.tar"  # the whole dataset
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, *SHARDS]
+    assert {name: (folder / name).read_bytes() for name in SHARDS[:2]} == before  # untouched
+    assert [p.name for p in (tmp_path / "cam").iterdir()] == ["ds"]  # nothing left staged
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    assert manifest["first_shard"] == 2 and manifest["shards"] == 1 and manifest["complete"] is True
+    assert [run["inputs"][0]["file"] for run in manifest["earlier_runs"]] == ["a.npy"]
+    assert [key for key, _, _ in read_tar_members(str(folder / SHARDS[2]))] == ["b_000000", "b_000060", "b_000120"]
+    # the same recording again: its keys are in the dataset already
+    result = _append(capsys, setup, tmp_path, setup / "b.npy")
+    assert result.code == 2 and f"--append: window key 'b_000000' is already in {folder / SHARDS[2]}" in result.err
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, *SHARDS]
+    assert [p.name for p in (tmp_path / "cam").iterdir()] == ["ds"]
+    # a plain rerun of the first command is now another run's folder: refused, nothing rewritten
+    again = run(capsys, "encode", "--tokenizer", setup / "cam", "--input", setup / "a.npy", "--out", tmp_path,
+                "--dataset", "ds", "--samples-per-shard", 3)
+    assert again.code == 2 and "already holds 3 shard file(s) of another egom2p-tokenize run" in again.err
+
+
+def test_a_killed_append_resumes_aside_and_leaves_the_dataset_as_it_was(capsys, tmp_path, monkeypatch, setup, clean):
+    np.save(tmp_path / "c.npy", synthetic_camera_windows(7, seed=3))
+    assert run(capsys, "encode", "--tokenizer", setup / "cam", "--input", setup / "a.npy", "--out", tmp_path,
+               "--dataset", "ds", "--samples-per-shard", 3).code == 0
+    folder = tmp_path / "cam/ds"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    encode = _kill_on_the_second_shard(monkeypatch)
+    assert _append(capsys, setup, tmp_path, tmp_path / "c.npy").code == 130
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing of the append shows yet
+    monkeypatch.setattr(WindowCodec, "encode", encode)
+    result = _append(capsys, setup, tmp_path, tmp_path / "c.npy")
+    assert result.code == 0, result.err
+    assert "encoded 4 windows from 1 recording (3 windows kept in 1 shard finished earlier)" in result.out
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, *(f"shard-{i:06d}.tar" for i in range(5))]
+
+
+def test_append_and_overwrite_exclude_each_other(capsys, tmp_path, setup):
+    result = _append(capsys, setup, tmp_path, setup / "a.npy", extra=("--overwrite",))
+    assert result.code == 2 and "not allowed with argument" in result.err

@@ -159,18 +159,26 @@ def open_url(url: str, retry_seconds: float | None = None) -> IO[bytes]:
 def iter_tar_members(stream: IO[bytes], where: str) -> Iterator[tuple[str, str, bytes]]:
     """Stream the regular members of a tar as ``(key, extension, bytes)``, in tar order.
 
-    Raises :class:`ShardError` naming ``where`` for a truncated member or a corrupt tar.
+    Raises :class:`ShardError` naming ``where`` for a truncated member, a corrupt tar, or two members with
+    one key (``a/clip.npy`` and ``b/clip.npy``, or ``clip.npy`` twice): a tar holds one member per sample,
+    and keeping either would silently drop the other.
     """
+    first_member: dict[str, str] = {}
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for info in tar:
                 if not info.isfile():
                     continue
+                key, ext = sample_key(info.name)
+                if key in first_member:
+                    raise ShardError(f"{where}: members {first_member[key]} and {info.name} have the same sample key "
+                                     f"{key!r} (the file name without folders and extension); rewrite the shard with "
+                                     "one member per key")
+                first_member[key] = info.name
                 handle = tar.extractfile(info)
                 data = handle.read() if handle is not None else b""
                 if len(data) != info.size:
                     raise ShardError(f"{where}: member {info.name} is truncated")
-                key, ext = sample_key(info.name)
                 yield key, ext, data
     except ShardError:
         raise

@@ -44,19 +44,11 @@ __all__ = ["generate_shards"]
 
 
 def _batches(shard: DataShard, folder: str, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    """``(keys, conditioning tokens)`` of each batch of one shard; a key seen twice in it is refused, since
-    both samples' outputs would be one member (core's key is a member's base name: ``a/x.npz`` and ``b/x.npz``
-    are both ``x``)."""
-    seen: set[str] = set()
+    """``(keys, conditioning tokens)`` of each batch of one shard (core's reader refuses a key seen twice in a tar,
+    so no two outputs are one member)."""
     samples = iter_shard_samples([{folder: shard.tars[folder]}])  # only the conditioning tar is read
     while batch := list(islice(samples, batch_size)):
-        keys = [key for key, _ in batch]
-        twice = next((key for key in keys if key in seen or keys.count(key) > 1), None)
-        if twice is not None:
-            raise ValueError(f"{shard.tars[folder]}: two members have the key {twice!r}, so their outputs would "
-                             "collide (members in different folders of one tar share a key: give them distinct names)")
-        seen.update(keys)
-        yield keys, np.stack([arrays[folder] for _, arrays in batch])
+        yield [key for key, _ in batch], np.stack([arrays[folder] for _, arrays in batch])
 
 
 def _unfinished(shard: DataShard, folder: str, outputs: Mapping[str, tuple[str, tuple[int, ...] | None]]) -> str | None:

@@ -108,7 +108,7 @@ def build_parser() -> CliParser:
                                    "resampled to 30 fps and cut every --stride frames; a window with a missing pose "
                                    "(camera) or without any gaze point is skipped and counted. Running the same "
                                    "command again resumes: finished shards are checked and kept. A dataset folder "
-                                   "holding shards of another run is refused unless --overwrite.")
+                                   "holding shards of another run is refused unless --overwrite or --append.")
     _add_model_options(e)
     e.add_argument("--input", required=True, nargs="+", metavar="PATH",
                    help="track files (.npz with poses|gaze + times|fps, TUM / 't x y' text, .npy with --fps), window "
@@ -122,9 +122,14 @@ def build_parser() -> CliParser:
                    help="30 fps frames between window starts (60: back-to-back 2 s windows, as the EgoM2P shards; "
                         "10: the tokenizer's training windows); window i of a window array starts at frame i * N")
     e.add_argument("--samples-per-shard", type=positive_int, default=1000, metavar="N", help="windows per tar")
-    e.add_argument("--overwrite", action="store_true",
-                   help="replace the dataset folder's shards (of any run): everything is encoded again aside "
-                        "(resumable there) and swapped in when complete; until then the old shards stay")
+    mode = e.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace the dataset folder's shards (of any run): everything is encoded again aside "
+                           "(resumable there) and swapped in when complete; until then the old shards stay")
+    mode.add_argument("--append", action="store_true",
+                      help="add these recordings to the dataset folder: new shards numbered after its last one, "
+                           "encoded aside (resumable there) and moved in when complete; a window key the dataset "
+                           "already holds is refused")
 
     d = sub.add_parser("decode", help="token files or shards -> poses or gaze pixels (.npy)", epilog=EPILOG,
                        description="Decode token ids into signals: camera poses (N, 60, 4, 4), canonical to each "
@@ -187,7 +192,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
     codec = _load_codec(args, progress=False)  # the bar is over recordings
     summary = encode_to_shards(codec, args.input, args.out, args.dataset, fps=args.fps, stride=args.stride,
-                               samples_per_shard=args.samples_per_shard, overwrite=args.overwrite, progress=True)
+                               samples_per_shard=args.samples_per_shard, overwrite=args.overwrite, append=args.append,
+                               progress=True)
     if summary.leftovers_removed:
         print(f"{PROG}: removed {summary.leftovers_removed} unfinished temporary shard file(s) of an earlier run",
               file=sys.stderr)

@@ -11,7 +11,11 @@ and holds exactly the planned keys with valid tokens is kept (a shard is written
 when complete, so a killed run leaves whole shards, plus temporary files that the next run removes); any other
 shard is encoded (again). A folder holding shards of another run, or shards without that file, is refused unless
 ``overwrite``, which replaces the folder as core's :mod:`egom2p.core.dataset_write` rules: the new run is encoded
-aside (resumable there the same way) and swapped in when complete, so until then the old shards stay as they were.
+aside (resumable there the same way) and swapped in when complete, so until then the old shards stay as they were;
+or ``append``, which encodes aside the same way, numbers the new shards after the last existing one (that first
+index is part of the run's identity), refuses a window key the dataset already holds, and moves the new shards in
+when complete. The folder's manifest then describes the appended run and keeps the earlier ones under
+``earlier_runs``.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class EncodeSummary:
     shards_written: int = 0
     shards_kept: int = 0
     leftovers_removed: int = 0
+    first_shard: int = 0  # the index of this run's first shard (after the existing ones with ``append``)
     skipped: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -71,8 +76,10 @@ class EncodeSummary:
         return self.root / self.folder / self.dataset
 
     def pattern(self) -> str:
-        """The shard pattern that reads this run's shards back, e.g. ``out/[cam]/ds/shard-{000000..000002}.tar``."""
-        names = shard_name(0) if self.shards == 1 else f"shard-{{000000..{self.shards - 1:06d}}}.tar"
+        """The shard pattern that reads the dataset folder back (an appended run's shards and the earlier ones),
+        e.g. ``out/[cam]/ds/shard-{000000..000002}.tar``."""
+        last = self.first_shard + self.shards - 1
+        names = shard_name(0) if last == 0 else f"shard-{{000000..{last:06d}}}.tar"
         return os.path.join(os.fspath(self.root), f"[{self.folder}]", self.dataset, names)
 
     def format(self) -> str:
@@ -140,8 +147,8 @@ def _stale_files(directory: Path, run: str, staged: bool) -> tuple[list[Path], l
     """``(files to replace, temporary leftovers)`` of ``directory`` before run ``run`` writes into it.
 
     Another run's shards, or shards of unknown origin, are refused (``ValueError``) in the dataset folder and
-    replaced in the ``staged`` folder of an ``--overwrite`` (what an earlier, other run left there). Deletes
-    nothing: the caller does when the first shard is ready.
+    replaced in the ``staged`` folder of an ``--overwrite`` or ``--append`` (what an earlier, other run left there).
+    Deletes nothing: the caller does when the first shard is ready.
     """
     if not directory.is_dir():
         return [], []
@@ -151,7 +158,7 @@ def _stale_files(directory: Path, run: str, staged: bool) -> tuple[list[Path], l
     if previous != run and (tars or previous is not None):
         if not staged:
             whose = "another egom2p-tokenize run" if previous else "unknown origin (no egom2p-tokenize.json)"
-            raise refuse_existing(directory, len(tars), whose, append=False)
+            raise refuse_existing(directory, len(tars), whose)
         replaced = tars + ([directory / MANIFEST_NAME] if previous is not None else [])
     return replaced, [p for p in directory.iterdir() if _LEFTOVER.match(p.name)]
 
@@ -172,6 +179,24 @@ def _finished(path: Path, keys: list[str], codec: WindowCodec) -> bool:
     except (ShardError, ValueError):
         return False
     return True
+
+
+def _read_manifest(directory: Path) -> dict | None:
+    """The folder's manifest as written (None: none or unreadable)."""
+    try:
+        manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _earlier_runs(directory: Path) -> list[dict]:
+    """The runs whose shards an ``--append`` adds to: the dataset folder's manifest and the runs it records."""
+    manifest = _read_manifest(directory)
+    if manifest is None:
+        return []
+    earlier = manifest.pop("earlier_runs", [])
+    return [*(earlier if isinstance(earlier, list) else []), manifest]
 
 
 def _check_name(value: str, what: str) -> str:
@@ -203,41 +228,55 @@ def _shards(files: list[Path], codec: WindowCodec, summary: EncodeSummary, bar: 
 
 def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: str | os.PathLike, dataset: str, *,
                      fps: float | None = None, stride: int = WINDOW_LENGTH, samples_per_shard: int = 1000,
-                     overwrite: bool = False, progress: bool = False) -> EncodeSummary:
+                     overwrite: bool = False, append: bool = False, progress: bool = False) -> EncodeSummary:
     """Encode the windows of ``inputs`` (files or folders of tracks or window arrays) into
-    ``root/<folder>/<dataset>/shard-NNNNNN.tar``; see the module docstring for resume and refusal.
+    ``root/<folder>/<dataset>/shard-NNNNNN.tar``; see the module docstring for resume, refusal, ``overwrite`` and
+    ``append``.
 
     ``fps``: frame rate of ``.npy`` tracks (an ``.npy`` without it is a window array); ``stride``: frames between
     window starts (default 60: back-to-back 2 s windows, as the EgoM2P shards). Returns an :class:`EncodeSummary`.
     """
     if stride < 1 or samples_per_shard < 1:
         raise ValueError(f"stride and samples per shard must be >= 1, got {stride} and {samples_per_shard}")
+    if overwrite and append:
+        raise ValueError("--overwrite and --append exclude each other: replace the dataset or add to it")
     files = input_files(list(inputs))
     summary = EncodeSummary(Path(root), codec.spec.folder, _check_name(dataset, "dataset"))
     identity = run_identity(codec, files, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
-    run = _run_id(identity)
-    # A fresh or resumed run writes in place; --overwrite encodes aside and swaps the folder in when complete.
-    # Either way an unfinished --overwrite stays staged, for the next one to resume.
-    if overwrite:
-        write = begin_write(root, dataset, [summary.folder], mode="overwrite", append_offered=False,
+    # A fresh or resumed run writes in place; --overwrite and --append encode aside and move the shards in when
+    # complete. Either way an unfinished one stays staged, for the next one to resume.
+    existing_keys: dict[str, Path] = {}
+    if overwrite or append:
+        write = begin_write(root, dataset, [summary.folder], mode="overwrite" if overwrite else "append",
                             keep_staged=True, own_files=[MANIFEST_NAME])
         directory = write.staging(summary.folder)
+        if append:
+            summary.first_shard = write.first_index
+            identity["first_shard"] = write.first_index  # a rerun after more shards were added is another run
+            existing_keys = write.existing_keys()
     else:
         write = None
         recover_writes(root, dataset, [summary.folder], keep_staged=True)
         directory = summary.directory
-    replaced, leftovers = _stale_files(directory, run, staged=overwrite)
+    run = _run_id(identity)
+    replaced, leftovers = _stale_files(directory, run, staged=write is not None)
     bar = tqdm(total=len(files), desc=f"encoding {codec.kind}", unit="recording", disable=None if progress else True)
     with bar:
         shards = _shards(files, codec, summary, bar, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
         for index, (keys, windows) in enumerate(shards):
+            repeated = next((key for key in keys if key in existing_keys), None)
+            if repeated is not None and write is not None:  # never appendable: nothing of it stays staged
+                write.abort()
+                raise ValueError(f"--append: window key {repeated!r} is already in {existing_keys[repeated]} (were "
+                                 "these recordings encoded into this dataset before?); append other recordings or "
+                                 "choose another --dataset")
             if index == 0:  # the folder is cleared and holds the run's identity before any shard of the run
                 for stale in replaced + leftovers:
                     stale.unlink()
                 summary.leftovers_removed = len(leftovers)
                 directory.mkdir(parents=True, exist_ok=True)
                 _write_manifest(directory, {"run": run, "complete": False, **identity})
-            path = directory / shard_name(index)
+            path = directory / shard_name(summary.first_shard + index)
             if _finished(path, keys, codec):
                 summary.shards_kept += 1
                 summary.windows_kept += len(keys)
@@ -252,9 +291,10 @@ def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: 
             summary.windows_encoded += len(keys)
             bar.set_postfix(shards=summary.shards, windows=summary.windows_encoded + summary.windows_kept)
     if summary.shards:
+        earlier = {"earlier_runs": _earlier_runs(summary.directory)} if append else {}
         _write_manifest(directory, {"run": run, "complete": True, "shards": summary.shards,
                                     "windows": summary.windows_encoded + summary.windows_kept,
-                                    "skipped": dict(summary.skipped), **identity})
+                                    "skipped": dict(summary.skipped), **identity, **earlier})
         if write is not None:
             write.commit()
     elif write is not None:  # nothing to swap in: the dataset stays as it was
