@@ -110,6 +110,12 @@ def test_reading_a_broken_directory_names_the_file_in_one_line(tmp_path):
     (folder / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"config.json: expected a JSON object of config fields, got list"):
         read_config_json(folder / "config.json")
+    (folder / "config.json").write_text('{"dim": 48, "depth": 2, "dim": 96}')  # JSON would keep 96, silently
+    with pytest.raises(ValueError, match=r"config.json: duplicate key 'dim'"):
+        read_config_json(folder / "config.json")
+    (folder / "config.json").write_text('{"outer": {"a": 1, "a": 2}}')  # nested objects too
+    with pytest.raises(ValueError, match=r"config.json: duplicate key 'a'"):
+        read_config_json(folder / "config.json")
     (folder / "config.json").write_bytes(b"\xff\xfe")
     with pytest.raises(ValueError, match=r"config.json: not a readable JSON config"):
         read_config_json(folder / "config.json")

@@ -124,3 +124,33 @@ def test_runs_from_any_directory_and_evaluates_with_init_from(tmp_path):
                            "eval_only=true", "checkpoint.init_from=run"], cwd=tmp_path, env=ENV, capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 2 and "config key 'checkpoint.init_from'" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES"])
+def test_storage_failures_are_one_line_exit_2(capsys, monkeypatch, tmp_path, code):
+    """A full disk, a quota, a file size limit, a read-only or forbidden folder met anywhere in a run (metrics,
+    plots, the resolved config) is the user's environment: one line naming the path, exit 2, no traceback."""
+    import errno
+    import os
+
+    import egom2p.train.trainer as trainer
+
+    def no_room(cfg, log):
+        number = getattr(errno, code)
+        raise OSError(number, os.strerror(number), str(tmp_path / "run" / "metrics.jsonl"))
+
+    monkeypatch.setattr(trainer, "run_training", no_room)
+    assert main(["--config", DEMO, f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and f"{tmp_path / 'run' / 'metrics.jsonl'}" in err
+
+
+def test_other_os_errors_are_not_hidden(monkeypatch, tmp_path):
+    import egom2p.train.trainer as trainer
+
+    def broken(cfg, log):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(trainer, "run_training", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        main(["--config", DEMO, f"output_dir={tmp_path / 'run'}"])

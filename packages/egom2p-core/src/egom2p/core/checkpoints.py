@@ -89,11 +89,28 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a readable safetensors file ({_short(err)})") from None
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice (JSON keeps the last, silently) is an error."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(f"duplicate key {key!r}: which value is meant? keep one")
+        data[key] = value
+    return data
+
+
 def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON object in ``path``; a one-line ValueError naming the file when it is unreadable or not an object."""
+    """The JSON object in ``path``; a one-line ValueError naming the file when it is unreadable, not an object, or
+    gives a key twice."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as err:
+        raise ValueError(f"{path}: {err}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a readable JSON config ({_short(err)})") from None
     if not isinstance(data, dict):

@@ -132,15 +132,21 @@ def _write_manifest(directory: Path, manifest: dict) -> None:
     fsync_dir(directory)
 
 
-def _previous_run(directory: Path) -> str | None:
-    """The run id in the folder's manifest; None when there is none, ``""`` when it is unreadable."""
+def _read_manifest(directory: Path) -> dict | None:
+    """The folder's manifest as written (None: none or unreadable)."""
     try:
         manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError):
-        return ""
-    return str(manifest.get("run", "")) if isinstance(manifest, dict) else ""
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _previous_run(directory: Path) -> str | None:
+    """The run id in the folder's manifest; None when there is none, ``""`` when it is unreadable."""
+    if not (directory / MANIFEST_NAME).exists():
+        return None
+    manifest = _read_manifest(directory)
+    return "" if manifest is None else str(manifest.get("run", ""))
 
 
 def _stale_files(directory: Path, run: str, staged: bool) -> tuple[list[Path], list[Path]]:
@@ -179,15 +185,6 @@ def _finished(path: Path, keys: list[str], codec: WindowCodec) -> bool:
     except (ShardError, ValueError):
         return False
     return True
-
-
-def _read_manifest(directory: Path) -> dict | None:
-    """The folder's manifest as written (None: none or unreadable)."""
-    try:
-        manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
 
 
 def _earlier_runs(directory: Path) -> list[dict]:

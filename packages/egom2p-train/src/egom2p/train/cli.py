@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from egom2p.core.cli import CliParser, add_version_option, fail, positive_int, run_cli
+from egom2p.core.disk_space import out_of_space_reason
 from egom2p.train import __version__
 
 PROG = "egom2p-train"
@@ -50,8 +51,8 @@ examples:
   egom2p-train plot runs/demo-cpu --out loss.png
 """
 
-# Storage failures that are the user's environment, not a bug: one line, exit 2.
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES}
+# Storage failures that are the user's environment, not a bug (besides core's out-of-room ones): one line, exit 2.
+_STORAGE_ERRNOS = {errno.EROFS, errno.EACCES}
 
 
 def build_parser() -> CliParser:
@@ -122,7 +123,7 @@ def _train(config: str | None, overrides: list[str], print_config: bool, dry_run
         print(f"{PROG}: stopped: {err}", file=sys.stderr)
         return 1
     except OSError as err:
-        if err.errno in _STORAGE_ERRNOS:  # disk full, read-only or forbidden output folder
+        if err.errno in _STORAGE_ERRNOS or out_of_space_reason(err):  # read-only, forbidden, full, over a quota
             return fail(PROG, err)
         raise
     return 0
