@@ -61,7 +61,8 @@ SCENARIOS = [
     Scenario("ckpt-pickle-code", "egom2p-convert", "a .pth that runs a command when unpickled",
              "exit 2, one line naming the file; the command never runs"),
     Scenario("ckpt-wrong-shapes", "egom2p-generate", "config.json whose dim does not match the weights",
-             "exit 2 before the model is built, one line naming the checkpoint, the tensor and both shapes"),
+             "exit 2, one line naming config.json as changed since integrity.json; with the manifest deleted (an "
+             "edit on purpose): exit 2 before the model is built, one line naming the tensor and both shapes"),
     Scenario("resume-pickle-code", "egom2p-train", "a train_state.pt that runs a command when unpickled",
              "survived: a warning names the step directory, the run continues from the newest readable state; "
              "the command never runs"),

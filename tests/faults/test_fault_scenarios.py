@@ -244,6 +244,9 @@ def test_ckpt_wrong_shapes(tmp_path, checkpoint):
     config["dim"] = 72  # a valid model, but not the one these weights belong to
     (bad / "config.json").write_text(json.dumps(config))
     proc = cli("egom2p-generate", "--checkpoint", bad, "--target", "tok_cam", "--out", tmp_path / "cam.npy")
+    assert_user_error(proc, bad / "config.json", "integrity.json recorded")  # the edit is seen first
+    (bad / "integrity.json").unlink()  # as its message says, for an edit made on purpose
+    proc = cli("egom2p-generate", "--checkpoint", bad, "--target", "tok_cam", "--out", tmp_path / "cam.npy")
     assert_user_error(proc, bad, "the config makes", "has shape")
     assert not (tmp_path / "cam.npy").exists()
 
