@@ -65,6 +65,7 @@ def test_dtype_mismatch(tmp_path, checkpoint):
     key = sorted(weights)[-1]
     weights[key] = weights[key].to(torch.float16)
     save_file(weights, bad / "model.safetensors")
+    write_integrity(bad)  # a writer that recorded what it wrote: the files are intact, their dtypes disagree
     proc = cli("egom2p-generate", "--checkpoint", bad, "--target", "tok_cam", "--out", tmp_path / "c.npy")
     assert_user_error(proc, bad / "config.json", "'dtype' is float32", f"tensor '{key}' is float16")
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from egom2p.core.shards import encode_tokens, read_tar_members, write_tar
+from egom2p.core.shards import ShardError, encode_tokens, read_tar_members, write_tar
 from egom2p.generate.batch_manifest import build_manifest, claim_root, first_difference, manifest_path, source_identity
 from egom2p.generate.cli import main as generate_main
 from egom2p.generate.infer import generate_shards
@@ -135,7 +135,7 @@ def test_shards_in_different_folders_keep_their_folders(tiny_model, tmp_path):
     # members in different folders of one tar share a key (core's key is the base name): refused, never merged
     write_tar(tmp_path / "dup" / "rgb" / "shard.tar", [("x/k.npz", encode_tokens(np.zeros((2, 4, 4), np.int64))),
                                                        ("y/k.npz", encode_tokens(np.ones((2, 4, 4), np.int64)))])
-    with pytest.raises(ValueError, match="two members have the key 'k'"):
+    with pytest.raises(ShardError, match="members x/k.npz and y/k.npz have the same sample key 'k'"):
         generate_shards(tiny_model, str(tmp_path / "dup") + "/[rgb]/shard.tar", "rgb2cam", tmp_path / "dup-preds")
     assert not (tmp_path / "dup-preds").exists()
 

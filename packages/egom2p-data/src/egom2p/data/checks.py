@@ -141,9 +141,6 @@ def _read_folder(url: str, report: ShardReport) -> list[tuple[str, str, bytes]] 
         report.problems.append(problem)
     if not members:
         report.problems.append(f"{url}: holds no samples")
-    repeated = [k for k, n in Counter(k for k, _, _ in members).items() if n > 1]
-    if repeated:
-        report.problems.append(f"{url}: {len(repeated)} keys appear more than once (training keeps one), e.g. {repeated[0]!r}")
     return members
 
 
