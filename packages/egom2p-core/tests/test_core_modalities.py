@@ -35,7 +35,9 @@ def test_folder_rule_is_the_name_without_tok_prefix():
     ({"vocab_size": 8, "length": True}, "length must be a positive integer"),
     ({"length": 3}, "missing 'vocab_size'"),
     ({"vocab_size": 8, "length": 3, "embedding": "x"}, r"unknown key\(s\) \['embedding'\]"),
-    ({"vocab_size": 8, "length": 3, "folder": "../up"}, "plain folder name"),
+    ({"vocab_size": 8, "length": 3, "folder": "../up"}, "folder '../up' must be a plain name"),
+    ({"vocab_size": 8, "length": 3, "folder": "a,b"}, "folder 'a,b' must be a plain name"),  # breaks [a,b] lists
+    ({"vocab_size": 8, "length": 3, "folder": 3}, "plain folder name"),
 ])
 def test_bad_entries_name_the_modality_and_key(entry, message):
     with pytest.raises(ValueError, match=message) as err:

@@ -84,7 +84,7 @@ MISTAKES = [
     (ENCODE + ["w.npy", "sub"], "--input sub/w.npy and w.npy share the recording stem 'w', so their windows would share "
                                 "sample keys; rename one"),
     (["encode", "--tokenizer", "cam", "--out", "out", "--dataset", "../x", "--input", "w.npy"],
-     "--dataset '../x' must be a plain folder name"),
+     "--dataset '../x' must be a plain name inside the output folder"),
     (["decode", "--tokenizer", "cam", "--out", "d.txt", "--input", "one.npy"],
      "--out d.txt: expected a .npy file"),
     (["recon", "--tokenizer", "cam", "--out", "r.txt", "--input", "w.npy"], "--out r.txt: expected a .npy file"),

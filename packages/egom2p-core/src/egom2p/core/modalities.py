@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from egom2p.core.config_files import read_config_file
+from egom2p.core.shards import check_name
 
 __all__ = ["ModalitySpec", "RELEASED_MODALITIES", "default_folder", "load_modality_specs"]
 
@@ -64,10 +65,14 @@ class ModalitySpec:
             object.__setattr__(self, "grid", tuple(self.grid))
         if self.length is not None and not _positive_int(self.length):
             raise ValueError(f"{where}: length must be a positive integer, got {self.length!r}")
-        if not isinstance(self.folder, str) or "/" in self.folder or self.folder in (".", ".."):
+        if not isinstance(self.folder, str):
             raise ValueError(f"{where}: folder must be a plain folder name, got {self.folder!r}")
         if not self.folder:
             object.__setattr__(self, "folder", default_folder(self.name))
+        try:  # the shard writers' rule: a folder sits in a [a,b] pattern list
+            check_name(self.folder, "folder")
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
 
     @property
     def num_tokens(self) -> int:

@@ -26,6 +26,7 @@ from egom2p.core.atomic import write_atomic
 
 __all__ = [
     "ShardError",
+    "check_name",
     "ShardPolicy",
     "decode_tokens",
     "encode_tokens",
@@ -81,6 +82,21 @@ def expand_folders(url: str) -> dict[str, str]:
     if len(set(folders)) != len(folders):
         raise ValueError(f"shard URL {url!r} lists a folder twice")
     return {f: _BRACKETS.sub(f, url, count=1) for f in folders}
+
+
+_PATTERN_CHARS = "[]{}"  # the pattern grammar's brackets and braces: never part of a written name
+
+
+def check_name(value: str, what: str, allow_nested: bool = False) -> str:
+    """``value`` as a path component of a written shard path: not empty, ``.`` or ``..``, no path separator,
+    no pattern bracket or brace (and no comma in a folder or shard name: they sit in ``[a,b]`` / ``{a,b}``
+    lists). ``allow_nested`` accepts ``a/b`` made of such components. Raises ``ValueError`` naming ``what``."""
+    listed = what in ("folder", "shard file")
+    for part in value.split("/") if allow_nested else [value]:
+        if part in ("", ".", "..") or any(c in part for c in "/\\" + _PATTERN_CHARS + ("," if listed else "")):
+            raise ValueError(f"{what} {value!r} must be a plain name inside the output folder "
+                             f"(no '..', no path separators, no []{{}}{' or commas' if listed else ''})")
+    return value
 
 
 def sample_key(member_name: str) -> tuple[str, str]:

@@ -22,25 +22,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from egom2p.core.dataset_write import WriteMode, begin_write, shard_name
-from egom2p.core.shards import encode_tokens, find_root_shards, write_tar
+from egom2p.core.shards import check_name, encode_tokens, find_root_shards, write_tar
 from tqdm import tqdm
 
 __all__ = ["check_name", "dataset_pattern", "write_shards"]
-
-_PATTERN_CHARS = "[]{}"  # the pattern grammar's brackets and braces: never part of a written name
-
-
-def check_name(value: str, what: str, allow_nested: bool = False) -> str:
-    """``value`` as a path component of a written shard path: not empty, ``.`` or ``..``, no path separator,
-    no pattern bracket or brace (and no comma in a folder or shard name: they sit in ``[a,b]`` / ``{a,b}``
-    lists). ``allow_nested`` accepts ``a/b`` made of such components. Raises ``ValueError`` naming ``what``."""
-    listed = what in ("folder", "shard file")
-    for part in value.split("/") if allow_nested else [value]:
-        if part in ("", ".", "..") or any(c in part for c in "/\\" + _PATTERN_CHARS + ("," if listed else "")):
-            raise ValueError(f"{what} {value!r} must be a plain name inside the output folder "
-                             f"(no '..', no path separators, no []{{}}{' or commas' if listed else ''})")
-    return value
-
 
 def _inside(root: str, path: str) -> str:
     """``path``, after checking that it stays inside ``root`` (the names were checked; this is the backstop)."""

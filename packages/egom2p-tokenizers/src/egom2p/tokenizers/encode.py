@@ -35,7 +35,7 @@ import torch
 from egom2p.core.atomic import fsync_dir, write_atomic
 from egom2p.core.checkpoint_integrity import file_sha256
 from egom2p.core.dataset_write import begin_write, existing_shards, recover_writes, refuse_existing, shard_name
-from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, read_tar_members, write_tar
+from egom2p.core.shards import ShardError, check_name, decode_tokens, encode_tokens, read_tar_members, write_tar
 from egom2p.tokenizers.codec import WindowCodec
 from egom2p.tokenizers.recordings import counted, describe_skipped, input_files, read_recording
 from egom2p.tokenizers.tracks import WINDOW_LENGTH
@@ -196,13 +196,6 @@ def _earlier_runs(directory: Path) -> list[dict]:
     return [*(earlier if isinstance(earlier, list) else []), manifest]
 
 
-def _check_name(value: str, what: str) -> str:
-    if value in ("", ".", "..") or any(c in value for c in "/\\[]{},"):
-        raise ValueError(f"--{what} {value!r} must be a plain folder name (no path separators, brackets, braces "
-                         "or commas; not '.' or '..')")
-    return value
-
-
 def _shards(files: list[Path], codec: WindowCodec, summary: EncodeSummary, bar: tqdm, *, fps: float | None,
             stride: int, samples_per_shard: int) -> Iterator[tuple[list[str], np.ndarray]]:
     """``(keys, windows)`` of each shard in order, reading one recording at a time."""
@@ -238,7 +231,7 @@ def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: 
     if overwrite and append:
         raise ValueError("--overwrite and --append exclude each other: replace the dataset or add to it")
     files = input_files(list(inputs))
-    summary = EncodeSummary(Path(root), codec.spec.folder, _check_name(dataset, "dataset"))
+    summary = EncodeSummary(Path(root), codec.spec.folder, check_name(dataset, "--dataset"))
     identity = run_identity(codec, files, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
     # A fresh or resumed run writes in place; --overwrite and --append encode aside and move the shards in when
     # complete. Either way an unfinished one stays staged, for the next one to resume.
