@@ -14,6 +14,8 @@ SCENARIOS = [
              "exit 2 before the first step, one line naming the key, the modality and its folder"),
     Scenario("train-every-sample-bad", "egom2p-train", "every camera member of every training shard holds float tokens",
              "exit 1 after max_bad_fraction is passed: one line with the count and the reason, no traceback"),
+    Scenario("device-cuda-without-cuda", "egom2p-generate, egom2p-eval",
+             "--device cuda on a machine without CUDA", "exit 2 before loading anything, one line naming --device"),
     Scenario("generate-out-without-suffix", "egom2p-generate", "--out preds/clip (no .npz)",
              "the printed path is the written file, preds/clip.npz"),
 ]

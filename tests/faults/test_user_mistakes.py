@@ -47,6 +47,17 @@ def test_generate_empty_cond(checkpoint, tmp_path):
     assert_user_error(proc, empty, "no sample")
 
 
+@scenario("device-cuda-without-cuda")
+def test_device_cuda_without_cuda(checkpoint, rgb, tmp_path):
+    import torch
+
+    assert not torch.cuda.is_available(), "this scenario needs a machine without CUDA"
+    for script, args in (("egom2p-generate", ["--cond", f"tok_rgb={rgb}", "--target", "tok_cam", "--out", tmp_path / "g"]),
+                         ("egom2p-eval", ["--data", tmp_path / "none/[rgb,cam]/s.tar", "--task", "rgb2cam"])):
+        proc = cli(script, "--checkpoint", checkpoint, "--device", "cuda", *args)
+        assert_user_error(proc, "--device", "CUDA is not available on this machine")
+
+
 @scenario("generate-out-without-suffix")
 def test_generate_out_without_suffix(checkpoint, rgb, tmp_path):
     for targets, written in ((["tok_cam"], ["clip.npz"]), (["tok_cam", "tok_depth"], ["clip_tok_cam.npz",
