@@ -20,11 +20,10 @@ from e2e_helpers import BIN, ROOT, read_metrics, run_trainer, write_data_config
 pytestmark = pytest.mark.xdist_group("demo")
 
 # The demo's rules make rgb -> depth a per-cell lookup (perfect accuracy 1.0, chance 2/32) and rgb -> cam a
-# function of the frame-to-frame motion (perfect 1.0, chance 1/8). The demo recipe as it is (demo-cpu.yaml,
-# 2,400 steps) puts the model far above chance on both; the thresholds leave room for seeds and machines.
-# Shorter runs do not: rgb -> cam is learned in the last third of the schedule (cut at 1,600 steps, or a whole
-# 1,600-step schedule, it stays near 0.25).
-MIN_ACCURACY = {"rgb2depth": 0.5, "rgb2cam": 0.4}
+# function of the frame-to-frame motion (perfect 1.0, chance 1/8). The floors are the README's promise: over
+# seeds 0-3 on 1 and 2 threads the recipe as it is (demo-cpu.yaml, 2,400 steps) ended at rgb -> cam 0.97-1.00
+# and rgb -> depth >= 0.999 on 128 held-out samples (configs/alphas/demo_rgb2all_all2all.yaml says why).
+MIN_ACCURACY = {"rgb2depth": 0.99, "rgb2cam": 0.95}
 
 
 def test_demo_training_learns_the_synthetic_rules(tmp_path, synth_root):
