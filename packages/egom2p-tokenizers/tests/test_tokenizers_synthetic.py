@@ -105,3 +105,19 @@ def test_gaze_has_fixations_saccades_and_blinks(frame: str) -> None:
         pixels = track.pixels[~missing]
         assert (pixels >= -1e-9).all() and (pixels <= np.array(GAZE_FRAMES[frame].orig_res) + 1e-9).all()
         assert valid_gaze(units[~missing]).mean() > 0.8
+
+
+@pytest.mark.parametrize("count,segment", [(5000, 1500), (20000, 1200), (3000, 5000), (700, 100), (1, 10), (2401, 300)])
+def test_the_behaviour_blend_is_the_hann_convolution_of_the_edge_padded_targets(count, segment):
+    """The jump-based blend equals np.convolve of the edge-padded targets with the normalised Hann window (segments
+    shorter, equal to and longer than the window; a single sample)."""
+    from egom2p.tokenizers import synthetic
+
+    width = int(synthetic._BLEND_S * synthetic._FINE_HZ)
+    window = np.hanning(width + 2)[1:-1]
+    window /= window.sum()
+    rng = np.random.default_rng(count)
+    targets = np.repeat(rng.normal(size=(-(-count // segment), 4)), segment, axis=0)[:count]
+    padded = np.pad(targets, ((width // 2, width - 1 - width // 2), (0, 0)), mode="edge")
+    expected = np.stack([np.convolve(padded[:, c], window, mode="valid") for c in range(4)], axis=-1)
+    np.testing.assert_allclose(synthetic._blend(targets), expected, rtol=0, atol=1e-12)
