@@ -33,6 +33,9 @@ declare -A FORBIDDEN=(
 )
 
 echo "== building wheels into $DIST"
+# A reused ISOLATION_DIR starts over: an old wheel or environment of the same version would be kept by pip
+# ("already satisfied") and the check would test yesterday's code.
+rm -rf "$DIST" "$WORK"/venv-*
 mkdir -p "$DIST"
 for pkg in core data model generate train tokenizers; do
   (cd "packages/egom2p-$pkg" && python3 -m hatch build -t wheel "$DIST" >/dev/null)
