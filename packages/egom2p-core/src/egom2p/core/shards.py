@@ -26,8 +26,8 @@ from egom2p.core.atomic import write_atomic
 
 __all__ = [
     "ShardError",
-    "check_name",
     "ShardPolicy",
+    "check_name",
     "decode_tokens",
     "encode_tokens",
     "expand_folders",

@@ -25,7 +25,7 @@ from egom2p.core.dataset_write import WriteMode, begin_write, shard_name
 from egom2p.core.shards import check_name, encode_tokens, find_root_shards, write_tar
 from tqdm import tqdm
 
-__all__ = ["check_name", "dataset_pattern", "write_shards"]
+__all__ = ["dataset_pattern", "write_shards"]
 
 def _inside(root: str, path: str) -> str:
     """``path``, after checking that it stays inside ``root`` (the names were checked; this is the backstop)."""

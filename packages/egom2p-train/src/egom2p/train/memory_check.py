@@ -34,8 +34,7 @@ if TYPE_CHECKING:
     from egom2p.train.recipe import Recipe
 
 __all__ = ["ActivationShape", "MemoryEstimate", "available_memory", "check_training_memory",
-           "estimate_training_memory", "memory_problem",
-           "ranks_sharing_device"]
+           "estimate_training_memory", "memory_problem", "ranks_sharing_device"]
 
 GIB = 1024 ** 3
 _STATE_BYTES_PER_PARAM = 16  # float32 weight + gradient + AdamW exp_avg + exp_avg_sq

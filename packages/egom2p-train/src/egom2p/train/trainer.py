@@ -532,9 +532,11 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[s
         D.shutdown_distributed()
 
 
-def build_trainer(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None] = print) -> Trainer:
-    """The config's recipe, its model (the same initial weights on every rank), loaders and the ``Trainer``."""
-    recipe = build_recipe(cfg)
+def build_trainer(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None] = print,
+                  recipe: Recipe | None = None) -> Trainer:
+    """The config's recipe (``recipe``, or built from ``cfg``), its model (the same initial weights on every rank),
+    loaders and the ``Trainer``."""
+    recipe = recipe or build_recipe(cfg)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = recipe.build_model()
     seed_everything(cfg.seed + info.rank)  # distinct masking/augment draws per rank
@@ -542,32 +544,37 @@ def build_trainer(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]
     return Trainer(cfg, model, loader, info, recipe, recipe.build_val_loaders(info), log=log)
 
 
-def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None], lock: RunLock | None) -> dict[str, Any]:
-    """``run_training`` inside the process group: build, resume or initialise, then fit or evaluate."""
-    main_log = log if info.is_main else (lambda _msg: None)
-    problem = None
-    if info.is_main:  # before anything is allocated; rank 0's device stands for every rank's
-        estimate, problem = check_training_memory(build_recipe(cfg), cfg, info)
-        main_log(f"memory estimate: {estimate.describe()} per rank")
-    problem = D.broadcast_object(problem)
-    if problem is not None:
-        raise ConfigError(problem, "check_memory")
-    trainer = build_trainer(cfg, info, main_log)
-    trainer.run_lock = lock
-    recipe = trainer.recipe
-    main_log(f"egom2p-train: {recipe.describe()} ({trainer.num_params / 1e6:.2f}M parameters), "
-             f"world size {info.world_size}, device {info.device}, dtype {cfg.dtype}, output {cfg.output_dir}")
-    main_log(f"schedule: {trainer.schedule.describe()}, running to step {trainer.end_step}")
-    # Rank 0 checks that the data sources are there; every rank raises the same one-line error.
+def _check_on_rank0(info: D.DistInfo, check: Callable[[], None]) -> None:
+    """Run ``check`` on rank 0 only; every rank raises the ``ConfigError`` it raised (the same one line)."""
     problem = None
     if info.is_main:
         try:
-            recipe.check_sources()
+            check()
         except ConfigError as err:
             problem = (str(err), err.key)
     problem = D.broadcast_object(problem)
     if problem is not None:
         raise ConfigError(*problem)
+
+
+def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None], lock: RunLock | None) -> dict[str, Any]:
+    """``run_training`` inside the process group: build, resume or initialise, then fit or evaluate."""
+    main_log = log if info.is_main else (lambda _msg: None)
+    recipe = build_recipe(cfg)
+
+    def check_memory() -> None:  # before anything is allocated; rank 0's device stands for every rank's
+        estimate, problem = check_training_memory(recipe, cfg, info)
+        main_log(f"memory estimate: {estimate.describe()} per rank")
+        if problem is not None:
+            raise ConfigError(problem, "check_memory")
+
+    _check_on_rank0(info, check_memory)
+    trainer = build_trainer(cfg, info, main_log, recipe)
+    trainer.run_lock = lock
+    main_log(f"egom2p-train: {recipe.describe()} ({trainer.num_params / 1e6:.2f}M parameters), "
+             f"world size {info.world_size}, device {info.device}, dtype {cfg.dtype}, output {cfg.output_dir}")
+    main_log(f"schedule: {trainer.schedule.describe()}, running to step {trainer.end_step}")
+    _check_on_rank0(info, recipe.check_sources)  # the data sources are there
     resumed = trainer.try_resume() if cfg.checkpoint.auto_resume else None
     if resumed is not None:
         main_log(f"resumed from {resumed} at step {trainer.step}")
