@@ -16,7 +16,9 @@ SMOKE_RUNS = {
     "train_step": ["bench/train_step.py", "--dry-run", "--compare", "--masking", "released"],
     "masking": ["bench/masking.py", "--quick"],
     # camera tokenizer encode / decode / train step, sdpa and the original's written-out attention, vs float64
-    "tokenizers": ["bench/tokenizers.py", "--dry-run"],  # per-sample and batched masking, released config
+    "tokenizers": ["bench/tokenizers.py", "--dry-run"],
+    # synthetic camera windows with the blend from its jumps and with the FFT blend: the same poses
+    "synthetic": ["bench/synthetic.py", "--windows", "64", "--repeats", "1"],  # per-sample and batched masking, released config
     # gpu.sh's trainer step on the CPU: synth, 20 training steps, two checkpoints, egom2p-eval
     "gpu_trainer_check": ["bench/gpu_trainer_check.py", "--device", "cpu", "--steps", "20"],
 }
