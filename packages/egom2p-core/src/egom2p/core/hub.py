@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,18 @@ def require_hub(install_hint: str = INSTALL_HINT) -> Any:
     return huggingface_hub
 
 
-def download_checkpoint(repo_id: str, revision: str | None = None, *, install_hint: str = INSTALL_HINT) -> Path:
+def download_checkpoint(repo_id: str, revision: str | None = None, *, install_hint: str = INSTALL_HINT,
+                        files: Sequence[str] | None = None) -> Path:
     """The local snapshot folder of Hub repository ``repo_id`` (downloaded, or from the cache).
 
-    Fetches only checkpoint files (weights, config, card, original ``.pth``/``.pt``); ``revision`` picks a
+    Fetches only checkpoint files: ours (weights, config, card, original ``.pth``/``.pt``), or the names or
+    glob patterns in ``files`` (a foreign format, like Cosmos's ``encoder.jit``); ``revision`` picks a
     branch, tag or commit. Raises ``FileNotFoundError`` naming the repository when it is neither cached
     nor reachable, :class:`MissingExtraError` (with ``install_hint``) without huggingface-hub.
     """
     hub = require_hub(install_hint)
     try:
-        folder = hub.snapshot_download(repo_id, revision=revision, allow_patterns=_DOWNLOAD)
+        folder = hub.snapshot_download(repo_id, revision=revision, allow_patterns=list(files or _DOWNLOAD))
     except (OSError, ValueError) as err:  # not cached offline, not found, no network, bad id
         first = one_line(str(err).split("\n", 1)[0])
         raise FileNotFoundError(f"{repo_id}: not a local path, and not available from the Hugging Face Hub "

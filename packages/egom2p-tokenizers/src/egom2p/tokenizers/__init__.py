@@ -3,7 +3,9 @@
 The camera and gaze VQ-VAE tokenizers of EgoM2P (:mod:`egom2p.tokenizers.vqvae`), the conventions that turn
 recordings into their inputs and their outputs back into poses and gaze points (:mod:`~egom2p.tokenizers.camera`,
 :mod:`~egom2p.tokenizers.gaze`, :mod:`~egom2p.tokenizers.tracks`), the trajectory and gaze metrics of the paper
-(:mod:`~egom2p.tokenizers.metrics`) and the ``egom2p-tokenize`` command line.
+(:mod:`~egom2p.tokenizers.metrics`), the Cosmos video tokenizer of the RGB and depth tokens
+(:mod:`~egom2p.tokenizers.cosmos`, with the clip conventions of :mod:`~egom2p.tokenizers.video` and the video files
+of :mod:`~egom2p.tokenizers.video_io`) and the ``egom2p-tokenize`` command line.
 
 The model classes are imported on first use, so ``import egom2p.tokenizers.camera`` stays light.
 """
@@ -23,6 +25,7 @@ _EXPORTS = {
     "tokenizer_config": "presets",
     "GazeFrame": "gaze",
     "GAZE_FRAMES": "gaze",
+    "CosmosVideoTokenizer": "cosmos",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -41,6 +41,7 @@ DESCRIPTION = """Camera and gaze signals to EgoM2P tokens and back, with the VQ-
   decode   token files or shards -> poses (N, 60, 4, 4) or gaze pixels (N, 60, 2) as .npy
   recon    the round trip of one track or window array, written in its layout, with its metrics
   metrics  camera (ATE, RTE, RRE) or gaze metrics of a prediction against the ground truth
+  cosmos-standin  a tiny stand-in of the Cosmos video tokenizer (the video path without the real weights)
 
 Sample keys: <recording stem>_<start frame at 30 fps, 6 digits>, e.g. P01_000120 for the window starting 4 s
 into P01.tum (egom2p.tokenizers.keys), so the shards of every modality of a clip line up.
@@ -169,6 +170,13 @@ def build_parser() -> CliParser:
                         "crop units ([0, 1] inside the crop, the original's decoded gaze); model = the tokenizer's "
                         "raw output (normalised 9-D; gaze in [-1, 1])")
     add_gaze_frame_options(m)
+
+    c = sub.add_parser("cosmos-standin", help="write a tiny stand-in of the Cosmos video tokenizer", epilog=EPILOG,
+                       description="Write encoder.jit and decoder.jit of a tiny TorchScript stand-in with the interface "
+                                   "of NVIDIA's Cosmos-0.1-Tokenizer-DV4x8x8 (16 frames of 256 x 256 -> 5 x 32 x 32 "
+                                   "ids of 64,000): it keeps each 8 x 8 patch's mean colour. The video commands run "
+                                   "on it without the real weights; its tokens mean nothing to a released model.")
+    c.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     return parser
 
 
@@ -249,7 +257,16 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "recon": _cmd_recon, "metrics": _cmd_metrics}
+def _cmd_cosmos_standin(args: argparse.Namespace) -> int:
+    from egom2p.tokenizers.cosmos_standin import write_standin
+
+    folder = write_standin(args.out)
+    print(f"Cosmos stand-in (encoder.jit, decoder.jit) -> {folder}")
+    return 0
+
+
+COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "recon": _cmd_recon, "metrics": _cmd_metrics,
+            "cosmos-standin": _cmd_cosmos_standin}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,184 @@
+"""Reading and writing video for the Cosmos tokenizer (the ``[video]`` extra: PyAV, whose wheels bundle FFmpeg,
+and Pillow for the Lanczos resize).
+
+From a recording to clips, as the original prepared its data: frames resampled to 8 fps (for each output time the
+nearest source frame, like FFmpeg's ``fps=8`` filter), the centred square of the short side cropped, resized to
+256 x 256 with Lanczos, and cut into 2 s clips of 16 frames. Predictions are written as H.264 mp4 at 8 fps.
+Depth comes as a video, an ``.npy`` stack (T, H, W) or a folder of (16-bit) PNG frames.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from egom2p.core.atomic import write_atomic
+from egom2p.core.cli import MissingExtraError
+
+from .video import CLIP_FRAMES, FRAME_SIZE, VIDEO_FPS
+
+__all__ = ["Video", "clip_starts", "cut_clips", "read_depth", "read_video", "resample", "square_resize",
+           "write_video"]
+
+_INSTALL_HINT = "pip install 'egom2p-tokenizers[video]'"
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise MissingExtraError(f"reading and writing video needs PyAV and Pillow: {_INSTALL_HINT}") from None
+
+
+@dataclass
+class Video:
+    """Decoded frames (T, H, W, 3) uint8 and their presentation times in seconds (T,), increasing."""
+
+    frames: np.ndarray
+    times: np.ndarray
+
+    @property
+    def fps(self) -> float:
+        """The mean frame rate (frames over their time span)."""
+        span = float(self.times[-1] - self.times[0]) if len(self.times) > 1 else 0.0
+        return (len(self.times) - 1) / span if span > 0 else 0.0
+
+
+def read_video(path: str | os.PathLike) -> Video:
+    """Every frame of the first video stream of ``path`` as RGB, with its time in seconds.
+
+    Raises ValueError naming the file when it is not a readable video, has no video stream or no frame; a
+    truncated file gives the frames before the damage only if FFmpeg can decode them, else ValueError.
+    """
+    av = _require("av")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    frames, times = [], []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path}: has no video stream")
+            stream = container.streams.video[0]
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    raise ValueError(f"{path}: frame {len(frames)} has no timestamp")
+                frames.append(frame.to_ndarray(format="rgb24"))
+                times.append(float(frame.pts * frame.time_base))
+    except av.error.FFmpegError as err:
+        raise ValueError(f"{path}: not a readable video ({type(err).__name__}: {err})") from None
+    if not frames:
+        raise ValueError(f"{path}: holds no decodable video frame")
+    times = np.asarray(times)
+    order = np.argsort(times, kind="stable")  # decode order can differ from presentation order
+    return Video(np.stack(frames)[order], times[order])
+
+
+def resample(video: Video, fps: float = VIDEO_FPS) -> Video:
+    """The frames at ``fps``: output time k / fps after the first frame takes the source frame nearest to it, for
+    every output time within the source's span (a 30 fps recording of 2 s gives 16 frames at 8 fps)."""
+    if len(video.times) == 1:
+        return Video(video.frames.copy(), video.times.copy())
+    source_step = float(np.median(np.diff(video.times)))
+    span = float(video.times[-1] - video.times[0]) + source_step  # the last frame lasts one frame
+    count = max(1, int(np.floor(span * fps + 1e-6)))
+    times = video.times[0] + np.arange(count) / fps
+    right = np.clip(np.searchsorted(video.times, times), 1, len(video.times) - 1)
+    nearer_left = (times - video.times[right - 1]) <= (video.times[right] - times)
+    index = np.where(nearer_left, right - 1, right)
+    return Video(video.frames[index], times)
+
+
+def square_resize(frames: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
+    """(T, H, W, C) -> (T, size, size, C): the centred square of the short side, resized with Lanczos.
+
+    uint8 frames stay uint8; float frames (depth) are resized in float32.
+    """
+    image_module = _require("PIL.Image")
+    image_lib = image_module.Image
+    t, h, w = frames.shape[:3]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = frames[:, top:top + side, left:left + side]
+    if side == size:
+        return np.ascontiguousarray(square)
+    out = []
+    for frame in square:
+        if frame.dtype == np.uint8:
+            out.append(np.asarray(image_lib.fromarray(frame).resize((size, size), image_lib.Resampling.LANCZOS)))
+        else:  # one float channel at a time ("F" mode)
+            channels = frame if frame.ndim == 3 else frame[..., None]
+            resized = [np.asarray(image_lib.fromarray(channels[..., c].astype(np.float32), mode="F")
+                                  .resize((size, size), image_lib.Resampling.LANCZOS)) for c in range(channels.shape[-1])]
+            out.append(np.stack(resized, axis=-1) if frame.ndim == 3 else resized[0])
+    return np.stack(out)
+
+
+def clip_starts(num_frames: int, clip_frames: int = CLIP_FRAMES, stride: int = CLIP_FRAMES) -> list[int]:
+    """The first frame of every whole clip of ``clip_frames`` frames, ``stride`` frames apart."""
+    return list(range(0, num_frames - clip_frames + 1, stride))
+
+
+def cut_clips(frames: np.ndarray, clip_frames: int = CLIP_FRAMES, stride: int = CLIP_FRAMES) -> np.ndarray:
+    """(T, ...) -> (N, clip_frames, ...): every whole clip, ``stride`` frames apart (a shorter tail is dropped)."""
+    starts = clip_starts(len(frames), clip_frames, stride)
+    if not starts:
+        return np.empty((0, clip_frames, *frames.shape[1:]), frames.dtype)
+    return np.stack([frames[s:s + clip_frames] for s in starts])
+
+
+def read_depth(path: str | os.PathLike) -> np.ndarray:
+    """A depth recording (T, H, W) float32: an ``.npy`` stack, a folder of PNG frames (8 or 16 bit, sorted by
+    name) or a video (the mean of its channels). Raises ValueError naming the file for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        names = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
+        if not names:
+            raise ValueError(f"{path}: a depth folder must hold PNG frames; found none")
+        image_lib = _require("PIL.Image").Image
+        frames = []
+        for name in names:
+            with image_lib.open(name) as image:
+                frame = np.asarray(image)
+            if frame.ndim == 3:
+                frame = frame[..., :3].mean(axis=-1)
+            frames.append(frame.astype(np.float32))
+        shapes = {f.shape for f in frames}
+        if len(shapes) > 1:
+            raise ValueError(f"{path}: the depth frames differ in size: {sorted(shapes)}")
+        return np.stack(frames)
+    if path.suffix == ".npy":
+        depth = np.load(path, allow_pickle=False)
+        if depth.ndim != 3 or not np.issubdtype(depth.dtype, np.number):
+            raise ValueError(f"{path}: expected a numeric depth stack of shape (T, H, W), got "
+                             f"{depth.dtype} {tuple(depth.shape)}")
+        return depth.astype(np.float32)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such depth file or folder")
+    return read_video(path).frames.astype(np.float32).mean(axis=-1)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = VIDEO_FPS) -> Path:
+    """Write uint8 frames (T, H, W, 3) (even H and W) as H.264 mp4 at ``fps``, atomically; returns the path."""
+    av = _require("av")
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{path}: expected uint8 frames (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+    path = Path(path)
+
+    def encode(tmp: str) -> None:  # the temporary name has no .mp4 suffix: the format is named
+        with av.open(tmp, mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "17"}  # visually lossless: the decoded clips are results to look at
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+    write_atomic(path, encode)
+    return path
