@@ -10,6 +10,23 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # the tests import e2e_helpers
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "long(seconds): a minutes-long end-to-end test; the suite starts it first")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Start the long tests first, the longest first (the rest keep their order).
+
+    Under ``-n 2 --dist loadgroup --no-loadscope-reorder`` (the README's test command) this lets the two workers
+    end together: a 10-minute demo that started last kept one worker busy long after the other had finished.
+    """
+    def expected_seconds(item) -> float:
+        marker = item.get_closest_marker("long")
+        return marker.kwargs.get("seconds", 60) if marker else 0
+
+    items.sort(key=expected_seconds, reverse=True)  # a stable sort: equal keys keep the collection order
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A small copy of the demo dataset (train and val splits of both datasets) in a temporary folder."""

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from e2e_helpers import BIN, ROOT, read_metrics, run_trainer, write_data_config
 
-pytestmark = pytest.mark.xdist_group("demo")
+pytestmark = [pytest.mark.xdist_group("demo"), pytest.mark.long(seconds=400)]
 
 # The demo's rules make rgb -> depth a per-cell lookup (perfect accuracy 1.0, chance 2/32) and rgb -> cam a
 # function of the frame-to-frame motion (perfect 1.0, chance 1/8). The floors are the README's promise: over

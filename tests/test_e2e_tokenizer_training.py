@@ -18,8 +18,6 @@ import numpy as np
 import pytest
 from e2e_helpers import BIN, ROOT, read_metrics
 
-pytestmark = pytest.mark.xdist_group("tokenizer-demo")  # beside the EgoM2P demo, not after it
-
 # Held out: 32 unseen synthetic recordings of 64 windows each (2,048 windows). One recording alone is a noisy
 # measure: its mix of walking, turning and standing moves its median by a factor of two.
 HELD_OUT_SEEDS, WINDOWS_PER_RECORDING = range(2000, 2032), 64
@@ -38,6 +36,7 @@ def train_demo(kind: str, out) -> list[dict]:
     return read_metrics(out)
 
 
+@pytest.mark.long(seconds=700)
 def test_the_camera_demo_learns_to_reconstruct_unseen_trajectories(tmp_path):
     from egom2p.tokenizers.camera import canonicalize
     from egom2p.tokenizers.metrics import ate_se3
@@ -59,6 +58,7 @@ def test_the_camera_demo_learns_to_reconstruct_unseen_trajectories(tmp_path):
     assert np.median(ratio) <= MAX_ATE_OVER_PATH
 
 
+@pytest.mark.long(seconds=210)
 def test_the_gaze_demo_learns_to_reconstruct_unseen_gaze(tmp_path):
     from egom2p.tokenizers.gaze import GAZE_FRAMES, pixels_to_crop_units, valid_gaze
     from egom2p.tokenizers.synthetic import synthetic_gaze_windows

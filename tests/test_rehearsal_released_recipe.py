@@ -36,7 +36,7 @@ from rehearsal_helpers import (
     write_released_shards,
 )
 
-pytestmark = pytest.mark.xdist_group("s3")
+pytestmark = [pytest.mark.xdist_group("s3"), pytest.mark.long(seconds=95)]
 
 BUCKET = "rehearsal"
 

@@ -11,6 +11,11 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(Path(__file__).parent))  # tests import their fakes module
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The cross-package conftest starts these first; ci/isolation.sh leaves them to the whole-repo suite.
+    config.addinivalue_line("markers", "long(seconds): a minutes-long test of behaviour, not of packaging")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     """Tests share two cores (pytest -n 2): one torch thread each, or the two workers' thread pools thrash."""

@@ -24,6 +24,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 @pytest.mark.xdist_group("torchrun")
+@pytest.mark.long(seconds=95)
 def test_sigterm_stops_every_rank_within_seconds_ten_times(tmp_path, demo_data_config):
     for run in range(RUNS):
         out = tmp_path / f"run-{run}"
