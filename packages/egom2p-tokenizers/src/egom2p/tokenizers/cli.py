@@ -41,6 +41,7 @@ DESCRIPTION = """Camera and gaze signals to EgoM2P tokens and back, with the VQ-
   decode   token files or shards -> poses (N, 60, 4, 4) or gaze pixels (N, 60, 2) as .npy
   recon    the round trip of one track or window array, written in its layout, with its metrics
   metrics  camera (ATE, RTE, RRE) or gaze metrics of a prediction against the ground truth
+  prepare  recordings (RGB video, depth, camera and gaze tracks) -> aligned shards of every modality
   cosmos-standin  a tiny stand-in of the Cosmos video tokenizer (the video path without the real weights)
 
 Sample keys: <recording stem>_<start frame at 30 fps, 6 digits>, e.g. P01_000120 for the window starting 4 s
@@ -63,6 +64,10 @@ EPILOG = f"""examples:
 
   # how well does the tokenizer keep a recording? (the reconstruction, and one JSON line of metrics)
   {PROG} recon --tokenizer tokenizers/cam --input P01.tum --basis holoassist --out P01_recon.tum
+
+  # recordings (folders with rgb.mp4 and optionally depth.npy, cam.tum, gaze.txt) -> aligned shards of each modality
+  {PROG} prepare --input recordings/ --out data --dataset mine --video-tokenizer nvidia/Cosmos-0.1-Tokenizer-DV4x8x8 \\
+      --cam-tokenizer tokenizers/cam --gaze-tokenizer tokenizers/gaze --gaze-frame holoassist
 
   # the original's example: its reconstruction is canonical 9-D (camera) / crop units (gaze)
   {PROG} metrics --pred token__cam-recon.npy --gt cam.npy
@@ -171,6 +176,38 @@ def build_parser() -> CliParser:
                         "raw output (normalised 9-D; gaze in [-1, 1])")
     add_gaze_frame_options(m)
 
+    p = sub.add_parser("prepare", help="recordings (video, depth, camera, gaze) -> aligned training shards",
+                       epilog=EPILOG,
+                       description="Turn recordings into the training shards of every modality they have: "
+                                   "OUT/<rgb|depth|cam|gaze>/<dataset>/shard-NNNNNN.tar, one sample per 2 s clip with "
+                                   "the same key in every folder. A recording is a folder: rgb.<mp4|mov|mkv|avi|webm>, "
+                                   "optionally depth.npy | depth/ (PNG frames) | depth.<video> with one frame per RGB "
+                                   "frame, cam.<tum|txt|npz|npy> and gaze.<txt|npz|npy>; all start at the same "
+                                   "instant. The video is resampled to 8 fps, its centred square resized to 256, cut "
+                                   "into back-to-back 16-frame clips and tokenized by the Cosmos tokenizer; the "
+                                   "tracks by the camera / gaze tokenizers. A clip that a track does not cover is "
+                                   "skipped and counted. Nothing shows in OUT until the run is complete; run the same "
+                                   "command again to resume a killed run.")
+    p.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                   help="recording folders, folders of recording folders, or .txt lists of recording folders")
+    p.add_argument("--out", required=True, metavar="ROOT", help="output root directory")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset name (one folder name)")
+    p.add_argument("--video-tokenizer", required=True, metavar="SOURCE",
+                   help="the Cosmos tokenizer: a folder with encoder.jit + decoder.jit, or the hub id "
+                        "nvidia/Cosmos-0.1-Tokenizer-DV4x8x8 in the Hugging Face cache")
+    p.add_argument("--cam-tokenizer", metavar="SOURCE", help="the camera VQ-VAE (needed when recordings have cam.*)")
+    p.add_argument("--gaze-tokenizer", metavar="SOURCE", help="the gaze VQ-VAE (needed when recordings have gaze.*)")
+    add_basis_option(p)
+    add_gaze_frame_options(p)
+    p.add_argument("--cam-fps", type=_positive_float, metavar="F", help="the frame rate of cam.npy tracks")
+    p.add_argument("--gaze-fps", type=_positive_float, metavar="F", help="the frame rate of gaze.npy tracks")
+    p.add_argument("--samples-per-shard", type=positive_int, default=1000, metavar="N",
+                   help="samples per tar (a recording's samples fill shards of their own)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace the dataset's shards when the run is complete")
+    mode.add_argument("--append", action="store_true", help="add these recordings to the dataset's shards")
+    add_device_option(p)
+
     c = sub.add_parser("cosmos-standin", help="write a tiny stand-in of the Cosmos video tokenizer", epilog=EPILOG,
                        description="Write encoder.jit and decoder.jit of a tiny TorchScript stand-in with the interface "
                                    "of NVIDIA's Cosmos-0.1-Tokenizer-DV4x8x8 (16 frames of 256 x 256 -> 5 x 32 x 32 "
@@ -257,6 +294,41 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec(source: str | None, kind: str, args: argparse.Namespace) -> WindowCodec | None:
+    from egom2p.tokenizers.codec import WindowCodec
+    from egom2p.tokenizers.vqvae import VQVAE
+
+    if source is None:
+        return None
+    model = VQVAE.from_pretrained(source, device=args.device)
+    if model.kind != kind:
+        raise ValueError(f"--{kind}-tokenizer {source}: a {model.kind} tokenizer, not a {kind} one")
+    if kind == "cam":
+        return WindowCodec(model, basis=args.basis)
+    return WindowCodec(model, frame=gaze_frame_from_args(args))
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from egom2p.tokenizers.cosmos import CosmosVideoTokenizer
+    from egom2p.tokenizers.prepare import find_recordings, prepare_dataset
+
+    recordings = find_recordings(args.input)  # input mistakes before any model loads
+    if args.gaze_tokenizer is None and gaze_frame_from_args(args) is not None:
+        raise ValueError("the gaze frame options apply with --gaze-tokenizer")
+    summary = prepare_dataset(
+        recordings, args.out, args.dataset,
+        video_tokenizer=CosmosVideoTokenizer.from_pretrained(args.video_tokenizer, device=args.device),
+        cam=_codec(args.cam_tokenizer, "cam", args), gaze=_codec(args.gaze_tokenizer, "gaze", args),
+        cam_fps=args.cam_fps, gaze_fps=args.gaze_fps, samples_per_shard=args.samples_per_shard,
+        overwrite=args.overwrite, append=args.append, progress=True,
+        on_resume=lambda n: print(f"{PROG}: resuming: {n} recording(s) of an earlier run are done", file=sys.stderr))
+    if not summary.shards:
+        return fail(PROG, f"nothing prepared: {summary.format()}", 1)
+    print(summary.pattern())
+    print(summary.format())
+    return 0
+
+
 def _cmd_cosmos_standin(args: argparse.Namespace) -> int:
     from egom2p.tokenizers.cosmos_standin import write_standin
 
@@ -266,7 +338,7 @@ def _cmd_cosmos_standin(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "recon": _cmd_recon, "metrics": _cmd_metrics,
-            "cosmos-standin": _cmd_cosmos_standin}
+            "prepare": _cmd_prepare, "cosmos-standin": _cmd_cosmos_standin}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

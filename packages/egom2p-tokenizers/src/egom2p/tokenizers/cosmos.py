@@ -12,12 +12,14 @@ Hub id's local cache and runs them with the original's exact pre- and post-proce
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from egom2p.core.checkpoint_integrity import file_sha256
 
 from .video import (
     CLIP_FRAMES,
@@ -80,7 +82,8 @@ class CosmosVideoTokenizer:
     """
 
     def __init__(self, encoder: torch.nn.Module, decoder: torch.nn.Module, device: torch.device | str = "cpu",
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, digest: str | None = None) -> None:
+        self.digest = digest  # SHA-256 of the two files (from_pretrained): names the weights in a run's identity
         self.device = torch.device(device)
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         self.encoder = encoder.to(self.device, self.dtype).eval()
@@ -95,7 +98,8 @@ class CosmosVideoTokenizer:
         folder = _find_files(source)
         device = torch.device(device)
         encoder, decoder = (_load_script(folder / name, device) for name in COSMOS_FILES)
-        return cls(encoder, decoder, device=device, dtype=dtype)
+        digest = hashlib.sha256("".join(file_sha256(folder / name) for name in COSMOS_FILES).encode()).hexdigest()
+        return cls(encoder, decoder, device=device, dtype=dtype, digest=digest)
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray, batch_size: int = 4) -> np.ndarray:

@@ -19,8 +19,8 @@ from egom2p.core.cli import MissingExtraError
 
 from .video import CLIP_FRAMES, FRAME_SIZE, VIDEO_FPS
 
-__all__ = ["Video", "clip_starts", "cut_clips", "read_depth", "read_video", "resample", "square_resize",
-           "write_video"]
+__all__ = ["Video", "clip_starts", "cut_clips", "read_depth", "read_video", "resample", "resample_indices",
+           "square_resize", "write_video"]
 
 _INSTALL_HINT = "pip install 'egom2p-tokenizers[video]'"
 
@@ -76,18 +76,24 @@ def read_video(path: str | os.PathLike) -> Video:
     return Video(np.stack(frames)[order], times[order])
 
 
-def resample(video: Video, fps: float = VIDEO_FPS) -> Video:
-    """The frames at ``fps``: output time k / fps after the first frame takes the source frame nearest to it, for
-    every output time within the source's span (a 30 fps recording of 2 s gives 16 frames at 8 fps)."""
-    if len(video.times) == 1:
-        return Video(video.frames.copy(), video.times.copy())
-    source_step = float(np.median(np.diff(video.times)))
-    span = float(video.times[-1] - video.times[0]) + source_step  # the last frame lasts one frame
+def resample_indices(times: np.ndarray, fps: float = VIDEO_FPS) -> tuple[np.ndarray, np.ndarray]:
+    """Which source frame (by index into increasing ``times``, seconds) each output frame at ``fps`` shows, and the
+    output times: output time k / fps after the first frame takes the nearest source frame, for every output time
+    within the source's span (its last frame lasting one frame: 2 s at 30 fps give 16 frames at 8 fps)."""
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) == 1:
+        return np.zeros(1, dtype=np.int64), times.copy()
+    span = float(times[-1] - times[0]) + float(np.median(np.diff(times)))
     count = max(1, int(np.floor(span * fps + 1e-6)))
-    times = video.times[0] + np.arange(count) / fps
-    right = np.clip(np.searchsorted(video.times, times), 1, len(video.times) - 1)
-    nearer_left = (times - video.times[right - 1]) <= (video.times[right] - times)
-    index = np.where(nearer_left, right - 1, right)
+    out_times = times[0] + np.arange(count) / fps
+    right = np.clip(np.searchsorted(times, out_times), 1, len(times) - 1)
+    nearer_left = (out_times - times[right - 1]) <= (times[right] - out_times)
+    return np.where(nearer_left, right - 1, right).astype(np.int64), out_times
+
+
+def resample(video: Video, fps: float = VIDEO_FPS) -> Video:
+    """The video at ``fps`` (see :func:`resample_indices`), like FFmpeg's ``fps`` filter."""
+    index, times = resample_indices(video.times, fps)
     return Video(video.frames[index], times)
 
 
