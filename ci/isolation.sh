@@ -51,7 +51,10 @@ make_env() {
   for dep in ${NEEDS[$pkg]}; do wheels+=("$(ls "$DIST"/egom2p_"$dep"-*.whl)"); done
   [ "$pkg" = core ] && wheels[0]="${wheels[0]}[torch]"
   [ "$pkg" = train ] && wheels[-1]="${wheels[-1]}[viz]"  # the plot subcommand's tests need matplotlib
-  [ "$pkg" = tokenizers ] && wheels[-1]="${wheels[-1]}[video]"  # PyAV + Pillow: the video tests run here too
+  # PyAV + Pillow (egom2p-tokenizers[video]): the video tests of tokenizers and generate run here too.
+  if [ "$pkg" = tokenizers ] || [ "$pkg" = generate ]; then
+    for i in "${!wheels[@]}"; do [[ ${wheels[$i]} == */egom2p_tokenizers-* ]] && wheels[$i]="${wheels[$i]}[video]"; done
+  fi
   # --find-links lets pip resolve the pinned sibling egom2p-* requirements to the wheels just built.
   "$venv/bin/python" -m pip install -q --find-links "$DIST" "${wheels[@]}" -r ci/requirements-test.txt
 }

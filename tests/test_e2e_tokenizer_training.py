@@ -3,9 +3,8 @@
 Each demo config (configs/tokenizers/*-demo-cpu.yaml) runs as a user runs it, to its default end; the run
 directory then opens as a tokenizer and reconstructs 2,048 windows of 32 synthetic recordings it never saw: the
 gaze's median error over the valid frames is under 2% of the crop (measured 1.65%); the camera's median
-SE(3)-aligned ATE measured 1.79%, 2.03% and (eight recordings instead of four) 1.89% of each window's path length
-in three runs that differ only in summation order or data, so it is checked at 2.2%: the issue's 2% is reached by
-most runs, not by every run.
+SE(3)-aligned ATE is at most 2% of each window's path length (measured 1.70% and 1.74% on 2 and 1 threads, which
+sum in different orders; configs/tokenizers/cam-demo-cpu.yaml says what else was measured).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from e2e_helpers import BIN, ROOT, read_metrics
 # Held out: 32 unseen synthetic recordings of 64 windows each (2,048 windows). One recording alone is a noisy
 # measure: its mix of walking, turning and standing moves its median by a factor of two.
 HELD_OUT_SEEDS, WINDOWS_PER_RECORDING = range(2000, 2032), 64
-MAX_ATE_OVER_PATH = 0.022  # camera: median over windows of SE(3)-aligned ATE / path length
+MAX_ATE_OVER_PATH = 0.02  # camera: median over windows of SE(3)-aligned ATE / path length
 MAX_GAZE_ERROR = 0.02  # gaze: median over the valid frames, in crop widths
 
 

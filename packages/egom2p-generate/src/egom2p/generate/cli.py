@@ -43,6 +43,7 @@ from .signals import (
     warn_unused_tokenizers,
 )
 from .tasks import DEFAULTS, TASKS, warn_clamped
+from .video import VIDEO_MODALITIES, VideoCodec, add_video_options, is_video_file, video_file
 
 PROG = "egom2p-generate"
 
@@ -87,7 +88,7 @@ later ones, with weight --finished-weight.
 
 # Options of the file / unconditional mode, and of batch inference: neither mode takes the other's.
 FILE_OPTIONS = ("cond", "guide", "target", "out", "num_samples", "finished_weight", "token_schedule",
-                "temp_schedule", "roar_honours_schedule", "no_grow_conditioning")
+                "temp_schedule", "roar_honours_schedule", "no_grow_conditioning", "video_tokenizer", "decode")
 BATCH_OPTIONS = ("data", "dataset", "task", "out_root", "batch_size", "overwrite", "new_root")
 
 
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="when DIR holds a run with other settings, write to the first of DIR-2, DIR-3, ... that "
                              "is free or holds this same run (printed), instead of refusing")
     add_signal_options(parser)
+    add_video_options(parser)
     sampling = add_sampling_options(parser)
     sampling.add_argument("--steps", type=positive_int, nargs="+", metavar="N",
                           help="decoding steps: one value for all --target or one per target (default: 3; with "
@@ -154,13 +156,22 @@ def load_tokens(path: str | Path) -> np.ndarray:
     return decode_tokens(str(path), path.read_bytes())
 
 
-def _modality_tokens(item: str, flag: str, modalities: Mapping[str, ModalitySpec]) -> tuple[str, np.ndarray, bool]:
-    """(name, tokens [B, ...], whether the file held one sample) of one MODALITY=FILE item."""
+def _modality_tokens(item: str, flag: str, modalities: Mapping[str, ModalitySpec],
+                     video: VideoCodec | None = None) -> tuple[str, np.ndarray, bool]:
+    """(name, tokens [B, ...], whether the file held one sample) of one MODALITY=FILE item (a token file, or a
+    video with ``--video-tokenizer``: one sample per whole 2 s clip)."""
     name, sep, file = item.partition("=")
     if not sep:
         raise ValueError(f"{flag} {item!r}: expected MODALITY=FILE, e.g. tok_rgb=clip.npz")
     if name not in modalities:
         raise ValueError(f"{flag} {name!r}: unknown modality; the checkpoint has {sorted(modalities)}")
+    if is_video_file(file):
+        if video is None:
+            raise ValueError(f"{flag} {name}={file}: a video needs --video-tokenizer SOURCE (the Cosmos tokenizer)")
+        if not Path(file).is_file():
+            raise FileNotFoundError(f"conditioning file not found: {file}")
+        tokens = video.condition(name, file)
+        return name, tokens, len(tokens) == 1
     tokens = load_tokens(file)
     spec = modalities[name]
     n = spec.num_tokens
@@ -190,7 +201,7 @@ def parse_guide(text: str) -> tuple[list[str], float]:
 
 
 def _load_inputs(
-    args: argparse.Namespace, modalities: Mapping[str, ModalitySpec]
+    args: argparse.Namespace, modalities: Mapping[str, ModalitySpec], video: VideoCodec | None = None
 ) -> tuple[dict[str, dict[str, torch.Tensor]], list[dict[str, dict[str, torch.Tensor]]], list[float], bool]:
     """(shared --cond batch, one batch per --guide, the --guide weights, whether files hold one sample)."""
     guides = [parse_guide(text) for text in args.guide]
@@ -199,7 +210,7 @@ def _load_inputs(
     for flag, items in groups:
         batch = {}
         for item in items:
-            name, tokens, is_single = _modality_tokens(item, flag, modalities)
+            name, tokens, is_single = _modality_tokens(item, flag, modalities, video)
             if name in batch:
                 raise ValueError(f"{flag}: {name} is given twice in one group")
             batch[name] = {"tensor": torch.as_tensor(tokens).long()}
@@ -240,6 +251,8 @@ def _check_mode(args: argparse.Namespace) -> None:
                              "conditions (weight --finished-weight), as in the original's generate_multi_guided")
     elif args.finished_weight is not None:
         raise ValueError("--finished-weight applies only with --guide")
+    if args.decode and args.video_tokenizer is None:
+        raise ValueError("--decode needs --video-tokenizer SOURCE (the Cosmos tokenizer that decodes the video tokens)")
     if args.num_samples is not None and (args.cond or args.guide):
         raise ValueError("--num-samples is for unconditional generation; with --cond/--guide the token files set the batch")
 
@@ -289,8 +302,11 @@ def _write_signals(decoder: SignalDecoder, out: Path, generated: Mapping[str, np
 def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> int:
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
     modalities = model.modalities
-    batch, guides, weights, single = _load_inputs(args, modalities)
+    video = None if args.video_tokenizer is None else VideoCodec.load(args.video_tokenizer, modalities, args.device)
+    batch, guides, weights, single = _load_inputs(args, modalities, video)
     targets = args.target
+    if args.decode and not set(targets) & set(VIDEO_MODALITIES):
+        warn(PROG, f"--decode: no target is a video ({' or '.join(VIDEO_MODALITIES)}), so nothing is decoded to mp4")
     unknown = [t for t in targets if t not in modalities]
     if unknown:
         raise ValueError(f"--target {unknown}: unknown modality; the checkpoint has {sorted(modalities)}")
@@ -336,6 +352,10 @@ def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> 
         print(f"{target}: {tokens.shape[1:] if single else tokens.shape} -> {path}")
     if decoder is not None:
         _write_signals(decoder, args.out, generated)
+    if args.decode:
+        for target in (t for t in targets if t in VIDEO_MODALITIES):
+            path = video.write(target, generated[target], video_file(args.out, target))
+            print(f"{target} decoded: {len(generated[target]) * 16} frames at 8 fps -> {path}")
     n_tokens = sum(tokens.size for tokens in generated.values())
     print(f"{len(schedule)} steps, {seconds:.2f} s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
           f"{len(schedule) / max(seconds, 1e-9):.2f} steps/s")  # fmt: skip

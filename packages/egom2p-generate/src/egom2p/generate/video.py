@@ -1,0 +1,103 @@
+"""Video in and out of ``egom2p-generate``: ``--video-tokenizer SOURCE`` (the Cosmos tokenizer of
+``egom2p-tokenizers[video]``; ``pip install 'egom2p-generate[video]'``) turns a ``--cond tok_rgb=clip.mp4`` (or ``tok_depth=depth.mp4``) into tokens, and
+``--decode`` writes the generated RGB or depth tokens as ``<out stem>_<target>.mp4``.
+
+A video condition is read as ``egom2p-tokenize prepare`` reads a recording: 8 fps, the centred square of the short
+side at 256, every whole 2 s clip one sample of the batch. A depth video is read as grey (the channel mean) and
+normalised per clip, as depth is tokenized. Decoded clips are written one after the other at 8 fps; decoded depth
+is grey (each clip in [0, 255] of its own range: the range of a generated clip is unknown).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from egom2p.core.cli import one_line
+from egom2p.core.modalities import ModalitySpec
+
+from .signals import require_tokenizers
+
+__all__ = ["VIDEO_MODALITIES", "VideoCodec", "add_video_options", "is_video_file", "video_file"]
+
+VIDEO_MODALITIES = ("tok_rgb", "tok_depth")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+
+
+def add_video_options(parser: argparse.ArgumentParser) -> None:
+    """``--video-tokenizer SOURCE`` and ``--decode``."""
+    group = parser.add_argument_group("video in and out (pip install 'egom2p-generate[video]')")
+    group.add_argument("--video-tokenizer", metavar="SOURCE",
+                       help="the Cosmos tokenizer (a folder with encoder.jit + decoder.jit, or the hub id "
+                            "nvidia/Cosmos-0.1-Tokenizer-DV4x8x8 in the Hugging Face cache): --cond tok_rgb / "
+                            "tok_depth may then be a video, every whole 2 s clip one sample")
+    group.add_argument("--decode", action="store_true",
+                       help="with --video-tokenizer: write generated tok_rgb / tok_depth as OUT-STEM_<target>.mp4")
+
+
+def is_video_file(path: str | Path) -> bool:
+    """Whether a ``--cond`` file is a video (by its suffix) rather than a token file."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_file(out: Path, modality: str) -> Path:
+    """Where file mode writes ``modality``'s decoded clips: ``<out stem>_<modality>.mp4`` beside ``out``."""
+    return out.with_name(f"{out.name.removesuffix('.npz')}_{modality}.mp4")
+
+
+class VideoCodec:
+    """The Cosmos tokenizer, checked against a checkpoint's video modalities."""
+
+    def __init__(self, tokenizer: Any, source: str) -> None:
+        self.tokenizer, self.source = tokenizer, source
+
+    @classmethod
+    def load(cls, source: str, modalities: Mapping[str, ModalitySpec], device: Any = None) -> VideoCodec:
+        """Open the tokenizer; ValueError naming the modality when the checkpoint's video tokens are not
+        Cosmos DV4x8x8's (64,000 ids on a 5 x 32 x 32 grid)."""
+        video = require_tokenizers("video")
+        for name in VIDEO_MODALITIES:
+            spec = modalities.get(name)
+            if spec is not None and (spec.vocab_size != video.VIDEO_VOCAB_SIZE or tuple(spec.shape) != video.TOKEN_SHAPE):
+                raise ValueError(f"--video-tokenizer: the checkpoint's {name} has {spec.vocab_size} ids on a "
+                                 f"{tuple(spec.shape)} grid; the Cosmos tokenizer makes {video.VIDEO_VOCAB_SIZE} on "
+                                 f"{video.TOKEN_SHAPE}")
+        cosmos = require_tokenizers("cosmos")
+        try:
+            tokenizer = cosmos.CosmosVideoTokenizer.from_pretrained(source, device=device or "cpu")
+        except (ValueError, FileNotFoundError) as err:
+            error = FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError
+            raise error(f"--video-tokenizer: {one_line(err)}") from None
+        return cls(tokenizer, source)
+
+    def condition(self, modality: str, path: str | Path) -> np.ndarray:
+        """Token ids (B, 5, 32, 32) of every whole 2 s clip of the video at ``path``."""
+        if modality not in VIDEO_MODALITIES:
+            raise ValueError(f"--cond {modality}={path}: a video conditions tok_rgb or tok_depth, not {modality}")
+        io = require_tokenizers("video_io")
+        video_mod = require_tokenizers("video")
+        recording = io.read_video(path)
+        index, _ = io.resample_indices(recording.times)
+        frames = recording.frames[index]
+        if modality == "tok_depth":  # grey depth video: its channel mean, normalised per clip like tokenized depth
+            depth = io.square_resize(frames.astype(np.float32).mean(axis=-1))
+            clips = io.cut_clips(depth)
+            frames_per_clip = [video_mod.depth_to_frames(clip, str(path))[0] for clip in clips]
+            clips = np.stack(frames_per_clip) if frames_per_clip else clips
+        else:
+            clips = io.cut_clips(io.square_resize(frames))
+        if len(clips) == 0:
+            raise ValueError(f"--cond {modality}={path}: {len(index)} frames at 8 fps, shorter than one 2 s clip "
+                             f"of {video_mod.CLIP_FRAMES}")
+        return self.tokenizer.encode(clips)
+
+    def write(self, modality: str, tokens: np.ndarray, path: Path) -> Path:
+        """Decode ids (B, 5, 32, 32) or (5, 32, 32) and write the clips one after the other as an 8 fps mp4."""
+        frames = self.tokenizer.decode(np.asarray(tokens).reshape((-1, *np.shape(tokens)[-3:])))
+        if modality == "tok_depth":  # grey, as depth is tokenized: the channel mean on all three channels
+            grey = np.rint(frames.astype(np.float32).mean(axis=-1)).astype(np.uint8)
+            frames = np.repeat(grey[..., None], 3, axis=-1)
+        return require_tokenizers("video_io").write_video(path, frames.reshape((-1, *frames.shape[-3:])))
