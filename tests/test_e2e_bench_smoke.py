@@ -14,11 +14,13 @@ SMOKE_RUNS = {
     "loss": ["bench/loss.py", "--dry-run"],  # fused and unfused head + CE vs float64
     # egom2p-tiny training steps, static / trimmed / packed layouts: exits 1 unless their losses agree
     "train_step": ["bench/train_step.py", "--dry-run", "--compare", "--masking", "released"],
-    "masking": ["bench/masking.py", "--quick"],
+    "masking": ["bench/masking.py", "--quick"],  # per-sample and batched masking, released config
     # camera tokenizer encode / decode / train step, sdpa and the original's written-out attention, vs float64
     "tokenizers": ["bench/tokenizers.py", "--dry-run"],
     # synthetic camera windows with the blend from its jumps and with the FFT blend: the same poses
-    "synthetic": ["bench/synthetic.py", "--windows", "64", "--repeats", "1"],  # per-sample and batched masking, released config
+    "synthetic": ["bench/synthetic.py", "--windows", "64", "--repeats", "1"],
+    # egom2p-tokenize prepare on a synthetic recording with the Cosmos stand-in, timed by stage
+    "prepare": ["bench/prepare.py", "--recordings", "1", "--seconds", "2.5", "--size", "64", "80"],
     # gpu.sh's trainer step on the CPU: synth, 20 training steps, two checkpoints, egom2p-eval
     "gpu_trainer_check": ["bench/gpu_trainer_check.py", "--device", "cpu", "--steps", "20"],
 }

@@ -7,6 +7,8 @@ the data checker with the released modality shapes and the demo trainer reads th
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 
 import pytest
@@ -56,3 +58,17 @@ def test_prepared_recordings_validate_and_train(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     losses = [row["loss"] for row in read_metrics(tmp_path / "run") if "loss" in row]
     assert len(losses) == 3 and all(loss == loss and loss > 0 for loss in losses)
+
+    # egom2p-eval on video: the decoded prediction against the decoded held-out clip (one pass, no nucleus sort of
+    # 64,000 logits: this checks the path, not the sampler)
+    evaluate = subprocess.run(
+        [str(BIN / "egom2p-eval"), "--checkpoint", str(tmp_path / "run"), "--task", "rgb2depth", "--task", "depth2rgb",
+         "--data", pattern, "--max-samples", "1", "--steps", "1", "--top-p", "0", "--cfg", "1",
+         "--video-tokenizer", str(tmp_path / "cosmos"), "--out", str(tmp_path / "eval.json")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    results = {r["task"]: r for r in json.loads((tmp_path / "eval.json").read_text())}
+    depth, rgb = results["rgb2depth"]["signals"], results["depth2rgb"]["signals"]
+    assert depth["n_samples"] == 1 and 0 <= depth["mean"]["delta_1_25"] <= 1 and depth["mean"]["abs_rel"] >= 0
+    assert rgb["n_samples"] == 1 and 0 < rgb["mean"]["psnr_db"] < 100 and -1 <= rgb["mean"]["ssim"] <= 1
+    assert "abs_rel" in evaluate.stdout and "ssim" in evaluate.stdout

@@ -217,3 +217,41 @@ def test_the_cli_writes_the_standin(tmp_path):
     tok = CosmosVideoTokenizer.from_pretrained(tmp_path / "standin")
     clip = moving_pattern(16, 256, 256)
     assert np.abs(tok.decode(tok.encode(clip)).astype(int) - clip).mean() < 20  # patch means of a smooth pattern
+
+
+def test_depth_metrics_align_scale_and_shift_per_clip():
+    from egom2p.tokenizers.video_metrics import depth_metrics
+
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0, 1, (4, 16, 16))
+    assert depth_metrics(3 * truth - 0.5, truth) == {"abs_rel": pytest.approx(0, abs=1e-12), "delta_1_25": 1.0}
+    pred = truth**2 + 0.05 * rng.standard_normal(truth.shape)
+    # the closed-form least-squares line, then the two metrics over true depth >= 0.1, restated independently
+    p, t = pred.ravel(), truth.ravel()
+    a = np.cov(p, t, bias=True)[0, 1] / np.var(p)
+    aligned = a * p + (t.mean() - a * p.mean())
+    keep = t >= 0.1
+    q = np.maximum(aligned[keep], 1e-6)
+    expected_rel = np.mean(np.abs(q - t[keep]) / t[keep])
+    expected_delta = np.mean(np.maximum(q / t[keep], t[keep] / q) < 1.25)
+    got = depth_metrics(pred, truth)
+    assert got["abs_rel"] == pytest.approx(expected_rel, rel=1e-9)
+    assert got["delta_1_25"] == pytest.approx(expected_delta)
+    assert np.isnan(depth_metrics(pred, np.zeros_like(truth))["abs_rel"])
+
+
+def test_psnr_and_ssim_on_known_cases():
+    from egom2p.tokenizers.video_metrics import psnr, ssim
+
+    zeros = np.zeros((2, 32, 32, 3), np.uint8)
+    assert psnr(zeros, zeros) == float("inf")
+    assert psnr(zeros + 1, zeros) == pytest.approx(10 * np.log10(255**2))
+    # two flat grey clips: SSIM reduces to its luminance term (2 mx my + C1) / (mx^2 + my^2 + C1)
+    c1 = (0.01 * 255) ** 2
+    assert ssim(zeros + 100, zeros + 110) == pytest.approx((2 * 100 * 110 + c1) / (100**2 + 110**2 + c1), rel=1e-9)
+    clip = moving_pattern(4, 48, 48)
+    assert ssim(clip, clip) == pytest.approx(1.0)
+    noisy = np.clip(clip + np.random.default_rng(0).normal(0, 20, clip.shape), 0, 255).astype(np.uint8)
+    noisier = np.clip(clip + np.random.default_rng(0).normal(0, 60, clip.shape), 0, 255).astype(np.uint8)
+    assert 1 > ssim(noisy, clip) > ssim(noisier, clip) > 0 and ssim(noisy, clip) == pytest.approx(ssim(clip, noisy))
+    assert psnr(noisy, clip) > psnr(noisier, clip)

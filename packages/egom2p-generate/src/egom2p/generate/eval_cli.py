@@ -16,6 +16,7 @@ from egom2p.core.cli import (
     fail,
     positive_int,
     run_cli,
+    warn,
 )
 from egom2p.model import EgoM2P
 
@@ -25,6 +26,7 @@ from .precision import TF32_HELP, tf32_on_cuda
 from .signal_eval import GT_SOURCE, SignalScorer
 from .signals import SignalDecoder, signal_options, warn_unused_tokenizers
 from .tasks import TASKS, BatchCallback, run_eval_task
+from .video import VIDEO_MODALITIES, VideoCodec, VideoScorer, add_video_options
 
 PROG = "egom2p-eval"
 
@@ -43,6 +45,9 @@ temperature 0.01, top-p 0.8, CFG 2.0 with growing conditioning, seed 0. Metrics 
 (crop units) and gaze error in crop pixels; mean and median over samples. Their ground truth is the held-out
 tokens decoded with the same tokenizer (gt: decoded tokens). With --save-figures, also
 DIR/<task>/<key>_signals.png: the true and generated trajectories in 3-D, or the gaze traces.
+With --video-tokenizer (the Cosmos tokenizer; the [video] extra), rgb2depth also reports AbsRel and delta < 1.25
+of the decoded relative depth (least-squares scale and shift per clip, pixels at >= 10% of the clip's range) and
+depth2rgb PSNR and SSIM of the decoded frames, against the held-out tokens decoded the same way.
 Exit status 1 when a task evaluated no sample (the data lacks its modalities).
 
 {TF32_HELP}
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "DIR/<task>/<key>.png (needs the [viz] extra: matplotlib)")
     parser.add_argument("--max-figures", type=positive_int, default=8, metavar="N", help="figures per task with --save-figures")
     add_signal_options(parser)
+    add_video_options(parser, decode=False)
     sampling = add_sampling_options(parser)
     sampling.add_argument("--steps", type=positive_int, metavar="N", help=f"decoding steps (default: the task's: {TASK_STEPS})")
     return parser
@@ -131,6 +137,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         require_matplotlib()
     options = signal_options(args)  # the install hint and option mistakes before any model loads
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
+    video = None if args.video_tokenizer is None else VideoCodec.load(args.video_tokenizer, model.modalities, args.device)
+    if video is not None and not {TASKS[task].target for task in args.task} & set(VIDEO_MODALITIES):
+        warn(PROG, "--video-tokenizer: no task generates video (rgb2depth, depth2rgb), so it scores nothing")
     decoder = None
     if options is not None:
         decoder = SignalDecoder.load(options, model.modalities, args.device)
@@ -141,7 +150,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             draw = figure_writer(args.save_figures, task, model, args.max_figures) if args.save_figures else None
             target = TASKS[task].target
             scorer = (SignalScorer(decoder, target, task, args.save_figures, args.max_figures)
-                      if decoder is not None and target in decoder else None)
+                      if decoder is not None and target in decoder else
+                      VideoScorer(video, target, task) if video is not None and target in VIDEO_MODALITIES else None)
             result = run_eval_task(
                 model, args.data, task, max_samples=args.max_samples, dataset=args.dataset,
                 batch_size=args.batch_size, steps=args.steps, on_batch=_chain(draw, scorer), scheme=args.scheme,

@@ -21,21 +21,24 @@ from egom2p.core.modalities import ModalitySpec
 
 from .signals import require_tokenizers
 
-__all__ = ["VIDEO_MODALITIES", "VideoCodec", "add_video_options", "is_video_file", "video_file"]
+__all__ = ["VIDEO_MODALITIES", "VideoCodec", "VideoScorer", "add_video_options", "is_video_file", "video_file"]
 
 VIDEO_MODALITIES = ("tok_rgb", "tok_depth")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
 
-def add_video_options(parser: argparse.ArgumentParser) -> None:
-    """``--video-tokenizer SOURCE`` and ``--decode``."""
-    group = parser.add_argument_group("video in and out (pip install 'egom2p-generate[video]')")
+def add_video_options(parser: argparse.ArgumentParser, decode: bool = True) -> None:
+    """``--video-tokenizer SOURCE`` and (``decode``) ``--decode``."""
+    group = parser.add_argument_group("video (pip install 'egom2p-generate[video]')")
+    what = ("--cond tok_rgb / tok_depth may then be a video, every whole 2 s clip one sample" if decode else
+            "rgb2depth then reports AbsRel and delta < 1.25 of the decoded depth, depth2rgb PSNR and SSIM of the "
+            "decoded frames")
     group.add_argument("--video-tokenizer", metavar="SOURCE",
                        help="the Cosmos tokenizer (a folder with encoder.jit + decoder.jit, or the hub id "
-                            "nvidia/Cosmos-0.1-Tokenizer-DV4x8x8 in the Hugging Face cache): --cond tok_rgb / "
-                            "tok_depth may then be a video, every whole 2 s clip one sample")
-    group.add_argument("--decode", action="store_true",
-                       help="with --video-tokenizer: write generated tok_rgb / tok_depth as OUT-STEM_<target>.mp4")
+                            f"nvidia/Cosmos-0.1-Tokenizer-DV4x8x8 in the Hugging Face cache): {what}")
+    if decode:
+        group.add_argument("--decode", action="store_true",
+                           help="with --video-tokenizer: write generated tok_rgb / tok_depth as OUT-STEM_<target>.mp4")
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -53,6 +56,7 @@ class VideoCodec:
 
     def __init__(self, tokenizer: Any, source: str) -> None:
         self.tokenizer, self.source = tokenizer, source
+        self.token_shape = require_tokenizers("video").TOKEN_SHAPE  # (5, 32, 32): one clip's ids
 
     @classmethod
     def load(cls, source: str, modalities: Mapping[str, ModalitySpec], device: Any = None) -> VideoCodec:
@@ -96,8 +100,37 @@ class VideoCodec:
 
     def write(self, modality: str, tokens: np.ndarray, path: Path) -> Path:
         """Decode ids (B, 5, 32, 32) or (5, 32, 32) and write the clips one after the other as an 8 fps mp4."""
-        frames = self.tokenizer.decode(np.asarray(tokens).reshape((-1, *np.shape(tokens)[-3:])))
+        frames = self.tokenizer.decode(np.asarray(tokens).reshape((-1, *self.token_shape)))
         if modality == "tok_depth":  # grey, as depth is tokenized: the channel mean on all three channels
             grey = np.rint(frames.astype(np.float32).mean(axis=-1)).astype(np.uint8)
             frames = np.repeat(grey[..., None], 3, axis=-1)
         return require_tokenizers("video_io").write_video(path, frames.reshape((-1, *frames.shape[-3:])))
+
+
+class VideoScorer:
+    """An ``on_batch`` callback of ``egom2p-eval``: decodes the generated and the true clips of every batch and keeps
+    each sample's metrics (:mod:`egom2p.tokenizers.video_metrics`): relative depth ``abs_rel`` and ``delta_1_25``
+    for ``tok_depth``, ``psnr_db`` and ``ssim`` for ``tok_rgb``. As for the signals, the truth is the held-out
+    tokens decoded by the same tokenizer."""
+
+    def __init__(self, codec: VideoCodec, modality: str, task: str) -> None:
+        self.codec, self.modality, self.task = codec, modality, task
+        self.metrics = require_tokenizers("video_metrics")
+        self.per_sample: list[dict[str, float]] = []
+
+    def __call__(self, keys: list[str], truth: np.ndarray, generated: np.ndarray) -> None:
+        ids = np.concatenate([generated, truth]).reshape((-1, *self.codec.token_shape))  # the rows come flat
+        frames = self.codec.tokenizer.decode(ids)
+        for pred, true in zip(frames[: len(generated)], frames[len(generated):]):
+            if self.modality == "tok_depth":
+                unit = lambda clip: clip.astype(np.float64).mean(axis=-1) / 255.0  # noqa: E731
+                self.per_sample.append(self.metrics.depth_metrics(unit(pred), unit(true)))
+            else:
+                self.per_sample.append({"psnr_db": self.metrics.psnr(pred, true), "ssim": self.metrics.ssim(pred, true)})
+
+    def summary(self) -> dict[str, Any]:
+        """``{gt, tokenizer, n_samples, mean, median}``, as the signal metrics."""
+        from .signal_eval import GT_SOURCE, aggregate_metrics
+
+        return {"gt": GT_SOURCE, "tokenizer": f"{self.modality}={self.codec.source}",
+                "n_samples": len(self.per_sample), **aggregate_metrics(self.per_sample)}
