@@ -156,7 +156,10 @@ def test_depth_sources(tmp_path):
 
     depth = (np.arange(3 * 8 * 10).reshape(3, 8, 10) * 100).astype(np.uint16)
     np.save(tmp_path / "d.npy", depth)
-    np.testing.assert_array_equal(read_depth(tmp_path / "d.npy"), depth.astype(np.float32))
+    np.testing.assert_array_equal(read_depth(tmp_path / "d.npy"), depth)  # memory-mapped, its own dtype
+    np.save(tmp_path / "obj.npy", np.array([None]), allow_pickle=True)
+    with pytest.raises(ValueError, match="obj.npy"):
+        read_depth(tmp_path / "obj.npy")
     (tmp_path / "png").mkdir()
     for i, frame in enumerate(depth):
         Image.fromarray(frame).save(tmp_path / "png" / f"{i:04d}.png")

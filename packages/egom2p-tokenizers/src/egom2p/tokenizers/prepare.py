@@ -193,7 +193,7 @@ def _video_tokens(tokenizers: _Tokenizers, recording: Recording) -> tuple[list[s
         if len(depth) != len(video.frames):
             raise ValueError(f"{recording.depth}: {len(depth)} depth frames for the {len(video.frames)} frames of "
                              f"{recording.video}; depth must have one frame per RGB frame")
-        depth = square_resize(depth[index])
+        depth = square_resize(np.asarray(depth[index], dtype=np.float32))  # only the 8 fps frames are read
         tokens["depth"] = np.stack([tokenizers.video.encode(depth_to_frames(depth[s:s + CLIP_FRAMES],
                                                                             str(recording.depth))[0])
                                     for s in starts])

@@ -136,8 +136,9 @@ def cut_clips(frames: np.ndarray, clip_frames: int = CLIP_FRAMES, stride: int = 
 
 
 def read_depth(path: str | os.PathLike) -> np.ndarray:
-    """A depth recording (T, H, W) float32: an ``.npy`` stack, a folder of PNG frames (8 or 16 bit, sorted by
-    name) or a video (the mean of its channels). Raises ValueError naming the file for anything else."""
+    """A depth recording (T, H, W): an ``.npy`` stack (memory-mapped in its own dtype: only the frames a caller
+    indexes are read), a folder of PNG frames (8 or 16 bit, sorted by name) or a video (the mean of its channels),
+    both as float32. Raises ValueError naming the file for anything else."""
     path = Path(path)
     if path.is_dir():
         names = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
@@ -156,11 +157,14 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
             raise ValueError(f"{path}: the depth frames differ in size: {sorted(shapes)}")
         return np.stack(frames)
     if path.suffix == ".npy":
-        depth = np.load(path, allow_pickle=False)
+        try:
+            depth = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:  # an object array, or not an .npy file
+            raise ValueError(f"{path}: not a numeric .npy depth stack ({err})") from None
         if depth.ndim != 3 or not np.issubdtype(depth.dtype, np.number):
             raise ValueError(f"{path}: expected a numeric depth stack of shape (T, H, W), got "
                              f"{depth.dtype} {tuple(depth.shape)}")
-        return depth.astype(np.float32)
+        return depth
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such depth file or folder")
     return read_video(path).frames.astype(np.float32).mean(axis=-1)
