@@ -59,10 +59,15 @@ def test_rgb_video_to_depth_video(video_checkpoint, standin, tmp_path, capsys):
     # No nucleus sorting of 64,000 logits and one pass per step: the test is about the video, not the sampler.
     code, out, err = _run(["--checkpoint", video_checkpoint, "--cond", f"tok_rgb={tmp_path / 'clip.mp4'}",
                            "--target", "tok_depth", "--steps", "1", "--top-p", "0", "--cfg", "1",
-                           "--video-tokenizer", standin, "--decode", "--out", tmp_path / "pred.npz"], capsys)
+                           "--video-tokenizer", standin, "--decode", "--out", tmp_path / "pred.npz",
+                           "--save-figures", tmp_path / "figs"], capsys)
     assert code == 0, err
     tokens = np.load(tmp_path / "pred.npz")["arr_0"]
     assert tokens.shape == (5, 32, 32)
+    from PIL import Image
+
+    with Image.open(tmp_path / "figs" / "pred_tok_depth.png") as sheet:  # condition row above the prediction row
+        assert sheet.size == (4 * 128 + 3 * 4, 2 * (128 + 14 + 4))
     decoded = read_video(tmp_path / "pred_tok_depth.mp4")
     assert decoded.frames.shape == (16, 256, 256, 3)
     # grey, and what the tokenizer decodes from the written tokens (up to H.264)
@@ -107,6 +112,8 @@ def test_video_mistakes_are_one_line(video_checkpoint, checkpoint, standin, tmp_
         (["--checkpoint", video_checkpoint, "--cond", cond, "--target", "tok_depth"], "needs --video-tokenizer"),
         (["--checkpoint", video_checkpoint, "--cond", cond, "--target", "tok_depth", "--decode"],
          "--decode needs --video-tokenizer"),
+        (["--checkpoint", video_checkpoint, "--cond", cond, "--target", "tok_depth", "--video-tokenizer", standin,
+          "--save-figures", tmp_path / "figs"], "it needs --decode"),
         (["--checkpoint", video_checkpoint, "--cond", f"tok_cam={tmp_path / 'clip.mp4'}", "--target", "tok_depth",
           "--video-tokenizer", standin], "a video conditions tok_rgb or tok_depth"),
         (["--checkpoint", video_checkpoint, "--cond", f"tok_rgb={tmp_path / 'short.mp4'}", "--target", "tok_depth",

@@ -43,7 +43,7 @@ from .signals import (
     warn_unused_tokenizers,
 )
 from .tasks import DEFAULTS, TASKS, warn_clamped
-from .video import VIDEO_MODALITIES, VideoCodec, add_video_options, is_video_file, video_file
+from .video import VIDEO_MODALITIES, VideoCodec, add_video_options, is_video_file, save_frames_figure, video_file
 
 PROG = "egom2p-generate"
 
@@ -88,7 +88,8 @@ later ones, with weight --finished-weight.
 
 # Options of the file / unconditional mode, and of batch inference: neither mode takes the other's.
 FILE_OPTIONS = ("cond", "guide", "target", "out", "num_samples", "finished_weight", "token_schedule",
-                "temp_schedule", "roar_honours_schedule", "no_grow_conditioning", "video_tokenizer", "decode")
+                "temp_schedule", "roar_honours_schedule", "no_grow_conditioning", "video_tokenizer", "decode",
+                "save_figures")
 BATCH_OPTIONS = ("data", "dataset", "task", "out_root", "batch_size", "overwrite", "new_root")
 
 
@@ -253,6 +254,8 @@ def _check_mode(args: argparse.Namespace) -> None:
         raise ValueError("--finished-weight applies only with --guide")
     if args.decode and args.video_tokenizer is None:
         raise ValueError("--decode needs --video-tokenizer SOURCE (the Cosmos tokenizer that decodes the video tokens)")
+    if args.save_figures is not None and not args.decode:
+        raise ValueError("--save-figures draws decoded video frames: it needs --decode and --video-tokenizer")
     if args.num_samples is not None and (args.cond or args.guide):
         raise ValueError("--num-samples is for unconditional generation; with --cond/--guide the token files set the batch")
 
@@ -356,6 +359,12 @@ def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> 
         for target in (t for t in targets if t in VIDEO_MODALITIES):
             path = video.write(target, generated[target], video_file(args.out, target))
             print(f"{target} decoded: {len(generated[target]) * 16} frames at 8 fps -> {path}")
+            if args.save_figures is not None:
+                rows = {f"condition {name}": video.frames(name, batch[name]["tensor"][:1].numpy())[0]
+                        for name in batch if name in VIDEO_MODALITIES and name not in targets}
+                rows[f"generated {target}"] = video.frames(target, generated[target][:1])[0]
+                figure = save_frames_figure(args.save_figures / f"{video_file(args.out, target).stem}.png", rows)
+                print(f"{target} frames: {figure}")
     n_tokens = sum(tokens.size for tokens in generated.values())
     print(f"{len(schedule)} steps, {seconds:.2f} s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
           f"{len(schedule) / max(seconds, 1e-9):.2f} steps/s")  # fmt: skip

@@ -21,7 +21,8 @@ from egom2p.core.modalities import ModalitySpec
 
 from .signals import require_tokenizers
 
-__all__ = ["VIDEO_MODALITIES", "VideoCodec", "VideoScorer", "add_video_options", "is_video_file", "video_file"]
+__all__ = ["VIDEO_MODALITIES", "VideoCodec", "VideoScorer", "add_video_options", "is_video_file", "save_frames_figure",
+           "video_file"]
 
 VIDEO_MODALITIES = ("tok_rgb", "tok_depth")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -39,6 +40,9 @@ def add_video_options(parser: argparse.ArgumentParser, decode: bool = True) -> N
     if decode:
         group.add_argument("--decode", action="store_true",
                            help="with --video-tokenizer: write generated tok_rgb / tok_depth as OUT-STEM_<target>.mp4")
+        group.add_argument("--save-figures", type=Path, metavar="DIR",
+                           help="with --decode: DIR/OUT-STEM_<target>.png, frames 0, 5, 10 and 15 of the first clip of "
+                                "each video condition above those of the prediction")
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -98,13 +102,40 @@ class VideoCodec:
                              f"of {video_mod.CLIP_FRAMES}")
         return self.tokenizer.encode(clips)
 
-    def write(self, modality: str, tokens: np.ndarray, path: Path) -> Path:
-        """Decode ids (B, 5, 32, 32) or (5, 32, 32) and write the clips one after the other as an 8 fps mp4."""
+    def frames(self, modality: str, tokens: np.ndarray) -> np.ndarray:
+        """Decoded clips (B, 16, 256, 256, 3) uint8 of ids (B, 5, 32, 32) or (5, 32, 32); depth as grey."""
         frames = self.tokenizer.decode(np.asarray(tokens).reshape((-1, *self.token_shape)))
         if modality == "tok_depth":  # grey, as depth is tokenized: the channel mean on all three channels
             grey = np.rint(frames.astype(np.float32).mean(axis=-1)).astype(np.uint8)
             frames = np.repeat(grey[..., None], 3, axis=-1)
+        return frames
+
+    def write(self, modality: str, tokens: np.ndarray, path: Path) -> Path:
+        """Decode ids (B, 5, 32, 32) or (5, 32, 32) and write the clips one after the other as an 8 fps mp4."""
+        frames = self.frames(modality, tokens)
         return require_tokenizers("video_io").write_video(path, frames.reshape((-1, *frames.shape[-3:])))
+
+
+def save_frames_figure(path: Path, rows: Mapping[str, np.ndarray], frames: tuple[int, ...] = (0, 5, 10, 15),
+                       size: int = 128) -> Path:
+    """A PNG of one row per clip (label -> uint8 frames (T, H, W, 3)), ``frames`` side by side at ``size`` pixels,
+    the label written above each row (Pillow, of the [video] extra); written atomically, returns ``path``."""
+    from egom2p.core.atomic import write_atomic
+    from PIL import Image, ImageDraw
+
+    label_height, gap = 14, 4
+    width = len(frames) * (size + gap) - gap
+    sheet = Image.new("RGB", (width, len(rows) * (size + label_height + gap)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (label, clip) in enumerate(rows.items()):
+        top = r * (size + label_height + gap)
+        draw.text((2, top), label, fill="black")
+        for c, index in enumerate(frames):
+            tile = Image.fromarray(clip[min(index, len(clip) - 1)]).resize((size, size), Image.Resampling.LANCZOS)
+            sheet.paste(tile, (c * (size + gap), top + label_height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: sheet.save(tmp, format="PNG"))
+    return path
 
 
 class VideoScorer:
