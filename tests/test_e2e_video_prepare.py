@@ -1,4 +1,5 @@
-"""From recordings to training: egom2p-tokenize prepare -> egom2p-data validate -> a few steps of egom2p-train.
+"""From recordings to predictions: egom2p-tokenize prepare -> egom2p-data validate -> a few steps of egom2p-train ->
+egom2p-eval on video -> batch inference with the decoded clips.
 
 Two synthetic recordings (a rendered video at 30 fps with its depth, a camera track at 60 Hz, gaze at 10 Hz) go
 through the command a user runs, with the Cosmos stand-in and tiny random camera / gaze tokenizers; the shards pass
@@ -15,10 +16,13 @@ import pytest
 import torch
 import yaml
 from e2e_helpers import BIN, ROOT, read_metrics, run_trainer
+from egom2p.core.shards import read_tar_members
 
 pytest.importorskip("av")
+from egom2p.tokenizers.video_io import read_video  # noqa: E402
 
 
+@pytest.mark.long(seconds=115)
 def test_prepared_recordings_validate_and_train(tmp_path):
     from egom2p.tokenizers.cosmos_standin import write_standin
     from egom2p.tokenizers.synthetic_recording import write_synthetic_recording
@@ -72,3 +76,20 @@ def test_prepared_recordings_validate_and_train(tmp_path):
     assert depth["n_samples"] == 1 and 0 <= depth["mean"]["delta_1_25"] <= 1 and depth["mean"]["abs_rel"] >= 0
     assert rgb["n_samples"] == 1 and 0 < rgb["mean"]["psnr_db"] < 100 and -1 <= rgb["mean"]["ssim"] <= 1
     assert "abs_rel" in evaluate.stdout and "ssim" in evaluate.stdout
+
+    # batch inference over the shards of P02 (two clips): depth tokens, and beside them the decoded clips
+    one_shard = pattern.replace("shard-{000000..000001}", "shard-000001")
+    generate = [str(BIN / "egom2p-generate"), "--checkpoint", str(tmp_path / "run"), "--data", one_shard, "--task",
+                "rgb2depth", "--out-root", str(tmp_path / "preds"), "--steps", "1", "--top-p", "0", "--cfg", "1",
+                "--video-tokenizer", str(tmp_path / "cosmos"), "--decode"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(generate, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0 and "<key>.mp4 per sample" in done.stdout, done.stderr[-3000:]
+    clips = read_tar_members(str(tmp_path / "preds/depth_video/mine/shard-000001.tar"))
+    tokens = read_tar_members(str(tmp_path / "preds/depth/mine/shard-000001.tar"))
+    assert [(k, e) for k, e, _ in clips] == [(k, "mp4") for k, _, _ in tokens] == [("P02_000000", "mp4"),
+                                                                                    ("P02_000060", "mp4")]
+    (tmp_path / "clip.mp4").write_bytes(clips[1][2])
+    assert read_video(tmp_path / "clip.mp4").frames.shape == (16, 256, 256, 3)
+    again = subprocess.run(generate, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0 and "1 finished shards skipped" in again.stdout, again.stdout + again.stderr

@@ -88,8 +88,7 @@ later ones, with weight --finished-weight.
 
 # Options of the file / unconditional mode, and of batch inference: neither mode takes the other's.
 FILE_OPTIONS = ("cond", "guide", "target", "out", "num_samples", "finished_weight", "token_schedule",
-                "temp_schedule", "roar_honours_schedule", "no_grow_conditioning", "video_tokenizer", "decode",
-                "save_figures")
+                "temp_schedule", "roar_honours_schedule", "no_grow_conditioning", "save_figures")
 BATCH_OPTIONS = ("data", "dataset", "task", "out_root", "batch_size", "overwrite", "new_root")
 
 
@@ -225,6 +224,8 @@ def _load_inputs(
 def _check_mode(args: argparse.Namespace) -> None:
     """Batch inference (--data) and file mode take disjoint options; each mode's required ones are given."""
     given = lambda names: [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False, [])]  # noqa: E731
+    if args.decode and args.video_tokenizer is None:
+        raise ValueError("--decode needs --video-tokenizer SOURCE (the Cosmos tokenizer that decodes the video tokens)")
     if args.data is not None or args.task is not None or args.out_root is not None:
         missing = [flag for flag, value in (("--data", args.data), ("--task", args.task), ("--out-root", args.out_root))
                    if value is None]
@@ -252,8 +253,6 @@ def _check_mode(args: argparse.Namespace) -> None:
                              "conditions (weight --finished-weight), as in the original's generate_multi_guided")
     elif args.finished_weight is not None:
         raise ValueError("--finished-weight applies only with --guide")
-    if args.decode and args.video_tokenizer is None:
-        raise ValueError("--decode needs --video-tokenizer SOURCE (the Cosmos tokenizer that decodes the video tokens)")
     if args.save_figures is not None and not args.decode:
         raise ValueError("--save-figures draws decoded video frames: it needs --decode and --video-tokenizer")
     if args.num_samples is not None and (args.cond or args.guide):
@@ -379,11 +378,18 @@ def _generate_shards(args: argparse.Namespace, options: SignalOptions | None) ->
     sources = {"checkpoint": source_identity(args.checkpoint)}
     if decoder is not None and target in decoder:
         sources[f"tokenizer {target}"] = source_identity(decoder.sources[target])
+    video = None
+    if args.decode and target in VIDEO_MODALITIES:
+        video = VideoCodec.load(args.video_tokenizer, model.modalities, args.device)
+        sources["video tokenizer"] = {"given": args.video_tokenizer, "sha256": video.tokenizer.digest}
+    elif args.video_tokenizer is not None:
+        warn(PROG, f"--video-tokenizer: {args.task} generates {target}, not video; it decodes nothing"
+             if args.decode else "--video-tokenizer: batch inference reads tokens; add --decode to write mp4 clips")
     with tf32_on_cuda(args.device, enabled=not args.no_tf32):
         summary = generate_shards(
             model, args.data, args.task, args.out_root, dataset=args.dataset, batch_size=args.batch_size,
             steps=args.steps[0] if args.steps else None, overwrite=args.overwrite, new_root=args.new_root,
-            sources=sources, signals=decoder, scheme=args.scheme, temperature=args.temp, top_k=args.top_k,
+            sources=sources, signals=decoder, video=video, scheme=args.scheme, temperature=args.temp, top_k=args.top_k,
             top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
         )  # fmt: skip
     root = Path(summary["out_root"])
@@ -395,6 +401,9 @@ def _generate_shards(args: argparse.Namespace, options: SignalOptions | None) ->
     if decoder is not None and target in decoder:
         folder = signal_folder(model.modalities[target].folder, target)
         print(f"{target} {decoder.signal_name(target)}: beside the tokens in {root / folder}/, <key>.npy per sample")
+    if video is not None:
+        print(f"{target} clips: beside the tokens in {root / (model.modalities[target].folder + '_video')}/, "
+              "<key>.mp4 per sample")
     if summary["written"] and not summary["samples"]:
         return fail(PROG, f"nothing generated: the shards of {args.data} hold no samples", 1)
     return 0

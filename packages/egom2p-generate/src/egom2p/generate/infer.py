@@ -39,6 +39,7 @@ from .batch_manifest import build_manifest, claim_root
 from .shards import DataShard, iter_shard_samples, list_data_shards
 from .signals import SignalDecoder, signal_folder
 from .tasks import TaskRunner, bar_disabled
+from .video import VIDEO_MODALITIES, VideoCodec
 
 __all__ = ["generate_shards"]
 
@@ -65,6 +66,10 @@ def _unfinished(shard: DataShard, folder: str, outputs: Mapping[str, tuple[str, 
             if names != [f"{key}{suffix}" for key in keys]:
                 return f"{path} holds {len(names)} members, not one per input sample in input order ({len(keys)})"
             for name, (_, _, data) in zip(names, members):
+                if suffix == ".mp4":  # a decoded clip: an MP4 file begins with its ftyp box
+                    if data[4:8] != b"ftyp":
+                        return f"{path}:{name} is not an mp4 file"
+                    continue
                 read = decode_tokens if suffix == ".npz" else load_token_array
                 array = read(f"{path}:{name}", data)
                 if shape is not None and array.shape != shape:
@@ -95,6 +100,7 @@ def generate_shards(
     sources: Mapping[str, Mapping[str, str]] | None = None,
     progress: bool | None = None,
     signals: SignalDecoder | None = None,
+    video: VideoCodec | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Write ``task``'s generated target tokens for every sample of ``data`` under ``out_root``.
@@ -107,6 +113,8 @@ def generate_shards(
     :class:`egom2p.generate.tasks.TaskRunner`. ``progress``: a tqdm bar over shards (None: when stderr is a
     terminal). ``signals``: when it decodes the task's target, each output shard also gets the decoded signals
     under the folder ``<target folder>_<signal>`` (``cam_poses``, ``gaze_pixels``), ``<key>.npy`` per sample.
+    ``video``: for an RGB or depth target, each output shard also gets the decoded clips under
+    ``<target folder>_video``, ``<key>.mp4`` per sample (16 frames at 8 fps; depth grey).
 
     The run is recorded in ``out_root/egom2p-batch-<task>.json`` with ``sources`` (``{name: identity}`` of the
     checkpoint and tokenizers, :func:`egom2p.generate.batch_manifest.source_identity`). Finished output shards of
@@ -128,11 +136,19 @@ def generate_shards(
                          f"does not list (it has {sorted(shards[0].tars)})")
     shape, target = runner.target_spec.shape, runner.spec.target
     decoder = signals if signals is not None and target in signals else None
-    folders = [target_folder] + ([signal_folder(target_folder, target)] if decoder is not None else [])
+    # A second output beside the tokens, one member per sample: decoded signals (.npy) or decoded clips (.mp4).
+    side: tuple[str, str, Any] | None = None
+    if decoder is not None:
+        side = (signal_folder(target_folder, target), ".npy",
+                lambda generated: [_npy_bytes(x) for x in decoder.decode(target, generated)])
+    elif video is not None and target in VIDEO_MODALITIES:
+        side = (f"{target_folder}_video", ".mp4",
+                lambda generated: [video.mp4_bytes(target, tokens) for tokens in generated])
+    folders = [target_folder] + ([side[0]] if side is not None else [])
     settings = {
         "task": task, "cond": runner.spec.cond, "target": target, "decoding_steps": len(runner.schedule),
         **runner.settings, "batch_size": batch_size, "data": resolve_path(os.fspath(data), os.getcwd()), "dataset": dataset,
-        "signals": folders[1] if decoder is not None else None,
+        "signals": folders[1] if side is not None else None,
         "gaze_frame": repr(decoder.gaze_frame) if decoder is not None and target == "tok_gaze" else None,
     }
     outputs = [os.path.relpath(shard.output_path(out_root, f), out_root) for shard in shards for f in folders]
@@ -146,9 +162,9 @@ def generate_shards(
     with tqdm(shards, desc=task, unit="shard", disable=bar_disabled(progress)) as bar:
         for shard in bar:
             path = shard.output_path(root, target_folder)
-            signal_path = shard.output_path(root, folders[1]) if decoder is not None else None
+            signal_path = shard.output_path(root, folders[1]) if side is not None else None
             if os.path.exists(path) and not overwrite:
-                problem = _unfinished(shard, cond_folder, {path: (".npz", tuple(shape)), **({signal_path: (".npy", None)}
+                problem = _unfinished(shard, cond_folder, {path: (".npz", tuple(shape)), **({signal_path: (side[1], None)}
                                                                                      if signal_path else {})})
                 if problem is None:
                     summary["skipped"] += 1
@@ -159,8 +175,8 @@ def generate_shards(
             for keys, conds in _batches(shard, cond_folder, batch_size):
                 generated = runner.predict(conds)
                 members += [(f"{key}.npz", encode_tokens(tokens.reshape(shape))) for key, tokens in zip(keys, generated)]
-                if decoder is not None:
-                    decoded += [(f"{key}.npy", _npy_bytes(x)) for key, x in zip(keys, decoder.decode(target, generated))]
+                if side is not None:
+                    decoded += [(f"{key}{side[1]}", data) for key, data in zip(keys, side[2](generated))]
                 bar.set_postfix(samples=summary["samples"] + len(members))
             claim.commit()  # the manifest (and removing an overwritten run's outputs) before the first output
             if signal_path is not None:

@@ -110,6 +110,13 @@ class VideoCodec:
             frames = np.repeat(grey[..., None], 3, axis=-1)
         return frames
 
+    def mp4_bytes(self, modality: str, tokens: np.ndarray) -> bytes:
+        """The mp4 file (bytes) of one clip's decoded frames, for a shard member."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return self.write(modality, tokens, Path(tmp) / "clip.mp4").read_bytes()
+
     def write(self, modality: str, tokens: np.ndarray, path: Path) -> Path:
         """Decode ids (B, 5, 32, 32) or (5, 32, 32) and write the clips one after the other as an 8 fps mp4."""
         frames = self.frames(modality, tokens)
