@@ -126,3 +126,20 @@ def test_video_mistakes_are_one_line(video_checkpoint, checkpoint, standin, tmp_
     for argv, expected in cases:
         code, _, err = _run([*argv, "--steps", "1", "--out", tmp_path / "x.npz"], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, (argv, err)
+
+
+def test_a_depth_video_conditions_tok_depth_as_normalised_grey(video_checkpoint, standin, tmp_path, capsys):
+    """depth -> *: a grey depth video is read as its channel mean, normalised per clip, as depth is tokenized."""
+    from egom2p.tokenizers.video import depth_to_frames
+
+    ramp = np.broadcast_to(np.linspace(40, 200, 96)[None, None, :, None], (75, 72, 96, 3)).astype(np.uint8)
+    write_video(tmp_path / "depth.mp4", np.ascontiguousarray(ramp), fps=30)
+    codec = VideoCodec(CosmosVideoTokenizer.from_pretrained(standin), str(standin))
+    ids = codec.condition("tok_depth", tmp_path / "depth.mp4")
+    grey = square_resize(resample(read_video(tmp_path / "depth.mp4")).frames.astype(np.float32).mean(-1))[:16]
+    np.testing.assert_array_equal(ids, codec.tokenizer.encode(depth_to_frames(grey)[0])[None])
+    code, _, err = _run(["--checkpoint", video_checkpoint, "--cond", f"tok_depth={tmp_path / 'depth.mp4'}",
+                         "--target", "tok_cam", "--steps", "1", "--video-tokenizer", standin,
+                         "--out", tmp_path / "cam.npz"], capsys)
+    assert code == 0, err
+    assert np.load(tmp_path / "cam.npz")["arr_0"].shape == (30,)
