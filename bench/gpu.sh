@@ -16,6 +16,8 @@
 #   train-packed-*     the same packed as the trainer packs (--layout packed, one row)
 #   tokenizer-*        bench/tokenizers.py: the released-size camera tokenizer, encode / decode 128 windows and
 #                      one training step of 32, fp32 and bf16 (sdpa vs the original's written-out attention)
+#   cosmos-bf16        bench/cosmos.py: the Cosmos video tokenizer through our adapter, clips/s to encode / decode
+#                      (bf16, 8 clips of 16 x 256 x 256; the stand-in unless COSMOS_DIR holds the weights)
 # Exit 1 when a step failed or ran out of time.
 #
 # usage: bash bench/gpu.sh [--collect DIR]
@@ -115,6 +117,9 @@ train_step train-packed-triton triton --layout packed
 train_step train-packed-triton-fused triton --fused-loss --layout packed
 step tokenizer-fp32 40 "$PY" bench/tokenizers.py --device cuda --dtype fp32 --repeats 10 --rows "$ROWS"
 step tokenizer-bf16 40 "$PY" bench/tokenizers.py --device cuda --dtype bf16 --repeats 10 --rows "$ROWS"
+# The Cosmos weights (600 MB) cannot be carried to the offline device machine: COSMOS_DIR names them when present;
+# otherwise the stand-in times the adapter's own processing and copies (its rows say so).
+step cosmos-bf16 30 "$PY" bench/cosmos.py --device cuda --tokenizer "${COSMOS_DIR:-standin}" --rows "$ROWS"
 
 echo
 echo "== results ($((SECONDS - START)) s; rows in $ROWS)"
@@ -131,7 +136,7 @@ def table_row(r):  # train_step rows carry their own names: map them onto the ta
 
 rows = [table_row(json.loads(line)) for line in open(sys.argv[1]) if line.strip()]
 cols = ["bench", "config", "dtype", "batch", "pattern", "tokens", "mode", "impl", "status", "s", "ms", "tflops",
-        "peak_gib", "windows_per_s", "valid_tok_s", "mfu_valid", "mfu_computed"]
+        "peak_gib", "windows_per_s", "clips_per_s", "valid_tok_s", "mfu_valid", "mfu_computed"]
 cols = [c for c in cols if any(c in r for r in rows)]
 table = [cols] + [[str(r.get(c, "")) for c in cols] for r in rows]
 widths = [max(len(row[i]) for row in table) for i in range(len(cols))]

@@ -19,6 +19,8 @@ SMOKE_RUNS = {
     "tokenizers": ["bench/tokenizers.py", "--dry-run"],
     # synthetic camera windows with the blend from its jumps and with the FFT blend: the same poses
     "synthetic": ["bench/synthetic.py", "--windows", "64", "--repeats", "1"],
+    # the Cosmos adapter's encode / decode throughput (the stand-in on the CPU)
+    "cosmos": ["bench/cosmos.py", "--device", "cpu", "--clips", "2", "--repeats", "1"],
     # egom2p-tokenize prepare on a synthetic recording with the Cosmos stand-in, timed by stage
     "prepare": ["bench/prepare.py", "--recordings", "1", "--seconds", "2.5", "--size", "64", "80"],
     # gpu.sh's trainer step on the CPU: synth, 20 training steps, two checkpoints, egom2p-eval
