@@ -43,7 +43,7 @@ from .signals import (
     warn_unused_tokenizers,
 )
 from .tasks import DEFAULTS, TASKS, warn_clamped
-from .video import VIDEO_MODALITIES, VideoCodec, add_video_options, is_video_file, save_frames_figure, video_file
+from .video import VIDEO_MODALITIES, VideoCodec, add_video_options, save_frames_figure, video_file
 
 PROG = "egom2p-generate"
 
@@ -165,14 +165,17 @@ def _modality_tokens(item: str, flag: str, modalities: Mapping[str, ModalitySpec
         raise ValueError(f"{flag} {item!r}: expected MODALITY=FILE, e.g. tok_rgb=clip.npz")
     if name not in modalities:
         raise ValueError(f"{flag} {name!r}: unknown modality; the checkpoint has {sorted(modalities)}")
-    if is_video_file(file):
-        if video is None:
-            raise ValueError(f"{flag} {name}={file}: a video needs --video-tokenizer SOURCE (the Cosmos tokenizer)")
+    if video is not None and video.is_video(file):
         if not Path(file).is_file():
             raise FileNotFoundError(f"conditioning file not found: {file}")
         tokens = video.condition(name, file)
         return name, tokens, len(tokens) == 1
-    tokens = load_tokens(file)
+    try:
+        tokens = load_tokens(file)
+    except ValueError as err:
+        if Path(file).suffix.lower() in (".npz", ".npy") or video is not None:
+            raise
+        raise ValueError(f"{flag} {name}: {err}; a video needs --video-tokenizer SOURCE (the Cosmos tokenizer)") from None
     spec = modalities[name]
     n = spec.num_tokens
     is_single = tokens.size == n

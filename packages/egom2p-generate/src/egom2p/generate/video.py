@@ -21,11 +21,9 @@ from egom2p.core.modalities import ModalitySpec
 
 from .signals import require_tokenizers
 
-__all__ = ["VIDEO_MODALITIES", "VideoCodec", "VideoScorer", "add_video_options", "is_video_file", "save_frames_figure",
-           "video_file"]
+__all__ = ["VIDEO_MODALITIES", "VideoCodec", "VideoScorer", "add_video_options", "save_frames_figure", "video_file"]
 
 VIDEO_MODALITIES = ("tok_rgb", "tok_depth")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
 
 def add_video_options(parser: argparse.ArgumentParser, decode: bool = True) -> None:
@@ -43,11 +41,6 @@ def add_video_options(parser: argparse.ArgumentParser, decode: bool = True) -> N
         group.add_argument("--save-figures", type=Path, metavar="DIR",
                            help="with --decode: DIR/OUT-STEM_<target>.png, frames 0, 5, 10 and 15 of the first clip of "
                                 "each video condition above those of the prediction")
-
-
-def is_video_file(path: str | Path) -> bool:
-    """Whether a ``--cond`` file is a video (by its suffix) rather than a token file."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def video_file(out: Path, modality: str) -> Path:
@@ -80,6 +73,11 @@ class VideoCodec:
             error = FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError
             raise error(f"--video-tokenizer: {one_line(err)}") from None
         return cls(tokenizer, source)
+
+    @staticmethod
+    def is_video(path: str | Path) -> bool:
+        """Whether a ``--cond`` file is a video (by its suffix, egom2p.tokenizers.video's list) or a token file."""
+        return Path(path).suffix.lower() in require_tokenizers("video").VIDEO_SUFFIXES
 
     def condition(self, modality: str, path: str | Path) -> np.ndarray:
         """Token ids (B, 5, 32, 32) of every whole 2 s clip of the video at ``path``."""

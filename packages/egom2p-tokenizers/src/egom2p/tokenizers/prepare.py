@@ -47,13 +47,12 @@ from .encode import tokenizer_digest
 from .keys import FPS, window_key
 from .recordings import SKIP_REASONS, counted, describe_skipped, read_recording
 from .tracks import WINDOW_LENGTH
-from .video import CLIP_FRAMES, VIDEO_FPS, depth_to_frames
+from .video import CLIP_FRAMES, VIDEO_FPS, VIDEO_SUFFIXES, depth_to_frames
 from .video_io import clip_starts, read_depth, read_video, resample_indices, square_resize
 
 __all__ = ["MANIFEST_NAME", "PrepareSummary", "Recording", "find_recordings", "prepare_dataset"]
 
 MANIFEST_NAME = "egom2p-prepare.json"
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 _TRACK_SUFFIXES = {"cam": (".tum", ".txt", ".npz", ".npy"), "gaze": (".txt", ".npz", ".npy")}
 _FOLDERS = {kind: spec.folder for kind, spec in
             ((name.removeprefix("tok_"), spec) for name, spec in load_modality_specs(RELEASED_MODALITIES).items())}

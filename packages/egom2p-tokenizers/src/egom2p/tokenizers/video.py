@@ -34,6 +34,7 @@ __all__ = [
     "TEMPORAL_ALIGN",
     "TOKEN_SHAPE",
     "VIDEO_FPS",
+    "VIDEO_SUFFIXES",
     "VIDEO_VOCAB_SIZE",
     "ClipPadding",
     "check_frames",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 VIDEO_FPS = 8
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")  # the containers read as video (any FFmpeg reads)
 CLIP_SECONDS = 2
 CLIP_FRAMES = VIDEO_FPS * CLIP_SECONDS  # 16
 FRAME_SIZE = 256
