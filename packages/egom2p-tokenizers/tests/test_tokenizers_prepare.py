@@ -6,6 +6,7 @@ Synthetic recordings (egom2p.tokenizers.synthetic_recording: 30 fps video, camer
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -157,6 +158,9 @@ def test_a_second_run_is_refused_unless_overwrite_or_append(capsys, kit, tmp_pat
     appended = prepare(capsys, kit, [kit["recs"] / "P02"], out, "--append")
     assert appended.code == 0, appended.err
     assert [k for k, _ in shard_members(out, "cam")] == ["P01_000000", "P01_000060", "P02_000000", "P02_000060"]
+    manifest = json.loads((out / "rgb" / "syn" / prepare_module.MANIFEST_NAME).read_text())
+    assert [r["source"]["name"] for r in manifest["recordings"]] == ["P02"]
+    assert [r["source"]["name"] for run in manifest["earlier_runs"] for r in run["recordings"]] == ["P01"]
     repeated = prepare(capsys, kit, [kit["recs"] / "P02"], out, "--append")
     assert repeated.code == 2 and "P02_000000" in repeated.err
     replaced = prepare(capsys, kit, [kit["recs"] / "P02"], out, "--overwrite")

@@ -263,6 +263,15 @@ def _finished_recordings(manifest_path: Path, identity: dict, fingerprints: list
     return done
 
 
+def _earlier_runs(directory: Path) -> list[dict]:
+    """The runs an appended dataset already holds (its manifest, and the runs that manifest kept), oldest first."""
+    try:
+        manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [*manifest.pop("earlier_runs", []), manifest]
+
+
 def prepare_dataset(recordings: list[Recording], root: str | os.PathLike, dataset: str, *,
                     video_tokenizer: CosmosVideoTokenizer, cam: WindowCodec | None = None,
                     gaze: WindowCodec | None = None, cam_fps: float | None = None, gaze_fps: float | None = None,
@@ -346,6 +355,7 @@ def prepare_dataset(recordings: list[Recording], root: str | os.PathLike, datase
         write.abort()
         return summary
     _write_manifest(manifest_path, {"identity": identity, "recordings": done, "complete": True,
-                                    "pattern": summary.pattern(), "skipped": dict(summary.skipped)})
+                                    "pattern": summary.pattern(), "skipped": dict(summary.skipped),
+                                    **({"earlier_runs": _earlier_runs(write.target(folders[0]))} if append else {})})
     write.commit()
     return summary
