@@ -258,3 +258,17 @@ def test_psnr_and_ssim_on_known_cases():
     noisier = np.clip(clip + np.random.default_rng(0).normal(0, 60, clip.shape), 0, 255).astype(np.uint8)
     assert 1 > ssim(noisy, clip) > ssim(noisier, clip) > 0 and ssim(noisy, clip) == pytest.approx(ssim(clip, noisy))
     assert psnr(noisy, clip) > psnr(noisier, clip)
+
+
+@pytest.mark.parametrize("fps", [30, 24, 8, 5])
+def test_streamed_resampling_equals_the_whole_video_composition(tmp_path, fps):
+    from egom2p.tokenizers.video_io import read_video_resampled, resample_indices
+
+    write_video(tmp_path / "v.mp4", moving_pattern(int(2.7 * fps), 60, 84), fps=fps)
+    whole = read_video(tmp_path / "v.mp4")
+    index, times = resample_indices(whole.times)
+    streamed = read_video_resampled(tmp_path / "v.mp4")
+    np.testing.assert_array_equal(streamed.source_index, index)
+    np.testing.assert_allclose(streamed.times, times)
+    assert streamed.source_frames == len(whole.frames)
+    np.testing.assert_array_equal(streamed.frames, square_resize(whole.frames[index]))

@@ -48,7 +48,7 @@ from .keys import FPS, window_key
 from .recordings import SKIP_REASONS, counted, describe_skipped, read_recording
 from .tracks import WINDOW_LENGTH
 from .video import CLIP_FRAMES, VIDEO_FPS, VIDEO_SUFFIXES, depth_to_frames
-from .video_io import clip_starts, read_depth, read_video, resample_indices, square_resize
+from .video_io import clip_starts, read_depth, read_video_resampled, square_resize
 
 __all__ = ["MANIFEST_NAME", "PrepareSummary", "Recording", "find_recordings", "prepare_dataset"]
 
@@ -178,21 +178,20 @@ class _Tokenizers:
 
 def _video_tokens(tokenizers: _Tokenizers, recording: Recording) -> tuple[list[str], dict[str, np.ndarray]]:
     """The recording's clip keys and the rgb (and depth) token rows of its clips."""
-    video = read_video(recording.video)
-    index, _ = resample_indices(video.times, VIDEO_FPS)
-    starts = clip_starts(len(index))
+    video = read_video_resampled(recording.video, VIDEO_FPS)  # streamed: memory grows with the 8 fps output only
+    starts = clip_starts(len(video.frames))
     if not starts:
-        raise ValueError(f"{recording.video}: {video.times[-1] - video.times[0]:.2f} s of video, shorter than one "
-                         f"2 s clip ({len(index)} frames at {VIDEO_FPS} fps, {CLIP_FRAMES} needed)")
+        raise ValueError(f"{recording.video}: {len(video.frames)} frames at {VIDEO_FPS} fps, shorter than one 2 s "
+                         f"clip ({CLIP_FRAMES} needed)")
     keys = [window_key(recording.name, start // CLIP_FRAMES * _CLIP_STEP) for start in starts]
-    frames = square_resize(video.frames[index])
+    frames = video.frames
     tokens = {"rgb": tokenizers.video.encode(np.stack([frames[s:s + CLIP_FRAMES] for s in starts]))}
     if recording.depth is not None:
         depth = read_depth(recording.depth)
-        if len(depth) != len(video.frames):
-            raise ValueError(f"{recording.depth}: {len(depth)} depth frames for the {len(video.frames)} frames of "
+        if len(depth) != video.source_frames:
+            raise ValueError(f"{recording.depth}: {len(depth)} depth frames for the {video.source_frames} frames of "
                              f"{recording.video}; depth must have one frame per RGB frame")
-        depth = square_resize(np.asarray(depth[index], dtype=np.float32))  # only the 8 fps frames are read
+        depth = square_resize(np.asarray(depth[video.source_index], dtype=np.float32))  # only the 8 fps frames
         tokens["depth"] = np.stack([tokenizers.video.encode(depth_to_frames(depth[s:s + CLIP_FRAMES],
                                                                             str(recording.depth))[0])
                                     for s in starts])

@@ -19,8 +19,8 @@ from egom2p.core.cli import MissingExtraError
 
 from .video import CLIP_FRAMES, FRAME_SIZE, VIDEO_FPS
 
-__all__ = ["Video", "clip_starts", "cut_clips", "read_depth", "read_video", "resample", "resample_indices",
-           "square_resize", "write_video"]
+__all__ = ["ResampledVideo", "Video", "clip_starts", "cut_clips", "read_depth", "read_video", "read_video_resampled",
+           "resample", "resample_indices", "square_resize", "write_video"]
 
 _INSTALL_HINT = "pip install 'egom2p-tokenizers[video]'"
 
@@ -95,6 +95,67 @@ def resample(video: Video, fps: float = VIDEO_FPS) -> Video:
     """The video at ``fps`` (see :func:`resample_indices`), like FFmpeg's ``fps`` filter."""
     index, times = resample_indices(video.times, fps)
     return Video(video.frames[index], times)
+
+
+@dataclass
+class ResampledVideo:
+    """A video read at a new rate: ``frames`` (N, size, size, 3) uint8, each the ``source_index`` -th decoded frame
+    (N,), of ``source_frames`` in all; ``times`` (N,) the output times in seconds."""
+
+    frames: np.ndarray
+    source_index: np.ndarray
+    source_frames: int
+    times: np.ndarray
+
+
+def read_video_resampled(path: str | os.PathLike, fps: float = VIDEO_FPS, size: int = FRAME_SIZE) -> ResampledVideo:
+    """``square_resize(resample(read_video(path), fps).frames, size)`` without holding the whole video: each
+    decoded frame is kept only until the next one arrives, and each chosen frame is resized at once, so memory
+    grows with the output (256 x 256 at 8 fps), not with the source. The same frames and indices as that
+    composition (tested). Raises ValueError naming the file as :func:`read_video` does, and for timestamps that
+    do not increase."""
+    av = _require("av")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    out, chosen, times = [], [], []
+    previous: tuple[int, float, np.ndarray] | None = None
+    wanted = 0  # the next output frame; its time is times[0] + wanted / fps
+
+    def emit(index: int, image: np.ndarray) -> None:
+        out.append(square_resize(image[None], size)[0])
+        chosen.append(index)
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path}: has no video stream")
+            for index, frame in enumerate(container.decode(container.streams.video[0])):
+                if frame.pts is None:
+                    raise ValueError(f"{path}: frame {index} has no timestamp")
+                time = float(frame.pts * frame.time_base)
+                if times and time <= times[-1]:
+                    raise ValueError(f"{path}: frame {index} at {time:.4f} s does not follow {times[-1]:.4f} s")
+                image = frame.to_ndarray(format="rgb24")
+                times.append(time)
+                while times[0] + wanted / fps <= time:  # this output time lies between the previous frame and this one
+                    target = times[0] + wanted / fps
+                    if previous is not None and target - previous[1] <= time - target:
+                        emit(previous[0], previous[2])
+                    else:
+                        emit(index, image)
+                    wanted += 1
+                previous = (index, time, image)
+    except av.error.FFmpegError as err:
+        raise ValueError(f"{path}: not a readable video ({type(err).__name__}: {err})") from None
+    if previous is None:
+        raise ValueError(f"{path}: holds no decodable video frame")
+    _, out_times = resample_indices(np.asarray(times), fps)  # the output frames that fit the source's span
+    while wanted < len(out_times):  # output times after the last frame (it lasts one frame): the last frame
+        emit(previous[0], previous[2])
+        wanted += 1
+    count = len(out_times)  # an output time before the last frame but past the span's last whole output frame: cut
+    return ResampledVideo(np.stack(out[:count]), np.asarray(chosen[:count], dtype=np.int64), len(times), out_times)
 
 
 def square_resize(frames: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
