@@ -41,7 +41,8 @@ from egom2p.tokenizers.recordings import counted, describe_skipped, input_files,
 from egom2p.tokenizers.tracks import WINDOW_LENGTH
 from tqdm.auto import tqdm
 
-__all__ = ["MANIFEST_NAME", "EncodeSummary", "encode_to_shards", "run_identity", "tokenizer_digest"]
+__all__ = ["MANIFEST_NAME", "EncodeSummary", "codec_identity", "earlier_runs", "encode_to_shards", "read_manifest",
+           "run_identity", "tokenizer_digest", "write_manifest"]
 
 MANIFEST_NAME = "egom2p-tokenize.json"
 _LEFTOVER = re.compile(r"^\.shard-\d{6,}\.tar\..+\.tmp$")  # the temporary names of core's atomic writer
@@ -100,25 +101,32 @@ def tokenizer_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def run_identity(codec: WindowCodec, files: list[Path], *, fps: float | None, stride: int,
-                 samples_per_shard: int) -> dict:
-    """Everything that decides the bytes of a run's shards (see the module docstring), JSON-serialisable."""
+def codec_identity(codec: WindowCodec) -> dict:
+    """What decides a codec's tokens: the tokenizer (config and weights), the camera basis or the gaze frame, and a
+    compute dtype other than float32 (bf16 tokens can differ at near-ties; float32 adds no key, so the runs
+    written before the option existed keep their identity). JSON-serialisable; ``encode`` and ``prepare`` use it."""
     frame = codec.frame
     return {
-        "format": _FORMAT,
         "kind": codec.kind,
         "tokenizer": {"config": codec.model.config.to_dict(), "weights_sha256": tokenizer_digest(codec.model)},
         "basis": None if codec.basis is None else codec.basis.tolist(),
         "gaze_frame": None if frame is None else {"orig_res": frame.orig_res, "resize_res": frame.resize_res,
                                                   "crop": frame.crop},
+        **({} if codec.model.compute_dtype == torch.float32
+           else {"compute_dtype": str(codec.model.compute_dtype).removeprefix("torch.")}),
+    }
+
+
+def run_identity(codec: WindowCodec, files: list[Path], *, fps: float | None, stride: int,
+                 samples_per_shard: int) -> dict:
+    """Everything that decides the bytes of a run's shards (see the module docstring), JSON-serialisable."""
+    return {
+        "format": _FORMAT,
+        **codec_identity(codec),
         "fps": fps,
         "stride": stride,
         "samples_per_shard": samples_per_shard,
         "inputs": [{"file": file.name, "sha256": file_sha256(file)} for file in files],
-        # bf16 tokens can differ from float32 ones at near-ties: a run never mixes the two (float32 adds no key,
-        # so the runs written before the option existed keep their identity)
-        **({} if codec.model.compute_dtype == torch.float32
-           else {"compute_dtype": str(codec.model.compute_dtype).removeprefix("torch.")}),
     }
 
 
@@ -126,19 +134,29 @@ def _run_id(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _write_manifest(directory: Path, manifest: dict) -> None:
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Write a run's JSON manifest atomically and durably (``encode``'s and ``prepare``'s)."""
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    write_atomic(directory / MANIFEST_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    fsync_dir(directory)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    fsync_dir(path.parent)
+
+
+def read_manifest(path: Path) -> dict | None:
+    """A run's manifest as written (None: none or unreadable)."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+    write_manifest(directory / MANIFEST_NAME, manifest)
 
 
 def _read_manifest(directory: Path) -> dict | None:
     """The folder's manifest as written (None: none or unreadable)."""
-    try:
-        manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
+    return read_manifest(directory / MANIFEST_NAME)
 
 
 def _previous_run(directory: Path) -> str | None:
@@ -187,9 +205,10 @@ def _finished(path: Path, keys: list[str], codec: WindowCodec) -> bool:
     return True
 
 
-def _earlier_runs(directory: Path) -> list[dict]:
-    """The runs whose shards an ``--append`` adds to: the dataset folder's manifest and the runs it records."""
-    manifest = _read_manifest(directory)
+def earlier_runs(path: Path) -> list[dict]:
+    """The runs whose shards an ``--append`` adds to: the dataset's manifest at ``path`` and the runs it records,
+    oldest first."""
+    manifest = read_manifest(path)
     if manifest is None:
         return []
     earlier = manifest.pop("earlier_runs", [])
@@ -281,7 +300,7 @@ def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: 
             summary.windows_encoded += len(keys)
             bar.set_postfix(shards=summary.shards, windows=summary.windows_encoded + summary.windows_kept)
     if summary.shards:
-        earlier = {"earlier_runs": _earlier_runs(summary.directory)} if append else {}
+        earlier = {"earlier_runs": earlier_runs(summary.directory / MANIFEST_NAME)} if append else {}
         _write_manifest(directory, {"run": run, "complete": True, "shards": summary.shards,
                                     "windows": summary.windows_encoded + summary.windows_kept,
                                     "skipped": dict(summary.skipped), **identity, **earlier})

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from egom2p.core.atomic import fsync_dir, write_atomic
+from egom2p.core.atomic import fsync_dir
 from egom2p.core.checkpoint_integrity import file_sha256
 from egom2p.core.dataset_write import SHARD_NAME, begin_write, shard_name
 from egom2p.core.modalities import RELEASED_MODALITIES, load_modality_specs
@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .codec import WindowCodec
 from .cosmos import CosmosVideoTokenizer
-from .encode import tokenizer_digest
+from .encode import codec_identity, earlier_runs, read_manifest, write_manifest
 from .keys import FPS, window_key
 from .recordings import SKIP_REASONS, counted, describe_skipped, read_recording
 from .tracks import WINDOW_LENGTH
@@ -223,28 +223,18 @@ def _fingerprint(recording: Recording) -> dict:
 
 def _identity(tokenizers: _Tokenizers, samples_per_shard: int, first_shard: int) -> dict:
     """What decides the bytes of every recording's shards, besides the recording itself."""
-    codecs = {kind: None if codec is None else {"tokenizer": tokenizer_digest(codec.model),
-                                                "basis": None if codec.basis is None else codec.basis.tolist(),
-                                                "frame": None if codec.frame is None else repr(codec.frame)}
-              for kind, codec in tokenizers.codecs.items()}
-    return {"format": _FORMAT, "video_tokenizer": tokenizers.video.digest, "codecs": codecs, "fps": tokenizers.fps,
-            "samples_per_shard": samples_per_shard, "first_shard": first_shard}
-
-
-def _write_manifest(path: Path, manifest: dict) -> None:
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    codecs = {kind: None if codec is None else codec_identity(codec) for kind, codec in tokenizers.codecs.items()}
+    identity = {"format": _FORMAT, "video_tokenizer": tokenizers.video.digest, "codecs": codecs, "fps": tokenizers.fps,
+                "samples_per_shard": samples_per_shard, "first_shard": first_shard}
+    return json.loads(json.dumps(identity))  # as it reads back from the manifest (tuples become lists)
 
 
 def _finished_recordings(manifest_path: Path, identity: dict, fingerprints: list[dict],
                          staged: dict[str, Path]) -> list[dict]:
     """The leading recordings that an interrupted run of the same identity finished from the same files, as long as
     their staged shards are whole (a changed or damaged one, and all after it, are encoded again)."""
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if manifest.get("identity") != identity:
+    manifest = read_manifest(manifest_path)
+    if manifest is None or manifest.get("identity") != identity:
         return []
     done = []
     for entry, fingerprint in zip(manifest.get("recordings", []), fingerprints):
@@ -260,15 +250,6 @@ def _finished_recordings(manifest_path: Path, identity: dict, fingerprints: list
                     return done
         done.append(entry)
     return done
-
-
-def _earlier_runs(directory: Path) -> list[dict]:
-    """The runs an appended dataset already holds (its manifest, and the runs that manifest kept), oldest first."""
-    try:
-        manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [*manifest.pop("earlier_runs", []), manifest]
 
 
 def prepare_dataset(recordings: list[Recording], root: str | os.PathLike, dataset: str, *,
@@ -346,15 +327,15 @@ def prepare_dataset(recordings: list[Recording], root: str | os.PathLike, datase
                          "skipped": dict(skipped)})
             summary.samples += len(keys)
             summary.skipped.update(skipped)
-            _write_manifest(manifest_path, {"identity": identity, "recordings": done, "complete": False})
+            write_manifest(manifest_path, {"identity": identity, "recordings": done, "complete": False})
             bar.set_postfix(samples=summary.samples)
     summary.recordings_done = len(done)
     summary.shards = next_index - write.first_index
     if not summary.shards:
         write.abort()
         return summary
-    _write_manifest(manifest_path, {"identity": identity, "recordings": done, "complete": True,
+    write_manifest(manifest_path, {"identity": identity, "recordings": done, "complete": True,
                                     "pattern": summary.pattern(), "skipped": dict(summary.skipped),
-                                    **({"earlier_runs": _earlier_runs(write.target(folders[0]))} if append else {})})
+                                    **({"earlier_runs": earlier_runs(write.target(folders[0]) / MANIFEST_NAME)} if append else {})})
     write.commit()
     return summary
