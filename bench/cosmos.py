@@ -15,12 +15,12 @@ usage (from the repository root):
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 
 import numpy as np
 import torch
+from _rows import append_row  # bench/ is on sys.path when a script runs
 from egom2p.tokenizers.cosmos import CosmosVideoTokenizer
 from egom2p.tokenizers.cosmos_standin import write_standin
 from egom2p.tokenizers.video import CLIP_FRAMES, FRAME_SIZE, TOKEN_SHAPE
@@ -59,16 +59,12 @@ def main() -> int:
     ids = tokenizer.encode(clips, batch_size=args.clips)  # warm-up, and the ids to decode
     assert ids.shape == (args.clips, *TOKEN_SHAPE), ids.shape
     tokenizer.decode(ids, batch_size=args.clips)
-    rows = []
     for mode, run in (("encode", lambda: tokenizer.encode(clips, batch_size=args.clips)),
                       ("decode", lambda: tokenizer.decode(ids, batch_size=args.clips))):
         seconds = best_seconds(run, args.repeats, device)
-        rows.append({"bench": "cosmos", "impl": impl, "mode": mode, "dtype": str(tokenizer.dtype).removeprefix("torch."),
-                     "batch": args.clips, "s": round(seconds, 4), "clips_per_s": round(args.clips / seconds, 2)})
-        print(json.dumps(rows[-1]))
-    if args.rows:
-        with open(args.rows, "a", encoding="utf-8") as out:
-            out.writelines(json.dumps(row) + "\n" for row in rows)
+        append_row(args.rows, {"bench": "cosmos", "impl": impl, "mode": mode,
+                               "dtype": str(tokenizer.dtype).removeprefix("torch."), "batch": args.clips,
+                               "s": round(seconds, 4), "clips_per_s": round(args.clips / seconds, 2)})
     return 0
 
 

@@ -85,19 +85,17 @@ class VideoCodec:
             raise ValueError(f"--cond {modality}={path}: a video conditions tok_rgb or tok_depth, not {modality}")
         io = require_tokenizers("video_io")
         video_mod = require_tokenizers("video")
-        recording = io.read_video(path)
-        index, _ = io.resample_indices(recording.times)
-        frames = recording.frames[index]
         if modality == "tok_depth":  # grey depth video: its channel mean, normalised per clip like tokenized depth
-            depth = io.square_resize(frames.astype(np.float32).mean(axis=-1))
-            clips = io.cut_clips(depth)
+            recording = io.resample(io.read_video(path))
+            clips = io.cut_clips(io.square_resize(recording.frames.astype(np.float32).mean(axis=-1)))
             frames_per_clip = [video_mod.depth_to_frames(clip, str(path))[0] for clip in clips]
             clips = np.stack(frames_per_clip) if frames_per_clip else clips
-        else:
-            clips = io.cut_clips(io.square_resize(frames))
+        else:  # streamed, as egom2p-tokenize prepare reads a recording
+            recording = io.read_video_resampled(path)
+            clips = io.cut_clips(recording.frames)
         if len(clips) == 0:
-            raise ValueError(f"--cond {modality}={path}: {len(index)} frames at 8 fps, shorter than one 2 s clip "
-                             f"of {video_mod.CLIP_FRAMES}")
+            raise ValueError(f"--cond {modality}={path}: {len(recording.frames)} frames at 8 fps, shorter than one "
+                             f"2 s clip of {video_mod.CLIP_FRAMES}")
         return self.tokenizer.encode(clips)
 
     def frames(self, modality: str, tokens: np.ndarray) -> np.ndarray:

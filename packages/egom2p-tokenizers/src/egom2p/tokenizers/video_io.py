@@ -10,6 +10,7 @@ Depth comes as a video, an ``.npy`` stack (T, H, W) or a folder of (16-bit) PNG 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,31 +47,34 @@ class Video:
         return (len(self.times) - 1) / span if span > 0 else 0.0
 
 
-def read_video(path: str | os.PathLike) -> Video:
-    """Every frame of the first video stream of ``path`` as RGB, with its time in seconds.
-
-    Raises ValueError naming the file when it is not a readable video, has no video stream or no frame; a
-    truncated file gives the frames before the damage only if FFmpeg can decode them, else ValueError.
-    """
+def _decoded_frames(path: str | os.PathLike) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``(index, time in seconds, RGB frame)`` of every frame of the first video stream of ``path``, in the order
+    FFmpeg outputs them. Raises ValueError naming the file when it is not a readable video, has no video stream, a
+    frame without a timestamp or no frame; a truncated file gives the frames before the damage only if FFmpeg can
+    decode them, else ValueError."""
     av = _require("av")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such video file")
-    frames, times = [], []
+    count = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ValueError(f"{path}: has no video stream")
-            stream = container.streams.video[0]
-            for frame in container.decode(stream):
+            for count, frame in enumerate(container.decode(container.streams.video[0]), start=1):
                 if frame.pts is None:
-                    raise ValueError(f"{path}: frame {len(frames)} has no timestamp")
-                frames.append(frame.to_ndarray(format="rgb24"))
-                times.append(float(frame.pts * frame.time_base))
+                    raise ValueError(f"{path}: frame {count - 1} has no timestamp")
+                yield count - 1, float(frame.pts * frame.time_base), frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as err:
         raise ValueError(f"{path}: not a readable video ({type(err).__name__}: {err})") from None
-    if not frames:
+    if not count:
         raise ValueError(f"{path}: holds no decodable video frame")
+
+
+def read_video(path: str | os.PathLike) -> Video:
+    """Every frame of the first video stream of ``path`` as RGB, with its time in seconds, in presentation order
+    (errors as :func:`_decoded_frames`)."""
+    _, times, frames = zip(*_decoded_frames(path))
     times = np.asarray(times)
     order = np.argsort(times, kind="stable")  # decode order can differ from presentation order
     return Video(np.stack(frames)[order], times[order])
@@ -114,10 +118,6 @@ def read_video_resampled(path: str | os.PathLike, fps: float = VIDEO_FPS, size: 
     grows with the output (256 x 256 at 8 fps), not with the source. The same frames and indices as that
     composition (tested). Raises ValueError naming the file as :func:`read_video` does, and for timestamps that
     do not increase."""
-    av = _require("av")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such video file")
     out, chosen, times = [], [], []
     previous: tuple[int, float, np.ndarray] | None = None
     wanted = 0  # the next output frame; its time is times[0] + wanted / fps
@@ -126,30 +126,18 @@ def read_video_resampled(path: str | os.PathLike, fps: float = VIDEO_FPS, size: 
         out.append(square_resize(image[None], size)[0])
         chosen.append(index)
 
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{path}: has no video stream")
-            for index, frame in enumerate(container.decode(container.streams.video[0])):
-                if frame.pts is None:
-                    raise ValueError(f"{path}: frame {index} has no timestamp")
-                time = float(frame.pts * frame.time_base)
-                if times and time <= times[-1]:
-                    raise ValueError(f"{path}: frame {index} at {time:.4f} s does not follow {times[-1]:.4f} s")
-                image = frame.to_ndarray(format="rgb24")
-                times.append(time)
-                while times[0] + wanted / fps <= time:  # this output time lies between the previous frame and this one
-                    target = times[0] + wanted / fps
-                    if previous is not None and target - previous[1] <= time - target:
-                        emit(previous[0], previous[2])
-                    else:
-                        emit(index, image)
-                    wanted += 1
-                previous = (index, time, image)
-    except av.error.FFmpegError as err:
-        raise ValueError(f"{path}: not a readable video ({type(err).__name__}: {err})") from None
-    if previous is None:
-        raise ValueError(f"{path}: holds no decodable video frame")
+    for index, time, image in _decoded_frames(path):
+        if times and time <= times[-1]:
+            raise ValueError(f"{path}: frame {index} at {time:.4f} s does not follow {times[-1]:.4f} s")
+        times.append(time)
+        while times[0] + wanted / fps <= time:  # this output time lies between the previous frame and this one
+            target = times[0] + wanted / fps
+            if previous is not None and target - previous[1] <= time - target:
+                emit(previous[0], previous[2])
+            else:
+                emit(index, image)
+            wanted += 1
+        previous = (index, time, image)
     _, out_times = resample_indices(np.asarray(times), fps)  # the output frames that fit the source's span
     while wanted < len(out_times):  # output times after the last frame (it lasts one frame): the last frame
         emit(previous[0], previous[2])
