@@ -50,7 +50,7 @@ make_env() {
   local wheels=()
   for dep in ${NEEDS[$pkg]}; do wheels+=("$(ls "$DIST"/egom2p_"$dep"-*.whl)"); done
   [ "$pkg" = core ] && wheels[0]="${wheels[0]}[torch]"
-  [ "$pkg" = train ] && wheels[-1]="${wheels[-1]}[viz]"  # the plot subcommand's tests need matplotlib
+  [ "$pkg" = train ] && wheels[-1]="${wheels[-1]}[viz,lora]"  # the plot tests need matplotlib, the LoRA tests peft
   # PyAV + Pillow (egom2p-tokenizers[video]): the video tests of tokenizers and generate run here too.
   if [ "$pkg" = tokenizers ] || [ "$pkg" = generate ]; then
     for i in "${!wheels[@]}"; do [[ ${wheels[$i]} == */egom2p_tokenizers-* ]] && wheels[$i]="${wheels[$i]}[video]"; done

@@ -2,7 +2,8 @@
 
 Needs torch and safetensors (core's ``[torch]`` extra). A checkpoint is a directory holding
 ``model.safetensors`` (the weights) and ``config.json`` (what its owner needs to rebuild the module), written
-by :func:`write_checkpoint_dir` and read by :func:`read_checkpoint_dir`; a trainer's
+by :func:`write_checkpoint_dir` and read by :func:`read_checkpoint_dir` (which merges a LoRA adapter kept beside
+the weights, :mod:`egom2p.core.adapters`); a trainer's
 ``output_dir/checkpoints/step-<N>/`` is one, with its ``train_state.pt`` beside (ignored here).
 :func:`resolve_checkpoint` finds the checkpoint a path names: such a directory, a run directory or its
 ``checkpoints/`` folder, an original ``.pth``/``.pt`` file, or a Hugging Face Hub id ``org/repo``
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 from egom2p.core import hub
+from egom2p.core.adapters import merge_adapter, read_adapter
 from egom2p.core.atomic import fsync_dir, write_atomic
 from egom2p.core.checkpoint_integrity import INTEGRITY_NAME, verify_checkpoint_dir, write_integrity
 from egom2p.core.checkpoint_layout import (
@@ -50,7 +52,7 @@ from safetensors.torch import load_file, save_file
 __all__ = [
     "CONFIG_NAME", "INTEGRITY_NAME", "ORIGINAL_SUFFIXES", "SAFE_GLOBALS", "STEP_DIR_RE", "WEIGHTS_NAME",
     "check_config_dtype", "fsync_dir", "is_checkpoint_dir", "load_torch_file", "newest_step", "parse_dtype",
-    "read_checkpoint_dir", "read_config_json", "read_safetensors", "resolve_checkpoint", "step_dir_name",
+    "read_checkpoint_dir", "read_checkpoint_weights", "read_config_json", "read_safetensors", "resolve_checkpoint", "step_dir_name",
     "verify_checkpoint_dir", "write_atomic", "write_checkpoint_dir", "write_integrity",
 ]
 
@@ -148,9 +150,23 @@ def read_checkpoint_dir(directory: str | os.PathLike) -> tuple[dict[str, torch.T
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory}: no {name} (a checkpoint directory holds {WEIGHTS_NAME} + {CONFIG_NAME})")
     verify_checkpoint_dir(directory)
-    state, config = read_safetensors(directory / WEIGHTS_NAME), read_config_json(directory / CONFIG_NAME)
+    state, config = read_checkpoint_weights(directory), read_config_json(directory / CONFIG_NAME)
     check_config_dtype(state, config.pop("dtype", None), str(directory / CONFIG_NAME))
     return state, config
+
+
+def read_checkpoint_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights of checkpoint directory ``directory``, with its LoRA adapter merged in when it has one
+    (:mod:`egom2p.core.adapters`); the caller verifies the directory first."""
+    directory = Path(directory)
+    state = read_safetensors(directory / WEIGHTS_NAME)
+    adapter = read_adapter(directory)
+    if adapter is None:
+        return state
+    try:
+        return merge_adapter(state, *adapter)
+    except ValueError as err:
+        raise ValueError(f"{directory}: {err}") from None
 
 
 def _resolve_local(path: Path) -> Path | None:

@@ -7,7 +7,7 @@ Modality specs and the batch contract come from :mod:`egom2p.core`.
 from .checkpoint import resolve_checkpoint, write_pretrained
 from .config import EgoM2PConfig
 from .hub import model_card, push_to_hub
-from .model import EgoM2P, EgoM2POutput, EncoderContext
+from .model import EgoM2P, EgoM2POutput, EncoderContext, is_block_parameter, parameter_modality
 from .presets import PRESETS, preset_config
 
 __version__ = "0.1.0"
@@ -19,7 +19,9 @@ __all__ = [
     "EgoM2POutput",
     "EncoderContext",
     "__version__",
+    "is_block_parameter",
     "model_card",
+    "parameter_modality",
     "preset_config",
     "push_to_hub",
     "resolve_checkpoint",

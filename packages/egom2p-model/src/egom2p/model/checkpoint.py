@@ -25,11 +25,10 @@ import torch
 from egom2p.core import checkpoints
 from egom2p.core.checkpoints import (
     CONFIG_NAME,
-    WEIGHTS_NAME,
     load_torch_file,
     parse_dtype,
     read_checkpoint_dir,
-    read_safetensors,
+    read_checkpoint_weights,
     verify_checkpoint_dir,
     write_checkpoint_dir,
 )
@@ -204,7 +203,7 @@ def load_pretrained(
                 state, config = read_checkpoint_dir(path)
             else:
                 verify_checkpoint_dir(path)  # read_checkpoint_dir does it on the other branch
-                state = read_safetensors(path / WEIGHTS_NAME)
+                state = read_checkpoint_weights(path)
         else:
             loaded = load_torch_file(path)
             if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):

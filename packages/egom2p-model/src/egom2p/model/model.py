@@ -50,6 +50,24 @@ Batch = Mapping[str, Mapping[str, torch.Tensor]]
 PACK_ROUNDING = 256
 
 
+# State-dict sections: the per-modality embeddings, and the blocks with their final norms (the original's
+# "shared parameters", which its fine-tuning warm-up freezes).
+EMBEDDING_SECTIONS = ("encoder_embeddings", "decoder_embeddings")
+BLOCK_SECTIONS = ("encoder", "encoder_norm", "decoder", "decoder_norm")
+
+
+def parameter_modality(name: str) -> str | None:
+    """The modality whose embedding holds the parameter (or state-dict entry) ``name``
+    (``encoder_embeddings.tok_rgb.token_emb.weight`` -> ``tok_rgb``), or None for one every modality shares."""
+    section, _, rest = name.partition(".")
+    return rest.partition(".")[0] or None if section in EMBEDDING_SECTIONS else None
+
+
+def is_block_parameter(name: str) -> bool:
+    """Whether ``name`` belongs to an encoder/decoder block or their final norms."""
+    return name.partition(".")[0] in BLOCK_SECTIONS
+
+
 @dataclass
 class EgoM2POutput:
     """Result of a training forward.

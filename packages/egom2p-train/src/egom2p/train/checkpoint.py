@@ -5,6 +5,7 @@ Each step directory is an inference artifact and a resume point at once::
     step-<N>/model.safetensors   the trained model's full weights       } egom2p.core.checkpoints'
     step-<N>/config.json         its config (EgoM2PConfig, TokenizerConfig) } write_checkpoint_dir
     step-<N>/train_state.pt      optimizer, scheduler, step, counters, per-rank RNG and loader positions
+    step-<N>/adapter.*           with LoRA only: the adapter (egom2p.core.adapters; readers merge it)
     step-<N>/integrity.json      size and sha256 of each file, dtype and shape of each weight (written last)
 
 so every step directory opens with the trained model's ``from_pretrained`` (``EgoM2P``, ``VQVAE``), which
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from egom2p.core.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, read_adapter, write_adapter
 from egom2p.core.checkpoints import (
     CONFIG_NAME,
     STEP_DIR_RE,
@@ -55,6 +57,9 @@ from safetensors.torch import load_file
 TEMP_MARK = ".tmp-"  # step-<N>.tmp-<pid>: a save in progress or a retired checkpoint
 STATE_NAME = "train_state.pt"
 CHECKPOINT_FILES = (WEIGHTS_NAME, CONFIG_NAME, STATE_NAME)
+
+
+Adapter = tuple[dict[str, torch.Tensor], dict[str, Any]]  # a LoRA adapter's tensors and config (egom2p.core.adapters)
 
 
 class ModelConfig(Protocol):
@@ -105,7 +110,7 @@ class CheckpointManager:
         return sorted(found)
 
     def save(self, step: int, model_state: dict[str, torch.Tensor], model_config: ModelConfig | Mapping[str, Any],
-             train_state: dict[str, Any]) -> Path:
+             train_state: dict[str, Any], adapter: Adapter | None = None) -> Path:
         """Write the checkpoint of ``step`` atomically, keep the newest K, upload if asked; returns its path.
 
         Too little disk space, before or while writing, is a ``DiskFullError`` naming the step directory; the
@@ -114,9 +119,9 @@ class CheckpointManager:
         final = self.dir / step_dir_name(step)
         try:
             with disk_full_errors(final):
-                require_free_space(self.dir, tensor_bytes(model_state) + tensor_bytes(train_state),
-                                   f"the checkpoint of step {step}")
-                self._write(final, model_state, model_config, train_state)
+                require_free_space(self.dir, tensor_bytes(model_state) + tensor_bytes(train_state)
+                                   + tensor_bytes(adapter[0] if adapter else {}), f"the checkpoint of step {step}")
+                self._write(final, model_state, model_config, train_state, adapter)
         except DiskFullError as err:
             raise DiskFullError(final, f"{err.reason}; not written", "the older checkpoints are intact: make room "
                                 "and rerun the same command to resume") from None
@@ -128,7 +133,8 @@ class CheckpointManager:
         return final
 
     def _write(self, final: Path, model_state: dict[str, torch.Tensor],
-               model_config: ModelConfig | Mapping[str, Any], train_state: dict[str, Any]) -> None:
+               model_config: ModelConfig | Mapping[str, Any], train_state: dict[str, Any],
+               adapter: Adapter | None = None) -> None:
         """Write every file into a temporary directory, record them in ``integrity.json``, rename it to ``final``."""
         self.dir.mkdir(parents=True, exist_ok=True)  # a vanished output_dir is found by the run lock's check
         tmp = self.dir / f"{final.name}{TEMP_MARK}{os.getpid()}"
@@ -137,7 +143,11 @@ class CheckpointManager:
         try:
             write_pretrained(tmp, model_state, model_config)  # each file fsynced
             write_atomic(tmp / STATE_NAME, lambda path: _save_torch(train_state, path))
-            write_integrity(tmp, [STATE_NAME], add=True)  # last: the weights and config are recorded already
+            extra = [STATE_NAME]
+            if adapter is not None:
+                write_adapter(tmp, *adapter)
+                extra += [ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME]
+            write_integrity(tmp, extra, add=True)  # last: the weights and config are recorded already
             fsync_dir(tmp)
             if final.exists():  # the same step saved again (a rerun that ended where it resumed)
                 _retire(final)
@@ -147,7 +157,7 @@ class CheckpointManager:
             raise
 
     def save_async(self, step: int, model_state: dict[str, torch.Tensor], model_config: ModelConfig | Mapping[str, Any],
-                   train_state: dict[str, Any]) -> None:
+                   train_state: dict[str, Any], adapter: Adapter | None = None) -> None:
         """``save`` in a background thread; returns at once, after waiting for the previous one (``wait``).
 
         The state must be the writer's alone (see ``detached``). A failure is kept and raised by the next
@@ -158,7 +168,7 @@ class CheckpointManager:
         def write() -> None:
             start = time.perf_counter()
             try:
-                path = self.save(step, model_state, model_config, train_state)
+                path = self.save(step, model_state, model_config, train_state, adapter)
             except BaseException as err:  # logged now, raised in the caller's thread by the next wait()
                 self.log(f"error: the background save of step {step} failed (the older checkpoints are intact): "
                          f"{type(err).__name__}: {err}")
@@ -218,10 +228,15 @@ class CheckpointManager:
 
     @staticmethod
     def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The model weights and the training state of one step directory, checked against its ``integrity.json``
-        first (a ValueError naming the file and what differs)."""
+        """The model weights (with a LoRA adapter's ``<module>.lora_A/B`` tensors beside them, not merged) and the
+        training state of one step directory, checked against its ``integrity.json`` first (a ValueError naming the
+        file and what differs)."""
         verify_checkpoint_dir(path)
-        return load_file(str(path / WEIGHTS_NAME)), torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
+        weights = load_file(str(path / WEIGHTS_NAME))
+        adapter = read_adapter(path)
+        if adapter is not None:
+            weights.update(adapter[0])
+        return weights, torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
 
     def load_latest(self) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None:
         """The newest checkpoint that loads and matches its manifest, or None; any other is reported and skipped."""

@@ -53,6 +53,7 @@ from egom2p.tokenizers.camera import BASES
 from egom2p.tokenizers.config import TokenizerConfig
 from egom2p.tokenizers.gaze import GAZE_FRAMES, GazeFrame
 from egom2p.tokenizers.presets import tokenizer_config
+from egom2p.train.lora import LORA_BLOCKS, LORA_TARGETS
 
 DTYPES = ("bfloat16", "float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
@@ -60,7 +61,7 @@ RECIPES = ("egom2p", "tokenizer")
 # The keys only one recipe reads (a section, or one key of a shared section): set under the other, refused.
 RECIPE_KEYS = {
     "egom2p": ("model", "data", "loss_type", "loader.pack", "loader.pack_rows", "loader.pack_multiple",
-               "loader.num_workers"),
+               "loader.num_workers", "finetune"),
     "tokenizer": ("tokenizer", "tokenizer_data"),
 }
 
@@ -186,6 +187,34 @@ class CheckpointConfig:
 
 
 @dataclass
+class LoraSection:
+    """LoRA adapters (``peft``, the ``[lora]`` extra) on the blocks' linear layers; rank 0: none.
+
+    Only the adapters (and the embeddings of modalities the pretrained weights lack) train; the step directory
+    keeps them in ``adapter.safetensors`` beside the unchanged base weights, and every reader merges them.
+    """
+
+    rank: int = 0  # ours: adapter rank r; 0: no LoRA
+    alpha: float = 16.0  # ours: the adapter's output is scaled by alpha / rank
+    dropout: float = 0.0  # ours: dropout on the adapter's input
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # ours: qkv q kv proj fc1 fc2 fc3
+    blocks: list[str] = field(default_factory=lambda: list(LORA_BLOCKS))  # ours: encoder and/or decoder
+
+
+@dataclass
+class FinetuneConfig:
+    """The original's staged fine-tuning (a frozen warm-up that trains only embeddings), and LoRA
+    (:mod:`egom2p.train.finetune`)."""
+
+    frozen_model_epochs: int = 0  # warm-up epochs in which the blocks are frozen (0: none)
+    frozen_model_tokens: float = 0.0  # or the warm-up in billions of tokens (rounded up to whole epochs)
+    frozen_model_blr: float | None = None  # the warm-up's constant base LR (x global batch / 256); null: optim.blr
+    # modalities whose embeddings the warm-up also freezes (the original's hyphenated string, as a list)
+    frozen_embedding_domain: list[str] = field(default_factory=list)
+    lora: LoraSection = field(default_factory=LoraSection)
+
+
+@dataclass
 class MetricsConfig:
     """Metrics lines, validation and wandb."""
 
@@ -233,6 +262,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     resume: ResumeConfig = field(default_factory=ResumeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     # The tokenizer recipe's model and windows.
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)  # type: ignore[valid-type]
     tokenizer_data: TokenizerDataConfig = field(default_factory=TokenizerDataConfig)
@@ -309,7 +339,7 @@ def _dataset_keys(split: str) -> tuple[str, ...]:
 # seed the data streams are drawn from, the modalities, the architecture, the objective): a resume refuses it unless
 # resume.allow_changes lists it. Run: the optimizer, the run length, checkpoints, logging, validation data, loader
 # workers and how the same model is computed: the change is logged and the run continues with it.
-RESUME_TRAINED_KEYS = ("recipe", "seed", "loss_type", "model", "data", "tokenizer", "tokenizer_data")
+RESUME_TRAINED_KEYS = ("recipe", "seed", "loss_type", "model", "data", "tokenizer", "tokenizer_data", "finetune")
 RESUME_RUN_KEYS = ("output_dir", "dtype", "device", "compile", "activation_checkpointing", "fsdp", "max_bad_steps",
                    "check_memory", "eval_only", "loader", "optim", "schedule", "checkpoint", "metrics", "resume",
                    "model.attn_backend", "model.fused_loss", "model.fused_loss_chunk_size",
@@ -738,6 +768,32 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
         raise ConfigError(str(err), "data") from None
     _fill_model(cfg.model)
     _check_budgets(data_cfg, cfg.model_config())
+    _validate_finetune(cfg)
+
+
+def _validate_finetune(cfg: TrainConfig) -> None:
+    """The ``finetune`` section: one warm-up length, known modalities, a LoRA that has weights to adapt."""
+    ft, lora = cfg.finetune, cfg.finetune.lora
+    _require(ft.frozen_model_epochs >= 0, "finetune.frozen_model_epochs", f"must be >= 0, got {ft.frozen_model_epochs}")
+    _require(ft.frozen_model_tokens >= 0, "finetune.frozen_model_tokens", f"must be >= 0, got {ft.frozen_model_tokens}")
+    _require(not (ft.frozen_model_epochs > 0 and ft.frozen_model_tokens > 0), "finetune.frozen_model_tokens",
+             "set the warm-up in epochs or in tokens, not both (finetune.frozen_model_epochs is set too)")
+    _require(ft.frozen_model_blr is None or ft.frozen_model_blr > 0, "finetune.frozen_model_blr",
+             f"must be > 0 (or null: optim.blr), got {ft.frozen_model_blr}")
+    known = sorted(cfg.model_config().modalities)
+    for name in ft.frozen_embedding_domain:
+        _require(name in known, "finetune.frozen_embedding_domain", f"{name!r} is not a modality of the model {known}")
+    _require(lora.rank >= 0, "finetune.lora.rank", f"must be >= 0 (0: no LoRA), got {lora.rank}")
+    if lora.rank == 0:
+        return
+    _require(bool(cfg.checkpoint.init_from), "finetune.lora.rank",
+             "LoRA adapts pretrained weights: set checkpoint.init_from")
+    _require(lora.alpha > 0, "finetune.lora.alpha", f"must be > 0, got {lora.alpha}")
+    _require(0 <= lora.dropout < 1, "finetune.lora.dropout", f"must be in [0, 1), got {lora.dropout}")
+    for key, values, allowed in (("target_modules", lora.target_modules, LORA_TARGETS), ("blocks", lora.blocks, LORA_BLOCKS)):
+        _require(bool(values) and set(values) <= set(allowed), f"finetune.lora.{key}",
+                 f"must be a non-empty list of {list(allowed)}, got {values}")
+    _require(not cfg.fsdp, "finetune.lora.rank", "LoRA trains with DDP (its trainable part is small); set fsdp: false")
 
 
 def _tokenizer_config(section: Any) -> TokenizerConfig:

@@ -54,6 +54,15 @@ def parallelize(model: nn.Module, info: DistInfo, *, fsdp: bool, compile: bool,
             fully_shard(block)
         fully_shard(model)
         return model
+    return wrap_ddp(model, info, broadcast_buffers)
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo, broadcast_buffers: bool = True) -> nn.Module:
+    """DDP over the parameters that require gradients now (collective: rank 0's weights are broadcast).
+
+    DDP fixes that set when it is built, so a change of what trains (the fine-tuning warm-up ending) wraps the
+    same module anew.
+    """
     device_ids = [info.device.index] if info.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=broadcast_buffers)
 

@@ -33,14 +33,20 @@ class Schedule:
     steps_per_epoch: int
     warmup_steps: int
     total_steps: int
+    frozen_steps: int = 0  # the fine-tuning warm-up (finetune.frozen_model_*): steps [0, frozen_steps) at frozen_lr
+    frozen_lr: float = 0.0
 
     def lr_at(self, step: int) -> float:
-        """LR for global optimizer step ``step`` (0-based): linspace warmup with the endpoint, then cosine."""
+        """LR for global optimizer step ``step`` (0-based): the frozen warm-up's constant LR, then the main schedule
+        over the remaining steps: linspace warmup with the endpoint, then cosine."""
+        if step < self.frozen_steps:
+            return self.frozen_lr
+        step -= self.frozen_steps
         if step < self.warmup_steps:
             if self.warmup_steps == 1:
                 return 0.0  # linspace(0, lr, 1) == [0]
             return self.peak_lr * step / (self.warmup_steps - 1)
-        i, k = step - self.warmup_steps, self.total_steps - self.warmup_steps
+        i, k = step - self.warmup_steps, self.total_steps - self.frozen_steps - self.warmup_steps
         if i >= k:
             return self.min_lr
         return self.min_lr + 0.5 * (self.peak_lr - self.min_lr) * (1 + math.cos(math.pi * i / k))
@@ -55,10 +61,12 @@ class Schedule:
 
     def describe(self) -> str:
         """One line for the log and ``--dry-run``."""
+        frozen = (f"; the first {self.frozen_steps} steps train only embeddings at lr {self.frozen_lr:.4g}"
+                  if self.frozen_steps else "")
         return (f"peak lr {self.peak_lr:.4g} (min {self.min_lr:.4g}), global batch {self.global_batch} "
                 f"(accum_iter {self.accum_iter}), "
                 f"{self.tokens_per_sample} tokens per sample, {self.epochs} epochs x {self.steps_per_epoch} steps "
-                f"= {self.total_steps} steps (warmup {self.warmup_steps})")
+                f"= {self.total_steps} steps (warmup {self.warmup_steps}){frozen}")
 
 
 def resolve_accum_iter(cfg: TrainConfig, world_size: int) -> int:
@@ -121,20 +129,37 @@ def derive_schedule(cfg: TrainConfig, world_size: int, tokens_per_sample: int,
     else:
         warmup_steps = int(sch.warmup_epochs * steps_per_epoch)
         warmup_key = "schedule.warmup_epochs"
-    if warmup_steps >= total_steps:
+    frozen_steps, frozen_key = _frozen_steps(cfg, tokens_per_sample, epoch_size, steps_per_epoch)
+    if frozen_steps >= total_steps:
+        raise ConfigError(f"config key '{frozen_key}': the frozen warm-up ({frozen_steps} steps) must be shorter than "
+                          f"the run ({total_steps} steps)", frozen_key)
+    if warmup_steps >= total_steps - frozen_steps:
         raise ConfigError(f"config key '{warmup_key}': warmup ({warmup_steps} steps) must be shorter than "
-                          f"the run ({total_steps} steps)", warmup_key)
+                          f"the run ({total_steps} steps{f' after the frozen warm-up of {frozen_steps}' if frozen_steps else ''})",
+                          warmup_key)
     scale = global_batch / 256
+    frozen_blr = cfg.finetune.frozen_model_blr or opt.blr
     return Schedule(peak_lr=opt.blr * scale, min_lr=opt.min_blr * scale, global_batch=global_batch, accum_iter=accum_iter,
                     tokens_per_sample=tokens_per_sample, epoch_size=epoch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                    warmup_steps=warmup_steps, total_steps=total_steps)
+                    warmup_steps=warmup_steps, total_steps=total_steps, frozen_steps=frozen_steps,
+                    frozen_lr=frozen_blr * scale if frozen_steps else 0.0)
+
+
+def _frozen_steps(cfg: TrainConfig, tokens_per_sample: int, epoch_size: int, steps_per_epoch: int) -> tuple[int, str]:
+    """Steps of the fine-tuning warm-up and the key that sets it: whole epochs, given or from tokens (as the
+    original: ceil(frozen_model_tokens·1e9 / (tokens_per_sample · epoch_size)))."""
+    ft = cfg.finetune
+    if ft.frozen_model_tokens > 0:
+        epochs = math.ceil(ft.frozen_model_tokens * 1e9 / (tokens_per_sample * epoch_size))
+        return epochs * steps_per_epoch, "finetune.frozen_model_tokens"
+    return ft.frozen_model_epochs * steps_per_epoch, "finetune.frozen_model_epochs"
 
 
 def dry_run_report(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """The resolved run on ``world_size`` ranks as plain data (``egom2p-train --dry-run`` prints it as JSON).
 
     Keys: recipe, world_size, global_batch_size, micro_batch, accum_iter, peak_lr, min_lr, warmup_steps,
-    total_steps, epoch_size, steps_per_epoch, epochs, tokens_per_sample, end_step (where ``schedule.max_steps``
+    total_steps, epoch_size, steps_per_epoch, epochs, tokens_per_sample, frozen_steps, frozen_lr, end_step (where ``schedule.max_steps``
     stops it).
     Raises ``ConfigError`` (naming the key) when the world size cannot run the recipe. The tokenizer recipe
     reads its training windows to count them (its epoch).
@@ -146,4 +171,5 @@ def dry_run_report(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
             "micro_batch": cfg.loader.batch_size, "accum_iter": s.accum_iter, "peak_lr": s.peak_lr, "min_lr": s.min_lr,
             "warmup_steps": s.warmup_steps, "total_steps": s.total_steps, "epoch_size": s.epoch_size,
             "steps_per_epoch": s.steps_per_epoch, "epochs": s.epochs, "tokens_per_sample": s.tokens_per_sample,
+            "frozen_steps": s.frozen_steps, "frozen_lr": s.frozen_lr,
             "end_step": min(s.total_steps, cfg.schedule.max_steps or s.total_steps)}

@@ -32,10 +32,11 @@ from egom2p.train.config import (
     save_resolved_config,
 )
 from egom2p.train.faults import BadStepGuard, NonFiniteStepError, StopRequest
+from egom2p.train.finetune import Finetuning, match_pretrained
 from egom2p.train.memory_check import check_training_memory
 from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
 from egom2p.train.optim import build_optimizer
-from egom2p.train.parallel import parallelize
+from egom2p.train.parallel import parallelize, wrap_ddp
 from egom2p.train.recipe import Recipe, TrainLoader, ValLoaders, autocast_context, build_recipe
 from egom2p.train.recipes.egom2p import EgoM2PRecipe
 from egom2p.train.rng import capture_rng_state, restore_rng_state, seed_everything
@@ -50,6 +51,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 _FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+_CHECKPOINT_WRAPPER = "_checkpoint_wrapped_module."  # inserted into parameter names by activation checkpointing
 
 
 def _to_cpu(batch: Any) -> Any:
@@ -75,6 +77,9 @@ class Trainer:
         self.recipe: Recipe = EgoM2PRecipe(cfg, recipe) if isinstance(recipe, tuple) else recipe
         self.schedule: Schedule = derive_schedule(cfg, info.world_size, *self.recipe.schedule_inputs())
         self.bare_model = model.to(info.device)
+        # LoRA layers are injected here; the optimizer holds every parameter that trains in some phase.
+        self.finetune = Finetuning(cfg, self.bare_model, self.schedule.frozen_steps, enabled=self.recipe.name == "egom2p")
+        self.finetune.optimizer_set(self.bare_model)
         self.num_params = sum(p.numel() for p in self.bare_model.parameters() if p.requires_grad)
         self.model = parallelize(self.bare_model, info, fsdp=cfg.fsdp, compile=cfg.compile,
                                  activation_checkpointing=cfg.activation_checkpointing,
@@ -197,12 +202,13 @@ class Trainer:
         if self.info.is_main:
             state = {"step": self.step, "world_size": self.info.world_size, "optimizer": optim_sd,
                      "guard": self.guard.state_dict(), "recipe": self.resume_settings(), "rng": rng,
-                     "data": data, "config": self.cfg.to_dict()}
+                     "data": data, "config": self.cfg.to_dict(), "finetune": self.finetune.state_dict()}
+            model_sd, adapter = self.finetune.split_for_checkpoint(model_sd)
             if background:
-                model_sd, state = detached((model_sd, state), self.bare_model, self.optimizer)
-                self.checkpoints.save_async(self.step, model_sd, self.bare_model.config, state)
+                model_sd, state, adapter = detached((model_sd, state, adapter), self.bare_model, self.optimizer)
+                self.checkpoints.save_async(self.step, model_sd, self.bare_model.config, state, adapter)
             else:
-                path = self.checkpoints.save(self.step, model_sd, self.bare_model.config, state)
+                path = self.checkpoints.save(self.step, model_sd, self.bare_model.config, state, adapter)
         D.barrier()
         return path
 
@@ -215,9 +221,12 @@ class Trainer:
         """
         broadcast = self.info.distributed  # rank 0 alone read the files
         small = D.broadcast_object({"step": state["step"], "world_size": state["world_size"], "guard": state["guard"],
-                                    "recipe": state.get("recipe", {}), "config": self._saved_config(state)}
+                                    "recipe": state.get("recipe", {}), "config": self._saved_config(state),
+                                    "finetune": state.get("finetune", {}),
+                                    "optimizer_state_keys": sorted(state.get("optimizer", {}).get("state", {}))}
                                    if self.info.is_main else None)
         self.step = small["step"]
+        self.finetune.load_state_dict(small["finetune"])
         streams_moved = self._report_changes(small["recipe"], small["config"], path)
         set_model_state_dict(self.model, model_sd,
                              options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast))
@@ -225,6 +234,7 @@ class Trainer:
         set_optimizer_state_dict(self.model, self.optimizer, dict(state.get("optimizer", {})),
                                  options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast,
                                                           strict=False))
+        self._drop_unsaved_optimizer_state(small["optimizer_state_keys"])
         self._apply_config_at(self.step)
         self.guard.load_state_dict(small["guard"])
         self.guard.in_a_row = 0  # a resumed run (e.g. with a lower LR) gets its full allowance of bad steps
@@ -243,6 +253,15 @@ class Trainer:
             self.log(f"resume: {why}; data streams and RNG restart (reseeded with the step)")
             seed_everything(self.cfg.seed + self.info.rank + 1_000_003 * self.step)
 
+    def _drop_unsaved_optimizer_state(self, saved: list[str]) -> None:
+        """Forget the AdamW state of parameters the checkpoint had none for (they had not trained yet, e.g. frozen in
+        the fine-tuning warm-up): loading gives each a zero state that has counted a step, and a parameter that
+        starts training later must start from a fresh one, as in the run that was not interrupted."""
+        keep = set(saved)
+        for name, param in self.bare_model.named_parameters():
+            if name.replace(_CHECKPOINT_WRAPPER, "") not in keep:
+                self.optimizer.state.pop(param, None)
+
     def _fits(self, weights: Mapping[str, torch.Tensor]) -> str | None:
         """Why ``weights`` cannot be loaded into this model (keys or shapes differ), or None."""
         ours = {k: tuple(v.shape) for k, v in self.bare_model.state_dict().items()}
@@ -252,27 +271,53 @@ class Trainer:
         return (f"keys or shapes differ from the {self.recipe.model_key} section: "
                 f"{sorted(set(ours.items()) ^ set(theirs.items()))[:4]} ...")
 
-    def init_weights(self, source: str | Path) -> None:
-        """Collective: start from the weights of ``source`` (anything the recipe's ``load_pretrained`` opens).
+    def init_weights(self, source: str | Path) -> str:
+        """Collective: start from the weights of ``source`` (anything the recipe's ``load_pretrained`` opens); returns
+        the line to log.
 
-        Rank 0 reads them and checks they fit this model; every rank receives them by broadcast.
+        Rank 0 reads them and checks they fit this model; every rank receives them by broadcast. For the ``egom2p``
+        recipe the modalities may differ (:func:`egom2p.train.finetune.match_pretrained`): a new one keeps its fresh
+        embeddings, a dropped one is ignored; other recipes need the same keys and shapes.
         """
-        weights, problem = {}, None
+        weights, problem, summary, new = {}, None, f"initialised weights from {source}", []
         if self.info.is_main:
             try:
                 weights = self.recipe.load_pretrained(source)
-                problem = self._fits(weights)
+                if self.finetune.enabled:
+                    ours = self.bare_model.state_dict()
+                    match = match_pretrained(self.finetune.plain_shapes(ours), weights)
+                    weights = {**ours, **self.finetune.to_model_names(match.weights)}
+                    summary, new = match.summary(str(source)), match.new_modalities
+                else:
+                    problem = self._fits(weights)
             except (FileNotFoundError, ValueError) as err:
                 problem = str(err)
-        problem = D.broadcast_object(problem)
+        problem, summary, new = D.broadcast_object((problem, summary, new))
         if problem is not None:
             raise ConfigError(f"config key 'checkpoint.init_from': {source}: {problem}", "checkpoint.init_from")
         set_model_state_dict(self.model, weights,
                              options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=self.info.distributed))
+        self.finetune.set_new_modalities(new)
+        return summary
+
+    def apply_finetune_plan(self, announce: bool = False) -> None:
+        """Collective: make the parameters that train at this step the trainable ones (the fine-tuning warm-up and
+        LoRA, :mod:`egom2p.train.finetune`); DDP is rebuilt when that set changes (it fixes it when built). Logs what
+        trains when it changed, or with ``announce``."""
+        if not self.finetune.apply(self.bare_model, self.step):
+            if announce:
+                self.log(self.finetune.describe(self.bare_model, self.step))
+            return
+        if isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+            self.model = None  # the old wrapper goes before the new one registers its hooks
+            self.model = wrap_ddp(self.bare_model, self.info, self.recipe.broadcast_buffers)
+        self.log(self.finetune.describe(self.bare_model, self.step))
 
     def try_resume(self) -> Path | None:
         """Load the newest complete checkpoint, if any: rank 0 picks and reads it, the others receive it."""
         found = self.checkpoints.load_latest() if self.info.is_main else None
+        if found:
+            found = (found[0], self.finetune.to_model_names(found[1]), found[2])
         problem = self._fits(found[1]) if found else None
         chosen, problem = D.broadcast_object((str(found[0]) if found else None, problem))
         if chosen is None:
@@ -409,12 +454,15 @@ class Trainer:
         saved_at, save_due = self.step, False
         failed = False
         try:
+            self.apply_finetune_plan(announce=self.finetune.active)
             while self.step < self.end_step:
                 try:
                     result = self.train_step(stop)
                 except NonFiniteStepError as err:
                     path = self._save_debug_batch(err)
                     raise NonFiniteStepError(f"{err} at step {self.step}; offending batches saved to {path}") from None
+                if self.step == self.schedule.frozen_steps:  # the warm-up ends: everything trains from here
+                    self.apply_finetune_plan()
                 window.add(result)
                 bar.update(result["loss"], window.valid_tokens / max(window.elapsed(), 1e-9))
                 if self.step % met.log_every_steps == 0 or self.step == self.end_step:
@@ -579,8 +627,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None], lock:
     if resumed is not None:
         main_log(f"resumed from {resumed} at step {trainer.step}")
     elif cfg.checkpoint.init_from:
-        trainer.init_weights(cfg.checkpoint.init_from)
-        main_log(f"initialised weights from {cfg.checkpoint.init_from}")
+        main_log(trainer.init_weights(cfg.checkpoint.init_from))
     if cfg.eval_only:
         if resumed is None and not cfg.checkpoint.init_from:
             raise ConfigError(f"config key 'eval_only': no weights to evaluate: {trainer.checkpoints.dir} holds no "

@@ -1,0 +1,35 @@
+"""The frozen warm-up under torchrun with 2 gloo processes: DDP and FSDP2 both follow the change of what trains."""
+
+import pytest
+import torch
+from egom2p.model import EgoM2P, is_block_parameter
+from launch import command, final_weights, run, step_dirs
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, demo_data_config):
+    """A one-process run of 2 steps: the weights to fine-tune (the TINY architecture of launch.py)."""
+    out = tmp_path_factory.mktemp("pretrained") / "run"
+    run(command(out, demo_data_config, "schedule.max_steps=2"))
+    return out
+
+
+@pytest.mark.xdist_group("torchrun")
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_warmup_freezes_blocks_then_thaws_them_on_two_ranks(tmp_path, demo_data_config, pretrained, fsdp):
+    base = EgoM2P.from_pretrained(pretrained).state_dict()
+    out = tmp_path / "run"
+    # 4 steps per epoch (32 samples / (4 x 2 ranks)): the warm-up is steps 0-3, then everything trains.
+    proc = run(command(out, demo_data_config, f"checkpoint.init_from={pretrained}", "finetune.frozen_model_epochs=1",
+                       "schedule.max_steps=6", f"fsdp={str(fsdp).lower()}", nproc=2))
+    text = proc.stdout + proc.stderr
+    assert "step 0: frozen warm-up (embeddings only)" in text and "step 4: all parameters" in text
+    if not fsdp:
+        assert "replicas identical on 2 ranks at step 6" in text
+    assert step_dirs(out) == ["step-3", "step-6"]
+    warm, late = final_weights(out, 3), final_weights(out, 6)
+    blocks = [k for k in base if is_block_parameter(k)]
+    assert all(torch.equal(warm[k], base[k]) for k in blocks)
+    assert not torch.equal(warm["encoder_embeddings.tok_rgb.token_emb.weight"],
+                           base["encoder_embeddings.tok_rgb.token_emb.weight"])
+    assert sum(not torch.equal(late[k], base[k]) for k in blocks) > len(blocks) // 2
