@@ -95,8 +95,8 @@ CHECKED_KEYS = {
 }
 #: Original keys accepted without effect, with the reason (the original ignores them for EgoM2P too).
 NO_EFFECT_KEYS = {
-    "main_augment_domain": "the original's augmentation of pre-tokenized data is commented out (SPEC quirk 14)",
-    "tok_train_aug": "the original's augmentation of pre-tokenized data is commented out (SPEC quirk 14)",
+    "main_augment_domain": "the original never augments pre-tokenized data (its augmentation code is commented out)",
+    "tok_train_aug": "the original never augments pre-tokenized data (its augmentation code is commented out)",
     "aligned_captions": "a 4M caption option; EgoM2P has no caption modality",
 }
 PATH_KEYS = ("data_path", "alphas_config")

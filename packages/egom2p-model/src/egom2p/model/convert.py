@@ -1,11 +1,18 @@
-"""``egom2p-convert``: turn the released original ``.pth`` (or any checkpoint we read) into our safetensors + config.json directory."""
+"""``egom2p-convert``: turn the released original ``.pth`` (or any checkpoint we read) into our safetensors + config.json directory.
+
+``egom2p-convert config ORIGINAL.yaml --out DIR`` translates the original's training configs instead; that command
+lives in egom2p-train (:mod:`egom2p.train.convert_config`), imported only when asked for, so this wheel does not
+depend on the trainer.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from egom2p.core.cli import CliParser, add_checkpoint_option, add_version_option, run_cli
+from egom2p.core.cli import CliParser, add_checkpoint_option, add_version_option, fail, run_cli
 from egom2p.core.hub import is_hub_id, require_hub, upload_folder
 
 from . import __version__
@@ -27,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  egom2p-convert --checkpoint checkpoint-main.pth --out egom2p-base/\n"
         "  egom2p-convert --checkpoint runs/demo/ --out demo-final/        # newest runs/demo/checkpoints/step-N/\n"
         "  egom2p-convert --checkpoint checkpoint-main.pth --out egom2p-base/ --push-to-hub my-org/egom2p-base\n"
-        "then: EgoM2P.from_pretrained('egom2p-base/')",
+        "then: EgoM2P.from_pretrained('egom2p-base/')\n\n"
+        "The original's training configs (needs egom2p-train; see egom2p-convert config --help):\n"
+        "  egom2p-convert config ORIGINAL.yaml --out DIR [--world-size N]",
     )
     add_version_option(parser, __version__)
     add_checkpoint_option(parser)
@@ -56,8 +65,27 @@ def _convert(opts: argparse.Namespace) -> int:
     return 0
 
 
+CONFIG_COMMAND = "config"
+CONFIG_INSTALL_HINT = f"`{PROG} {CONFIG_COMMAND}` needs the trainer: pip install egom2p-train"
+
+
+def _config_command(argv: Sequence[str]) -> int:
+    """``egom2p-convert config ...``: the trainer's config translator, imported here and only here."""
+    try:
+        from egom2p.train.convert_config import main as config_main
+    except ModuleNotFoundError as err:
+        if err.name is not None and (err.name == "egom2p.train" or err.name.startswith("egom2p.train.")):
+            return fail(f"{PROG} {CONFIG_COMMAND}", CONFIG_INSTALL_HINT)
+        raise
+    return config_main(list(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``egom2p-convert --checkpoint SRC --out DIR``; a user mistake exits 2 with one line."""
+    """Entry point: ``egom2p-convert --checkpoint SRC --out DIR`` (or ``egom2p-convert config ORIGINAL.yaml
+    --out DIR``); a user mistake exits 2 with one line."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == CONFIG_COMMAND:
+        return _config_command(argv[1:])
     opts = build_parser().parse_args(argv)
     return run_cli(PROG, lambda: _convert(opts))
 
