@@ -33,7 +33,23 @@ def synth_root(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     from egom2p.data.synth import write_demo_dataset
 
     root = tmp_path_factory.mktemp("synth") / "data"
-    patterns = write_demo_dataset(root, train_samples=2048, val_samples=64, samples_per_shard=256, seed=0)
+    # hand: synth_full's raw hand tracks too (root/raw/), the new-modality example's signal
+    patterns = write_demo_dataset(root, train_samples=2048, val_samples=64, samples_per_shard=256, seed=0, hand=True)
     return root, patterns
+
+
+@pytest.fixture(scope="session")
+def demo_run(synth_root, tmp_path_factory) -> Path:
+    """The CPU demo trained as the README runs it (configs/train/demo-cpu.yaml, 2,400 steps) on ``synth_root``: its
+    run directory. Tests that use it share the xdist group "demo", so it trains once."""
+    from e2e_helpers import run_trainer, write_data_config
+
+    _, patterns = synth_root
+    tmp = tmp_path_factory.mktemp("demo")
+    out = tmp / "run"
+    result = run_trainer(out, write_data_config(tmp / "data.yaml", patterns), "metrics.log_every_steps=100",
+                         timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
 
 

@@ -104,7 +104,9 @@ def mistakes(checkpoint, root):
     ]
     evaluate = [
         ([*ck, "--data", pattern], "the following arguments are required: --task"),
-        ([*ck, "--data", pattern, "--task", "rgb2audio"], "argument --task: invalid choice: 'rgb2audio'"),
+        ([*ck, "--data", pattern, "--task", "rgbaudio"], "argument --task: unknown task 'rgbaudio'"),
+        ([*ck, "--data", pattern, "--task", "rgb2audio"], "task 'rgb2audio' needs modality 'tok_audio', which this "
+                                                          "checkpoint lacks"),
         ([*ck, "--data", pattern, "--task", "rgb2cam", "--max-samples", "0"], "argument --max-samples: expected a positive"),
         ([*ck, "--data", str(root) + "/[rgb,cam]/val/shard-7.tar", "--task", "rgb2cam"], "data file not found"),
         ([*ck, "--data", str(root / "nowhere"), "--dataset", "val", "--task", "rgb2cam"], "no token folders"),

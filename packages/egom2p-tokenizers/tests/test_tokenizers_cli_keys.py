@@ -58,3 +58,32 @@ def test_camera_and_gaze_of_one_recording_line_up_in_the_shards(capsys, tmp_path
     assert all(set(members) == {"cam", "gaze"} for _, members in samples)
     # A video clip of P01.mp4 starting 4 s in gets the key of the third window.
     assert window_key(recording_stem("videos/P01.mp4"), start_frame(4.0)) == samples[2][0]
+
+
+def test_a_new_modality_joins_existing_samples_with_given_keys_and_its_own_folder(capsys, tmp_path):
+    """--keys names each window of a window array (the existing samples' keys), --folder the modality's folder."""
+    save_tiny_tokenizer(tmp_path / "tok", "gaze")
+    windows = np.random.default_rng(0).uniform(100, 1300, size=(5, 60, 2)).astype(np.float32)
+    windows[3] = np.nan  # a window without any point is skipped; the others keep their own keys
+    np.save(tmp_path / "hand.npy", windows)
+    keys = ["ds-train-0000000", "ds-train-0000001", "ds-train-0000002", "ds-train-0000003", "ds-train-0000004"]
+    (tmp_path / "hand.keys.txt").write_text("\n".join(keys) + "\n")
+    common = ["encode", "--tokenizer", tmp_path / "tok", "--input", tmp_path / "hand.npy", "--gaze-frame", "aria",
+              "--out", tmp_path / "out", "--dataset", "ds"]
+    done = run(capsys, *common, "--keys", tmp_path / "hand.keys.txt", "--folder", "hand")
+    assert done.code == 0, done.err
+    urls = find_root_shards(tmp_path / "out", "ds", ["hand"], policy="strict")
+    assert [key for url in urls for key, _ in read_shard(url)] == [k for i, k in enumerate(keys) if i != 3]
+    assert not (tmp_path / "out" / "gaze").exists()
+
+    (tmp_path / "short.txt").write_text("\n".join(keys[:4]))
+    (tmp_path / "twice.txt").write_text("\n".join(keys[:4] + keys[:1]))
+    (tmp_path / "dotted.txt").write_text("\n".join(keys[:4] + ["a.b"]))
+    for keys_file, message in (("short.txt", "--keys: 4 keys for"), ("twice.txt", "line 5: 'ds-train-0000000' is given twice"),
+                               ("dotted.txt", "line 5: 'a.b' is not a sample key")):
+        failed = run(capsys, *common[:-1], "other", "--keys", tmp_path / keys_file, "--folder", "hand")
+        assert failed.code == 2 and failed.err.count("\n") == 1 and message in failed.err, failed.err
+    np.save(tmp_path / "more.npy", windows)
+    failed = run(capsys, "encode", "--tokenizer", tmp_path / "tok", "--input", tmp_path / "hand.npy", tmp_path / "more.npy",
+                 "--gaze-frame", "aria", "--out", tmp_path / "out", "--dataset", "two", "--keys", tmp_path / "hand.keys.txt")
+    assert failed.code == 2 and "--keys names the windows of one window array; got 2 input files" in failed.err

@@ -115,8 +115,9 @@ MISTAKES = [
     (DECODE + ["tokens29.npy"], "tokens29.npy: expected tok_cam tokens (30,) or (N, 30), got shape (2, 29)"),
     (DECODE + ["shards/[cam]/ds/shard-000000.tar"], "shards/cam/ds/shard-000000.tar: sample x_000060: tok_cam tokens in "
                                                    "[300, 300] are outside the vocabulary [0, 256)"),
-    (DECODE + ["shards/[rgb]/ds/shard-000000.tar"], "--input shards/[rgb]/ds/shard-000000.tar: the folder list ['rgb'] "
-                                                   "lacks this tokenizer's folder 'cam'"),
+    (DECODE + ["shards/[rgb,depth]/ds/shard-000000.tar"], "--input shards/[rgb,depth]/ds/shard-000000.tar: the folder "
+                                                         "list ['depth', 'rgb'] lacks this tokenizer's folder 'cam'; "
+                                                         "name the one folder to read"),
     (DECODE + ["shards/[cam]/other/shard-{000000..000001}.tar"], "data file not found: shards/cam/other/shard-000000.tar"),
     (DECODE + ["nope.npz"], "token file not found: nope.npz"),
     # metrics

@@ -3,6 +3,8 @@ each phase, its LR, exact resume inside it and after it), and LoRA (base bit-ide
 checkpoint equal to base + adapter, exact resume)."""
 
 import dataclasses
+import json
+import math
 
 import pytest
 import torch
@@ -95,6 +97,9 @@ def test_frozen_warmup_moves_only_embeddings_then_everything_and_resumes_exactly
     assert cont.step == 10
     cont.fit()
     assert any("step 10: all parameters" in m for m in logs)
+    rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 31))
+    assert all(math.isfinite(r["loss"]) and r["skipped_steps"] == 0 for r in rows if "loss" in r)
     assert not torch.equal(cont.bare_model.state_dict()["encoder.0.attn.qkv.weight"], theirs["encoder.0.attn.qkv.weight"])
 
     # Interrupted inside the warm-up (step 5) and after it (step 15): the same weights at the end.

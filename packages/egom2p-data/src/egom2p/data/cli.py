@@ -104,7 +104,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from egom2p.data.synth import write_demo_dataset
 
     patterns = write_demo_dataset(args.out, train_samples=args.train_samples, val_samples=args.val_samples,
-                                  samples_per_shard=args.samples_per_shard, seed=args.seed, overwrite=args.overwrite)
+                                  samples_per_shard=args.samples_per_shard, seed=args.seed, overwrite=args.overwrite,
+                                  hand=args.hand)
     for name, pattern in patterns.items():
         print(f"{name}: {pattern}")
     return 0
@@ -162,6 +163,8 @@ def build_parser() -> CliParser:
     s.add_argument("--val-samples", type=positive_int, default=128, metavar="N", help="samples per dataset in the val split")
     s.add_argument("--samples-per-shard", type=positive_int, default=256, metavar="N", help="samples per tar")
     s.add_argument("--overwrite", action="store_true", help="replace demo shards already in --out")
+    s.add_argument("--hand", action="store_true", help="also write synth_full's raw 2-D hand tracks, a fifth signal for "
+                   "the fine-tuning example (docs/new-modality.md): OUT/raw/<split>-hand.npy + .keys.txt")
     add_seed_option(s)
     return parser
 

@@ -10,6 +10,11 @@ Rules (all deterministic given the sample's random content):
 * gaze (8 tokens, vocab 64): the salient cell's location ``loc = 4 * y + x`` in frame 0 (tokens 0-3) and in
   frame 1 (tokens 4-7): ``gaze[i] = (loc_f + 5 * i) % 64``.
 
+A raw fifth signal for the fine-tuning example (``docs/new-modality.md``), written with ``hand=True``: a 2-D hand
+track of 60 frames in a 1408 x 1408 image (Aria's gaze frame), ``hand_windows``: it starts under the salient cell
+of frame 0 and moves along the motion, so it is a function of what rgb shows, and it needs a tokenizer (it is
+continuous) before the model can learn it.
+
 A perfect model given the full conditioning modality reaches :func:`perfect_accuracy` (1.0: every rule is
 invertible from full rgb); :func:`chance_accuracy` is the best accuracy without looking at it (the most
 frequent target token). Two datasets are written: ``synth_full`` (all four) and ``synth_nogaze``.
@@ -23,8 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 from egom2p.data.shards import write_shards
 
-__all__ = ["MOTIONS", "SALIENT_TOKEN", "PERMUTATION", "generate_samples", "write_demo_dataset", "perfect_accuracy",
-           "chance_accuracy", "DATASETS"]
+__all__ = ["MOTIONS", "SALIENT_TOKEN", "PERMUTATION", "generate_samples", "hand_windows", "write_demo_dataset",
+           "perfect_accuracy", "chance_accuracy", "DATASETS", "HAND_DATASET"]
 
 GRID = (2, 4, 4)
 RGB_VOCAB = 64
@@ -34,6 +39,10 @@ SALIENT_TOKEN = RGB_VOCAB - 1
 MOTIONS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 PERMUTATION = np.random.default_rng(20240).permutation(RGB_VOCAB)
 DATASETS = {"synth_full": ("cam", "depth", "gaze", "rgb"), "synth_nogaze": ("cam", "depth", "rgb")}
+
+HAND_DATASET = "synth_full"  # the dataset the raw hand tracks are written for
+HAND_FRAMES = 60  # one 2 s window at 30 fps
+_HAND_ORIGIN, _HAND_CELL, _HAND_SPEED = 352.0, 235.0, 4.0  # pixels: first cell's centre, cell pitch, per frame
 
 _CELLS = GRID[0] * GRID[1] * GRID[2]
 # Most frequent token per target, used for chance levels: the salient cell's token (2 of 128 cells) for
@@ -76,6 +85,19 @@ def generate_samples(num_samples: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {"rgb": rgb, "depth": depth, "cam": cam.astype(np.int64), "gaze": gaze.astype(np.int64)}
 
 
+def hand_windows(samples: dict[str, np.ndarray]) -> np.ndarray:
+    """The hand track of each sample of :func:`generate_samples`: ``(N, 60, 2)`` pixels ``(x, y)`` in a 1408 x 1408
+    image, starting under frame 0's salient cell and moving 4 px per frame along the sample's motion."""
+    frame0 = samples["rgb"][:, 0]
+    flat = (frame0 == SALIENT_TOKEN).reshape(len(frame0), -1).argmax(axis=1)
+    ys, xs = np.divmod(flat, GRID[2])
+    dy, dx = np.asarray(MOTIONS)[samples["cam"][:, 0] // 8].T  # cam[0] = 8 * motion
+    t = np.arange(HAND_FRAMES, dtype=np.float64)
+    x = _HAND_ORIGIN + _HAND_CELL * xs[:, None] + _HAND_SPEED * dx[:, None] * t
+    y = _HAND_ORIGIN + _HAND_CELL * ys[:, None] + _HAND_SPEED * dy[:, None] * t
+    return np.stack([x, y], axis=-1).astype(np.float32)
+
+
 def write_demo_dataset(
     out_dir: str | os.PathLike,
     train_samples: int = 2048,
@@ -84,20 +106,36 @@ def write_demo_dataset(
     seed: int = 0,
     datasets: Sequence[str] | None = None,
     overwrite: bool = False,
+    hand: bool = False,
 ) -> dict[str, str]:
     """Write ``out_dir/{train,val}/<folder>/<dataset>/shard-*.tar`` for both demo datasets.
 
     Returns ``"<split>/<dataset>" -> shard pattern``. Seeded: the same arguments give identical files. Existing demo
-    shards are refused (``ValueError`` naming the folder) unless ``overwrite`` replaces them.
+    shards are refused (``ValueError`` naming the folder) unless ``overwrite`` replaces them. With ``hand``, the raw
+    hand tracks of ``synth_full`` are written too, as ``out_dir/raw/<split>-hand.npy`` (windows) and
+    ``out_dir/raw/<split>-hand.keys.txt`` (their sample keys, one per line); the returned mapping gets
+    ``"<split>/hand"`` -> the ``.npy``.
     """
     patterns = {}
     for d_index, name in enumerate(datasets or DATASETS):
         folders = DATASETS[name]
         for s_index, (split, count) in enumerate((("train", train_samples), ("val", val_samples))):
             arrays = generate_samples(count, seed=seed * 1000 + 10 * d_index + s_index)
+            keys = [f"{name}-{split}-{i:07d}" for i in range(count)]
             patterns[f"{split}/{name}"] = write_shards(
                 os.path.join(os.fspath(out_dir), split), name, {f: arrays[f] for f in folders},
-                keys=[f"{name}-{split}-{i:07d}" for i in range(count)], samples_per_shard=samples_per_shard,
-                mode="overwrite" if overwrite else "new",
+                keys=keys, samples_per_shard=samples_per_shard, mode="overwrite" if overwrite else "new",
             )
+            if hand and name == HAND_DATASET:
+                patterns[f"{split}/hand"] = _write_hand(os.path.join(os.fspath(out_dir), "raw"), split, arrays, keys)
     return patterns
+
+
+def _write_hand(raw_dir: str, split: str, arrays: dict[str, np.ndarray], keys: list[str]) -> str:
+    """Write one split's hand windows and their keys; returns the ``.npy`` path."""
+    os.makedirs(raw_dir, exist_ok=True)
+    path = os.path.join(raw_dir, f"{split}-hand.npy")
+    np.save(path, hand_windows(arrays))
+    with open(os.path.join(raw_dir, f"{split}-hand.keys.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(f"{key}\n" for key in keys))
+    return path

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .batch import empty_target
 from .batch_manifest import source_identity
-from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options
+from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options, task_name
 from .infer import generate_shards
 from .precision import TF32_HELP, tf32_on_cuda
 from .sampler import GenerationSampler
@@ -42,7 +42,7 @@ from .signals import (
     signal_options,
     warn_unused_tokenizers,
 )
-from .tasks import DEFAULTS, TASKS, warn_clamped
+from .tasks import DEFAULTS, TASKS, task_spec, warn_clamped
 from .video import VIDEO_MODALITIES, VideoCodec, add_video_options, save_frames_figure, video_file
 
 PROG = "egom2p-generate"
@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not blank earlier targets in the unconditional pass of later ones")
     shards = parser.add_argument_group("batch inference over shards")
     add_data_options(shards, required=False)
-    shards.add_argument("--task", choices=sorted(TASKS), help="what to generate from what (the released eval tasks)")
+    shards.add_argument("--task", type=task_name, metavar="TASK", help="what to generate from what: the released eval "
+                        f"tasks ({', '.join(sorted(TASKS))}) or <cond>2<target> (rgb2hand: tok_rgb -> tok_hand)")
     shards.add_argument("--out-root", type=Path, metavar="DIR",
                         help="local directory for the generated shards, in the input's layout: "
                              "DIR/<target folder>/<dataset>/shard-N.tar")
@@ -375,7 +376,7 @@ def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> 
 
 def _generate_shards(args: argparse.Namespace, options: SignalOptions | None) -> int:
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
-    target = TASKS[args.task].target
+    target = task_spec(args.task).target
     decoder = _signal_decoder(args, options, model, [target])
     # what the output root's manifest records of the weights: resolved paths and content digests
     sources = {"checkpoint": source_identity(args.checkpoint)}

@@ -9,10 +9,19 @@ import argparse
 
 from egom2p.core.cli import add_device_option, add_seed_option, finite_float, non_negative_float, positive_int
 
-from .tasks import DEFAULTS, TASKS
+from .tasks import DEFAULTS, TASKS, task_spec
 
 # The released eval scripts' decoding steps per task, for --steps help texts.
 TASK_STEPS = ", ".join(f"{name} {task.steps}" for name, task in TASKS.items())
+
+
+def task_name(text: str) -> str:
+    """``--task``: a released task name or ``<cond>2<target>`` (:func:`egom2p.generate.tasks.task_spec`)."""
+    try:
+        task_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def parse_top_k(text: str) -> float | int:

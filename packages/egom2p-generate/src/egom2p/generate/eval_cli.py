@@ -21,11 +21,11 @@ from egom2p.core.cli import (
 from egom2p.model import EgoM2P
 
 from . import __version__
-from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options
+from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options, task_name
 from .precision import TF32_HELP, tf32_on_cuda
 from .signal_eval import GT_SOURCE, SignalScorer
 from .signals import SignalDecoder, signal_options, warn_unused_tokenizers
-from .tasks import TASKS, BatchCallback, run_eval_task
+from .tasks import TASKS, BatchCallback, run_eval_task, task_spec
 from .video import VIDEO_MODALITIES, VideoCodec, VideoScorer, add_video_options
 
 PROG = "egom2p-eval"
@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_version_option(parser, __version__)
     add_checkpoint_option(parser)
     add_data_options(parser)
-    parser.add_argument("--task", required=True, choices=sorted(TASKS), action="append",
-                        help="task to run (repeat for several)")
+    parser.add_argument("--task", required=True, type=task_name, action="append", metavar="TASK",
+                        help=f"task to run (repeat for several): {', '.join(sorted(TASKS))}, or <cond>2<target> between "
+                             "any two of the checkpoint's modalities (rgb2hand: tok_rgb -> tok_hand)")
     parser.add_argument("--max-samples", type=positive_int, metavar="N", help="evaluate at most this many samples per task "
                         "(default: all)")
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="samples per forward pass")
@@ -119,7 +120,7 @@ def figure_writer(directory: Path, task: str, model: EgoM2P, limit: int) -> Batc
     """An ``on_batch`` callback drawing the first ``limit`` samples of ``task`` into ``directory/task/``."""
     from .figures import save_token_figure
 
-    spec = model.modalities[TASKS[task].target]
+    spec = model.modalities[task_spec(task).target]
     drawn: list[Path] = []
 
     def draw(keys: list[str], truth: Any, generated: Any) -> None:
@@ -138,17 +139,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     options = signal_options(args)  # the install hint and option mistakes before any model loads
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
     video = None if args.video_tokenizer is None else VideoCodec.load(args.video_tokenizer, model.modalities, args.device)
-    if video is not None and not {TASKS[task].target for task in args.task} & set(VIDEO_MODALITIES):
+    if video is not None and not {task_spec(task).target for task in args.task} & set(VIDEO_MODALITIES):
         warn(PROG, "--video-tokenizer: no task generates video (rgb2depth, depth2rgb), so it scores nothing")
     decoder = None
     if options is not None:
         decoder = SignalDecoder.load(options, model.modalities, args.device)
-        warn_unused_tokenizers(PROG, decoder, [TASKS[task].target for task in args.task])
+        warn_unused_tokenizers(PROG, decoder, [task_spec(task).target for task in args.task])
     results = []
     with tf32_on_cuda(args.device, enabled=not args.no_tf32):
         for task in args.task:
             draw = figure_writer(args.save_figures, task, model, args.max_figures) if args.save_figures else None
-            target = TASKS[task].target
+            target = task_spec(task).target
             scorer = (SignalScorer(decoder, target, task, args.save_figures, args.max_figures)
                       if decoder is not None and target in decoder else
                       VideoScorer(video, target, task) if video is not None and target in VIDEO_MODALITIES else None)
@@ -169,8 +170,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"figures: {args.save_figures}/<task>/<sample key>.png{signals}")
     empty = [r for r in results if not r["n_samples"]]
     if empty:
-        names = ", ".join(f"{r['task']} ({r['n_skipped']} samples lack {TASKS[r['task']].cond} or "
-                          f"{TASKS[r['task']].target})" for r in empty)
+        names = ", ".join(f"{r['task']} ({r['n_skipped']} samples lack {task_spec(r['task']).cond} or "
+                          f"{task_spec(r['task']).target})" for r in empty)
         return fail(PROG, f"nothing evaluated for {names} in {args.data}", 1)
     return 0
 

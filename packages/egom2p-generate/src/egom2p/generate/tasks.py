@@ -44,6 +44,22 @@ TASKS: dict[str, EvalTask] = {
     "depth2rgb": EvalTask("tok_depth", "tok_rgb", 6),
 }
 
+OTHER_TASK_STEPS = 3  # decoding steps of a task between other modalities (a new one, docs/new-modality.md)
+
+
+def task_spec(name: str) -> EvalTask:
+    """The task ``name``: one of :data:`TASKS`, or ``<cond>2<target>`` between any two modalities ``tok_<cond>`` and
+    ``tok_<target>`` (``rgb2hand``: tok_rgb -> tok_hand) with :data:`OTHER_TASK_STEPS` steps. A ValueError for a
+    name of neither form; whether the checkpoint has the modalities is :class:`TaskRunner`'s to say."""
+    if name in TASKS:
+        return TASKS[name]
+    cond, sep, target = name.partition("2")
+    if not sep or not cond or not target or cond == target or not all(c.isalnum() or c == "_" for c in cond + target):
+        raise ValueError(f"unknown task {name!r}: one of {sorted(TASKS)} or <cond>2<target> (e.g. rgb2hand for "
+                         "tok_rgb -> tok_hand)")
+    return EvalTask(f"tok_{cond}", f"tok_{target}", OTHER_TASK_STEPS)
+
+
 # The released eval scripts' settings (ROAR, temperature 0.01 constant, top-p 0.8, CFG 2.0 with
 # growing conditioning, seed 0).
 DEFAULTS: dict[str, Any] = {
@@ -69,12 +85,11 @@ class TaskRunner:
     """
 
     def __init__(self, model: EgoM2P, task: str, steps: int | None = None, **overrides: Any) -> None:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+        spec = task_spec(task)
         unknown = sorted(set(overrides) - set(DEFAULTS))
         if unknown:
             raise ValueError(f"unknown eval settings {unknown}; known: {sorted(DEFAULTS)}")
-        self.task, self.spec = task, TASKS[task]
+        self.task, self.spec = task, spec
         self.settings = {**DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
         modalities = model.modalities
         for name in (self.spec.cond, self.spec.target):
@@ -160,7 +175,7 @@ def run_eval_task(
 ) -> dict[str, Any]:
     """Generate `task`'s target for each sample and measure token accuracy.
 
-    `task` is one of TASKS; `overrides` may change any of DEFAULTS (scheme, temperature, top_k,
+    `task` is one of TASKS or ``<cond>2<target>`` (:func:`task_spec`); `overrides` may change any of DEFAULTS (scheme, temperature, top_k,
     top_p, cfg_scale, seed). Samples lacking the conditioning or the target modality are skipped
     and counted. `on_batch(keys, truth, generated)` sees every batch (e.g. to draw figures).
     `progress`: a tqdm bar on stderr (None: when stderr is a terminal).

@@ -128,6 +128,12 @@ def build_parser() -> CliParser:
                    help="30 fps frames between window starts (60: back-to-back 2 s windows, as the EgoM2P shards; "
                         "10: the tokenizer's training windows); window i of a window array starts at frame i * N")
     e.add_argument("--samples-per-shard", type=positive_int, default=1000, metavar="N", help="windows per tar")
+    e.add_argument("--keys", metavar="FILE",
+                   help="a text file with the sample key of each window of the (one) window array, one per line: the "
+                        "keys of existing samples, so a new modality's shards pair with them (default: <stem>_<frame>)")
+    e.add_argument("--folder", metavar="NAME",
+                   help="the modality folder to write (default: the tokenizer kind's, cam or gaze); e.g. hand for a "
+                        "new modality tokenized by a gaze-kind tokenizer")
     mode = e.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true",
                       help="replace the dataset folder's shards (of any run): everything is encoded again aside "
@@ -235,10 +241,16 @@ def _load_codec(args: argparse.Namespace, progress: bool = True) -> WindowCodec:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from egom2p.tokenizers.encode import encode_to_shards
 
+    keys = None
+    if args.keys:
+        try:
+            keys = Path(args.keys).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"--keys {args.keys}: not a readable text file ({err})") from None
     codec = _load_codec(args, progress=False)  # the bar is over recordings
     summary = encode_to_shards(codec, args.input, args.out, args.dataset, fps=args.fps, stride=args.stride,
                                samples_per_shard=args.samples_per_shard, overwrite=args.overwrite, append=args.append,
-                               progress=True)
+                               progress=True, keys=keys, folder=args.folder)
     if summary.leftovers_removed:
         print(f"{PROG}: removed {summary.leftovers_removed} unfinished temporary shard file(s) of an earlier run",
               file=sys.stderr)

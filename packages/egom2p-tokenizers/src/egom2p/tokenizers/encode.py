@@ -16,6 +16,11 @@ or ``append``, which encodes aside the same way, numbers the new shards after th
 index is part of the run's identity), refuses a window key the dataset already holds, and moves the new shards in
 when complete. The folder's manifest then describes the appended run and keeps the earlier ones under
 ``earlier_runs``.
+
+Two options serve a signal that joins an existing dataset as a new modality (``docs/new-modality.md``): ``keys``
+gives the sample key of each window of one window array (the existing samples' keys, so the new shards pair with
+them), and ``folder`` writes under another modality folder than the tokenizer kind's (``hand`` for a hand track
+tokenized by a gaze-kind tokenizer). Both are part of the run's identity.
 """
 
 from __future__ import annotations
@@ -187,6 +192,18 @@ def _stale_files(directory: Path, run: str, staged: bool) -> tuple[list[Path], l
     return replaced, [p for p in directory.iterdir() if _LEFTOVER.match(p.name)]
 
 
+def _check_keys(keys: list[str], files: list[Path]) -> None:
+    """Given keys name the windows of exactly one window array, each once, as sample keys (no dot, slash or space)."""
+    if len(files) != 1:
+        raise ValueError(f"--keys names the windows of one window array; got {len(files)} input files")
+    seen: set[str] = set()
+    for line, key in enumerate(keys, 1):
+        if not key or any(c in key for c in "./\\ \t") or key in seen:
+            why = "is given twice" if key in seen else "is not a sample key (empty, or holds '.', '/' or a space)"
+            raise ValueError(f"--keys: line {line}: {key!r} {why}")
+        seen.add(key)
+
+
 def _finished(path: Path, keys: list[str], codec: WindowCodec) -> bool:
     """Whether shard ``path`` is complete: readable, exactly ``keys`` in order, valid tokens of one window each."""
     if not path.is_file():
@@ -216,7 +233,8 @@ def earlier_runs(path: Path) -> list[dict]:
 
 
 def _shards(files: list[Path], codec: WindowCodec, summary: EncodeSummary, bar: tqdm, *, fps: float | None,
-            stride: int, samples_per_shard: int) -> Iterator[tuple[list[str], np.ndarray]]:
+            stride: int, samples_per_shard: int, given_keys: list[str] | None = None
+            ) -> Iterator[tuple[list[str], np.ndarray]]:
     """``(keys, windows)`` of each shard in order, reading one recording at a time."""
     keys: list[str] = []
     windows: list[np.ndarray] = []
@@ -224,7 +242,13 @@ def _shards(files: list[Path], codec: WindowCodec, summary: EncodeSummary, bar: 
         recording = read_recording(file, codec.kind, fps=fps, stride=stride, num_frames=codec.num_frames)
         summary.recordings += 1
         summary.skipped.update(recording.skipped)
-        keys += recording.keys
+        if given_keys is not None:
+            if recording.rows is None or recording.file_windows != len(given_keys):
+                raise ValueError(f"--keys: {len(given_keys)} keys for {file}, which holds "
+                                 f"{recording.file_windows if recording.rows is not None else 'a track, not'} windows")
+            keys += [given_keys[row] for row in recording.rows]
+        else:
+            keys += recording.keys
         windows.append(recording.windows)
         bar.update()
         while len(keys) >= samples_per_shard:
@@ -237,21 +261,30 @@ def _shards(files: list[Path], codec: WindowCodec, summary: EncodeSummary, bar: 
 
 def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: str | os.PathLike, dataset: str, *,
                      fps: float | None = None, stride: int = WINDOW_LENGTH, samples_per_shard: int = 1000,
-                     overwrite: bool = False, append: bool = False, progress: bool = False) -> EncodeSummary:
+                     overwrite: bool = False, append: bool = False, progress: bool = False,
+                     keys: list[str] | None = None, folder: str | None = None) -> EncodeSummary:
     """Encode the windows of ``inputs`` (files or folders of tracks or window arrays) into
     ``root/<folder>/<dataset>/shard-NNNNNN.tar``; see the module docstring for resume, refusal, ``overwrite`` and
     ``append``.
 
     ``fps``: frame rate of ``.npy`` tracks (an ``.npy`` without it is a window array); ``stride``: frames between
-    window starts (default 60: back-to-back 2 s windows, as the EgoM2P shards). Returns an :class:`EncodeSummary`.
+    window starts (default 60: back-to-back 2 s windows, as the EgoM2P shards); ``keys``: the sample key of each
+    window of the one window-array input; ``folder``: the modality folder (default: the tokenizer kind's). Returns an
+    :class:`EncodeSummary`.
     """
     if stride < 1 or samples_per_shard < 1:
         raise ValueError(f"stride and samples per shard must be >= 1, got {stride} and {samples_per_shard}")
     if overwrite and append:
         raise ValueError("--overwrite and --append exclude each other: replace the dataset or add to it")
     files = input_files(list(inputs))
-    summary = EncodeSummary(Path(root), codec.spec.folder, check_name(dataset, "--dataset"))
+    summary = EncodeSummary(Path(root), check_name(folder, "--folder") if folder else codec.spec.folder,
+                            check_name(dataset, "--dataset"))
     identity = run_identity(codec, files, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
+    if keys is not None:
+        _check_keys(keys, files)
+        identity["keys_sha256"] = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    if folder:
+        identity["folder"] = folder
     # A fresh or resumed run writes in place; --overwrite and --append encode aside and move the shards in when
     # complete. Either way an unfinished one stays staged, for the next one to resume.
     existing_keys: dict[str, Path] = {}
@@ -271,7 +304,8 @@ def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: 
     replaced, leftovers = _stale_files(directory, run, staged=write is not None)
     bar = tqdm(total=len(files), desc=f"encoding {codec.kind}", unit="recording", disable=None if progress else True)
     with bar:
-        shards = _shards(files, codec, summary, bar, fps=fps, stride=stride, samples_per_shard=samples_per_shard)
+        shards = _shards(files, codec, summary, bar, fps=fps, stride=stride, samples_per_shard=samples_per_shard,
+                         given_keys=keys)
         for index, (keys, windows) in enumerate(shards):
             repeated = next((key for key in keys if key in existing_keys), None)
             if repeated is not None and write is not None:  # never appendable: nothing of it stays staged

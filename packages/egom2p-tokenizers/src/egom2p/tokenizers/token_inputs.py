@@ -41,9 +41,11 @@ def _shard_tars(pattern: str, folder: str) -> list[str]:
             tars.append(per_folder[""])
         elif folder in per_folder:
             tars.append(per_folder[folder])
+        elif len(per_folder) == 1:  # one folder named: a modality this tokenizer serves under another name (hand)
+            tars.append(next(iter(per_folder.values())))
         else:
             raise ValueError(f"--input {pattern}: the folder list {sorted(per_folder)} lacks this tokenizer's folder "
-                             f"{folder!r}")
+                             f"{folder!r}; name the one folder to read")
     return tars
 
 
