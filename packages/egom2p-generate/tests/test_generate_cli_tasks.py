@@ -127,7 +127,9 @@ def test_eval_cli_reports_bad_data_in_one_line(checkpoint, tmp_path, capsys):
 
 
 def test_eval_task_errors(tiny_model):
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ValueError, match="unknown task 'rgbaudio'"):
+        run_eval_task(tiny_model, [], "rgbaudio")
+    with pytest.raises(ValueError, match="task 'rgb2audio' needs modality 'tok_audio', which this checkpoint lacks"):
         run_eval_task(tiny_model, [], "rgb2audio")
     with pytest.raises(ValueError, match="unknown eval settings"):
         run_eval_task(tiny_model, [], "rgb2cam", temprature=0.1)

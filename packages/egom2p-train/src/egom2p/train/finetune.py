@@ -30,13 +30,13 @@ from torch import nn
 
 from .config import ConfigError
 from .lora import adapter_config, apply_lora, from_peft_names, is_lora_parameter, to_peft_names
+from .parallel import parameter_name
 
 if TYPE_CHECKING:
     from .config import TrainConfig
 
 __all__ = ["Finetuning", "PretrainedMatch", "TrainablePlan", "match_pretrained"]
 
-_CHECKPOINT_WRAPPER = "_checkpoint_wrapped_module."  # inserted into parameter names by activation checkpointing
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class TrainablePlan:
 
     def trains(self, name: str, step: int) -> bool:
         """Whether parameter ``name`` receives gradients at optimizer step ``step``."""
-        name = name.replace(_CHECKPOINT_WRAPPER, "")
+        name = parameter_name(name)
         modality = parameter_modality(name)
         if self.lora and not (is_lora_parameter(name) or modality in self.new_modalities):
             return False

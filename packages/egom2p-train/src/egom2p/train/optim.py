@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from egom2p.train.parallel import parameter_name
 from torch import nn
 
 _NO_DECAY_SUFFIXES = (".bias", ".lookup_table_weight", ".gamma")
-_CHECKPOINT_WRAPPER = "_checkpoint_wrapped_module."  # inserted by activation checkpointing
 
 
 def is_no_decay(name: str, extra_names: set[str] = frozenset()) -> bool:
@@ -28,7 +28,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for name, param in model.named_parameters():  # named_parameters() yields a shared tensor once
         if not param.requires_grad:
             continue
-        name = name.replace(_CHECKPOINT_WRAPPER, "")
+        name = parameter_name(name)
         (no_decay if is_no_decay(name, extra) else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]

@@ -8,6 +8,13 @@ import torch
 from egom2p.train.distributed import DistInfo
 from torch import nn
 
+_CHECKPOINT_WRAPPER = "_checkpoint_wrapped_module."  # what activation checkpointing inserts into parameter names
+
+
+def parameter_name(name: str) -> str:
+    """A parameter's name as the model and its checkpoints have it (without activation checkpointing's wrapper)."""
+    return name.replace(_CHECKPOINT_WRAPPER, "")
+
 
 def transformer_blocks(model: nn.Module) -> Iterator[nn.Module]:
     """The encoder and decoder blocks (the units to checkpoint, compile and shard)."""

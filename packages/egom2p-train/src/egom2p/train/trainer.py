@@ -36,7 +36,7 @@ from egom2p.train.finetune import Finetuning, match_pretrained
 from egom2p.train.memory_check import check_training_memory
 from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
 from egom2p.train.optim import build_optimizer
-from egom2p.train.parallel import parallelize, wrap_ddp
+from egom2p.train.parallel import parallelize, parameter_name, wrap_ddp
 from egom2p.train.recipe import Recipe, TrainLoader, ValLoaders, autocast_context, build_recipe
 from egom2p.train.recipes.egom2p import EgoM2PRecipe
 from egom2p.train.rng import capture_rng_state, restore_rng_state, seed_everything
@@ -51,7 +51,6 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 _FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
-_CHECKPOINT_WRAPPER = "_checkpoint_wrapped_module."  # inserted into parameter names by activation checkpointing
 
 
 def _to_cpu(batch: Any) -> Any:
@@ -259,7 +258,7 @@ class Trainer:
         starts training later must start from a fresh one, as in the run that was not interrupted."""
         keep = set(saved)
         for name, param in self.bare_model.named_parameters():
-            if name.replace(_CHECKPOINT_WRAPPER, "") not in keep:
+            if parameter_name(name) not in keep:
                 self.optimizer.state.pop(param, None)
 
     def _fits(self, weights: Mapping[str, torch.Tensor]) -> str | None:
