@@ -192,3 +192,16 @@ def test_finetune_mistakes_are_one_line_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
         dry_run_report(load_config(demo, overrides), 1)
     assert message in str(err.value)
+
+
+def test_a_lora_warmup_without_new_modalities_stops_naming_the_key(tmp_path, pretrained):
+    source, _ = pretrained
+    cfg = make_cfg(tmp_path / "run")
+    cfg.finetune = dataclasses.replace(lora(), frozen_model_epochs=1)
+    cfg.checkpoint.init_from = str(source)
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, PoisonableEgoM2P(tiny_config()), FakeLoader(), CPU, BUDGETS, log=lambda _m: None)
+    trainer.init_weights(source)
+    with pytest.raises(ConfigError, match="config key 'finetune.frozen_model_epochs': the frozen warm-up would train "
+                                          "nothing"):
+        trainer.fit()

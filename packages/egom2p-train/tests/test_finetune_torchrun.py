@@ -33,3 +33,20 @@ def test_warmup_freezes_blocks_then_thaws_them_on_two_ranks(tmp_path, demo_data_
     assert not torch.equal(warm["encoder_embeddings.tok_rgb.token_emb.weight"],
                            base["encoder_embeddings.tok_rgb.token_emb.weight"])
     assert sum(not torch.equal(late[k], base[k]) for k in blocks) > len(blocks) // 2
+
+
+@pytest.mark.xdist_group("torchrun")
+def test_lora_on_two_ranks_keeps_the_base_and_replicas_equal(tmp_path, demo_data_config, pretrained):
+    from egom2p.core.adapters import ADAPTER_WEIGHTS_NAME
+
+    base = EgoM2P.from_pretrained(pretrained).state_dict()
+    out = tmp_path / "run"
+    proc = run(command(out, demo_data_config, f"checkpoint.init_from={pretrained}", "finetune.lora.rank=4",
+                       "schedule.max_steps=6", nproc=2))
+    text = proc.stdout + proc.stderr
+    assert "step 0: LoRA rank 4 on 13 layers" in text and "replicas identical on 2 ranks at step 6" in text
+    stored = final_weights(out, 6)
+    assert all(torch.equal(stored[k], v) for k, v in base.items())  # the base weights, bit-identical
+    assert (out / "checkpoints" / "step-6" / ADAPTER_WEIGHTS_NAME).is_file()
+    merged = EgoM2P.from_pretrained(out).state_dict()
+    assert not torch.equal(merged["encoder.0.attn.qkv.weight"], base["encoder.0.attn.qkv.weight"])

@@ -152,13 +152,14 @@ class Finetuning:
             self.plan.apply(model.named_parameters(), self.plan.warmup_steps)
 
     def apply(self, model: nn.Module, step: int) -> bool:
-        """Set what trains at ``step``; whether it changed. Raises ValueError when nothing would train."""
+        """Set what trains at ``step``; whether it changed. Raises ConfigError when nothing would train."""
         if not self.enabled or not self.plan.apply(model.named_parameters(), step):
             return False
-        if not any(p.requires_grad for p in model.parameters()):
-            key = "finetune.frozen_embedding_domain" if self.plan.in_warmup(step) else "finetune.lora"
-            raise ConfigError(f"config key '{key}': nothing would train at step {step} (the warm-up trains only "
-                              "embeddings, and under LoRA only those of new modalities)", key)
+        if not any(p.requires_grad for p in model.parameters()):  # only possible in a LoRA warm-up
+            raise ConfigError("config key 'finetune.frozen_model_epochs': the frozen warm-up would train nothing: under "
+                              "LoRA it trains only the embeddings of modalities that checkpoint.init_from lacks and "
+                              "finetune.frozen_embedding_domain does not list; drop the warm-up",
+                              "finetune.frozen_model_epochs")
         return True
 
     def describe(self, model: nn.Module, step: int) -> str:
