@@ -190,6 +190,17 @@ def test_a_hub_id_without_the_extra_names_the_install(tmp_path, monkeypatch):
         upload_folder(tmp_path / "ckpt", "org/repo")
 
 
+def test_a_missing_path_under_a_local_folder_is_never_sent_to_the_hub(tmp_path, monkeypatch):
+    from egom2p.core import hub
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(hub, "download_checkpoint", lambda *a, **k: pytest.fail("sent to the Hub"))
+    with pytest.raises(FileNotFoundError, match=r"^runs/demo: no such file or directory \(not taken for a Hub id: the "
+                                                r"folder runs is here\)"):
+        resolve_checkpoint("runs/demo")
+
+
 def test_hub_ids_and_local_names():
     for repo in ("org/repo", "my-org/egom2p_base.v1", "a/b", "Org9/Tiny-VQ.2"):
         assert is_hub_id(repo), repo

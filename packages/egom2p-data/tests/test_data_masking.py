@@ -215,6 +215,16 @@ def test_masking_imports_without_optional_dependencies():
     assert out.returncode == 0, out.stderr
 
 
+def test_the_command_line_imports_no_torch_until_a_command_needs_it():
+    """``egom2p-data --help`` answers without importing torch (the package's heavy pieces are imported on use)."""
+    code = ("import sys\nimport egom2p.data.cli\nfrom egom2p.data import UnifiedMasking\n"
+            "assert UnifiedMasking.__name__ == 'UnifiedMasking'\n")
+    probe = "import sys\nimport egom2p.data.cli\nassert 'torch' not in sys.modules, 'the CLI imported torch'\n"
+    for snippet in (probe, code):
+        out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+
+
 def test_budget_law_matches_reference_implementation():
     """Our vectorised budgets and a literal restatement of the original agree in distribution."""
     from data_reference_masking import reference_budget, seed_reference

@@ -99,6 +99,14 @@ def test_unknown_key_names_the_dotted_key_the_file_and_the_closest_key(tmp_path)
         load_config(write(tmp_path, {**BASE, "optim": {"bllr": 1e-4}}))
 
 
+def test_a_config_file_given_as_an_override_suggests_config():
+    with pytest.raises(ConfigError, match=r"override 'configs/train/demo-cpu.yaml' is not of the form key=value \(a "
+                                          r"config file is given with --config: --config configs/train/demo-cpu.yaml\)"):
+        load_config(None, ["configs/train/demo-cpu.yaml"])
+    with pytest.raises(ConfigError, match=r"override 'optim.blr' is not of the form key=value$"):
+        load_config(None, ["optim.blr"])
+
+
 @pytest.mark.parametrize("override, hint", [
     ("blr=1e-3", "optim.blr"),  # keys of the earlier flat config point to their new place
     ("batch_size=4", "loader.batch_size"),

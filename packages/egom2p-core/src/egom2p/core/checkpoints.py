@@ -201,7 +201,8 @@ def resolve_checkpoint(
     - a training run's ``output_dir``, or its ``checkpoints/`` folder: the highest-numbered
       ``checkpoints/step-<N>/`` that holds both files (temporary and incomplete steps are skipped);
     - an original ``.pth``/``.pt`` file: itself;
-    - a Hugging Face Hub id ``org/repo`` that is not a local path: the repository's snapshot in the
+    - a Hugging Face Hub id ``org/repo`` that is not a local path (nor under a local folder ``org``): the
+      repository's snapshot in the
       local cache (downloaded first unless ``HF_HUB_OFFLINE=1``; ``revision`` picks a branch, tag or
       commit): its checkpoint directory, else its one original file. Needs the ``[hub]`` extra; without it
       the error ends in ``install_hint`` (the ``pip install`` of the caller's package).
@@ -213,12 +214,15 @@ def resolve_checkpoint(
     local = _resolve_local(path)
     if local is not None:
         return local
-    if not path.exists() and hub.is_hub_id(text):
+    # "runs/demo" is hub-shaped too: when its first folder exists here it is a local path that is missing, and a
+    # missing local path is never sent to the Hub.
+    if not path.exists() and hub.is_hub_id(text) and not path.parent.is_dir():
         try:
             return _resolve_snapshot(hub.download_checkpoint(text, revision, install_hint=install_hint), text)
         except MissingExtraError as err:
             raise FileNotFoundError(f"{text}: no such file or directory (if it is a Hugging Face Hub id: {err})") from None
-    what = "no such file or directory" if not path.exists() else "not a checkpoint"
+    what = "not a checkpoint" if path.exists() else "no such file or directory" + (
+        f" (not taken for a Hub id: the folder {path.parent} is here)" if hub.is_hub_id(text) else "")
     raise FileNotFoundError(
         f"{path}: {what}; expected a directory with {WEIGHTS_NAME} + {CONFIG_NAME}, a run directory with "
         f"checkpoints/step-<N>/, a checkpoints/ folder, an original {'/'.join(ORIGINAL_SUFFIXES)} file, "

@@ -1,7 +1,8 @@
 """egom2p.data: EgoM2P masking, token-shard loaders and writers, and the demo dataset.
 
-``import egom2p.data`` needs only torch; the config, loader, shard and S3 pieces (egom2p-core, PyYAML,
-boto3) are imported when first used. Modality specs come from :mod:`egom2p.core.modalities`.
+``import egom2p.data`` imports nothing heavy (``egom2p-data --help`` answers at once): the masking (torch), the
+config, loader, shard and S3 pieces (egom2p-core, PyYAML, boto3) are imported when first used. Modality specs
+come from :mod:`egom2p.core.modalities`.
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from egom2p.data.masking import UnifiedMasking
-
 __version__ = "0.1.0"
 
 _LAZY = {
+    "UnifiedMasking": "egom2p.data.masking",
     "load_data_config": "egom2p.data.config",
     "DataConfig": "egom2p.data.config",
     "DatasetConfig": "egom2p.data.config",
@@ -23,7 +23,7 @@ _LAZY = {
     "write_shards": "egom2p.data.shards",
 }
 
-__all__ = ["UnifiedMasking", "__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

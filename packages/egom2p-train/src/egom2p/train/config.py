@@ -604,7 +604,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Split ``key=value`` and read the value as YAML (``optim.blr=1e-4``, ``optim.opt_betas=[0.9,0.99]``)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} is not of the form key=value")
+        looks_like_file = text.endswith((".yaml", ".yml", ".json")) or os.path.isfile(text)
+        hint = f" (a config file is given with --config: --config {text})" if looks_like_file else ""
+        raise ConfigError(f"override {text!r} is not of the form key=value{hint}")
     try:
         parsed = parse_yaml(value, f"override {text!r}") if value.strip() else ""
     except ValueError as err:  # not YAML, or a duplicate key / alias bomb: refused like in a file
