@@ -1,6 +1,9 @@
 """Sibling requirements move in lockstep: every egom2p-* package has the same version, and each
 requirement on a sibling (dependencies and extras) pins exactly that version with ``==``.
 
+A package's version has one source, its ``src/egom2p/<name>/__init__.py``'s ``__version__``, which hatch reads
+(``[tool.hatch.version]``; ``project.version`` is dynamic).
+
 usage: python ci/check_lockstep.py   (exit 1 naming each offending requirement)
 """
 
@@ -14,12 +17,24 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENT = re.compile(r"^(egom2p-[a-z]+)(\[[^\]]*\])?\s*(.*?)\s*(;.*)?$")
+VERSION = re.compile(r'^__version__ = "([^"]+)"$', re.MULTILINE)
+
+
+def package_version(pyproject: Path) -> str:
+    """The version hatch gives the package of ``pyproject``: the ``__version__`` of the file its
+    ``[tool.hatch.version]`` names."""
+    path = tomllib.loads(pyproject.read_text())["tool"]["hatch"]["version"]["path"]
+    match = VERSION.search((pyproject.parent / path).read_text())
+    if match is None:
+        raise SystemExit(f"lockstep: {pyproject.parent / path} has no __version__ = \"...\" line")
+    return match.group(1)
 
 
 def main() -> int:
     """Check every packages/*/pyproject.toml; print problems and return the exit code."""
-    projects = {p.parent.name: tomllib.loads(p.read_text())["project"] for p in sorted(ROOT.glob("packages/*/pyproject.toml"))}
-    versions = {name: project["version"] for name, project in projects.items()}
+    files = sorted(ROOT.glob("packages/*/pyproject.toml"))
+    projects = {p.parent.name: tomllib.loads(p.read_text())["project"] for p in files}
+    versions = {p.parent.name: package_version(p) for p in files}
     problems = []
     if len(set(versions.values())) != 1:
         problems.append(f"package versions differ: {versions}")

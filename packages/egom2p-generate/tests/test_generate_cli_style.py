@@ -5,6 +5,7 @@ and unconditional generation."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_every_option_is_documented_with_its_default(prog, capsys):
         if not quiet and action.option_strings != ["--help"]:
             assert "(default: " in parser._get_formatter()._get_help_string(action), action.option_strings
     code, out, _ = _run(main, ["--version"], capsys)
-    assert code == 0 and out.strip() == f"{prog} 0.1.0"
+    assert code == 0 and out.strip() == f"{prog} {importlib.metadata.version('egom2p-generate')}"
 
 
 def test_shared_options_mean_the_same_everywhere():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import re
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def test_convert_cli(tmp_path, capsys):
     assert exit_info.value.code == 0 and "egom2p-convert --checkpoint checkpoint-main.pth --out" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         convert_main(["--version"])
-    assert exit_info.value.code == 0 and "egom2p-convert 0.1.0" in capsys.readouterr().out
+    version = importlib.metadata.version("egom2p-model")  # the wheel's, read by hatch from __init__.py
+    assert exit_info.value.code == 0 and f"egom2p-convert {version}" in capsys.readouterr().out
     # A run directory converts its newest step (the path a released .pth takes is the same code).
     model = EgoM2P(tiny_config())
     model.save_pretrained(tmp_path / "run" / "checkpoints" / "step-3")
