@@ -2,15 +2,24 @@
 
 import pytest
 import torch
-from egom2p.model import EgoM2P, is_block_parameter
-from launch import command, final_weights, run, step_dirs
+from egom2p.model import EgoM2P, is_block_parameter, preset_config, write_pretrained
+from launch import ROOT, command, final_weights, run, step_dirs
+
+# Two-process runs take a while on a shared CPU: the whole suite runs them (first), the per-package isolation check not.
+pytestmark = pytest.mark.long(seconds=30)
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory, demo_data_config):
-    """A one-process run of 2 steps: the weights to fine-tune (the TINY architecture of launch.py)."""
-    out = tmp_path_factory.mktemp("pretrained") / "run"
-    run(command(out, demo_data_config, "schedule.max_steps=2"))
+def pretrained(tmp_path_factory):
+    """Weights to fine-tune, of launch.py's TINY architecture, perturbed away from their initialisation."""
+    torch.manual_seed(1)
+    model = EgoM2P(preset_config("egom2p-tiny", modalities=str(ROOT / "configs/modalities/tiny.yaml"), dim=48,
+                                 encoder_depth=1, decoder_depth=1, num_heads=4, attn_backend="sdpa"))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    out = tmp_path_factory.mktemp("pretrained") / "weights"
+    write_pretrained(out, model.state_dict(), model.config)
     return out
 
 

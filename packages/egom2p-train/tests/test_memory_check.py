@@ -119,3 +119,20 @@ def test_check_memory_false_skips_the_refusal():
     assert problem is not None and estimate.total > 1024 * GIB
     cfg = load_config(ROOT / "configs/tokenizers/cam-demo-cpu.yaml", [*huge, "check_memory=false"])
     assert check_training_memory(build_recipe(cfg), cfg, CPU)[1] is None
+
+
+def test_lora_counts_only_the_adapters_as_trained():
+    """Under LoRA the base keeps its weights only (no gradient, no AdamW state); the activations stay the same."""
+    overrides = ["device=cpu", "check_memory=false"]
+    full, _ = check_training_memory(*_recipe_and_cfg(overrides), CPU)
+    lora, _ = check_training_memory(*_recipe_and_cfg([*overrides, "finetune.lora.rank=4", "checkpoint.init_from=x"]), CPU)
+    cfg = load_config(ROOT / "configs/train/demo-cpu.yaml", overrides)
+    params = sum(p.numel() for p in build_recipe(cfg).build_model().parameters())
+    assert full.states == params * 16  # fp32 weights + gradients + two AdamW moments
+    assert params * 4 < lora.states < params * 4 + 0.1 * params * 12  # the base's weights + a few adapter states
+    assert lora.activations == full.activations and lora.logits == full.logits
+
+
+def _recipe_and_cfg(overrides):
+    cfg = load_config(ROOT / "configs/train/demo-cpu.yaml", overrides)
+    return build_recipe(cfg), cfg

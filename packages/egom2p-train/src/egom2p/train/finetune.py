@@ -30,6 +30,7 @@ from torch import nn
 
 from .config import ConfigError
 from .lora import adapter_config, apply_lora, from_peft_names, is_lora_parameter, to_peft_names
+from .memory_check import TRAINING_BYTES_PER_PARAM
 from .parallel import parameter_name
 
 if TYPE_CHECKING:
@@ -115,7 +116,6 @@ class TrainablePlan:
 
 
 _ADAPTER_SUFFIXES = (".lora_A", ".lora_B")
-_STATE_BYTES_PER_TRAINED_PARAM = 12  # fp32 gradient + AdamW's two moments
 
 
 class Finetuning:
@@ -169,7 +169,7 @@ class Finetuning:
         phase = "frozen warm-up (embeddings only)" if self.plan.in_warmup(step) else (
             f"LoRA rank {(self.adapter_config or {}).get('rank')} on {len(self.lora_modules)} layers"
             if self.lora_modules else "all parameters")
-        mib = _STATE_BYTES_PER_TRAINED_PARAM / 2**20
+        mib = TRAINING_BYTES_PER_PARAM / 2**20
         return (f"step {step}: {phase}: {trained / 1e6:.3f}M of {total / 1e6:.3f}M parameters train "
                 f"({100 * trained / max(total, 1):.2f}%); gradients + AdamW state {trained * mib:.1f} MiB "
                 f"(all parameters: {total * mib:.1f} MiB)")

@@ -37,7 +37,8 @@ __all__ = ["ActivationShape", "MemoryEstimate", "available_memory", "check_train
            "estimate_training_memory", "memory_problem", "ranks_sharing_device"]
 
 GIB = 1024 ** 3
-_STATE_BYTES_PER_PARAM = 16  # float32 weight + gradient + AdamW exp_avg + exp_avg_sq
+TRAINING_BYTES_PER_PARAM = 12  # what training adds to a float32 weight: its gradient, AdamW's exp_avg and exp_avg_sq
+_STATE_BYTES_PER_PARAM = 4 + TRAINING_BYTES_PER_PARAM  # with the weight itself
 _LOGIT_BYTES = 10  # compute-dtype logits, their float32 copy and the float32 log-softmax kept for backward
 
 
@@ -72,7 +73,9 @@ class MemoryEstimate:
 def _block_bytes_per_token(block: nn.Module, compute_bytes: int) -> int:
     """Activation bytes one token leaves saved in ``block`` (see the module docstring)."""
     total = 0
-    for module in block.modules():
+    for name, module in block.named_modules():
+        if ".lora_" in f".{name}":  # a LoRA adapter: its input is its layer's, its inner width the small rank
+            continue
         if isinstance(module, nn.Linear):
             total += (module.in_features + module.out_features) * compute_bytes
         elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
@@ -152,6 +155,14 @@ def check_training_memory(recipe: Recipe, cfg: TrainConfig, info: DistInfo) -> t
     line when it does not fit (always None under ``check_memory: false``)."""
     with torch.device("meta"):
         model = recipe.build_model()
+        if recipe.name == "egom2p" and cfg.finetune.lora.rank:
+            # LoRA: the base keeps only its weights; the adapters train (and the few embeddings of new modalities,
+            # which init_from decides later and which are left out here).
+            from egom2p.train.finetune import Finetuning
+
+            lora = Finetuning(cfg, model, 0, enabled=True)
+            lora.set_new_modalities(())
+            lora.optimizer_set(model)
     estimate = estimate_training_memory(model, recipe.activation_shape(), cfg.loader.batch_size, cfg.dtype,
                                         world_size=info.world_size, fsdp=cfg.fsdp,
                                         activation_checkpointing=cfg.activation_checkpointing)
