@@ -5,8 +5,9 @@ import pickle
 
 import pytest
 import torch
+from egom2p.core.checkpoint_layout import TRAIN_STATE_NAME
 from egom2p.model import EgoM2P
-from egom2p.train.checkpoint import STATE_NAME, CheckpointManager
+from egom2p.train.checkpoint import CheckpointManager
 from fakes import tiny_config
 
 
@@ -37,7 +38,7 @@ def test_train_state_loads_weights_only_and_step_dir_opens_for_inference(tmp_pat
     from egom2p.train.rng import capture_rng_state
 
     path = save(CheckpointManager(tmp_path), model, 3, rng=[capture_rng_state()])
-    state = torch.load(path / STATE_NAME, weights_only=True)  # plain tensors and containers only
+    state = torch.load(path / TRAIN_STATE_NAME, weights_only=True)  # plain tensors and containers only
     assert state["step"] == 3 and state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.95)
     loaded = EgoM2P.from_pretrained(path)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
@@ -85,7 +86,7 @@ def test_unreadable_newest_falls_back_to_older(tmp_path, model, capsys):
     mgr = CheckpointManager(tmp_path, keep_last_k=3)
     save(mgr, model, 1)
     newest = save(mgr, model, 2)
-    (newest / STATE_NAME).write_bytes(b"garbage")
+    (newest / TRAIN_STATE_NAME).write_bytes(b"garbage")
     path, _, state = mgr.load_latest()
     assert path.name == "step-1" and state["step"] == 1
     assert "skipping unreadable checkpoint" in capsys.readouterr().err

@@ -9,13 +9,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from egom2p.core.checkpoint_layout import TRAIN_STATE_NAME
 from egom2p.tokenizers import camera, gaze
 from egom2p.tokenizers.gaze import GAZE_FRAMES
 from egom2p.tokenizers.metrics import camera_metrics
 from egom2p.tokenizers.synthetic import synthetic_camera_track, synthetic_camera_windows, synthetic_gaze_windows
 from egom2p.tokenizers.tracks import camera_windows, resample_camera
 from egom2p.tokenizers.vqvae import VQVAE
-from egom2p.train.checkpoint import STATE_NAME
 from egom2p.train.cli import main
 from egom2p.train.config import ConfigError, load_config
 from egom2p.train.distributed import DistInfo
@@ -249,7 +249,7 @@ def test_two_process_gloo_run_keeps_codebooks_identical_and_learns_from_both_ran
     assert logged_steps(out) == [1, 2, 3, 4, 5]
     val = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "val/cam/loss" in line]
     assert len(val) == 1 and val[0]["step"] == 5 and val[0]["val/cam/ate_se3_m"] > 0
-    train_state = torch.load(out / "checkpoints/step-5" / STATE_NAME, weights_only=True)
+    train_state = torch.load(out / "checkpoints/step-5" / TRAIN_STATE_NAME, weights_only=True)
     assert [(d["rank"], d["epoch"], d["batch"]) for d in train_state["data"]] == [(0, 0, 5), (1, 0, 5)]
     # Rank r's batch is the r-th half of the global batch of 8 that one process with batch 8 takes, rank 0 draws
     # the dead-code refills as that process does, and the codebook sums both ranks' statistics: the two runs differ

@@ -9,6 +9,7 @@ import argparse
 
 from egom2p.core.cli import add_device_option, add_seed_option, finite_float, non_negative_float, positive_int
 
+from .schedule import SCHEMES
 from .tasks import DEFAULTS, TASKS, task_spec
 
 # The released eval scripts' decoding steps per task, for --steps help texts.
@@ -35,7 +36,7 @@ def parse_top_k(text: str) -> float | int:
 def add_sampling_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """``--scheme --temp --top-k --top-p --cfg --seed --device --no-tf32`` (``--steps`` is the caller's)."""
     group = parser.add_argument_group("sampling (defaults: the released eval scripts')")
-    group.add_argument("--scheme", choices=["roar", "maskgit"], default=DEFAULTS["scheme"],
+    group.add_argument("--scheme", choices=list(SCHEMES), default=DEFAULTS["scheme"],
                        help="decoding scheme: roar (random order) or maskgit (most confident first)")
     group.add_argument("--temp", type=non_negative_float, metavar="T", default=DEFAULTS["temperature"],
                        help="sampling temperature (0 = argmax)")

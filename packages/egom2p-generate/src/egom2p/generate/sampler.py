@@ -33,6 +33,7 @@ from egom2p.model import EgoM2P
 from .batch import Batch, empty_target, flatten_batch, unflatten_into
 from .guidance import MultiGuidance, blanked, mix_guided, pass_logits
 from .sampling import ARGMAX_TEMPERATURE, sample_tokens
+from .schedule import SCHEMES
 
 STEP_KEYS = ("target_domain", "scheme", "num_tokens", "temperature", "cfg_scale", "cfg_cond_domains")
 
@@ -267,8 +268,8 @@ def _check_step(
             f"schedule step {index}: target {step['target_domain']!r} is unknown to this checkpoint; "
             f"known: {sorted(modalities)}"
         )
-    if step["scheme"] not in ("roar", "maskgit"):
-        raise ValueError(f"schedule step {index}: unsupported scheme {step['scheme']!r} (roar or maskgit)")
+    if step["scheme"] not in SCHEMES:
+        raise ValueError(f"schedule step {index}: unsupported scheme {step['scheme']!r} ({' or '.join(SCHEMES)})")
     if int(step["num_tokens"]) < 1:
         raise ValueError(f"schedule step {index}: num_tokens must be >= 1, got {step['num_tokens']}")
     for name in step["cfg_cond_domains"]:

@@ -40,9 +40,9 @@ from typing import Any, Protocol
 
 import torch
 from egom2p.core.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, read_adapter, write_adapter
+from egom2p.core.checkpoint_layout import TRAIN_STATE_NAME, complete_steps
 from egom2p.core.checkpoints import (
     CONFIG_NAME,
-    STEP_DIR_RE,
     WEIGHTS_NAME,
     fsync_dir,
     step_dir_name,
@@ -55,8 +55,7 @@ from egom2p.core.disk_space import DiskFullError, disk_full_errors, require_free
 from safetensors.torch import load_file
 
 TEMP_MARK = ".tmp-"  # step-<N>.tmp-<pid>: a save in progress or a retired checkpoint
-STATE_NAME = "train_state.pt"
-CHECKPOINT_FILES = (WEIGHTS_NAME, CONFIG_NAME, STATE_NAME)
+CHECKPOINT_FILES = (WEIGHTS_NAME, CONFIG_NAME, TRAIN_STATE_NAME)  # what every step directory holds (the S3 upload's files)
 
 
 Adapter = tuple[dict[str, torch.Tensor], dict[str, Any]]  # a LoRA adapter's tensors and config (egom2p.core.adapters)
@@ -99,15 +98,8 @@ class CheckpointManager:
         self._writer_error: BaseException | None = None  # its failure, raised by the next wait()
 
     def list(self) -> list[tuple[int, Path]]:
-        """Complete step directories as ``(step, path)``, oldest first (temporary ones are ignored)."""
-        if not self.dir.is_dir():
-            return []
-        found = []
-        for p in self.dir.iterdir():
-            m = STEP_DIR_RE.match(p.name)
-            if m and p.is_dir() and all((p / name).is_file() for name in CHECKPOINT_FILES):
-                found.append((int(m.group(1)), p))
-        return sorted(found)
+        """Step directories complete for resuming as ``(step, path)``, oldest first (temporary ones are ignored)."""
+        return complete_steps(self.dir, resumable=True)
 
     def save(self, step: int, model_state: dict[str, torch.Tensor], model_config: ModelConfig | Mapping[str, Any],
              train_state: dict[str, Any], adapter: Adapter | None = None) -> Path:
@@ -142,8 +134,8 @@ class CheckpointManager:
         tmp.mkdir()
         try:
             write_pretrained(tmp, model_state, model_config)  # each file fsynced
-            write_atomic(tmp / STATE_NAME, lambda path: _save_torch(train_state, path))
-            extra = [STATE_NAME]
+            write_atomic(tmp / TRAIN_STATE_NAME, lambda path: _save_torch(train_state, path))
+            extra = [TRAIN_STATE_NAME]
             if adapter is not None:
                 write_adapter(tmp, *adapter)
                 extra += [ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME]
@@ -236,7 +228,7 @@ class CheckpointManager:
         adapter = read_adapter(path)
         if adapter is not None:
             weights.update(adapter[0])
-        return weights, torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
+        return weights, torch.load(path / TRAIN_STATE_NAME, map_location="cpu", weights_only=True)
 
     def load_latest(self) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None:
         """The newest checkpoint that loads and matches its manifest, or None; any other is reported and skipped."""
