@@ -2,7 +2,7 @@
 # Per-package isolation check: build each wheel, install it with only its declared dependencies
 # (plus the test tools) into a fresh virtual environment, prove the packages it must not pull in
 # are absent, and run that package's own tests there. This is what proves that
-# `pip install egom2p-model` alone is enough for inference.
+# `pip install egom2p-model` alone gives weights and logits (no sampler: egom2p-generate adds it).
 #
 # usage: bash ci/isolation.sh [core|data|model|generate|train|tokenizers ...]   (default: all six)
 set -euo pipefail
