@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 from egom2p.core.paths import resolve_path
+from egom2p.core.progress import progress as progress_bar
 from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, load_token_array, read_tar_members, write_tar
 from egom2p.model import EgoM2P
-from tqdm.auto import tqdm
 
 from .batch_manifest import build_manifest, claim_root
 from .shards import DataShard, iter_shard_samples, list_data_shards
 from .signals import SignalDecoder, signal_folder
-from .tasks import TaskRunner, bar_disabled
+from .tasks import TaskRunner
 from .video import VIDEO_MODALITIES, VideoCodec
 
 __all__ = ["generate_shards"]
@@ -110,8 +110,8 @@ def generate_shards(
     shard ``<head><folder><tail>`` of the input becomes ``out_root/<head><target folder><tail>``, below the
     folders in which the pattern's shards differ (:meth:`~egom2p.generate.shards.DataShard.output_path`).
     ``steps`` and ``overrides`` (scheme, temperature, top_k, top_p, cfg_scale, seed) as in
-    :class:`egom2p.generate.tasks.TaskRunner`. ``progress``: a tqdm bar over shards (None: when stderr is a
-    terminal). ``signals``: when it decodes the task's target, each output shard also gets the decoded signals
+    :class:`egom2p.generate.tasks.TaskRunner`. ``progress``: None a bar over shards on a terminal and periodic lines in
+    a log, True the bar, False nothing. ``signals``: when it decodes the task's target, each output shard also gets the decoded signals
     under the folder ``<target folder>_<signal>`` (``cam_poses``, ``gaze_pixels``), ``<key>.npy`` per sample.
     ``video``: for an RGB or depth target, each output shard also gets the decoded clips under
     ``<target folder>_video``, ``<key>.mp4`` per sample (16 frames at 8 fps; depth grey).
@@ -159,7 +159,7 @@ def generate_shards(
     summary = {"task": task, "out_root": os.fspath(root), "shards": len(shards), "written": 0, "skipped": 0,
                "redone": 0, "samples": 0}
     start = time.perf_counter()
-    with tqdm(shards, desc=task, unit="shard", disable=bar_disabled(progress)) as bar:
+    with progress_bar(shards, desc=task, unit="shard", enabled=progress) as bar:
         for shard in bar:
             path = shard.output_path(root, target_folder)
             signal_path = shard.output_path(root, folders[1]) if side is not None else None

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from egom2p.core.modalities import ModalitySpec
+from egom2p.core.progress import progress as progress_bar
 from egom2p.model import EgoM2P
-from tqdm.auto import tqdm
 
 from .sampler import GenerationSampler
 from .schedule import build_generation_schedule
@@ -178,7 +178,8 @@ def run_eval_task(
     `task` is one of TASKS or ``<cond>2<target>`` (:func:`task_spec`); `overrides` may change any of DEFAULTS (scheme, temperature, top_k,
     top_p, cfg_scale, seed). Samples lacking the conditioning or the target modality are skipped
     and counted. `on_batch(keys, truth, generated)` sees every batch (e.g. to draw figures).
-    `progress`: a tqdm bar on stderr (None: when stderr is a terminal).
+    `progress`: None (the default) a bar on a terminal and periodic lines in a log (:mod:`egom2p.core.progress`),
+    True the bar, False nothing.
     Returns `{task, accuracy, n_tokens, n_correct, n_samples, n_skipped, seconds}`; `accuracy` is None
     when no sample had both modalities.
     """
@@ -202,7 +203,7 @@ def run_eval_task(
             yield key, given, truth
 
     samples = islice(usable(), max_samples)
-    with tqdm(total=max_samples, desc=task, unit="sample", disable=bar_disabled(progress), leave=False) as bar:
+    with progress_bar(total=max_samples, desc=task, unit="sample", enabled=progress, leave=False) as bar:
         while batch := list(islice(samples, batch_size)):
             keys, conds, truths = zip(*batch)
             generated, truth = runner.predict(np.stack(conds)), np.stack(truths)
@@ -214,8 +215,3 @@ def run_eval_task(
             bar.update(len(batch))
     accuracy = counts["n_correct"] / counts["n_tokens"] if counts["n_tokens"] else None
     return {"task": task, "accuracy": accuracy, **counts, "seconds": time.perf_counter() - start}
-
-
-def bar_disabled(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None lets tqdm decide (off when stderr is not a terminal)."""
-    return None if progress is None else not progress

@@ -7,11 +7,11 @@ import math
 import netrc
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from egom2p.core.progress import LOG_INTERVAL, progress
 
 # Dense bf16/fp16 tensor-core peak FLOP/s per device (vendor datasheets, no sparsity).
 PEAK_FLOPS_BF16 = {
@@ -128,48 +128,21 @@ def _jsonable(value: Any) -> Any:
 
 
 class ProgressBar:
-    """Progress on rank 0, silent elsewhere: a tqdm bar (step, loss, tokens/s, ETA) when stderr is a terminal; else
-    (a SLURM log, a file) one plain line every ``interval`` seconds and at the last step, not a stream of bar redraws."""
+    """Progress on rank 0, silent elsewhere: a tqdm bar (step, loss, tokens/s, ETA) on a terminal, one plain line every
+    ``interval`` seconds and at the last step in a log file (SLURM), :mod:`egom2p.core.progress`."""
 
-    def __init__(self, total: int, initial: int, enabled: bool, interval: float = 60.0):
-        self._bar = None
-        self._lines = enabled and not sys.stderr.isatty()
-        self.total, self.step, self.interval = total, initial, interval
-        self._start = self._last = time.monotonic()
-        self._initial = initial
-        if enabled and not self._lines:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=initial, desc="train", unit="step",
-                             dynamic_ncols=True, file=sys.stderr)
+    def __init__(self, total: int, initial: int, enabled: bool, interval: float = LOG_INTERVAL):
+        self._bar = progress(total=total, initial=initial, desc="train", unit="step", interval=interval,
+                             enabled=None if enabled else False, dynamic_ncols=True) if enabled else None
 
     def update(self, loss: float, tokens_per_s: float) -> None:
         """Advance one step and show the latest numbers."""
-        self.step += 1
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
             self._bar.update(1)
-        elif self._lines:
-            now = time.monotonic()
-            if now - self._last >= self.interval or self.step >= self.total:
-                self._last = now
-                elapsed = now - self._start
-                rate = (self.step - self._initial) / max(elapsed, 1e-9)
-                eta = (self.total - self.step) / rate if rate > 0 else float("nan")
-                print(f"train: step {self.step}/{self.total} ({100 * self.step / max(self.total, 1):.1f}%), "
-                      f"loss {loss:.4f}, {tokens_per_s:,.0f} tok/s, {rate:.2f} steps/s, elapsed {_clock(elapsed)}, "
-                      f"ETA {_clock(eta)}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Close the bar."""
         if self._bar is not None:
             self._bar.close()
 
-
-def _clock(seconds: float) -> str:
-    """``1:02:03`` for a duration in seconds; ``?`` when unknown."""
-    if seconds != seconds or seconds == float("inf"):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
