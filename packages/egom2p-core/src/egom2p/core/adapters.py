@@ -23,13 +23,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["ADAPTER_CONFIG_NAME", "ADAPTER_FORMAT", "ADAPTER_WEIGHTS_NAME", "adapter_scaling", "merge_adapter",
-           "read_adapter", "write_adapter"]
+__all__ = ["ADAPTER_CONFIG_NAME", "ADAPTER_FORMAT", "ADAPTER_PARTS", "ADAPTER_WEIGHTS_NAME", "adapter_scaling",
+           "merge_adapter", "read_adapter", "write_adapter"]
 
 ADAPTER_WEIGHTS_NAME = "adapter.safetensors"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_FORMAT = "egom2p-lora/1"
-_A, _B = ".lora_A", ".lora_B"
+ADAPTER_PARTS = ("lora_A", "lora_B")  # an adapter tensor's key: <module>.<part>
+_A, _B = (f".{part}" for part in ADAPTER_PARTS)
 
 
 def adapter_scaling(config: Mapping[str, Any]) -> float:

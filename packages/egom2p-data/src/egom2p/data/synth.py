@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+from egom2p.core.atomic import write_atomic
 from egom2p.data.shards import write_shards
 
 __all__ = ["MOTIONS", "SALIENT_TOKEN", "PERMUTATION", "generate_samples", "hand_windows", "write_demo_dataset",
@@ -132,10 +134,16 @@ def write_demo_dataset(
 
 
 def _write_hand(raw_dir: str, split: str, arrays: dict[str, np.ndarray], keys: list[str]) -> str:
-    """Write one split's hand windows and their keys; returns the ``.npy`` path."""
+    """Write one split's hand windows and their keys, each atomically; returns the ``.npy`` path."""
     os.makedirs(raw_dir, exist_ok=True)
     path = os.path.join(raw_dir, f"{split}-hand.npy")
-    np.save(path, hand_windows(arrays))
-    with open(os.path.join(raw_dir, f"{split}-hand.keys.txt"), "w", encoding="utf-8") as f:
-        f.write("".join(f"{key}\n" for key in keys))
+    windows = hand_windows(arrays)
+
+    def save_windows(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add .npy to a temporary name
+            np.save(f, windows)
+
+    write_atomic(path, save_windows)
+    text = "".join(f"{key}\n" for key in keys)
+    write_atomic(os.path.join(raw_dir, f"{split}-hand.keys.txt"), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path

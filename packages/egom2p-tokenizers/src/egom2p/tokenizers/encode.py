@@ -42,6 +42,7 @@ from egom2p.core.checkpoint_integrity import file_sha256
 from egom2p.core.dataset_write import begin_write, existing_shards, recover_writes, refuse_existing, shard_name
 from egom2p.core.shards import ShardError, check_name, decode_tokens, encode_tokens, read_tar_members, write_tar
 from egom2p.tokenizers.codec import WindowCodec
+from egom2p.tokenizers.keys import is_sample_key
 from egom2p.tokenizers.recordings import counted, describe_skipped, input_files, read_recording
 from egom2p.tokenizers.tracks import WINDOW_LENGTH
 from tqdm.auto import tqdm
@@ -193,13 +194,15 @@ def _stale_files(directory: Path, run: str, staged: bool) -> tuple[list[Path], l
 
 
 def _check_keys(keys: list[str], files: list[Path]) -> None:
-    """Given keys name the windows of exactly one window array, each once, as sample keys (no dot, slash or space)."""
+    """Given keys name the windows of exactly one window array, each once, as sample keys
+    (:func:`~egom2p.tokenizers.keys.is_sample_key`) on lines of their own (no spaces)."""
     if len(files) != 1:
         raise ValueError(f"--keys names the windows of one window array; got {len(files)} input files")
     seen: set[str] = set()
     for line, key in enumerate(keys, 1):
-        if not key or any(c in key for c in "./\\ \t") or key in seen:
-            why = "is given twice" if key in seen else "is not a sample key (empty, or holds '.', '/' or a space)"
+        if not is_sample_key(key) or " " in key or key in seen:
+            why = "is given twice" if key in seen else ("is not a sample key (empty, or holds a space, '.', a line "
+                                                        "break or one of / \\ [ ] { } ,)")
             raise ValueError(f"--keys: line {line}: {key!r} {why}")
         seen.add(key)
 

@@ -23,13 +23,19 @@ import re
 
 from egom2p.core.shards import sample_key
 
-__all__ = ["FPS", "parse_window_key", "recording_stem", "start_frame", "window_key"]
+__all__ = ["FPS", "is_sample_key", "parse_window_key", "recording_stem", "start_frame", "window_key"]
 
 FPS = 30  # the frame rate that start frames count in, for every modality
 
 _KEY = re.compile(r"^(?P<stem>.+)_(?P<start>\d{6,})$")
 # A stem lands in tar member names and shard patterns: no path separators, pattern brackets or braces.
 _FORBIDDEN = set("/\\[]{},\n\t")
+
+
+def is_sample_key(text: str) -> bool:
+    """Whether ``text`` can be (or start) a sample key: not empty, no dot (a member name's key ends at its first dot),
+    none of ``/ \\ [ ] { } ,`` or line breaks."""
+    return bool(text) and "." not in text and not _FORBIDDEN & set(text)
 
 
 def recording_stem(path: str | os.PathLike) -> str:
@@ -55,7 +61,7 @@ def window_key(stem: str, start: int) -> str:
     """The key of the window of recording ``stem`` that starts at 30 fps frame ``start``: ``P01_000120``."""
     if not isinstance(start, int) or isinstance(start, bool) or start < 0:
         raise ValueError(f"a window's start frame must be an integer >= 0, got {start!r}")
-    if not stem or "." in stem or _FORBIDDEN & set(stem):
+    if not is_sample_key(stem):
         raise ValueError(f"recording stem {stem!r} cannot start a sample key (see recording_stem)")
     return f"{stem}_{start:06d}"
 

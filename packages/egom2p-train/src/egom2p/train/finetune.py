@@ -29,7 +29,7 @@ from egom2p.model import is_block_parameter, parameter_modality
 from torch import nn
 
 from .config import ConfigError
-from .lora import adapter_config, apply_lora, from_peft_names, is_lora_parameter, to_peft_names
+from .lora import adapter_config, apply_lora, from_peft_names, in_adapter, to_peft_names
 from .memory_check import TRAINING_BYTES_PER_PARAM
 from .parallel import parameter_name
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from .config import TrainConfig
 
 __all__ = ["Finetuning", "PretrainedMatch", "TrainablePlan", "match_pretrained"]
-
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ class TrainablePlan:
         """Whether parameter ``name`` receives gradients at optimizer step ``step``."""
         name = parameter_name(name)
         modality = parameter_modality(name)
-        if self.lora and not (is_lora_parameter(name) or modality in self.new_modalities):
+        if self.lora and not (in_adapter(name) or modality in self.new_modalities):
             return False
         if self.in_warmup(step):
             return not is_block_parameter(name) and modality not in self.frozen_domains
@@ -113,9 +112,6 @@ class TrainablePlan:
                 param.requires_grad_(wanted)
                 changed = True
         return changed
-
-
-_ADAPTER_SUFFIXES = (".lora_A", ".lora_B")
 
 
 class Finetuning:
@@ -133,7 +129,7 @@ class Finetuning:
         if enabled and lora.rank:
             self.lora_modules = apply_lora(model, lora.rank, lora.alpha, lora.dropout, lora.target_modules, lora.blocks)
             self.adapter_config = adapter_config(lora.rank, lora.alpha, lora.dropout, lora.target_modules, lora.blocks)
-        every = frozenset(m for m in map(parameter_modality, dict(model.named_parameters())) if m)
+        every = frozenset(m for name, _ in model.named_parameters() if (m := parameter_modality(name)))
         # Until init_from or a resume says which modalities are new, every embedding may train (the optimizer's set).
         self.plan = TrainablePlan(warmup_steps, frozenset(ft.frozen_embedding_domain), bool(self.lora_modules), every)
 
@@ -182,11 +178,7 @@ class Finetuning:
 
     def to_model_names(self, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A checkpoint's tensors (plain weights, plus ``<module>.lora_A/B``) under the model's names."""
-        if not self.lora_modules:
-            return dict(weights)
-        adapter = {k: v for k, v in weights.items() if k.endswith(_ADAPTER_SUFFIXES)}
-        plain = {k: v for k, v in weights.items() if k not in adapter}
-        return to_peft_names(plain, adapter, self.lora_modules)
+        return to_peft_names(weights, self.lora_modules) if self.lora_modules else dict(weights)
 
     def split_for_checkpoint(self, model_state: dict[str, torch.Tensor]
                              ) -> tuple[dict[str, torch.Tensor], tuple[dict[str, torch.Tensor], dict[str, Any]] | None]:

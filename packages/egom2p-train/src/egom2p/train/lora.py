@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from egom2p.core.adapters import ADAPTER_PARTS
 from torch import nn
 
-__all__ = ["LORA_BLOCKS", "LORA_TARGETS", "adapter_config", "apply_lora", "from_peft_names", "is_lora_parameter",
+__all__ = ["LORA_BLOCKS", "LORA_TARGETS", "adapter_config", "apply_lora", "from_peft_names", "in_adapter",
            "lora_module_names", "to_peft_names"]
 
 # The linear projections of the blocks (egom2p.model.layers): attention (qkv, q, kv, proj) and MLP (fc1-fc3).
@@ -56,16 +57,16 @@ def adapter_config(rank: int, alpha: float, dropout: float, targets: list[str], 
     return {"rank": rank, "alpha": alpha, "dropout": dropout, "target_modules": list(targets), "blocks": list(blocks)}
 
 
-def is_lora_parameter(name: str) -> bool:
-    """Whether parameter ``name`` (peft's naming) belongs to an adapter."""
-    return ".lora_A." in name or ".lora_B." in name
+def in_adapter(name: str) -> bool:
+    """Whether a parameter or module ``name`` (peft's naming) lies inside an adapter (its A or B layer)."""
+    return any(f".{part}." in f".{name}." for part in ADAPTER_PARTS)
 
 
 def from_peft_names(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """A peft-injected model's state dict as ``(plain weights, adapter tensors)`` under our names."""
     plain, adapter = {}, {}
     for key, value in state.items():
-        for part in ("lora_A", "lora_B"):
+        for part in ADAPTER_PARTS:
             marker = f".{part}.{_ADAPTER}.weight"
             if key.endswith(marker):
                 adapter[key.removesuffix(marker) + f".{part}"] = value
@@ -75,15 +76,15 @@ def from_peft_names(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.
     return plain, adapter
 
 
-def to_peft_names(plain: Mapping[str, torch.Tensor], adapter: Mapping[str, torch.Tensor],
-                  modules: list[str]) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`from_peft_names` for a model whose adapted layers are ``modules``."""
+def to_peft_names(weights: Mapping[str, torch.Tensor], modules: list[str]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`from_peft_names` (plain weights and adapter tensors in one mapping) for a model whose
+    adapted layers are ``modules``."""
     adapted = set(modules)
     state = {}
-    for key, value in plain.items():
+    for key, value in weights.items():
         module, _, leaf = key.rpartition(".")
-        state[f"{module}{_BASE}.{leaf}" if module in adapted else key] = value
-    for key, value in adapter.items():
-        module, _, part = key.rpartition(".")
-        state[f"{module}.{part}.{_ADAPTER}.weight"] = value
+        if leaf in ADAPTER_PARTS:
+            state[f"{module}.{leaf}.{_ADAPTER}.weight"] = value
+        else:
+            state[f"{module}{_BASE}.{leaf}" if module in adapted else key] = value
     return state

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+from egom2p.train.lora import in_adapter
 from torch import nn
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def _block_bytes_per_token(block: nn.Module, compute_bytes: int) -> int:
     """Activation bytes one token leaves saved in ``block`` (see the module docstring)."""
     total = 0
     for name, module in block.named_modules():
-        if ".lora_" in f".{name}":  # a LoRA adapter: its input is its layer's, its inner width the small rank
+        if in_adapter(name):  # a LoRA adapter: its input is its layer's, its inner width the small rank
             continue
         if isinstance(module, nn.Linear):
             total += (module.in_features + module.out_features) * compute_bytes

@@ -133,7 +133,7 @@ class ProgressBar:
 
     def __init__(self, total: int, initial: int, enabled: bool, interval: float = LOG_INTERVAL):
         self._bar = progress(total=total, initial=initial, desc="train", unit="step", interval=interval,
-                             enabled=None if enabled else False, dynamic_ncols=True) if enabled else None
+                             dynamic_ncols=True) if enabled else None
 
     def update(self, loss: float, tokens_per_s: float) -> None:
         """Advance one step and show the latest numbers."""
