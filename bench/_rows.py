@@ -1,8 +1,14 @@
-"""Result rows of the benchmark scripts: printed and appended to a JSON-lines file as each is measured."""
+"""Result rows of the benchmark scripts (printed and appended to a JSON-lines file as each is measured), and the
+command-line tail every GPU benchmark shares."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from collections.abc import Callable
+
+import torch
 
 
 def append_row(path: str | None, row: dict) -> None:
@@ -11,3 +17,17 @@ def append_row(path: str | None, row: dict) -> None:
     if path:
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def run_gpu_bench(parser: argparse.ArgumentParser, argv: list[str] | None, dry_run: Callable[[], int],
+                  bench: Callable[[argparse.Namespace], object], script: str) -> int:
+    """Add ``--json`` and ``--dry-run`` to ``parser``, parse ``argv``, then the CPU dry run or, on a CUDA GPU, ``bench``."""
+    parser.add_argument("--json", help="append each result row to this JSON-lines file as it is measured")
+    parser.add_argument("--dry-run", action="store_true", help="tiny CPU shapes, correctness only")
+    opts = parser.parse_args(argv)
+    if opts.dry_run:
+        return dry_run()
+    if not torch.cuda.is_available():
+        sys.exit(f"{script} needs a CUDA GPU (or --dry-run)")
+    bench(opts)
+    return 0

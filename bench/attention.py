@@ -12,7 +12,8 @@ by the 30-token cam/gaze modalities: 1,078 of 2,048 encoder and 1,022 of 2,048 d
 Every masked implementation computes the same function (padded query rows are zero); the Triton
 kernel reads lengths and segments, flex a BlockMask built from the same rule, SDPA the boolean mask.
 Reported per implementation: time (triton.testing.do_bench, median ms), TFLOP/s on the FLOPs actually
-needed (4 * D per visible query-key pair forward, 2.5x that more for the backward), peak memory.
+needed (egom2p.model.cost: attention_flops, 4 * D per visible query-key pair forward, and
+FLASH_BACKWARD_FACTOR = 2.5x that more for the backward, which recomputes the scores), peak memory.
 Rows are appended to --json as they are produced, so a time limit loses only the running row.
 
 Examples:
@@ -35,7 +36,8 @@ if "--dry-run" in sys.argv:  # must precede the first kernel call: CPU runs Trit
 
 import torch
 import torch.nn.functional as F
-from _rows import append_row  # bench/ is on sys.path when a script runs
+from _rows import append_row, run_gpu_bench  # bench/ is on sys.path when a script runs
+from egom2p.model.cost import FLASH_BACKWARD_FACTOR, attention_flops
 from egom2p.model.kernels.flash_attention import flash_attention
 from egom2p.model.kernels.reference import attention_visibility, masked_attention_reference
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -173,8 +175,8 @@ def bench(opts: argparse.Namespace) -> list[dict]:
         for pattern in opts.patterns:
             case = make_case(pattern, batch, opts.heads, opts.seq, opts.head_dim, dtype, device)
             q, k, v = (t.requires_grad_() for t in case[:3])
-            fwd_flops = 4 * opts.head_dim * _visible_pairs(*case)
-            dense_flops = 4 * opts.head_dim * batch * opts.heads * opts.seq * opts.seq
+            fwd_flops = attention_flops(_visible_pairs(*case), opts.head_dim)
+            dense_flops = attention_flops(batch * opts.heads * opts.seq * opts.seq, opts.head_dim)
             for name, fn in implementations(*case, compile_flex=True, names=opts.impls).items():
                 if name == "sdpa-dense" and pattern != opts.patterns[0]:
                     continue  # pattern-independent: measured once per batch
@@ -187,7 +189,7 @@ def bench(opts: argparse.Namespace) -> list[dict]:
                     ms = do_bench(step, return_mode="median")
                     peak_gib = (torch.cuda.max_memory_allocated() - base) / 2**30
                     flops = dense_flops if name == "sdpa-dense" else fwd_flops
-                    flops *= 1.0 if mode == "fwd" else 3.5
+                    flops *= 1.0 if mode == "fwd" else 1 + FLASH_BACKWARD_FACTOR
                     row = {
                         "bench": "attention", "batch": batch, "pattern": "dense" if name == "sdpa-dense" else pattern,
                         "mode": mode, "impl": name, "ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1),
@@ -208,15 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="+", choices=("fwd", "fwd+bwd"), default=["fwd", "fwd+bwd"])
     p.add_argument("--impls", nargs="+", choices=IMPLS, default=[i for i in IMPLS if i != "flex"],
                    help="implementations (default: all but flex, which compiles per pattern: give it its own run)")
-    p.add_argument("--json", help="append each result row to this JSON-lines file as it is measured")
-    p.add_argument("--dry-run", action="store_true", help="tiny CPU shapes, Triton interpreter, correctness only")
-    opts = p.parse_args(argv)
-    if opts.dry_run:
-        return dry_run()
-    if not torch.cuda.is_available():
-        sys.exit("bench/attention.py needs a CUDA GPU (or --dry-run)")
-    bench(opts)
-    return 0
+    return run_gpu_bench(p, argv, dry_run, bench, "bench/attention.py")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@
 #   PYTHON=... picks the interpreter (default python3); BENCH_OUT=dir keeps rows.jsonl and the logs;
 #   --collect DIR copies rows.jsonl, the table and the logs (one .tar.gz) to DIR: three files.
 # On the lent device machine (a bare image with torch and triton but without this project or
-# braceexpand or torchdata, and no network), first fetch the missing wheels here with `bash bench/gpu_wheels.sh`,
+# braceexpand, webdataset or torchdata, and no network), first fetch the missing wheels here with `bash bench/gpu_wheels.sh`,
 # then: run(command="bash bench/gpu.sh --collect $OUT", carry=[".whl"], timeout_s=570). When egom2p is
 # not installed, the packages' src folders go on PYTHONPATH and .whl/ is installed to a temp folder.
 set -uo pipefail

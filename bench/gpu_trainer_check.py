@@ -1,6 +1,6 @@
 """The trainer on a GPU, end to end: what a user's first CUDA run goes through, as the commands a user runs.
 
-egom2p-tiny on the demo data (`configs/train/demo-cpu.yaml` with `device=cuda`, bf16 autocast, the Triton
+egom2p-tiny on the demo data (the shipped config `demo-cpu` with `device=cuda`, bf16 autocast, the Triton
 attention kernel, packed batches with `loader.pack_rows` null, background checkpoints, loader workers, one
 validation), then `egom2p-eval rgb2depth` from the run directory on CUDA. Fails (exit 1) unless training
 and evaluation exit 0, the loss falls, every metrics line holds `valid_tok_s`, `mfu_computed` and
@@ -23,7 +23,7 @@ from pathlib import Path
 from _rows import append_row  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
-# configs/data/demo.yaml's shard patterns, under the temporary data folder this check synthesizes.
+# The shipped data config demo's shard patterns, under the temporary data folder this check synthesizes.
 SHARDS = {"train": "{root}/train/[{folders}]/{dataset}/shard-{{000000..000007}}.tar",
           "val": "{root}/val/[{folders}]/{dataset}/shard-000000.tar"}
 DATASETS = {"synth_full": "cam,depth,gaze,rgb", "synth_nogaze": "cam,depth,rgb"}
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = out / "run"
     half = max(opts.steps // 2, 1)
     start = time.perf_counter()
-    run("egom2p-train", "--config", "configs/train/demo-cpu.yaml", f"output_dir={run_dir}", f"device={opts.device}",
+    run("egom2p-train", "--config", "demo-cpu", f"output_dir={run_dir}", f"device={opts.device}",
         "dtype=bfloat16" if opts.device == "cuda" else "dtype=float32", "model.attn_backend=auto",
         "loader.pack_rows=null", "loader.num_workers=4", f"schedule.max_steps={opts.steps}",
         f"checkpoint.every_steps={half}", f"metrics.val_every_steps={half}", f"metrics.log_every_steps={max(opts.steps // 8, 1)}",

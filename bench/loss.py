@@ -23,7 +23,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from _rows import append_row  # bench/ is on sys.path when a script runs
+from _rows import append_row, run_gpu_bench  # bench/ is on sys.path when a script runs
 from egom2p.model.kernels.fused_linear_ce import fused_linear_cross_entropy
 
 
@@ -105,15 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab", type=int, default=64000)
     p.add_argument("--chunks", type=_chunk, nargs="+", default=[None, 1024, 4096], help='token counts or "auto"')
     p.add_argument("--modes", nargs="+", choices=("fwd+bwd", "no_grad"), default=["fwd+bwd", "no_grad"])
-    p.add_argument("--json", help="append each result row to this JSON-lines file as it is measured")
-    p.add_argument("--dry-run", action="store_true", help="tiny CPU shapes, correctness only")
-    opts = p.parse_args(argv)
-    if opts.dry_run:
-        return dry_run()
-    if not torch.cuda.is_available():
-        sys.exit("bench/loss.py needs a CUDA GPU (or --dry-run)")
-    bench(opts)
-    return 0
+    return run_gpu_bench(p, argv, dry_run, bench, "bench/loss.py")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Masking throughput on one core at the released configuration (SPEC 4).
+"""Masking throughput on one core at the released configuration (docs/original-behaviour.md#masking).
 
 4 modalities (tok_rgb / tok_depth 5120 tokens, tok_cam / tok_gaze 30), budgets 2048 / 2048, released alphas
 [0.01, 0.1, 1, 10] with uniform sampling weights. Compares, in one run:

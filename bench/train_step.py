@@ -11,10 +11,10 @@ prints one row per layout and a last row with each layout's step time relative t
 exits 1 when the layouts' losses disagree (so the dry run checks packing too).
 
 Masks (``--masking``):
-  released  the released recipe's masking (Dirichlet budgets, ``configs/alphas/mix_mod4_all2all_uni.yaml``)
+  released  the released recipe's masking (Dirichlet budgets, the alphas ``mix_mod4_all2all_uni``)
   fill      each sample fills ``fill_s`` of both budgets, ``fill_s`` uniform in ``fill +- spread/2``
 Token ids are random. Reported: step time, ``valid_tok_s`` (input + target tokens per second), and the
-trainer's own accounting (``egom2p.train.throughput``, the formula of ``EgoM2P.flops_per_sample``):
+trainer's own accounting (``egom2p.train.throughput``, the formulas of ``egom2p.model.cost``):
 ``achieved_tflops`` on valid tokens and, on a GPU, ``mfu_valid`` / ``mfu_computed``; peak memory (on
 CPU the process's ``ru_maxrss``: every CPU measurement runs in a fresh process).
 
@@ -34,19 +34,19 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 from _rows import append_row  # bench/ is on sys.path when a script runs
+from egom2p.core.packing import PackedBatch
 from egom2p.data.masking import UnifiedMasking
-from egom2p.data.packing import packing_efficiency
 from egom2p.model import EgoM2P, preset_config
 from egom2p.train.config import LoaderConfig
 from egom2p.train.metrics import peak_flops
 from egom2p.train.packing import pack_micro_batch
+from egom2p.train.recipes.egom2p import move_batch
 from egom2p.train.throughput import batch_flops, count_tokens
 
-RELEASED_ALPHAS = Path(__file__).resolve().parents[1] / "configs/alphas/mix_mod4_all2all_uni.yaml"
+RELEASED_ALPHAS = "mix_mod4_all2all_uni"  # shipped by egom2p-data, by name
 LAYOUTS = ("static", "trimmed", "packed")
 _TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}  # --dtype -> the trainer's dtype names
 Batch = dict[str, dict[str, torch.Tensor]]
@@ -100,7 +100,7 @@ def make_batch(model: EgoM2P, opts: argparse.Namespace) -> Batch:
     return batch
 
 
-def lay_out(model: EgoM2P, batch: Batch, opts: argparse.Namespace) -> tuple[Batch, tuple[int | None, int | None], dict]:
+def lay_out(model: EgoM2P, batch: Batch, opts: argparse.Namespace) -> tuple[Batch | PackedBatch, tuple[int | None, int | None], dict]:
     """The batch in ``opts.layout``, the budgets to pass to the model, and layout facts for the result row."""
     budgets = (opts.enc_tokens, opts.dec_tokens)
     if opts.layout == "static":
@@ -109,9 +109,8 @@ def lay_out(model: EgoM2P, batch: Batch, opts: argparse.Namespace) -> tuple[Batc
         return batch, (None, None), {}
     start = time.perf_counter()
     packed = pack_micro_batch(model, batch, budgets, opts.pack_rows, opts.pack_multiple)  # as the trainer packs
-    facts = {"pack_ms": round(1000 * (time.perf_counter() - start), 1), "pack_rows": packed["encoder"]["ids"].shape[0],
-             "row_widths": [packed["encoder"]["ids"].shape[1], packed["decoder"]["ids"].shape[1]],
-             "packing_efficiency": round(packing_efficiency(packed)["total"], 4)}  # fmt: skip
+    facts = {"pack_ms": round(1000 * (time.perf_counter() - start), 1), "pack_rows": packed.num_rows,
+             "row_widths": list(packed.widths), "packing_efficiency": round(packed.efficiency()["total"], 4)}
     return packed, budgets, facts
 
 
@@ -126,7 +125,7 @@ def measure(opts: argparse.Namespace) -> dict:
     cpu_batch, budgets, facts = lay_out(model, make_batch(model, opts), opts)
     tokens = count_tokens(cpu_batch, budgets)  # before the step, on the CPU, as the trainer counts
     computed_flops, valid_flops = batch_flops(model, tokens)
-    batch = {m: {k: v.to(device) for k, v in d.items()} for m, d in cpu_batch.items()}
+    batch = move_batch(cpu_batch, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.dtype == "bf16")
     losses = []
 

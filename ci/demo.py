@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "demo"
-CONFIG = "configs/train/demo-cpu.yaml"
+CONFIG = "demo-cpu"  # the config egom2p-train ships, by name: its relative paths resolve against ROOT (the cwd)
 RUN = "runs/demo-cpu"
 VAL = "data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-000000.tar"
 TASKS = ("rgb2depth", "rgb2cam")
@@ -77,4 +77,7 @@ def main(overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # before anything runs: the demo starts by deleting its old run
+        print(__doc__.strip())
+        sys.exit(0)
     main(sys.argv[1:])

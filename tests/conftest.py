@@ -40,7 +40,7 @@ def synth_root(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def demo_run(synth_root, tmp_path_factory) -> Path:
-    """The CPU demo trained as the README runs it (configs/train/demo-cpu.yaml, 2,400 steps) on ``synth_root``: its
+    """The CPU demo trained as the README runs it (the preset demo-cpu, 2,400 steps) on ``synth_root``: its
     run directory. Tests that use it share the xdist group "demo", so it trains once."""
     from e2e_helpers import run_trainer, write_data_config
 

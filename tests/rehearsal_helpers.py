@@ -34,10 +34,11 @@ def free_port() -> int:
 
 
 def released_layout() -> tuple[dict[str, str], dict[str, str]]:
-    """The released data config's train and val ``data_path`` per dataset, as shipped (placeholder bucket)."""
+    """The released data config's train ``data_path`` (shard patterns) and val ``data_root`` (root folders) per
+    dataset, as shipped (placeholder bucket)."""
     cfg = yaml.safe_load(DATA_CONFIG.read_text())
     train = {name: entry["data_path"] for name, entry in cfg["train"]["datasets"].items()}
-    val = {name: entry["data_path"] for name, entry in cfg["val"]["datasets"].items()}
+    val = {name: entry["data_root"] for name, entry in cfg["val"]["datasets"].items()}
     return train, val
 
 
@@ -93,12 +94,12 @@ def size_overrides(bucket: str, out: Path, max_steps: int) -> list[str]:
     """
     train, val = released_layout()
     paths = [f"data.train.datasets.{n}.data_path={p.replace(PLACEHOLDER, f's3://{bucket}')}" for n, p in train.items()]
-    paths += [f"data.val.datasets.{n}.data_path={p.replace(PLACEHOLDER, f's3://{bucket}')}" for n, p in val.items()]
+    paths += [f"data.val.datasets.{n}.data_root={p.replace(PLACEHOLDER, f's3://{bucket}')}" for n, p in val.items()]
     buffers = [f"data.train.datasets.{n}.{k}=8" for n in train
                for k in ("wds_shuffle_buffer_tar", "wds_shuffle_buffer_repeat")]
     return [
         f"output_dir={out}", "dtype=float32", "device=cpu",
-        "model.preset=egom2p-tiny", f"model.modalities={ROOT / 'configs/modalities/tiny.yaml'}", "model.dim=48",
+        "model.preset=egom2p-tiny", "model.modalities=tiny", "model.dim=48",
         "model.encoder_depth=1", "model.decoder_depth=1", "model.num_heads=4", "model.attn_backend=sdpa",
         "data.train.num_input_tokens=24", "data.train.num_target_tokens=24", *paths, *buffers,
         "loader.batch_size=2", "loader.num_workers=2", "loader.pack_rows=2", "loader.pack_multiple=32",

@@ -13,7 +13,7 @@ def test_training_survives_and_reports_bad_data(tmp_path):
     from egom2p.data.synth import DATASETS, generate_samples
 
     arrays = generate_samples(256, seed=3)
-    arrays["rgb"][5, 0, 0, 0] = 999  # tok_rgb's vocabulary is 256 in configs/modalities/tiny.yaml
+    arrays["rgb"][5, 0, 0, 0] = 999  # tok_rgb's vocabulary is 256 in the modalities preset tiny
     folders = DATASETS["synth_full"]
     keys = [f"bad-{i:05d}" for i in range(256)]
     train = write_shards(tmp_path / "data/train", "synth_full", {f: arrays[f] for f in folders}, keys=keys, samples_per_shard=16)

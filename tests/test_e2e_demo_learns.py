@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.xdist_group("demo"), pytest.mark.long(seconds=400)]
 # The demo's rules make rgb -> depth a per-cell lookup (perfect accuracy 1.0, chance 2/32) and rgb -> cam a
 # function of the frame-to-frame motion (perfect 1.0, chance 1/8). The floors are the README's promise: over
 # seeds 0-3 on 1 and 2 threads the recipe as it is (demo-cpu.yaml, 2,400 steps) ended at rgb -> cam 0.97-1.00
-# and rgb -> depth >= 0.999 on 128 held-out samples (configs/alphas/demo_rgb2all_all2all.yaml says why).
+# and rgb -> depth >= 0.999 on 128 held-out samples (the alphas preset demo_rgb2all_all2all says why).
 MIN_ACCURACY = {"rgb2depth": 0.99, "rgb2cam": 0.95}
 
 
@@ -50,7 +50,8 @@ def test_demo_training_learns_the_synthetic_rules(tmp_path, synth_root, demo_run
         assert res["accuracy"] > 3 * chance_accuracy(task), (task, res)
 
     # The camera predictions as trajectories: far closer to the truth than another clip's trajectory is.
-    from egom2p.core.shards import decode_tokens, expand_folders, expand_shard_pattern, read_tar_members
+    from egom2p.core.layout import expand_folders, expand_shard_pattern
+    from egom2p.core.shards import decode_tokens, read_tar_members
     from egom2p.tokenizers.metrics import ate_se3
     from egom2p.tokenizers.vqvae import VQVAE
 

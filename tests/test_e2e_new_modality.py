@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from e2e_helpers import BIN, ROOT
+from egom2p.core.presets import preset_file
 
 pytestmark = [pytest.mark.xdist_group("demo"), pytest.mark.long(seconds=150)]
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
@@ -39,13 +41,11 @@ def accuracy(checkpoint, data, task, tmp_path) -> float:
 
 
 def hand_data_config(path, data):
-    """configs/data/demo-hand.yaml over the test's data folder."""
-    config = yaml.safe_load((ROOT / "configs/data/demo-hand.yaml").read_text())
+    """The shipped data config demo-hand over the test's data folder."""
+    config = yaml.safe_load(Path(preset_file("data", "demo-hand")).read_text())
     for split in ("train", "val"):
         for entry in config[split]["datasets"].values():
-            entry["data_path"] = entry["data_path"].replace("data/demo", str(data))
-            if "alphas_config" in entry:
-                entry["alphas_config"] = str(ROOT / entry["alphas_config"])
+            entry["data_path"] = entry["data_path"].replace("data/demo", str(data))  # alphas_config: a preset name
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -61,7 +61,7 @@ def test_a_new_modality_is_tokenized_learned_and_predicted_from_rgb(tmp_path, sy
 
     # 1. The new signal's tokenizer, trained by the tokenizer recipe on the raw tracks.
     tok = tmp_path / "hand-tokenizer"
-    run(BIN / "egom2p-train", "--config", ROOT / "configs/tokenizers/hand-demo-cpu.yaml", f"output_dir={tok}",
+    run(BIN / "egom2p-train", "--config", "hand-demo-cpu", f"output_dir={tok}",
         f"tokenizer_data.train=[{raw / 'train-hand.npy'}]", f"tokenizer_data.val=[{raw / 'val-hand.npy'}]")
 
     # 2. Its token shards beside the demo's, with the demo samples' keys.
@@ -71,20 +71,21 @@ def test_a_new_modality_is_tokenized_learned_and_predicted_from_rgb(tmp_path, sy
             "--out", data / split, "--dataset", "synth_full", "--samples-per-shard", "256")
     run(BIN / "egom2p-data", "validate", "--data",
         f"{data}/train/[cam,depth,gaze,hand,rgb]/synth_full/shard-{{000000..000007}}.tar",
-        "--modalities", ROOT / "configs/modalities/tiny-hand.yaml")
+        "--modalities", "tiny-hand")
 
     # 3. Fine-tuning with tok_hand added: the warm-up trains only its embeddings, then everything trains.
     val = data / "val"
     before = {task: accuracy(pre, val, task, tmp_path) for task in ("rgb2depth", "rgb2cam")}
     ft = tmp_path / "finetuned"
-    log = run(BIN / "egom2p-train", "--config", ROOT / "configs/train/demo-hand-finetune.yaml", f"output_dir={ft}",
+    log = run(BIN / "egom2p-train", "--config", "demo-hand-finetune", f"output_dir={ft}",
               f"data={hand_data_config(tmp_path / 'hand.yaml', data)}", f"checkpoint.init_from={pre}",
               "schedule.epochs=4", "metrics.eval_freq=4", "checkpoint.save_ckpt_freq=4")
     assert "new modalities (fresh embeddings): tok_hand; dropped modalities: none" in log
     assert "step 0: frozen warm-up (embeddings only)" in log and "step 100: all parameters" in log
 
     # 4. The new task learned well above chance; the old ones kept.
-    from egom2p.core.shards import decode_tokens, expand_shard_pattern, read_tar_members
+    from egom2p.core.layout import expand_shard_pattern
+    from egom2p.core.shards import decode_tokens, read_tar_members
 
     def tokens(pattern):
         return np.stack([decode_tokens(f"{k}.{e}", d) for s in expand_shard_pattern(pattern)
@@ -102,7 +103,7 @@ def test_a_new_modality_is_tokenized_learned_and_predicted_from_rgb(tmp_path, sy
     # 5. Predicted from rgb and decoded back to hand tracks: near the true ones, far from another sample's.
     preds = tmp_path / "preds"
     run(BIN / "egom2p-generate", "--checkpoint", ft, "--data", f"{val}/[rgb]/synth_full/shard-000000.tar",
-        "--task", "rgb2hand", "--out-root", preds, "--batch-size", "32")
+        "--task", "rgb2hand", "--out", preds, "--batch-size", "32")
     decoded = tmp_path / "hand-pred.npy"
     run(BIN / "egom2p-tokenize", "decode", "--tokenizer", tok, "--gaze-frame", "aria",
         "--input", f"{preds}/[hand]/synth_full/shard-000000.tar", "--out", decoded)

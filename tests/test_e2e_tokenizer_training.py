@@ -1,10 +1,10 @@
 """The tokenizer demos learn: egom2p-train on synthetic signals -> VQVAE.from_pretrained -> held-out windows decode.
 
-Each demo config (configs/tokenizers/*-demo-cpu.yaml) runs as a user runs it, to its default end; the run
+Each tokenizer demo config (egom2p-train's presets cam-demo-cpu, gaze-demo-cpu) runs as a user runs it, to its default end; the run
 directory then opens as a tokenizer and reconstructs 2,048 windows of 32 synthetic recordings it never saw: the
 gaze's median error over the valid frames is under 2% of the crop (measured 1.65%); the camera's median
 SE(3)-aligned ATE is at most 2% of each window's path length (measured 1.70% and 1.74% on 2 and 1 threads, which
-sum in different orders; configs/tokenizers/cam-demo-cpu.yaml says what else was measured).
+sum in different orders; the preset cam-demo-cpu says what else was measured).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MAX_GAZE_ERROR = 0.02  # gaze: median over the valid frames, in crop widths
 
 
 def train_demo(kind: str, out) -> list[dict]:
-    cmd = [str(BIN / "egom2p-train"), "--config", str(ROOT / f"configs/tokenizers/{kind}-demo-cpu.yaml"),
+    cmd = [str(BIN / "egom2p-train"), "--config", f"{kind}-demo-cpu",
            f"output_dir={out}"]
     # One thread: beside the other test worker, two OpenMP threads per process oversubscribe the 2 cores and spin
     # (the camera demo took over 20 minutes that way, against 8 alone).

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import torch
 import yaml
-from e2e_helpers import BIN, ROOT, read_metrics, run_trainer
+from e2e_helpers import BIN, read_metrics, run_trainer
 from egom2p.core.shards import read_tar_members
 
 pytest.importorskip("av")
@@ -44,7 +44,7 @@ def test_prepared_recordings_validate_and_train(tmp_path):
     assert pattern.endswith("[rgb,depth,cam,gaze]/mine/shard-{000000..000001}.tar".split("]", 1)[1])
     assert "5 samples of 2 recordings" in prepare.stdout
 
-    modalities = str(ROOT / "configs/modalities/egom2p.yaml")
+    modalities = "egom2p"  # the released set, by name
     validate = subprocess.run([str(BIN / "egom2p-data"), "validate", "--data", pattern, "--modalities", modalities],
                               capture_output=True, text=True, timeout=120)
     assert validate.returncode == 0 and "problems: 0" in validate.stdout, validate.stdout + validate.stderr
@@ -52,7 +52,7 @@ def test_prepared_recordings_validate_and_train(tmp_path):
     domains = ["tok_cam", "tok_depth", "tok_gaze", "tok_rgb"]
     data = {"train": {"num_input_tokens": 64, "num_target_tokens": 64,
                       "datasets": {"mine": {"in_domains": domains, "out_domains": domains, "data_path": pattern,
-                                            "alphas_config": str(ROOT / "configs/alphas/demo_rgb2all_all2all.yaml")}}},
+                                            "alphas_config": "demo_rgb2all_all2all"}}},
             "val": {"datasets": {"mine": {"data_path": pattern}}}}
     (tmp_path / "data.yaml").write_text(yaml.safe_dump(data))
     done = run_trainer(tmp_path / "run", tmp_path / "data.yaml", f"model.modalities={modalities}",
@@ -80,7 +80,7 @@ def test_prepared_recordings_validate_and_train(tmp_path):
     # batch inference over the shards of P02 (two clips): depth tokens, and beside them the decoded clips
     one_shard = pattern.replace("shard-{000000..000001}", "shard-000001")
     generate = [str(BIN / "egom2p-generate"), "--checkpoint", str(tmp_path / "run"), "--data", one_shard, "--task",
-                "rgb2depth", "--out-root", str(tmp_path / "preds"), "--steps", "1", "--top-p", "0", "--cfg", "1",
+                "rgb2depth", "--out", str(tmp_path / "preds"), "--steps", "1", "--top-p", "0", "--cfg", "1",
                 "--video-tokenizer", str(tmp_path / "cosmos"), "--decode"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(generate, capture_output=True, text=True, timeout=600, env=env)

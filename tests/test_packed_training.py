@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from e2e_helpers import ROOT
 from egom2p.data.masking import UnifiedMasking
 from egom2p.data.packing import pack_batch
 from egom2p.model import EgoM2P, EgoM2PConfig
 
-MODALITIES = ROOT / "configs/modalities/tiny.yaml"
+MODALITIES = "tiny"  # the shipped modalities preset, by name
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
@@ -80,7 +79,7 @@ def test_demo_masking_packed_step_compiles_and_matches_the_unpacked_step():
     """The demo's masking (budgets 40 / 40), packed on the CPU; the packed step compiles with fullgraph=True."""
     model = _model()
     masking = UnifiedMasking.from_config(model.modalities, list(model.modalities), list(model.modalities), 40, 40,
-                                         alphas_config=ROOT / "configs/alphas/demo_rgb2all_all2all.yaml")
+                                         alphas_config="demo_rgb2all_all2all")
     gen = torch.Generator().manual_seed(0)
     tensors = {n: torch.randint(0, s.vocab_size, (6, s.num_tokens), generator=gen) for n, s in model.modalities.items()}
     batch = masking.mask_batch(tensors, gen)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from egom2p.core.presets import preset_file
 
-REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))  # the tests import the scenario table and the helpers
 
 
@@ -36,13 +36,11 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def data_config(shards, tmp_path) -> Path:
-    """configs/data/demo.yaml pointing at the session's shards."""
-    demo = yaml.safe_load((REPO / "configs/data/demo.yaml").read_text())
+    """The shipped data config demo pointing at the session's shards."""
+    demo = yaml.safe_load(Path(preset_file("data", "demo")).read_text())
     for split in ("train", "val"):
         for name, entry in demo[split]["datasets"].items():
-            entry["data_path"] = shards[f"{split}/{name}"]
-            if "alphas_config" in entry:
-                entry["alphas_config"] = str(REPO / entry["alphas_config"])
+            entry["data_path"] = shards[f"{split}/{name}"]  # alphas_config: a preset name, found from anywhere
     path = tmp_path / "data.yaml"
     path.write_text(yaml.safe_dump(demo))
     return path

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from egom2p.core.shards import encode_tokens, expand_folders, expand_shard_pattern, write_tar
+from egom2p.core.layout import expand_folders, expand_shard_pattern
+from egom2p.core.shards import encode_tokens, write_tar
 from scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TINY_MODALITIES = ROOT / "configs/modalities/tiny.yaml"
+TINY_MODALITIES = "tiny"  # the shipped modalities preset, by name
 # A tiny EgoM2P run on the demo shards (the `data_config` fixture): 2 epochs of 8 steps, a checkpoint every 2.
 TINY = ["model.preset=egom2p-tiny", f"model.modalities={TINY_MODALITIES}", "model.dim=48", "model.encoder_depth=1",
         "model.decoder_depth=1", "model.num_heads=4", "model.attn_backend=sdpa", "dtype=float32", "device=cpu",

@@ -1,4 +1,4 @@
-"""Batch inference reruns (scenarios_batch_rerun.py): egom2p-generate --data/--task/--out-root on the demo's val
+"""Batch inference reruns (scenarios_batch_rerun.py): egom2p-generate --data/--task/--out DIR on the demo's val
 shards. One real console-script run checks the exit code and the one line; the others call its main in-process."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
-from egom2p.core.shards import expand_folders, write_tar
+from egom2p.core.layout import expand_folders
+from egom2p.core.shards import write_tar
 from egom2p.generate.cli import main as generate_main
 from helpers import assert_user_error, cli, members, scenario
 
@@ -19,7 +20,7 @@ def _rgb(shards: dict[str, str]) -> Path:
 
 def _argv(checkpoint: Path, data: str, out: Path, *extra: str) -> list[str]:
     return ["--checkpoint", str(checkpoint), "--device", "cpu", "--data", data, "--task", "rgb2cam",
-            "--out-root", str(out), *extra]
+            "--out", str(out), *extra]
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:

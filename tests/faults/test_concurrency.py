@@ -29,6 +29,13 @@ def start(cmd: list[str], log: Path, **env: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def start_first(tmp_path: Path, data_config: Path, slurm_job: str) -> tuple[Path, Path, list[str], subprocess.Popen]:
+    """The first trainer of a two-trainer scenario, as SLURM job ``slurm_job``: its output_dir, log, command, process."""
+    out, log = tmp_path / "run", tmp_path / "first.log"
+    cmd = trainer_command(data_config, out)
+    return out, log, cmd, start(cmd, log, SLURM_JOB_ID=slurm_job)
+
+
 def wait_for(condition, proc: subprocess.Popen, log: Path, what: str, seconds: float = 180) -> None:
     """Poll ``condition()`` while ``proc`` runs; fail with its log if it ends first or time runs out."""
     deadline = time.monotonic() + seconds
@@ -53,9 +60,7 @@ def logged_steps(out: Path) -> list[int]:
 
 @scenario("lock-second-trainer")
 def test_second_trainer_on_one_output_dir_refuses(tmp_path, data_config):
-    out, log = tmp_path / "run", tmp_path / "first.log"
-    cmd = trainer_command(data_config, out)
-    first = start(cmd, log, SLURM_JOB_ID="1001")
+    out, log, cmd, first = start_first(tmp_path, data_config, "1001")
     try:
         wait_for(lambda: holder(out) is not None, first, log, "lock file")
         # Paused while it holds the lock, so that it is surely still running when the second one starts.
@@ -77,9 +82,7 @@ def test_second_trainer_on_one_output_dir_refuses(tmp_path, data_config):
 
 @scenario("lock-stale-requeue")
 def test_kill_9_then_requeue_takes_over_the_stale_lock(tmp_path, data_config):
-    out, log = tmp_path / "run", tmp_path / "first.log"
-    cmd = trainer_command(data_config, out)
-    first = start(cmd, log, SLURM_JOB_ID="2002")
+    out, log, cmd, first = start_first(tmp_path, data_config, "2002")
     try:
         wait_for(lambda: (out / "checkpoints" / "step-2" / "model.safetensors").exists(), first, log, "checkpoint")
     finally:

@@ -90,7 +90,7 @@ def test_disk_full(tmp_path, data_config, capsys):
 
 @scenario("memory-over-machine")
 def test_memory_over_machine(tmp_path, capsys):
-    proc = train_here(capsys, "--config", ROOT / "configs/tokenizers/cam-demo-cpu.yaml",
+    proc = train_here(capsys, "--config", "cam-demo-cpu",
                       f"output_dir={tmp_path / 'run'}", "loader.batch_size=10000000")
     assert_user_error(proc, "the run needs about", "loader.batch_size", "available host memory",
                       "check_memory: false")

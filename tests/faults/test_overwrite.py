@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from egom2p.core.shards import expand_shard_pattern, read_shard
+from egom2p.core.layout import expand_shard_pattern
+from egom2p.core.pairing import read_shard
 from egom2p.data.cli import main as data_main
 from egom2p.data.shards import write_shards
 from helpers import BIN, ENV, ROOT, assert_user_error, scenario

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from egom2p.core.shards import expand_folders, expand_shard_pattern, write_tar
+from egom2p.core.layout import expand_folders, expand_shard_pattern
+from egom2p.core.shards import write_tar
 from helpers import assert_user_error, cli, copy_shards, float_tokens, members, scenario, train
 
 

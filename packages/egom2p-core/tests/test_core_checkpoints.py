@@ -25,7 +25,7 @@ from egom2p.core.checkpoints import (
     write_atomic,
     write_checkpoint_dir,
 )
-from egom2p.core.cli import MissingExtraError
+from egom2p.core.errors import MissingExtraError
 from egom2p.core.hub import is_hub_id, require_hub, upload_folder
 
 CONFIG = {"kind": "cam", "dim": 96, "depth": [2, 2], "eps": 1e-6, "note": None}

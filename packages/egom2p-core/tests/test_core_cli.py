@@ -9,14 +9,13 @@ import pytest
 import torch
 from egom2p.core.cli import (
     CliParser,
-    MissingExtraError,
     add_device_option,
     add_seed_option,
     parse_device,
     positive_int,
     run_cli,
 )
-from egom2p.core.shards import ShardError
+from egom2p.core.errors import MissingExtraError, ShardError
 
 
 def test_help_shows_meaningful_defaults_and_errors_are_one_line(capsys):

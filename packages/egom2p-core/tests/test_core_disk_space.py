@@ -15,12 +15,12 @@ import torch
 from egom2p.core import disk_space
 from egom2p.core.checkpoints import read_checkpoint_dir, write_checkpoint_dir
 from egom2p.core.disk_space import (
-    DiskFullError,
     disk_full_errors,
     out_of_space_reason,
     require_free_space,
     tensor_bytes,
 )
+from egom2p.core.errors import DiskFullError
 
 Usage = namedtuple("Usage", "total used free")
 

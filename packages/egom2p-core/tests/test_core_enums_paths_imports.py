@@ -26,6 +26,7 @@ def test_relative_paths_resolve_against_the_project_root_of_the_config(tmp_path)
     assert config_base_dir(tmp_path / "loose.yaml") == str(tmp_path)
     assert resolve_path("data/a.tar", tmp_path) == str(tmp_path / "data" / "a.tar")
     assert resolve_path("s3://b/k.tar", tmp_path) == "s3://b/k.tar"
+    assert resolve_path("pipe:cat data/a.tar", tmp_path) == "pipe:cat data/a.tar"  # a shell source: run as given
     assert resolve_path("/abs/p", tmp_path) == "/abs/p"
     assert resolve_path("~/p", tmp_path) == os.path.expanduser("~/p")
 

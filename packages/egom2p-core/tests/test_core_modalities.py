@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import pathlib
-
 import numpy as np
 import pytest
 from egom2p.core.modalities import RELEASED_MODALITIES, ModalitySpec, load_modality_specs
 
-CONFIGS = pathlib.Path(__file__).resolve().parents[3] / "configs" / "modalities"
+# The released set as the original's configs define it: an independent reference for the shipped file.
+RELEASED = {
+    "tok_cam": {"vocab_size": 256, "length": 30, "folder": "cam"},
+    "tok_depth": {"vocab_size": 64000, "grid": [5, 32, 32], "folder": "depth"},
+    "tok_gaze": {"vocab_size": 256, "length": 30, "folder": "gaze"},
+    "tok_rgb": {"vocab_size": 64000, "grid": [5, 32, 32], "folder": "rgb"},
+}
 
 
-def test_released_file_matches_the_builtin_set_and_spec():
-    specs = load_modality_specs(CONFIGS / "egom2p.yaml")
+def test_released_preset_is_the_released_set_and_spec():
+    specs = load_modality_specs("egom2p")  # by name: the file egom2p-core ships
     assert list(specs) == ["tok_cam", "tok_depth", "tok_gaze", "tok_rgb"]
-    assert {n: s.to_dict() for n, s in specs.items()} == RELEASED_MODALITIES
+    assert {n: s.to_dict() for n, s in specs.items()} == RELEASED == RELEASED_MODALITIES
     assert specs["tok_rgb"].num_tokens == 5120 and specs["tok_rgb"].shape == (5, 32, 32) and specs["tok_rgb"].is_video
     assert specs["tok_cam"].num_tokens == 30 and specs["tok_cam"].shape == (30,) and not specs["tok_cam"].is_video
 

@@ -8,19 +8,10 @@ import tarfile
 
 import numpy as np
 import pytest
-from egom2p.core.shards import (
-    ShardError,
-    decode_tokens,
-    encode_tokens,
-    expand_folders,
-    expand_shard_pattern,
-    find_root_shards,
-    iter_folder_samples,
-    load_token_array,
-    read_shard,
-    read_tar_members,
-    write_tar,
-)
+from egom2p.core.errors import ShardError
+from egom2p.core.layout import expand_folders, expand_shard_pattern, find_root_shards
+from egom2p.core.pairing import iter_folder_samples, read_shard
+from egom2p.core.shards import decode_tokens, encode_tokens, load_token_array, read_tar_members, write_tar
 
 # Token files written by the original tokenizers (copied from the project's reference folder).
 EXAMPLES = pathlib.Path(__file__).resolve().parent / "fixtures" / "examples"
@@ -40,7 +31,7 @@ def test_folder_lists():
     assert expand_folders("root/[rgb, cam]/x.tar") == {"rgb": "root/rgb/x.tar", "cam": "root/cam/x.tar"}
     assert expand_folders("root/rgb/x.tar") == {"": "root/rgb/x.tar"}
     for bad, message in (("r/[]/x.tar", "empty folder list"), ("[a]/[b]/x.tar", "at most one"),
-                         ("r/[a,..]/x.tar", "may not contain"), ("r/[a,a]/x.tar", "twice")):
+                         ("r/[a,..]/x.tar", "folder '..' must be a plain name"), ("r/[a,a]/x.tar", "twice")):
         with pytest.raises(ValueError, match=message):
             expand_folders(bad)
 
@@ -104,9 +95,9 @@ def test_write_tar_is_reproducible_and_leaves_no_temp_file(tmp_path):
 def test_read_shard_pairs_members_across_folders_by_key(tmp_path):
     _write(tmp_path, "rgb", ["a", "b", "c"])
     _write(tmp_path, "cam", ["a", "c", "z"], value=10)
-    samples = read_shard(str(tmp_path / "[rgb,cam]" / "ds" / "shard-000000.tar"))
-    assert [k for k, _ in samples] == ["a", "b", "c"]
-    assert set(samples[0][1]) == {"rgb", "cam"} and set(samples[1][1]) == {"rgb"}  # b lacks cam; z is dropped
+    samples = read_shard(str(tmp_path / "[rgb,cam]" / "ds" / "shard-000000.tar"))  # the union policy
+    assert [k for k, _ in samples] == ["a", "b", "c", "z"]  # the first folder's order, then keys only cam holds
+    assert set(samples[0][1]) == {"rgb", "cam"} and set(samples[1][1]) == {"rgb"} and set(samples[3][1]) == {"cam"}
     assert np.array_equal(decode_tokens(*samples[2][1]["cam"]), np.full(3, 11))
 
 
@@ -209,7 +200,7 @@ def test_strict_policy_names_both_folders_and_the_differing_shards(tmp_path):
 
 def test_root_finder_rejects_bad_policies_and_folder_names(tmp_path):
     _tars(tmp_path, {"a,b": ["s-0.tar"]})
-    with pytest.raises(ValueError, match=r"folder names \['a,b'\]"):
+    with pytest.raises(ValueError, match=r"folder 'a,b' must be a plain name"):
         find_root_shards(tmp_path, "ds")
     with pytest.raises(ValueError, match="'union' or 'strict'"):
         find_root_shards(tmp_path, "ds", ["a,b"], policy="first")

@@ -1,5 +1,5 @@
-"""A restatement of the original's masking (SPEC 4.2, ``fourm/data/masking.py:UnifiedMasking``): the baseline
-for the benchmark and the reference law for the statistical tests. Not part of the package.
+"""A restatement of the original's masking (``UnifiedMasking``, docs/original-behaviour.md#per-sample-budgets):
+the baseline for the benchmark and the reference law for the statistical tests. Not part of the package.
 
 The original builds ``Dirichlet(torch.clamp(torch.tensor(alphas), min=1e-9))`` from Python floats, i.e.
 float32 concentrations, and samples it on CPU: :func:`original_shares` is exactly that call. Its sampler
@@ -56,7 +56,10 @@ def reference_budgets(alphas: torch.Tensor, totals: torch.Tensor, caps: torch.Te
 
 def reference_sample_budgets(input_alphas: torch.Tensor, target_alphas: torch.Tensor, weights: torch.Tensor | None,
                              caps: torch.Tensor, n: int, n_in: int, n_tg: int, shares=original_shares) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input and target budgets of n samples (``*_alphas`` [K, M] tables, ``caps`` [M]): SPEC 4.2 steps 1-4."""
+    """Input and target budgets of n samples (``*_alphas`` [K, M] tables, ``caps`` [M]).
+
+    Steps 1-4 of docs/original-behaviour.md#per-sample-budgets.
+    """
     k = input_alphas.shape[0]
     comp = torch.multinomial(weights, n, replacement=True) if weights is not None else torch.randint(0, k, (n,))
     caps = caps.expand(n, -1)

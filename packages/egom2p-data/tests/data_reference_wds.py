@@ -1,5 +1,5 @@
-"""A restatement of the original's per-dataset training pipeline (SPEC 5.3) as webdataset composes it:
-generators over resampled shards, ``webdataset.filters._shuffle`` (webdataset 1.0) and the original's
+"""A restatement of the original's per-dataset training pipeline (docs/original-behaviour.md#data-pipeline) as
+webdataset composes it: generators over resampled shards, ``webdataset.filters._shuffle`` (webdataset 1.0) and the original's
 ``repeat_fn``. The reference for the loader's stream. Not part of the package."""
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ from egom2p.data.masking import UnifiedMasking
 
 
 def test_released_alphas(repo_root):
-    cfg = load_alphas_config(repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
+    cfg = load_alphas_config("mix_mod4_all2all_uni")
     assert cfg.num_components == 4 and cfg.sampling_weights == (1.0, 1.0, 1.0, 1.0)
     assert cfg.input_alphas["tok_cam"] == (0.01, 0.1, 1.0, 10.0) == cfg.target_alphas["tok_rgb"]
-    demo = load_alphas_config(repo_root / "configs/alphas/demo_rgb2all_all2all.yaml")
+    demo = load_alphas_config("demo_rgb2all_all2all")
     assert demo.num_components == 3 and demo.input_alphas["tok_rgb"][0] == 1000.0 and demo.target_alphas["tok_rgb"][0] == 0.0
 
 
@@ -55,7 +55,7 @@ def test_per_modality_alphas_zips_sorted_domains():
         per_modality_alphas("1-2", ["tok_rgb", "tok_cam", "tok_depth"], "input_alphas")
 
 
-# -- one test per key of the original's alphas file (SPEC 4.1, setup_sampling_mod_info) --------------------
+# -- one test per key of the original's alphas file (docs/original-behaviour.md#alphas-files) --------------------
 
 ENTRY = {"input_alphas": [1.0, 0.0], "target_alphas": [0.0, 1.0]}
 

@@ -7,16 +7,12 @@ script itself is run in ``test_data_cli_synth.py``.
 from __future__ import annotations
 
 import importlib.util
-import pathlib
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from egom2p.data.cli import main
 from egom2p.data.shards import write_shards
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
-TINY = "configs/modalities/tiny.yaml"
 
 
 @pytest.fixture
@@ -45,8 +41,6 @@ def run(capsys, monkeypatch):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("mistakes")
-    (root / "configs/modalities").mkdir(parents=True)
-    (root / TINY).write_text((REPO_ROOT / TINY).read_text())
     write_shards(root / "shards", "ds", {"cam": np.zeros((4, 8), dtype=np.int64)})
     (root / "tokens/cam").mkdir(parents=True)
     np.save(root / "tokens/cam/a.npy", np.zeros(8, dtype=np.int64))
@@ -65,6 +59,9 @@ MISTAKES = [
     (["inspect", "--data", "shards", "--dataset", "other"], 2, "no tar shards under shards/<folder>/other/"),
     (["inspect", "--data", "shards/[cam]/ds/shard-000000.tar", "--dataset", "ds"], 2, "--dataset applies to a root directory"),
     (["validate", "--data", "shards/[cam]/ds/shard-000000.tar", "--modalities", "nope.yaml"], 2, "config file not found: nope.yaml"),
+    # a misspelt preset name: the path tried and the names egom2p-core ships
+    (["validate", "--data", "shards/[cam]/ds/shard-000000.tar", "--modalities", "tinyy"], 2,
+     "config file not found: tinyy, and the modalities presets are egom2p, tiny, tiny-hand"),
     (["validate", "--data", "shards/[cam]/ds/shard-000000.tar", "--expect-samples-per-shard", "0"], 2,
      "argument --expect-samples-per-shard: expected a positive integer, got '0'"),
     (["inspect", "--data", "not-a-tar.tar"], 1, "nothing to inspect: no readable sample"),

@@ -7,8 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from egom2p.core.layout import expand_shard_pattern
 from egom2p.core.modalities import load_modality_specs
-from egom2p.core.shards import decode_tokens, expand_shard_pattern, read_shard
+from egom2p.core.pairing import read_shard
+from egom2p.core.shards import decode_tokens
 from egom2p.data import __version__
 from egom2p.data.cli import main
 from egom2p.data.shards import write_shards
@@ -47,17 +49,17 @@ def test_cli_synth_then_validate(tmp_path, repo_root, capsys):
     out = capsys.readouterr().out
     assert "train/synth_nogaze" in out and "shard-{000000..000002}.tar" in out
     pattern = f"{tmp_path}/train/[cam,depth,gaze,rgb]/synth_full/shard-{{000000..000002}}.tar"
-    assert main(["validate", "--data", pattern, "--modalities", str(repo_root / "configs/modalities/tiny.yaml")]) == 0
+    assert main(["validate", "--data", pattern, "--modalities", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "OK" in out and "samples: 20; samples per shard: 8 x2, 4 x1" in out
     # Wrong modality file: shapes and vocabularies no longer fit -> non-zero exit naming the problem.
-    assert main(["validate", "--data", pattern, "--modalities", str(repo_root / "configs/modalities/egom2p.yaml")]) == 1
+    assert main(["validate", "--data", pattern, "--modalities", "egom2p"]) == 1
     assert "tok_cam has shape (8,), expected [30] (training skips it: bad_tokens)" in capsys.readouterr().out
     assert main(["validate", "--data", pattern, "--modalities", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
     # A root directory and a dataset name instead of a pattern.
     assert main(["validate", "--data", str(tmp_path / "train"), "--dataset", "synth_nogaze",
-                 "--modalities", str(repo_root / "configs/modalities/tiny.yaml")]) == 0
+                 "--modalities", "tiny"]) == 0
     assert "samples: 20" in capsys.readouterr().out
 
 
@@ -107,7 +109,7 @@ def test_console_script_help_and_version():
 
 
 def test_tiny_modalities_match_synth(repo_root):
-    specs = load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
+    specs = load_modality_specs("tiny")
     s = generate_samples(4)
     for spec in specs.values():
         assert all(spec.check_tokens(sample) is None for sample in s[spec.folder])

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from egom2p.core.presets import preset_file
 from egom2p.data.config import (
     CHECKED_KEYS,
     DATASET_KEYS,
@@ -15,9 +16,14 @@ from egom2p.data.config import (
     TRAIN_KEYS,
     TRAIN_ONLY_KEYS,
     VAL_KEYS,
+    DataKeyError,
+    data_config_from_tree,
+    data_config_keys,
     load_data_config,
+    override_data_key,
+    read_data_tree,
 )
-from egom2p.data.loader import _masking_for, folder_modalities
+from egom2p.data.loader import _masking_for
 
 
 def entry(**extra):
@@ -109,10 +115,11 @@ def test_relative_paths(repo_root, tmp_path):
     assert cfg.train["a"].data_path == "s3://b/[rgb]/a/s.tar"
 
 
-def test_shipped_configs(repo_root):
-    demo = load_data_config(repo_root / "configs/data/demo.yaml")
-    assert demo.train["synth_full"].data_path.startswith(str(repo_root / "data/demo/train"))
-    assert demo.train["synth_full"].alphas_config == str(repo_root / "configs/alphas/demo_rgb2all_all2all.yaml")
+def test_shipped_configs(repo_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a shipped config named by itself: its relative paths against the working directory
+    demo = load_data_config("demo")
+    assert demo.train["synth_full"].data_path.startswith(f"{tmp_path}/data/demo/train/")
+    assert demo.train["synth_full"].alphas_config == preset_file("alphas", "demo_rgb2all_all2all")
     assert demo.val["synth_nogaze"].modalities == ("tok_cam", "tok_depth", "tok_rgb")
     # The budgets the demo trains with (they were the trainer's num_input_tokens / num_target_tokens).
     assert (demo.max_input_tokens, demo.max_target_tokens) == (40, 40)
@@ -124,7 +131,7 @@ def test_shipped_configs(repo_root):
     assert released.train["holoassist"].wds_n_repeats == 4
 
 
-# -- one test per key of the original's data config (SPEC 5.1, pretrain_utils.py) ---------------------------
+# -- one test per key of the original's data config (docs/original-behaviour.md#data-config) ---------------------------
 
 SPECS = {"tok_cam": 30, "tok_depth": 300, "tok_rgb": 300}
 ONE = {"train": {"num_input_tokens": 64, "num_target_tokens": 64}}
@@ -180,7 +187,7 @@ def test_key_target_alphas_is_one_value_per_sorted_out_domain():
 
 
 def test_key_alphas_config(repo_root):
-    path = str(repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
+    path = preset_file("alphas", "mix_mod4_all2all_uni")
     cfg = load_data_config(one(alphas_config=path, input_alphas=None, target_alphas=None))
     masking = _masking_for(cfg.train["a"], SPECS)
     assert masking.input_alphas.shape == (4, 3) and masking.sampling_weights.tolist() == [1.0] * 4
@@ -228,6 +235,61 @@ def test_key_data_path(tmp_path):
     assert load_data_config(one(data_path="d/[rgb]/a/s.tar"), base_dir=tmp_path).train["a"].data_path == f"{tmp_path}/d/[rgb]/a/s.tar"
 
 
+def test_a_folder_given_as_data_path_is_one_line_saying_data_root(tmp_path):
+    raw = one()
+    raw["val"] = {"datasets": {"a": {"data_path": "s3://bucket/val"}}}  # the original's val data_path: a root
+    with pytest.raises(ValueError) as err:
+        load_data_config(raw, where="d.yaml")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("d.yaml: 'val.datasets.a.data_path': 's3://bucket/val' is not a "
+                                                       "shard pattern")
+    assert "goes in data_root (the original's val data_path is such a root)" in message
+
+
+def test_key_data_root_exactly_one_source_and_val_inheritance(tmp_path):
+    cfg = load_data_config(one(data_path=None, data_root="roots/train"), base_dir=tmp_path)
+    a = cfg.train["a"]
+    assert (a.data_path, a.data_root, a.source_key, a.source) == (None, f"{tmp_path}/roots/train", "data_root", a.data_root)
+    raw = one()
+    raw["train"]["datasets"]["a"].pop("data_path")
+    with pytest.raises(ValueError, match=r"'train.datasets.a.data_path' is missing: set data_path \(a shard pattern\) "
+                                         r"or data_root \(a root folder\)"):
+        load_data_config(raw)
+    with pytest.raises(ValueError, match=r"'train.datasets.a.data_root' is set next to 'data_path': give one"):
+        load_data_config(one(data_root="r"))
+    raw = one()
+    raw["val"] = {"datasets": {"a": {"data_root": "s3://bucket/val"}}}
+    val = load_data_config(raw).val["a"]  # a val entry's own source replaces the train entry's
+    assert (val.data_path, val.data_root) == (None, "s3://bucket/val")
+    raw["val"] = {"datasets": {"a": {"num_target_tokens": 8}}}
+    assert load_data_config(raw).val["a"].data_path == load_data_config(raw).train["a"].data_path  # inherited
+
+
+def test_overrides_apply_to_the_tree_read_once(tmp_path):
+    path = tmp_path / "configs" / "data.yaml"
+    path.parent.mkdir()
+    raw = one(alphas_config=None)
+    raw["val"] = {"datasets": {"a": {"data_root": "val"}}}
+    path.write_text(__import__("yaml").safe_dump(raw))
+    tree = read_data_tree(path)  # relative paths: against the file's project root, once
+    assert tree["val"]["datasets"]["a"]["data_root"] == f"{tmp_path}/val"
+    override_data_key(tree, "train.num_input_tokens", 32, "/cwd")
+    override_data_key(tree, "val.datasets.a.data_path", "shards/[rgb]/a/s.tar", "/cwd")  # replaces the root
+    assert tree["val"]["datasets"]["a"] == {"data_path": "/cwd/shards/[rgb]/a/s.tar"}
+    cfg = data_config_from_tree(tree, "w")
+    assert cfg.train["a"].num_input_tokens == 32 and cfg.val["a"].data_path == "/cwd/shards/[rgb]/a/s.tar"
+    assert cfg.to_dict() == tree and data_config_from_tree(cfg.to_dict()) == cfg
+    for key, hint in (("train.weight", "did you mean 'data.train.weights'?"),
+                      ("train.datasets.a.data_rot", "did you mean 'data.train.datasets.a.data_root'?"),
+                      ("train.weights.x", "'data.train.weights' has no sub-keys")):
+        with pytest.raises(DataKeyError) as err:
+            override_data_key(tree, key, 1, "/")
+        assert err.value.key == key and err.value.hint("data.") == hint
+    with pytest.raises(DataKeyError, match=r"unknown dataset 'b' in 'train.datasets.b.data_path'; known keys: a"):
+        override_data_key(tree, "train.datasets.b.data_path", "x.tar", "/")
+    assert {"train.datasets.<name>.data_root", "val.datasets.<name>.data_root", "train.weights"} <= set(data_config_keys())
+
+
 def test_key_type_only_multimodal():
     assert load_data_config(one(type="multimodal")).train["a"].name == "a"
     with pytest.raises(ValueError, match=r"'train.datasets.a.type' is 'huggingface': only 'multimodal' is supported"):
@@ -263,11 +325,11 @@ def test_keys_without_effect_are_logged_with_the_reason(key, caplog):
 def test_key_modality_name_map():
     cfg = load_data_config(one(modality_name_map={"video": "tok_rgb"}))
     specs = {n: type("Spec", (), {"folder": n.removeprefix("tok_")})() for n in SPECS}
-    assert folder_modalities(cfg.train["a"], specs) == {"cam": "tok_cam", "depth": "tok_depth", "rgb": "tok_rgb", "video": "tok_rgb"}
+    assert cfg.train["a"].folder_modalities(specs) == {"cam": "tok_cam", "depth": "tok_depth", "rgb": "tok_rgb", "video": "tok_rgb"}
 
 
 def test_key_enforce_domains(repo_root):
-    path = str(repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
+    path = preset_file("alphas", "mix_mod4_all2all_uni")
     cfg = load_data_config(one(out_domains="tok_cam-tok_depth", alphas_config=path, input_alphas=None, target_alphas=None,
                                enforce_domains=True))
     _, b_tg = budgets_of(cfg)

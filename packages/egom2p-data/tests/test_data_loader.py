@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
 import numpy as np
 import pytest
 import torch
-from egom2p.core.modalities import load_modality_specs
 from egom2p.data import build_train_loader, build_val_loaders, load_data_config
 from egom2p.data.shards import write_shards
-from egom2p.data.synth import write_demo_dataset
 
 NAMES = ["tok_cam", "tok_depth", "tok_gaze", "tok_rgb"]
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    write_demo_dataset(root, train_samples=48, val_samples=21, samples_per_shard=16, seed=3)
-    return root
-
-
 def demo_config(repo_root, root, nogaze_extra=None, **train_extra):
-    alphas = str(repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
+    alphas = "mix_mod4_all2all_uni"  # a shipped preset, by name
     return load_data_config({
         "train": {
             "datasets": {
@@ -42,11 +34,6 @@ def demo_config(repo_root, root, nogaze_extra=None, **train_extra):
         },
         "val": {"datasets": {"synth_full": {"data_path": f"{root}/val/[cam,depth,gaze,rgb]/synth_full/shard-{{000000..000001}}.tar"}}},
     })
-
-
-@pytest.fixture
-def tiny(repo_root):
-    return load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
 
 
 def take(it, n):
@@ -93,6 +80,24 @@ def test_mixture_uses_both_datasets(repo_root, demo, tiny):
     loader = build_train_loader(demo_config(repo_root, demo), tiny, batch_size=16)
     rows = torch.cat([b["tok_gaze"]["tensor"].sum(1) == 0 for b in take(iter(loader), 10)])
     assert 0.3 < rows.double().mean().item() < 0.7  # the synth gaze is never all zeros
+
+
+def test_a_data_root_reads_the_shards_its_pattern_names(repo_root, demo, tiny):
+    """data_root: the tars under <root>/<folder>/<dataset>/ in the folders of the dataset's modalities (train and val)
+    are the shards the equivalent pattern names, so the batches are the same."""
+    by_pattern = demo_config(repo_root, demo)
+
+    def as_root(splits, split):
+        return {n: dataclasses.replace(d, data_path=None, data_root=f"{demo}/{split}") for n, d in splits.items()}
+
+    by_root = dataclasses.replace(by_pattern, train=as_root(by_pattern.train, "train"), val=as_root(by_pattern.val, "val"))
+    for split in ("train", "val"):
+        for name, dataset in getattr(by_root, split).items():
+            assert dataset.shard_urls(tiny) == getattr(by_pattern, split)[name].shard_urls(tiny)
+    kw = dict(batch_size=4, seed=1)
+    assert same(take(iter(build_train_loader(by_pattern, tiny, **kw)), 3), take(iter(build_train_loader(by_root, tiny, **kw)), 3))
+    val = [list(build_val_loaders(cfg, tiny, batch_size=4)["synth_full"]) for cfg in (by_pattern, by_root)]
+    assert len(val[0]) == 6 and same(*val)
 
 
 def test_same_seed_same_stream_and_ranks_differ(repo_root, demo, tiny):
@@ -178,7 +183,7 @@ def test_val_folder_layout(repo_root, tiny, tmp_path):
     cfg = load_data_config({"train": {"datasets": {"toy": {"in_domains": "tok_rgb-tok_cam", "out_domains": "tok_rgb-tok_cam",
                                                            "input_alphas": "1.0", "target_alphas": "1.0", "data_path": "x.tar"}},
                                       "num_input_tokens": 10, "num_target_tokens": 10},
-                            "val": {"datasets": {"toy": {"data_path": str(tmp_path)}}}})
+                            "val": {"datasets": {"toy": {"data_root": str(tmp_path)}}}})
     [batch] = list(build_val_loaders(cfg, tiny, batch_size=8)["toy"])
     assert sorted(batch) == ["tok_cam", "tok_rgb"] and batch["tok_cam"]["tensor"][:, 0].tolist() == [0, 1, 2]
 

@@ -1,4 +1,4 @@
-"""Masking: budgets follow SPEC section 4, masks are disjoint uniform subsets, seeds reproduce."""
+"""Masking: budgets follow docs/original-behaviour.md#masking, masks are disjoint uniform subsets, seeds reproduce."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_budgets_are_exact_and_capped():
     big = UnifiedMasking({n: 4096 for n in NAMES}, {n: RELEASED for n in NAMES}, {n: RELEASED for n in NAMES})
     b_in, b_tg = big.sample_budgets(2000, 1)
     assert (b_in.sum(1) == 2048).all() and (b_tg.sum(1) <= 2048).all()
-    # Padding statistics of the released recipe (DESIGN section 4: 1,078 input / 1,022 target on average).
+    # Padding statistics of the released recipe: 1,078 input / 1,022 target on average
+    # (docs/original-behaviour.md#how-full-the-budgets-are).
     b_in, b_tg = m.sample_budgets(8000, 2)
     assert abs(b_in.sum(1).float().mean().item() - 1078) < 40
     assert abs(b_tg.sum(1).float().mean().item() - 1022) < 40
@@ -178,12 +179,13 @@ def test_batched_masks_uniform_over_positions():
 
 def test_from_config_quirk_11_and_enforce_domains(repo_root):
     mods = {"tok_cam": 30, "tok_depth": 300, "tok_rgb": 300}
-    alphas = repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml"
+    alphas = "mix_mod4_all2all_uni"
     kw = dict(in_domains=["tok_rgb", "tok_depth", "tok_cam"], out_domains=["tok_depth", "tok_cam"],
               num_input_tokens=64, num_target_tokens=64, alphas_config=alphas)
     faithful = UnifiedMasking.from_config(mods, **kw)
     _, b_tg = faithful.sample_budgets(2000, 0)
-    assert (b_tg[:, faithful.names.index("tok_rgb")] > 0).any()  # quirk 11: rgb is still predicted
+    # quirk 11 (docs/original-behaviour.md#quirks): rgb is still predicted
+    assert (b_tg[:, faithful.names.index("tok_rgb")] > 0).any()
     strict = UnifiedMasking.from_config(mods, enforce_domains=True, **kw)
     _, b_tg = strict.sample_budgets(2000, 0)
     assert (b_tg[:, strict.names.index("tok_rgb")] == 0).all()

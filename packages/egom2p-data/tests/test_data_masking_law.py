@@ -91,7 +91,7 @@ def test_single_alpha_law_matches_the_original(alpha):
 @pytest.mark.parametrize("names", [sorted(RELEASED_COUNTS), ["tok_cam", "tok_depth", "tok_rgb"]],
                          ids=["4-modalities", "3-modalities"])
 def test_released_mixture_law_matches_the_original(repo_root, names):
-    cfg = load_alphas_config(repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
+    cfg = load_alphas_config("mix_mod4_all2all_uni")
     masking = UnifiedMasking.from_config({n: RELEASED_COUNTS[n] for n in names}, names, names, BUDGET, BUDGET,
                                          alphas_config=cfg)
     assert masking.sampling_weights.tolist() == [1.0, 1.0, 1.0, 1.0]
@@ -103,7 +103,7 @@ def test_the_comparison_detects_unclamped_shares(repo_root):
     zero-camera inputs over the released mixture, and by ~6 points of single-modality inputs: both seen."""
     names = sorted(RELEASED_COUNTS)
     masking = UnifiedMasking.from_config(RELEASED_COUNTS, names, names, BUDGET, BUDGET,
-                                         alphas_config=repo_root / "configs/alphas/mix_mod4_all2all_uni.yaml")
+                                         alphas_config="mix_mod4_all2all_uni")
     _, original = compare_with_original(masking, seed=7)
     _, unclamped = compare_with_original(masking, seed=8, shares=unclamped_shares)
     diffs = differences(unclamped, original)

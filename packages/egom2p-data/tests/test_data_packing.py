@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from egom2p.core.packing import PackedBatch
 from egom2p.data.masking import UnifiedMasking
-from egom2p.data.packing import pack_batch, packing_efficiency
+from egom2p.data.packing import pack_batch
 
 ROOT = Path(__file__).resolve().parents[3]
 COUNTS = {"tok_cam": 6, "tok_depth": 12, "tok_gaze": 6, "tok_rgb": 12}
@@ -32,11 +33,11 @@ def selected(batch: dict, sample: int, mask_key: str, budget: int | None) -> lis
     return out if budget is None else out[:budget]
 
 
-def unpacked(side: dict, sample: int) -> tuple[int, list[tuple[int, int, int]]]:
+def unpacked(side, sample: int) -> tuple[int, list[tuple[int, int, int]]]:
     """The row of ``sample`` and its tokens in slot order."""
-    rows, cols = (side["samples"] == sample).nonzero(as_tuple=True)
+    rows, cols = (side.samples == sample).nonzero(as_tuple=True)
     assert len(set(rows.tolist())) <= 1, "a sample is split over rows"
-    tokens = [(int(side["ids"][r, c]), int(side["modality"][r, c]), int(side["positions"][r, c])) for r, c in zip(rows, cols)]
+    tokens = [(int(side.ids[r, c]), int(side.modality[r, c]), int(side.positions[r, c])) for r, c in zip(rows, cols)]
     return (int(rows[0]) if len(rows) else -1), tokens
 
 
@@ -50,43 +51,42 @@ def test_packed_layout_holds_exactly_the_selected_tokens(num_rows, budgets):
             d["target_mask"][3] = True  # a sample without targets
         batch["tok_gaze"]["target_mask"][:] = True  # a modality without targets
         packed = pack_batch(batch, *budgets, num_rows=num_rows, multiple=8)
-        assert set(packed) == {"encoder", "decoder", "targets"} and sorted(packed["targets"]) == sorted(COUNTS)
-        for side, mask_key, budget in (("encoder", "input_mask", budgets[0]), ("decoder", "target_mask", budgets[1])):
-            s = packed[side]
-            assert s["ids"].shape[0] == num_rows and s["ids"].shape[1] % 8 == 0
-            assert (s["ids"].dtype, s["modality"].dtype, s["positions"].dtype, s["samples"].dtype, s["lengths"].dtype) == (
+        assert isinstance(packed, PackedBatch) and packed.modality_names == sorted(COUNTS)
+        for s, mask_key, budget in ((packed.encoder, "input_mask", budgets[0]), (packed.decoder, "target_mask", budgets[1])):
+            assert s.ids.shape[0] == num_rows and s.ids.shape[1] % 8 == 0
+            assert (s.ids.dtype, s.modality.dtype, s.positions.dtype, s.samples.dtype, s.lengths.dtype) == (
                 torch.int64, torch.int32, torch.int64, torch.int32, torch.int32)
-            valid = torch.arange(s["ids"].shape[1])[None, :] < s["lengths"][:, None].long()
-            assert torch.equal(s["samples"] >= 0, valid) and torch.equal(s["modality"] >= 0, valid)
+            valid = torch.arange(s.ids.shape[1])[None, :] < s.lengths[:, None].long()
+            assert torch.equal(s.samples >= 0, valid) and torch.equal(s.modality >= 0, valid)
             for r in range(num_rows):  # samples keep batch order inside a row: sorted segment ids
-                row = s["samples"][r, : s["lengths"][r]]
+                row = s.samples[r, : s.lengths[r]]
                 assert torch.equal(row, row.sort().values)
             for sample in range(5):
                 assert unpacked(s, sample)[1] == selected(batch, sample, mask_key, budget)
-        dec = packed["decoder"]
+        dec = packed.decoder
         for i, name in enumerate(sorted(COUNTS)):
-            index = packed["targets"][name]
+            index = packed.targets[name]
             assert index.dtype == torch.int64 and index.numel() % 8 == 0
             used = index[index >= 0]
             assert torch.equal(index[: len(used)], used)  # padding only at the end
-            modality, samples, positions = (dec[k].reshape(-1)[used] for k in ("modality", "samples", "positions"))
+            modality, samples, positions = (t.reshape(-1)[used] for t in (dec.modality, dec.samples, dec.positions))
             assert (modality == i).all()
             key = samples.long() * 1000 + positions
             assert torch.equal(key, key.sort().values)  # by sample, then position
             want = sum(sum(1 for t in selected(batch, b, "target_mask", budgets[1]) if t[1] == i) for b in range(5))
             assert len(used) == want
-        assert packed["targets"]["tok_gaze"].numel() == 0
+        assert packed.targets["tok_gaze"].numel() == 0
 
 
 def test_rows_hold_the_same_samples_on_both_sides_and_are_balanced():
     batch = random_batch(8, seed=5)
     packed = pack_batch(batch, num_rows=3, multiple=1)
     for sample in range(8):
-        enc_row, enc = unpacked(packed["encoder"], sample)
-        dec_row, dec = unpacked(packed["decoder"], sample)
+        enc_row, enc = unpacked(packed.encoder, sample)
+        dec_row, dec = unpacked(packed.decoder, sample)
         if enc and dec:
             assert enc_row == dec_row
-    sizes = packed["encoder"]["lengths"] + packed["decoder"]["lengths"]
+    sizes = packed.encoder.lengths + packed.decoder.lengths
     biggest = max(len(selected(batch, b, "input_mask", None)) + len(selected(batch, b, "target_mask", None)) for b in range(8))
     assert int(sizes.max() - sizes.min()) <= biggest  # largest-first onto the least-filled row
 
@@ -94,12 +94,12 @@ def test_rows_hold_the_same_samples_on_both_sides_and_are_balanced():
 def test_efficiency_counts_valid_over_computed_slots():
     batch = random_batch(3, seed=6)
     packed = pack_batch(batch, multiple=16)
-    eff = packing_efficiency(packed)
+    eff = packed.efficiency()
     n_in = sum(len(selected(batch, b, "input_mask", None)) for b in range(3))
     n_tg = sum(len(selected(batch, b, "target_mask", None)) for b in range(3))
-    assert eff["encoder"] == n_in / packed["encoder"]["ids"].numel()
-    assert eff["decoder"] == n_tg / packed["decoder"]["ids"].numel()
-    assert eff["total"] == (n_in + n_tg) / (packed["encoder"]["ids"].numel() + packed["decoder"]["ids"].numel())
+    assert eff["encoder"] == n_in / packed.encoder.ids.numel()
+    assert eff["decoder"] == n_tg / packed.decoder.ids.numel()
+    assert eff["total"] == (n_in + n_tg) / (packed.encoder.ids.numel() + packed.decoder.ids.numel())
 
 
 def test_released_masking_packs_above_ninety_percent():
@@ -107,14 +107,14 @@ def test_released_masking_packs_above_ninety_percent():
     takes about half of an unpacked batch; packed, more than 90% of the computed slots are real tokens."""
     counts = {"tok_cam": 30, "tok_depth": 5120, "tok_gaze": 30, "tok_rgb": 5120}
     masking = UnifiedMasking.from_config(counts, list(counts), list(counts), 2048, 2048,
-                                         alphas_config=ROOT / "configs/alphas/mix_mod4_all2all_uni.yaml")
+                                         alphas_config="mix_mod4_all2all_uni")
     gen = torch.Generator().manual_seed(0)
     tensors = {n: torch.zeros(4, c, dtype=torch.int64) for n, c in counts.items()}
     valid = computed = 0
     for _ in range(25):
         packed = pack_batch(masking.mask_batch(tensors, gen), 2048, 2048, multiple=256)
-        valid += sum(int(packed[s]["lengths"].sum()) for s in ("encoder", "decoder"))
-        computed += sum(packed[s]["ids"].numel() for s in ("encoder", "decoder"))
+        valid += int(packed.encoder.lengths.sum() + packed.decoder.lengths.sum())
+        computed += packed.encoder.ids.numel() + packed.decoder.ids.numel()
     assert valid / computed > 0.9
     assert valid / (25 * 4 * 4096) < 0.6  # what the unpacked batches would have used of their slots
 

@@ -14,9 +14,10 @@ pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 from botocore.exceptions import ClientError  # noqa: E402
+from egom2p.core.errors import ShardError  # noqa: E402
 from egom2p.core.modalities import load_modality_specs  # noqa: E402
 from egom2p.core.s3 import RETRY_ENV, exists_s3, open_s3, parse_s3_url, read_s3, retry_budget, with_retries  # noqa: E402
-from egom2p.core.shards import ShardError, open_url, read_tar_members  # noqa: E402
+from egom2p.core.shards import open_url, read_tar_members  # noqa: E402
 from egom2p.data import build_train_loader, load_data_config  # noqa: E402
 from egom2p.data.checks import inspect_shards  # noqa: E402
 from egom2p.data.shards import write_shards  # noqa: E402
@@ -72,7 +73,7 @@ def test_loader_reads_shards_from_s3(bucket, repo_root):
         "data_path": f"{bucket}/[rgb,cam]/toy/shard-{{000000..000002}}.tar",
         "wds_shuffle_buffer_tar": 0, "wds_shuffle_buffer_repeat": 0}},  # no read-ahead: exactly 24 samples read
         "num_input_tokens": 16, "num_target_tokens": 16}})
-    specs = load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
+    specs = load_modality_specs("tiny")
     loader = build_train_loader(cfg, specs, batch_size=4)
     it = iter(loader)
     batches = [next(it) for _ in range(6)]
@@ -153,7 +154,7 @@ def test_a_short_outage_is_waited_out(tmp_path, repo_root, caplog):
             "data_path": f"{prefix}/[rgb,cam]/toy/shard-{{000000..000002}}.tar",
             "wds_shuffle_buffer_tar": 0, "wds_shuffle_buffer_repeat": 0}},
             "s3_retry_seconds": 60, "num_input_tokens": 16, "num_target_tokens": 16}})
-        specs = load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
+        specs = load_modality_specs("tiny")
         loader = build_train_loader(cfg, specs, batch_size=4)
         it = iter(loader)
         with caplog.at_level(logging.WARNING, logger="egom2p.s3"):

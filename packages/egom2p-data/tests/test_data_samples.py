@@ -7,15 +7,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from egom2p.core.modalities import load_modality_specs
 from egom2p.core.shards import encode_tokens
 from egom2p.data import samples as samples_module
 from egom2p.data.samples import MAX_TOKEN_BYTES, SampleProblem, decode_sample, member_problem, read_token_header
-
-
-@pytest.fixture
-def tiny(repo_root):
-    return load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
 
 
 def npz_bomb(shape: tuple[int, ...], zeros: int) -> bytes:

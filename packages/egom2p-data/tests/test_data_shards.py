@@ -6,7 +6,9 @@ import tarfile
 
 import numpy as np
 import pytest
-from egom2p.core.shards import decode_tokens, expand_shard_pattern, load_token_array, open_url, read_shard
+from egom2p.core.layout import expand_shard_pattern
+from egom2p.core.pairing import read_shard
+from egom2p.core.shards import decode_tokens, load_token_array, open_url
 from egom2p.data.shards import write_shards
 
 

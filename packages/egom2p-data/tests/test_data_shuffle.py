@@ -11,25 +11,11 @@ import numpy as np
 import pytest
 import torch
 from data_reference_wds import reference_pipeline, wds_shuffle
-from egom2p.core.modalities import load_modality_specs
 from egom2p.data import build_train_loader, load_data_config
 from egom2p.data.loader import _SHUFFLE, _BadData, _DatasetStream, _decode_sample, _new_stats, _read_samples, _seed
 from egom2p.data.shuffle import ShuffleBuffer
-from egom2p.data.synth import write_demo_dataset
 
 NAMES = ["tok_cam", "tok_depth", "tok_gaze", "tok_rgb"]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    write_demo_dataset(root, train_samples=48, val_samples=4, samples_per_shard=16, seed=5)
-    return root
-
-
-@pytest.fixture
-def tiny(repo_root):
-    return load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
 
 
 def demo_config(root, full=None, nogaze=None):

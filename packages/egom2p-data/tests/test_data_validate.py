@@ -9,7 +9,6 @@ import tarfile
 
 import numpy as np
 import pytest
-from egom2p.core.modalities import load_modality_specs
 from egom2p.core.shards import encode_tokens, write_tar
 from egom2p.data import build_val_loaders, load_data_config
 from egom2p.data.checks import inspect_shards
@@ -18,11 +17,6 @@ from egom2p.data.shards import write_shards
 from egom2p.data.synth import generate_samples
 
 PATTERN = "{root}/[cam,rgb]/ds/shard-{{000000..000003}}.tar"
-
-
-@pytest.fixture
-def tiny(repo_root):
-    return load_modality_specs(repo_root / "configs/modalities/tiny.yaml")
 
 
 @pytest.fixture
@@ -49,7 +43,7 @@ def test_tar_truncated_at_a_member_boundary_in_every_folder(shards, repo_root, c
     """The keys still agree across folders, yet samples are gone: the end-of-archive marker and the count catch it."""
     for folder in ("rgb", "cam"):
         cut_at_member(shards / folder / "ds/shard-000001.tar", keep=3)
-    tiny = repo_root / "configs/modalities/tiny.yaml"
+    tiny = "tiny"
     assert validate(shards, tiny) == 1
     out = capsys.readouterr().out
     assert "samples: 27; samples per shard: 8 x3, 3 x1" in out
@@ -59,7 +53,7 @@ def test_tar_truncated_at_a_member_boundary_in_every_folder(shards, repo_root, c
 
 
 def test_truncated_last_shard_needs_the_marker_or_the_expected_count(shards, repo_root, capsys):
-    tiny = repo_root / "configs/modalities/tiny.yaml"
+    tiny = "tiny"
     for folder in ("rgb", "cam"):
         path = shards / folder / "ds/shard-000003.tar"
         cut_at_member(path, keep=5)
@@ -80,7 +74,7 @@ def test_empty_tar_and_key_count_mismatch(shards, repo_root, capsys):
     write_tar(shards / "rgb/ds/shard-000002.tar", [])
     write_tar(shards / "cam/ds/shard-000002.tar", [])
     cut_at_member(shards / "rgb/ds/shard-000003.tar", keep=6)
-    assert validate(shards, repo_root / "configs/modalities/tiny.yaml") == 1
+    assert validate(shards, "tiny") == 1
     out = capsys.readouterr().out
     assert "rgb/ds/shard-000002.tar: holds no samples" in out and "cam/ds/shard-000002.tar: holds no samples" in out
     assert "shard-000003.tar: folder 'rgb' vs 'cam': keys differ (6 vs 8 samples" in out

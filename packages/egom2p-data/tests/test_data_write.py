@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from egom2p.core.shards import read_shard
+from egom2p.core.pairing import read_shard
 from egom2p.data.cli import main
 from egom2p.data.shards import dataset_pattern, write_shards
 from egom2p.data.sources import read_from_dir

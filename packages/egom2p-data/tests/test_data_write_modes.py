@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from egom2p.core.shards import decode_tokens, read_shard
+from egom2p.core.pairing import read_shard
+from egom2p.core.shards import decode_tokens
 from egom2p.data.cli import main
 from egom2p.data.shards import write_shards
 
@@ -25,7 +26,7 @@ def _write(capsys, tmp_path, *argv) -> tuple[int, str, str]:
 
 def _samples(pattern: str) -> list[tuple[str, int, int]]:
     """(key, rgb value, cam value) of every sample of ``pattern``."""
-    from egom2p.core.shards import expand_shard_pattern
+    from egom2p.core.layout import expand_shard_pattern
 
     rows = []
     for url in expand_shard_pattern(pattern):

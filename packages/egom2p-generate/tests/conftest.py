@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from egom2p.model import EgoM2P, EgoM2PConfig
+from generate_helpers import saved_checkpoint, tiny_egom2p
 
 TINY_MODALITIES = {
     "tok_cam": {"vocab_size": 64, "length": 8},
@@ -22,10 +23,7 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    torch.manual_seed(0)
-    config = EgoM2PConfig(dim=24, encoder_depth=1, decoder_depth=1, num_heads=2, modalities=TINY_MODALITIES,
-                          attn_backend="reference")
-    model = EgoM2P(config).eval()
+    model = tiny_egom2p(TINY_MODALITIES, seed=0)
     with torch.no_grad():  # sharper token tables, so that inputs visibly change the outputs
         for name in model.modality_names:
             model.encoder_embeddings[name].token_emb.weight.mul_(25)
@@ -36,9 +34,7 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def checkpoint(tiny_model, tmp_path_factory):
     """`tiny_model` saved as our checkpoint directory, for the command-line tests."""
-    directory = tmp_path_factory.mktemp("ckpt")
-    tiny_model.save_pretrained(directory)
-    return directory
+    return saved_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="session")

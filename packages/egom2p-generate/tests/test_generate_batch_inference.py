@@ -1,4 +1,4 @@
-"""Batch inference: egom2p-generate --data/--task/--out-root (and generate_shards) writes predictions as
+"""Batch inference: egom2p-generate --data/--task/--out DIR (and generate_shards) writes predictions as
 shards in the input's layout, resumably; egom2p-eval on those predictions agrees with them."""
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_generate_shards_writes_every_sample_and_resumes(tiny_model, tmp_path):
 def test_generate_cli_batch_mode_and_eval_on_its_predictions(checkpoint, tmp_path, capsys):
     rgb, pattern = _shards(tmp_path)
     argv = ["--checkpoint", str(checkpoint), "--device", "cpu", "--data", pattern, "--task", "rgb2cam",
-            "--out-root", str(tmp_path), "--batch-size", "2"]
+            "--out", str(tmp_path), "--batch-size", "2"]
     assert generate_main(argv) == 0
     assert "rgb2cam: 5 samples in 2 new shards" in capsys.readouterr().out
     assert generate_main(argv) == 0 and "0 samples in 0 new shards" in capsys.readouterr().out  # resumed: all done
@@ -88,7 +88,7 @@ def test_generate_cli_batch_mode_and_eval_on_its_predictions(checkpoint, tmp_pat
     assert code == 0 and "rgb2cam       1.0000        40        5" in capsys.readouterr().out
     # a root + dataset works the same way
     assert generate_main([*argv[:4], "--data", str(tmp_path), "--dataset", "val", "--task", "rgb2gaze",
-                          "--out-root", str(tmp_path / "gaze-preds")]) == 0
+                          "--out", str(tmp_path / "gaze-preds")]) == 0
     assert sorted(p.name for p in (tmp_path / "gaze-preds" / "gaze" / "val").iterdir()) == ["shard-000000.tar",
                                                                                           "shard-000001.tar"]
 

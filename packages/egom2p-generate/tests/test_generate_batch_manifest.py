@@ -8,7 +8,8 @@ import os
 
 import numpy as np
 import pytest
-from egom2p.core.shards import ShardError, encode_tokens, read_tar_members, write_tar
+from egom2p.core.errors import ShardError
+from egom2p.core.shards import encode_tokens, read_tar_members, write_tar
 from egom2p.generate.batch_manifest import build_manifest, claim_root, first_difference, manifest_path, source_identity
 from egom2p.generate.cli import main as generate_main
 from egom2p.generate.infer import generate_shards
@@ -159,7 +160,7 @@ def test_outputs_that_would_leave_the_root_are_refused(tiny_model, tmp_path):
 
 def test_cli_refuses_other_settings_and_new_root_prints_where_it_writes(checkpoint, pattern, tmp_path, capsys):
     argv = ["--checkpoint", str(checkpoint), "--device", "cpu", "--data", pattern, "--task", "rgb2cam",
-            "--out-root", str(tmp_path / "preds")]
+            "--out", str(tmp_path / "preds")]
     assert generate_main(argv) == 0
     manifest = json.loads(manifest_path(tmp_path / "preds", "rgb2cam").read_text())
     assert manifest["sources"]["checkpoint"] == source_identity(str(checkpoint))

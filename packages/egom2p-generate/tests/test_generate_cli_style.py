@@ -91,16 +91,19 @@ def mistakes(checkpoint, root):
         ([*ck, "--cond", f"tok_rgb={root / 'nope.npz'}", "--target", "tok_cam", "--out", "o.npz"], "conditioning file not found"),
         ([*ck, "--cond", rgb, "--target", "tok_cam", "--out", "o.npz", "--steps", "0"], "argument --steps: expected a positive integer"),
         ([*ck, "--target", "tok_cam", "--out", "o.npz", "--device", "gpu9"], "unknown device 'gpu9'"),
+        ([*ck, "--cond", rgb, "--target", "tok_cam", "--out", "o.npz", "--steps", "3", "5"],
+         "--steps: give one value or one per --target (1), got 3 5"),
+        ([*ck, "--data", pattern, "--task", "rgb2cam", "--out-root", str(root / "p")], "unrecognized arguments: --out-root"),
         ([*ck, "--cond", rgb, "--target", "tok_cam", "--out", "o.npz", "--num-samples", "2"], "--num-samples is for unconditional"),
-        ([*ck, "--data", pattern, "--task", "rgb2cam"], "missing --out-root"),
-        ([*ck, "--data", pattern, "--task", "rgb2cam", "--out-root", str(root / "p"), "--target", "tok_cam"],
+        ([*ck, "--data", pattern, "--task", "rgb2cam"], "missing --out DIR"),
+        ([*ck, "--data", pattern, "--task", "rgb2cam", "--out", str(root / "p"), "--target", "tok_cam"],
          "--target: not with --data"),
-        ([*ck, "--data", str(root), "--task", "rgb2cam", "--out-root", str(root / "p")], "also give the dataset name"),
-        ([*ck, "--data", str(root) + "/[rgb,audio]/val/shard-0.tar", "--task", "rgb2cam", "--out-root", str(root / "p")],
+        ([*ck, "--data", str(root), "--task", "rgb2cam", "--out", str(root / "p")], "also give the dataset name"),
+        ([*ck, "--data", str(root) + "/[rgb,audio]/val/shard-0.tar", "--task", "rgb2cam", "--out", str(root / "p")],
          "data folders ['audio']"),
-        ([*ck, "--data", str(root) + "/[cam]/val/shard-0.tar", "--task", "rgb2cam", "--out-root", str(root / "p")],
+        ([*ck, "--data", str(root) + "/[cam]/val/shard-0.tar", "--task", "rgb2cam", "--out", str(root / "p")],
          "reads the tok_rgb folder 'rgb'"),
-        ([*ck, "--data", str(root) + "/[rgb]/val/shard-9.tar", "--task", "rgb2cam", "--out-root", str(root / "p")],
+        ([*ck, "--data", str(root) + "/[rgb]/val/shard-9.tar", "--task", "rgb2cam", "--out", str(root / "p")],
          "data file not found"),
     ]
     evaluate = [
@@ -109,8 +112,10 @@ def mistakes(checkpoint, root):
         ([*ck, "--data", pattern, "--task", "rgb2audio"], "task 'rgb2audio' needs modality 'tok_audio', which this "
                                                           "checkpoint lacks"),
         ([*ck, "--data", pattern, "--task", "rgb2cam", "--max-samples", "0"], "argument --max-samples: expected a positive"),
+        ([*ck, "--data", pattern, "--task", "rgb2cam", "--task", "cam2rgb", "--steps", "3", "5", "7"],
+         "--steps: give one value or one per --task (2), got 3 5 7"),
         ([*ck, "--data", str(root) + "/[rgb,cam]/val/shard-7.tar", "--task", "rgb2cam"], "data file not found"),
-        ([*ck, "--data", str(root / "nowhere"), "--dataset", "val", "--task", "rgb2cam"], "no token folders"),
+        ([*ck, "--data", str(root / "nowhere"), "--dataset", "val", "--task", "rgb2cam"], "nowhere is not a folder"),
     ]
     return {"egom2p-generate": generate, "egom2p-eval": evaluate}
 
@@ -135,6 +140,31 @@ def test_eval_exits_1_when_nothing_was_evaluated(checkpoint, shards, capsys, tmp
     assert "nothing evaluated for rgb2gaze (2 samples lack tok_rgb or tok_gaze)" in err
     assert "rgb2gaze           -" in stdout and "nan" not in stdout  # the table still shows both tasks
     assert '"accuracy": null' in out.read_text()
+
+
+def test_out_steps_and_batch_size_take_the_same_form_in_generate_and_eval():
+    """--out is each command's main output; --steps takes one value for all or one per target / task, --batch-size
+    one N, in both commands (generate's batch-inference folder was --out-root)."""
+    forms = {}
+    for build in (generate_parser, eval_parser):
+        actions = {flag: action for action in build()._actions for flag in action.option_strings}
+        assert "--out" in actions and "--out-root" not in actions
+        forms[build] = [(actions[flag].nargs, actions[flag].type, actions[flag].metavar) for flag in ("--steps", "--batch-size")]
+    assert forms[generate_parser] == forms[eval_parser]
+    assert forms[eval_parser][0][0] == "+"
+
+
+def test_eval_steps_one_for_all_or_one_per_task(checkpoint, shards, capsys, monkeypatch):
+    from egom2p.generate import eval_cli
+
+    steps, real = [], eval_cli.run_eval_task
+    monkeypatch.setattr(eval_cli, "run_eval_task", lambda *a, **kw: steps.append(kw["steps"]) or real(*a, **kw))
+    argv = ["--checkpoint", str(checkpoint), "--device", "cpu", "--task", "rgb2cam", "--task", "cam2rgb", "--data",
+            str(shards) + "/[rgb,cam]/val/shard-0.tar"]
+    for extra, want in (([], [None, None]), (["--steps", "2"], [2, 2]), (["--steps", "2", "3"], [2, 3])):
+        steps.clear()
+        code, _, err = _run(eval_main, [*argv, *extra], capsys)
+        assert code == 0 and steps == want, (extra, err)
 
 
 def test_clamped_settings_warn_in_one_line(checkpoint, shards, capsys, tmp_path):

@@ -82,7 +82,8 @@ def test_guided_logits_are_the_original_combination_of_independent_passes(tiny_m
         assert torch.equal(final["tensor"].gather(1, pos), tokens)
         cam = {key: v.clone() for key, v in cam.items()}
         cam["tensor"].scatter_(1, pos, tokens)
-        cam["input_mask"].scatter_(1, pos, False)  # decoded tokens are inputs in every pass (quirk 27 fixed)
+        # decoded tokens are inputs in every pass (quirk 27 fixed, docs/original-behaviour.md#quirks)
+        cam["input_mask"].scatter_(1, pos, False)
         cam["target_mask"].scatter_(1, pos, True)
 
 

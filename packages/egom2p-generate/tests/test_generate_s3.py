@@ -64,8 +64,10 @@ def test_samples_stream_from_s3_like_local_shards(bucket):
         list(iter_samples(f"{url}/[rgb]/val/shard-000009.tar", ["rgb"]))
     with pytest.raises(FileNotFoundError, match="no-such-bucket"):
         list(iter_samples("s3://no-such-bucket/[rgb]/x.tar", ["rgb"]))
-    with pytest.raises(ValueError, match="a URL must be a shard pattern"):
-        iter_samples(f"{url}", ["rgb"], "val")
+    # An s3:// root resolves as a local one (core's resolve_source, which names the folders to list).
+    by_root = list(iter_samples(url, ["rgb", "cam"], "val"))
+    assert [k for k, _ in by_root] == ["k0", "k1", "k2"]
+    assert all(np.array_equal(a[1][f], b[1][f]) for a, b in zip(by_root, local) for f in ("rgb", "cam"))
 
 
 def test_eval_and_batch_generation_read_s3(bucket, checkpoint, tmp_path, capsys):
@@ -78,7 +80,7 @@ def test_eval_and_batch_generation_read_s3(bucket, checkpoint, tmp_path, capsys)
     remote, local = (json.loads((tmp_path / f"{n}.json").read_text())[0] for n in ("s3", "local"))
     assert remote["n_samples"] == 3 and remote["accuracy"] == local["accuracy"]
     assert generate_main([*common, "--task", "rgb2cam", "--data", f"{url}/[rgb]/val/shard-000000.tar",
-                          "--out-root", str(tmp_path / "preds")]) == 0
+                          "--out", str(tmp_path / "preds")]) == 0
     written = read_tar_members(str(tmp_path / "preds" / "cam" / "val" / "shard-000000.tar"))
     assert [key for key, _, _ in written] == ["k0", "k1", "k2"]
     assert np.load(io.BytesIO(written[0][2]))["arr_0"].shape == (8,)

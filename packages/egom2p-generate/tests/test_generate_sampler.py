@@ -23,7 +23,10 @@ def rgb_batch(batch_size=3, seed=0):
 
 
 def reference_roar(model, rgb_tokens, target, steps, seed):
-    """Argmax ROAR written straight from SPEC 7.3, one sample at a time, no guidance."""
+    """Argmax ROAR written straight from the original's steps, one sample at a time, no guidance.
+
+    The steps: docs/original-behaviour.md#roar-and-maskgit-steps.
+    """
     n = model.modalities[target].num_tokens
     tokens = torch.zeros(n, dtype=torch.long)
     todo = torch.ones(n, dtype=torch.bool)
@@ -92,7 +95,8 @@ def test_guidance_mixes_logits_as_the_original(tiny_model):
         cond = tiny_model.decode_positions(tiny_model.encode(cond_batch), "tok_cam", pos)
         uncond = tiny_model.decode_positions(tiny_model.encode(uncond_batch), "tok_cam", pos)
     mixed = uncond + (cond - uncond) * 2.5
-    assert torch.equal(positions[0][0], positions[0][1])  # same positions for both halves (quirk 26 fixed)
+    # same positions for both halves (quirk 26 fixed, docs/original-behaviour.md#quirks)
+    assert torch.equal(positions[0][0], positions[0][1])
     assert torch.equal(out["tok_cam"]["tensor"][0, pos[0]], mixed[0].argmax(-1))
 
 

@@ -1,4 +1,4 @@
-"""top-k / top-p filtering and temperature sampling (SPEC 7.3)."""
+"""top-k / top-p filtering and temperature sampling (docs/original-behaviour.md#sampling)."""
 
 import pytest
 import torch

@@ -1,4 +1,7 @@
-"""Schedule arithmetic against the spec's worked examples (SPEC 7.2) and argument checking."""
+"""Schedule arithmetic against the original's worked examples and argument checking.
+
+The worked examples: docs/original-behaviour.md#schedules; quirk numbers: docs/original-behaviour.md#quirks.
+"""
 
 import math
 

@@ -4,7 +4,8 @@ import io
 
 import numpy as np
 import pytest
-from egom2p.core.shards import ShardError, encode_tokens, write_tar
+from egom2p.core.errors import ShardError
+from egom2p.core.shards import encode_tokens, write_tar
 from egom2p.generate.shards import expand_data_pattern, iter_samples, list_data_shards
 
 

@@ -50,7 +50,7 @@ def _commands(checkpoint, root):
         (generate_main, "egom2p-generate", [*ck, "--cond", f"tok_rgb={root / 'rgb.npz'}", "--target", "tok_cam",
                                             "--out", str(root / "o.npz")]),
         (generate_main, "egom2p-generate", [*ck, "--data", str(root) + "/[rgb]/val/shard-0.tar", "--task", "rgb2cam",
-                                            "--out-root", str(root / "preds")]),
+                                            "--out", str(root / "preds")]),
         (eval_main, "egom2p-eval", [*ck, "--task", "rgb2cam", "--data", str(root) + "/[rgb,cam]/val/shard-0.tar"]),
     ]
 

@@ -20,7 +20,7 @@ from egom2p.generate.eval_cli import main as eval_main
 from egom2p.generate.signal_eval import SignalScorer, aggregate_metrics
 from egom2p.generate.signals import SignalDecoder, SignalOptions
 from egom2p.generate.tasks import TaskRunner
-from egom2p.model import EgoM2P, EgoM2PConfig
+from generate_helpers import saved_checkpoint, tiny_egom2p
 
 tokenizers = pytest.importorskip("egom2p.tokenizers")  # the [tokenizers] extra
 
@@ -40,17 +40,12 @@ HOLOASSIST = GAZE_FRAMES["holoassist"]
 
 @pytest.fixture(scope="module")
 def signal_model():
-    torch.manual_seed(1)
-    config = EgoM2PConfig(dim=24, encoder_depth=1, decoder_depth=1, num_heads=2, modalities=SIGNAL_MODALITIES,
-                          attn_backend="reference")
-    return EgoM2P(config).eval()
+    return tiny_egom2p(SIGNAL_MODALITIES, seed=1)
 
 
 @pytest.fixture(scope="module")
 def signal_checkpoint(signal_model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("signal-ckpt")
-    signal_model.save_pretrained(directory)
-    return directory
+    return saved_checkpoint(signal_model, tmp_path_factory.mktemp("signal-ckpt"))
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +120,7 @@ def test_batch_inference_writes_signal_shards_and_eval_scores_them(signal_checkp
     cam_tok, _ = decoders
     _shards(tmp_path, n=5)
     ck = ["--checkpoint", str(signal_checkpoint), "--device", "cpu"]
-    argv = [*ck, "--data", str(tmp_path) + "/[rgb]/val/shard-0.tar", "--task", "rgb2cam", "--out-root",
+    argv = [*ck, "--data", str(tmp_path) + "/[rgb]/val/shard-0.tar", "--task", "rgb2cam", "--out",
             str(tmp_path / "preds"), "--batch-size", "2", "--tokenizer", f"tok_cam={tok / 'cam'}"]
     assert _run(generate_main, argv, capsys)[0] == 0
     tokens = _read(tmp_path / "preds" / "cam" / "val" / "shard-0.tar")

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from egom2p.generate.cli import main
 from egom2p.generate.video import VideoCodec
-from egom2p.model import EgoM2P, EgoM2PConfig
+from generate_helpers import saved_checkpoint, tiny_egom2p
 
 pytest.importorskip("egom2p.tokenizers")  # the [tokenizers] extra
 pytest.importorskip("av")  # egom2p-tokenizers[video]
@@ -24,12 +23,7 @@ VIDEO_MODALITIES = {"tok_rgb": {"vocab_size": 64000, "grid": [5, 32, 32], "folde
 
 @pytest.fixture(scope="module")
 def video_checkpoint(tmp_path_factory):
-    torch.manual_seed(3)
-    model = EgoM2P(EgoM2PConfig(dim=24, encoder_depth=1, decoder_depth=1, num_heads=2, modalities=VIDEO_MODALITIES,
-                                attn_backend="reference")).eval()
-    directory = tmp_path_factory.mktemp("video-ckpt")
-    model.save_pretrained(directory)
-    return directory
+    return saved_checkpoint(tiny_egom2p(VIDEO_MODALITIES, seed=3), tmp_path_factory.mktemp("video-ckpt"))
 
 
 @pytest.fixture(scope="module")

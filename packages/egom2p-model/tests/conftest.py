@@ -7,6 +7,9 @@ import torch
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Slow tests of behaviour (processes, kills, compiles), not of packaging: the whole-repo suite starts them first
+    # (tests/conftest.py) and ci/isolation.sh leaves them to it.
+    config.addinivalue_line("markers", "long(seconds): a slow test of behaviour, not of packaging")
     config.addinivalue_line("markers", "gpu: needs a CUDA device (compiled kernels, sync-free step); run with `pytest -m gpu`")
 
 

@@ -41,6 +41,17 @@ def test_position_tables_need_the_right_width():
         sincos_1d(3, 7)
 
 
+def test_config_modalities_by_preset_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the modality sets egom2p-core ships, found without the repository
+    tiny = tiny_config(modalities="tiny").modalities
+    assert sorted(tiny) == ["tok_cam", "tok_depth", "tok_gaze", "tok_rgb"]
+    assert (tiny["tok_rgb"].grid, tiny["tok_rgb"].vocab_size, tiny["tok_cam"].length) == ((2, 4, 4), 64, 8)
+    assert EgoM2PConfig().modalities == EgoM2PConfig(modalities="egom2p").modalities  # the default: the released set
+    assert EgoM2PConfig().modalities["tok_rgb"].grid == (5, 32, 32)
+    with pytest.raises(FileNotFoundError, match="tinyy, and the modalities presets are egom2p, tiny, tiny-hand"):
+        tiny_config(modalities="tinyy")
+
+
 def test_config_modalities_from_file_entries_or_specs(tmp_path):
     path = tmp_path / "mods.yaml"
     path.write_text("tok_b: {vocab_size: 8, length: 4}\ntok_a: {vocab_size: 9, grid: [1, 2, 6], folder: video_a}\n")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from egom2p.core.enums import AttnBackend
 from egom2p.model import EgoM2P
+from egom2p.model import layers as layers_module
 from egom2p.model import model as model_module
 from model_helpers import random_batch, tiny_config
 
@@ -191,8 +192,25 @@ def test_attention_backend_is_resolved_when_built_and_moved(monkeypatch):
     model.to(torch.float64)  # every move re-resolves `auto` for the model's device
     assert len(calls) == 2 and calls[-1] == ("auto", torch.device("cpu"), False)
     assert _model(attn_backend="reference").attn_backend is AttnBackend.REFERENCE
+    assert all(m.backend is AttnBackend.SDPA for m in model.modules() if isinstance(m, layers_module.AttentionLayer))
     with pytest.raises(ValueError, match=r"loss_type: 'mean' is not one of \['mod', 'token', 'mod_present', 'weighted_mod'\]"):
         model(batch, loss_type="mean")
+
+
+def test_every_attention_call_runs_the_backend_resolved_at_the_last_move(monkeypatch):
+    """The model resolves once per build or move and its attention layers hold the result: the forward runs it
+    without passing or parsing a backend."""
+    model = _model(attn_backend="auto")
+    monkeypatch.setattr(model_module, "resolve_backend", lambda *a: AttnBackend.REFERENCE)  # as on another device
+    model.to(torch.float64)
+    assert model.attn_backend is AttnBackend.REFERENCE
+    seen, real = [], layers_module.attention
+    monkeypatch.setattr(layers_module, "attention", lambda *a, **kw: seen.append(kw["backend"]) or real(*a, **kw))
+    with torch.no_grad():
+        model(random_batch(model.config, seed=3))
+    config = model.config
+    assert len(seen) == config.encoder_depth + 2 * config.decoder_depth  # self-attention, and the decoder's cross
+    assert all(backend is AttnBackend.REFERENCE for backend in seen)
 
 
 @pytest.mark.parametrize(
@@ -213,19 +231,3 @@ def test_bad_batches_raise_clear_errors(mutate, message):
     with pytest.raises(ValueError, match=message):
         model(batch)
 
-
-def test_flops_per_sample_counts_masked_attention():
-    model = _model()
-    cfg = model.config
-    d, h = cfg.dim, cfg.mlp_hidden
-    dense = model.flops_per_sample(10, 8, {"tok_cam": 8}, backward=False)
-    split = model.flops_per_sample(10, 8, {"tok_cam": 4, "tok_gaze": 4}, backward=False)
-    # Two segments of 4 instead of one of 8: self-attention pairs drop from 64 to 32.
-    assert dense - split == cfg.decoder_depth * 4 * d * (64 - 32)
-    encoder_only = model.flops_per_sample(10, 0, {}, backward=False)
-    expected = cfg.encoder_depth * (8 * 10 * d * d + 3 * 2 * 10 * d * h + 4 * 100 * d) + 2 * 10 * d * d
-    expected += cfg.decoder_depth * 2 * 10 * 2 * d * d  # the context's kv projection runs even without queries
-    assert encoder_only == expected
-    assert model.flops_per_sample(10, 8, {"tok_cam": 8}) == 3 * dense
-    with pytest.raises(ValueError, match="sums to"):
-        model.flops_per_sample(10, 8, {"tok_cam": 3})

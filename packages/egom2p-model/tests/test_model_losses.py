@@ -1,4 +1,7 @@
-"""Loss reductions, above all the original's ``weighted_mod``, against float64 restatements (SPEC 3)."""
+"""Loss reductions, above all the original's ``weighted_mod``, against float64 restatements.
+
+The original's reductions: docs/original-behaviour.md#losses.
+"""
 
 from __future__ import annotations
 

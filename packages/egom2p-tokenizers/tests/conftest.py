@@ -6,12 +6,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from egom2p.tokenizers.config import TokenizerConfig
 from egom2p.tokenizers.vqvae import VQVAE
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Slow tests of behaviour (processes, kills, compiles), not of packaging: the whole-repo suite starts them first
+    # (tests/conftest.py) and ci/isolation.sh leaves them to it.
+    config.addinivalue_line("markers", "long(seconds): a slow test of behaviour, not of packaging")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,12 +29,28 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def tokenizers_tiny() -> dict[str, Any]:
-    """``tokenizers_tiny.pt``: the original VQ-VAE's weights, inputs and outputs (parity/TOKENIZERS.md).
+    """``tokenizers_tiny.pt``: the original VQ-VAE's weights, inputs and outputs (described in
+    fixtures/TOKENIZERS_PARITY_README.md).
 
-    Our own fixture of plain dicts, tensors and arrays, hence ``weights_only=False`` here and nowhere else.
+    Plain dicts, tensors and float64 numpy arrays: the safe loader reads it once numpy's array rebuild is allowed.
     Shared by the session: tests must not modify it.
     """
-    return torch.load(FIXTURES / "tokenizers_tiny.pt", weights_only=False)
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+    arrays = [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float64))]
+    with torch.serialization.safe_globals(arrays):
+        return torch.load(FIXTURES / "tokenizers_tiny.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def cam(tokenizers_tiny: dict[str, Any]) -> dict[str, Any]:
+    """The fixture's camera tokenizer entry (read only)."""
+    return tokenizers_tiny["cam"]
+
+
+@pytest.fixture(scope="session")
+def gaze(tokenizers_tiny: dict[str, Any]) -> dict[str, Any]:
+    """The fixture's gaze tokenizer entry (read only)."""
+    return tokenizers_tiny["gaze"]
 
 
 @pytest.fixture()

@@ -22,12 +22,6 @@ from egom2p.tokenizers.camera import (
 from egom2p.tokenizers.synthetic import synthetic_camera_windows
 
 
-@pytest.fixture(scope="module")
-def cam(tokenizers_tiny: dict) -> dict:
-    """The fixture's cam entry (conftest loads the file once; read only)."""
-    return tokenizers_tiny["cam"]
-
-
 def test_statistics_are_the_originals(cam: dict) -> None:
     np.testing.assert_array_equal(CAM_MEAN, np.asarray(cam["cam_mean"], dtype=np.float64))
     np.testing.assert_array_equal(CAM_STD, np.asarray(cam["cam_std"], dtype=np.float64))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from egom2p.core.shards import find_root_shards, read_shard, sample_key
+from egom2p.core.layout import find_root_shards, sample_key
+from egom2p.core.pairing import read_shard
 from egom2p.tokenizers.gaze import GAZE_FRAMES
 from egom2p.tokenizers.keys import parse_window_key, recording_stem, start_frame, window_key
 from egom2p.tokenizers.synthetic import synthetic_camera_track, synthetic_gaze_track

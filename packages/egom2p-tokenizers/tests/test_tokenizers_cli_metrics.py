@@ -1,5 +1,6 @@
 """``egom2p-tokenize metrics`` against the original's recorded figures on its example files
-(parity/TOKENIZERS.md), in every layout and space a side may come in, and against float64 references."""
+(fixtures/TOKENIZERS_PARITY_README.md), in every layout and space a side may come in, and against float64
+references."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ CAM, CAM_RECON = EXAMPLES / "cam.npy", EXAMPLES / "token__cam-recon.npy"
 GAZE, GAZE_RECON = EXAMPLES / "gaze.npy", EXAMPLES / "token__gaze-recon.npy"
 HOLOASSIST = ["--orig-res", 896, 504, "--resize-res", 896, 504, "--crop", 480, 480]
 
-# What the original's example prints, and the aligned ATEs of the same pair (TOKENIZERS.md), to their digits.
-# (TOKENIZERS.md's unaligned 0.0065794 is 1e-7 off the float64 value 0.00657930, so it is not among them.)
+# What the original's example prints, and the aligned ATEs of the same pair (the fixture README), to their digits.
+# (The README's unaligned 0.0065794 is 1e-7 off the float64 value 0.00657930, so it is not among them.)
 ORIGINAL = {"ate_original_m": (0.0058740, 5e-8), "rte_m": (0.0028375, 5e-8), "rre_deg": (0.29805, 5e-6),
             "ate_se3_m": (0.0056073, 5e-8), "ate_sim3_m": (0.0055237, 5e-8)}
 GAZE_MSE = (4.1836e-5, 5e-10)

@@ -10,7 +10,7 @@ from egom2p.core.shards import encode_tokens, read_tar_members, write_tar
 from egom2p.tokenizers.codec import WindowCodec
 from egom2p.tokenizers.encode import MANIFEST_NAME
 from egom2p.tokenizers.synthetic import synthetic_camera_windows
-from tokenize_cli_helpers import run, save_tiny_tokenizer
+from tokenize_cli_helpers import camera_inputs, run
 
 SHARDS = [f"shard-{i:06d}.tar" for i in range(3)]
 
@@ -18,11 +18,7 @@ SHARDS = [f"shard-{i:06d}.tar" for i in range(3)]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny camera tokenizer, 8 windows in two files, and the shards of one uninterrupted run (3 per shard)."""
-    root = tmp_path_factory.mktemp("resume")
-    save_tiny_tokenizer(root / "cam", "cam")
-    np.save(root / "a.npy", synthetic_camera_windows(5, seed=1))
-    np.save(root / "b.npy", synthetic_camera_windows(3, seed=2))
-    return root
+    return camera_inputs(tmp_path_factory.mktemp("resume"), (5, 3))
 
 
 def _encode(capsys, setup, out, *extra):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from egom2p.core.layout import find_root_shards
 from egom2p.core.modalities import RELEASED_MODALITIES, load_modality_specs
-from egom2p.core.shards import decode_tokens, find_root_shards, read_shard
+from egom2p.core.pairing import read_shard
+from egom2p.core.shards import decode_tokens
 from egom2p.tokenizers.camera import BASES
 from egom2p.tokenizers.gaze import GAZE_FRAMES
 from egom2p.tokenizers.metrics import camera_metrics, gaze_metrics

@@ -160,6 +160,7 @@ def _synced_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.long(seconds=18)
 def test_two_ranks_keep_bit_identical_codebooks(tmp_path):
     mp.spawn(_synced_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]

@@ -19,12 +19,6 @@ from egom2p.tokenizers.gaze import (
 )
 
 
-@pytest.fixture(scope="module")
-def gaze(tokenizers_tiny: dict) -> dict:
-    """The fixture's gaze entry (conftest loads the file once; read only)."""
-    return tokenizers_tiny["gaze"]
-
-
 def _frame(args: dict) -> GazeFrame:
     return GazeFrame(args["orig_res"], args["resize_res"], args["crop"])
 

@@ -11,7 +11,8 @@ from egom2p.tokenizers.presets import TOKENIZER_PRESETS, tokenizer_config
 from egom2p.tokenizers.vqvae import VQVAE
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# TOKENIZERS.md: the released tokenizers' parameter counts (every nn.Parameter, position embeddings included).
+# The released tokenizers' parameter counts (every nn.Parameter, position embeddings included), from
+# fixtures/TOKENIZERS_PARITY_README.md.
 RELEASED_PARAMETERS = {"cam": 179_681_330, "gaze": 179_659_812}
 
 

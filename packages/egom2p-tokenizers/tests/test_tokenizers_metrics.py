@@ -26,7 +26,8 @@ from egom2p.tokenizers.synthetic import synthetic_camera_windows
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "examples"
 
-# TOKENIZERS.md: what the original's tok_cam_example.py prints, and the standard ATEs on the same pair.
+# What the original's tok_cam_example.py prints, and the standard ATEs on the same pair
+# (fixtures/TOKENIZERS_PARITY_README.md).
 PRINTED = {
     "ate_original_m": 0.0058740,
     "rte_m": 0.0028375,

@@ -183,3 +183,20 @@ def test_a_list_file_names_recording_folders(capsys, kit, tmp_path):
     assert result.code == 0, result.err
     assert [k for k, _ in shard_members(tmp_path / "out", "depth")] == ["P02_000000", "P02_000060", "P01_000000",
                                                                          "P01_000060"]
+
+
+def test_a_long_run_in_a_log_prints_progress_lines(capsys, kit, tmp_path, monkeypatch):
+    """stderr is not a terminal here: each recording of a slow run (a clock that moves 61 s per reading) gets a
+    plain line, the last at 100%; no bar redraws."""
+    from types import SimpleNamespace
+
+    from egom2p.core import progress as progress_module
+
+    now = [0.0]
+    monkeypatch.setattr(progress_module, "time", SimpleNamespace(monotonic=lambda: now.__setitem__(0, now[0] + 61) or now[0]))
+    result = prepare(capsys, kit, [kit["recs"]], tmp_path / "out")
+    assert result.code == 0, result.err
+    lines = [line for line in result.err.splitlines() if line.startswith("preparing:")]
+    assert [line.split(", ")[:2] for line in lines] == [["preparing: 1/2 recording (50.0%)", "samples 2"],
+                                                        ["preparing: 2/2 recording (100.0%)", "samples 4"]]
+    assert "\r" not in result.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -224,102 +225,78 @@ def test_npy_npz_and_folders(tmp_path: Path) -> None:
     assert len(read_gaze_tracks(tmp_path / "g.txt")) == 1
 
 
-def _message(error: pytest.ExceptionInfo) -> str:
+def _error(kind: type[Exception], call: Callable[..., object], *args: object, **kwargs: object) -> str:
+    """The message of the ``kind`` error that ``call(*args, **kwargs)`` raises, checked to be one line."""
+    with pytest.raises(kind) as error:
+        call(*args, **kwargs)
     message = str(error.value)
     assert "\n" not in message
     return message
 
 
 def test_bad_files_give_one_line_errors(tmp_path: Path) -> None:
+    def camera(name: str, **kwargs: object) -> str:  # the ValueError of reading the camera track tmp_path/name
+        return _error(ValueError, read_camera_track, tmp_path / name, **kwargs)
+
     poses = np.tile(np.eye(4), (5, 1, 1))
-    cases = []
-    with pytest.raises(FileNotFoundError) as error:
-        read_camera_track(tmp_path / "none.npz")
-    cases.append((error, f"camera track not found: {tmp_path / 'none.npz'}"))
+    assert _error(FileNotFoundError, read_camera_track, tmp_path / "none.npz") == (
+        f"camera track not found: {tmp_path / 'none.npz'}")
 
     (tmp_path / "x.csv").write_text("1 2 3")
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "x.csv")
-    cases.append((error, f"{tmp_path / 'x.csv'}: unsupported camera track file type '.csv'; use one of .npy, .npz, "
-                         ".txt, .tum"))
+    assert camera("x.csv") == (f"{tmp_path / 'x.csv'}: unsupported camera track file type '.csv'; use one of .npy, "
+                               ".npz, .txt, .tum")
 
     np.save(tmp_path / "p.npy", poses)
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "p.npy")
-    cases.append((error, f"{tmp_path / 'p.npy'}: a .npy track carries no times; give its frame rate (fps)"))
+    assert camera("p.npy") == f"{tmp_path / 'p.npy'}: a .npy track carries no times; give its frame rate (fps)"
 
     np.save(tmp_path / "flat.npy", np.zeros((5, 9)))
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "flat.npy", fps=30)
-    cases.append((error, f"{tmp_path / 'flat.npy'}: expected camera poses of shape (N, 4, 4), got (5, 9)"))
+    assert camera("flat.npy", fps=30) == (
+        f"{tmp_path / 'flat.npy'}: expected camera poses of shape (N, 4, 4), got (5, 9)")
 
     np.savez(tmp_path / "k.npz", pose=poses, times=np.arange(5.0))
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "k.npz")
-    cases.append((error, f"{tmp_path / 'k.npz'}: no array 'poses' (camera poses (N, 4, 4)); found keys: pose, times"))
+    assert camera("k.npz") == (
+        f"{tmp_path / 'k.npz'}: no array 'poses' (camera poses (N, 4, 4)); found keys: pose, times")
 
     np.savez(tmp_path / "t.npz", poses=poses)
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "t.npz")
-    cases.append((error, f"{tmp_path / 't.npz'}: needs exactly one of 'times' (seconds per frame) or 'fps' beside "
-                         "'poses'; found keys: poses"))
+    assert camera("t.npz") == (f"{tmp_path / 't.npz'}: needs exactly one of 'times' (seconds per frame) or 'fps' "
+                               "beside 'poses'; found keys: poses")
 
     np.savez(tmp_path / "order.npz", poses=poses, times=np.array([0.0, 0.1, 0.2, 0.2, 0.3]))
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "order.npz")
-    cases.append((error, f"{tmp_path / 'order.npz'}: times must be strictly increasing; frame 3 at 0.2 s follows "
-                         "0.2 s"))
+    assert camera("order.npz") == (
+        f"{tmp_path / 'order.npz'}: times must be strictly increasing; frame 3 at 0.2 s follows 0.2 s")
 
     skewed = poses.copy()
     skewed[2, 0, 1] = 0.3
     np.savez(tmp_path / "skew.npz", poses=skewed, fps=30.0)
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "skew.npz")
-    cases.append((error, f"{tmp_path / 'skew.npz'}: frame 2 has a rotation that is not orthonormal (R^T R != I)"))
+    assert camera("skew.npz") == (
+        f"{tmp_path / 'skew.npz'}: frame 2 has a rotation that is not orthonormal (R^T R != I)")
 
     (tmp_path / "short.txt").write_text("# t tx ty tz qx qy qz qw\n0 0 0 0 0 0 0 1\n0.1 0 0 0 0 0 1\n")
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "short.txt")
-    cases.append((error, f"{tmp_path / 'short.txt'}:3: expected 8 numbers 't tx ty tz qx qy qz qw', "
-                         "got '0.1 0 0 0 0 0 1'"))
+    assert camera("short.txt") == (f"{tmp_path / 'short.txt'}:3: expected 8 numbers 't tx ty tz qx qy qz qw', "
+                                   "got '0.1 0 0 0 0 0 1'")
 
     (tmp_path / "zero.txt").write_text("0 0 0 0 0 0 0 0\n")
-    with pytest.raises(ValueError) as error:
-        read_camera_track(tmp_path / "zero.txt")
-    cases.append((error, f"{tmp_path / 'zero.txt'}: the quaternion of sample 0 is zero or NaN"))
+    assert camera("zero.txt") == f"{tmp_path / 'zero.txt'}: the quaternion of sample 0 is zero or NaN"
 
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
-    with pytest.raises(ValueError) as error:
-        read_gaze_track(tmp_path / "bad.npy", fps=30)
-    assert _message(error).startswith(f"{tmp_path / 'bad.npy'}: not a readable .npy array (")
+    assert _error(ValueError, read_gaze_track, tmp_path / "bad.npy", fps=30).startswith(
+        f"{tmp_path / 'bad.npy'}: not a readable .npy array (")
 
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ValueError) as error:
-        read_gaze_track(tmp_path / "objects.npy", fps=30)
-    assert _message(error).startswith(f"{tmp_path / 'objects.npy'}: not a readable .npy array (")
+    assert _error(ValueError, read_gaze_track, tmp_path / "objects.npy", fps=30).startswith(
+        f"{tmp_path / 'objects.npy'}: not a readable .npy array (")
 
     np.savez(tmp_path / "gaze3.npz", gaze=np.zeros((4, 3)), fps=30)
-    with pytest.raises(ValueError) as error:
-        read_gaze_track(tmp_path / "gaze3.npz")
-    cases.append((error, f"{tmp_path / 'gaze3.npz'}: expected gaze pixels of shape (N, 2), got (4, 3)"))
+    assert _error(ValueError, read_gaze_track, tmp_path / "gaze3.npz") == (
+        f"{tmp_path / 'gaze3.npz'}: expected gaze pixels of shape (N, 2), got (4, 3)")
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError) as error:
-        read_camera_tracks(empty)
-    cases.append((error, f"no camera track files (.npy, .npz, .txt, .tum) in {empty}"))
+    assert _error(FileNotFoundError, read_camera_tracks, empty) == (
+        f"no camera track files (.npy, .npz, .txt, .tum) in {empty}")
+    assert camera("empty") == f"{empty}: is a folder; read its files with read_camera_tracks"
 
-    with pytest.raises(ValueError) as error:
-        read_camera_track(empty)
-    cases.append((error, f"{empty}: is a folder; read its files with read_camera_tracks"))
-
-    with pytest.raises(ValueError) as error:
-        CameraTrack(times=np.zeros(0), poses=np.zeros((0, 4, 4)), source="nothing.npz")
-    cases.append((error, "nothing.npz: the track has no frames"))
-
-    with pytest.raises(ValueError) as error:
-        resample_gaze(GazeTrack(np.arange(3.0), np.zeros((3, 2)), source="g.txt"), max_gap=0.0)
-    cases.append((error, "g.txt: max_gap must be a positive number of seconds, got 0.0"))
-
-    for error, expected in cases:
-        assert _message(error) == expected
+    assert _error(ValueError, CameraTrack, times=np.zeros(0), poses=np.zeros((0, 4, 4)), source="nothing.npz") == (
+        "nothing.npz: the track has no frames")
+    assert _error(ValueError, resample_gaze, GazeTrack(np.arange(3.0), np.zeros((3, 2)), source="g.txt"),
+                  max_gap=0.0) == "g.txt: max_gap must be a positive number of seconds, got 0.0"

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from egom2p.tokenizers.cli import main
+from egom2p.tokenizers.synthetic import synthetic_camera_windows
 from egom2p.tokenizers.vqvae import VQVAE
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "examples"
@@ -38,3 +40,12 @@ def save_tiny_tokenizer(directory: Path, kind: str, seed: int = 0) -> VQVAE:
     torch.manual_seed(seed)
     VQVAE.from_preset(f"{kind}-tiny").save_pretrained(directory)
     return VQVAE.from_pretrained(directory)
+
+
+def camera_inputs(root: Path, sizes: tuple[int, int]) -> Path:
+    """``root`` holding a tiny camera tokenizer (``cam/``) and two window files ``a.npy``, ``b.npy`` of ``sizes``
+    synthetic windows (seeds 1 and 2)."""
+    save_tiny_tokenizer(root / "cam", "cam")
+    np.save(root / "a.npy", synthetic_camera_windows(sizes[0], seed=1))
+    np.save(root / "b.npy", synthetic_camera_windows(sizes[1], seed=2))
+    return root

@@ -21,7 +21,6 @@ import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from egom2p.model import EgoM2P
@@ -29,7 +28,6 @@ from egom2p.train.checkpoint import CheckpointManager, detached
 from egom2p.train.optim import build_optimizer
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-ROOT = Path(__file__).resolve().parents[3]
 WINDOW_S = 30.0  # torchrun's SIGTERM -> SIGKILL grace period
 FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # the trainer's options
 
@@ -58,7 +56,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = EgoM2P.from_preset("egom2p-base", modalities=str(ROOT / "configs/modalities/egom2p.yaml"))
+    model = EgoM2P.from_preset("egom2p-base", modalities="egom2p")
     optimizer = build_optimizer(model, 4e-4)
     for p in model.parameters():
         p.grad = torch.zeros_like(p)

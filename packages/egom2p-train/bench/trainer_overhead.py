@@ -9,15 +9,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from egom2p.model import EgoM2P
 from egom2p.train.config import load_config
 from egom2p.train.distributed import DistInfo
 from egom2p.train.trainer import Trainer
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 class RandomBatches:
@@ -61,7 +58,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as out:
         # The demo config with the benchmark's sizes; its data config is only read, not loaded.
-        cfg = load_config(ROOT / "configs/train/demo-cpu.yaml", [
+        cfg = load_config("demo-cpu", [
             f"model.dim={args.dim}", f"model.encoder_depth={args.depth}", f"model.decoder_depth={args.depth}",
             "model.num_heads=4", f"output_dir={out}", f"loader.batch_size={args.batch}",
             f"schedule.epoch_size={args.batch * 1000}", "schedule.epochs=2", "schedule.warmup_epochs=1"])

@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import torch
+from egom2p.core.packing import PackedBatch
 from egom2p.model import EgoM2P, EgoM2PConfig, preset_config
 
 ROOT = Path(__file__).resolve().parents[3]
-TINY_MODALITIES = ROOT / "configs/modalities/tiny.yaml"
+TINY_MODALITIES = "tiny"  # the shipped modalities preset, by name
 BUDGETS = (16, 16)  # input / target tokens per sample, out of tok_rgb's 32
 
 
@@ -17,9 +18,11 @@ def tiny_config() -> EgoM2PConfig:
 
 
 class PoisonableEgoM2P(EgoM2P):
-    """EgoM2P whose loss is NaN for a batch whose ``poison`` entry is set (the hook for non-finite steps)."""
+    """EgoM2P whose loss is NaN for a masked batch whose ``poison`` entry is set (the hook for non-finite steps)."""
 
     def forward(self, batch, **kwargs):
+        if isinstance(batch, PackedBatch):
+            return super().forward(batch, **kwargs)
         out = super().forward({k: v for k, v in batch.items() if k != "poison"}, **kwargs)
         if "poison" in batch and batch["poison"]["flag"].any():
             out.loss = out.loss * float("nan")

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = [
-    "model.preset=egom2p-tiny", f"model.modalities={ROOT / 'configs/modalities/tiny.yaml'}", "model.dim=48",
+    "model.preset=egom2p-tiny", "model.modalities=tiny", "model.dim=48",
     "model.encoder_depth=1", "model.decoder_depth=1", "model.num_heads=4", "model.attn_backend=sdpa",
     "dtype=float32", "device=cpu", "loader.num_workers=0", "loader.batch_size=4", "loader.pack_rows=2", "loader.pack_multiple=32", "data.train.num_input_tokens=24",
     "data.train.num_target_tokens=24", "schedule.epoch_size=32", "schedule.epochs=3", "schedule.warmup_epochs=1",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from egom2p.core.checkpoints import INTEGRITY_NAME, verify_checkpoint_dir
-from egom2p.core.disk_space import DiskFullError
+from egom2p.core.errors import DiskFullError
 from egom2p.train.checkpoint import CheckpointManager
 from egom2p.train.config import ConfigError, load_config
 from egom2p.train.faults import NonFiniteStepError
@@ -151,7 +151,7 @@ def test_a_stop_inside_a_nan_streak_is_not_a_clean_stop(tmp_path):
     ("schedule.warmup_epochs=.inf", "schedule.warmup_epochs"), ("model.mlp_ratio=.inf", "model.mlp_ratio"),
 ])
 def test_infinite_or_nan_values_are_refused_naming_the_key(override, key):
-    base = [f"data={ROOT / 'configs/data/demo.yaml'}", "output_dir=/tmp/run", "schedule.epoch_size=1000"]
+    base = ["data=demo", "output_dir=/tmp/run", "schedule.epoch_size=1000"]
     with pytest.raises(ConfigError, match=rf"^config key '{key}': must be a finite number, got .*(inf|nan)") as err:
         load_config(None, [*base, override])
     assert err.value.key == key

@@ -6,12 +6,13 @@ import sys
 
 import pytest
 import yaml
+from egom2p.core.presets import preset_file
 from egom2p.train import __version__
 from egom2p.train.cli import build_parser, main
 from egom2p.train.config import load_config
 from launch import ENV, ROOT, TINY, logged_steps, train_command
 
-DEMO = str(ROOT / "configs/train/demo-cpu.yaml")
+DEMO = "demo-cpu"  # the shipped config, by name
 RELEASED = str(ROOT / "configs/train/egom2p-b-released.yaml")
 
 
@@ -55,7 +56,7 @@ def test_print_config_prints_the_resolved_tree_and_it_loads_back(capsys, tmp_pat
     tree = yaml.safe_load(text)
     assert tree["model"]["dim"] == 48 and tree["model"]["mlp_ratio"] == 4.0 and tree["loader"]["batch_size"] == 32
     assert tree["data"]["train"]["num_input_tokens"] == 32
-    assert tree["model"]["modalities"] == str(ROOT / "configs/modalities/tiny.yaml")  # resolved, absolute
+    assert tree["model"]["modalities"] == preset_file("modalities", "tiny")  # the name resolved to the shipped file
     (tmp_path / "resolved.yaml").write_text(text)
     assert load_config(tmp_path / "resolved.yaml") == load_config(DEMO, ["model.dim=48", "data.train.num_input_tokens=32"])
 

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from egom2p.core.presets import preset_file
 from egom2p.model import EgoM2PConfig, preset_config
 from egom2p.train.config import ConfigError, TrainConfig, config_keys, load_config, save_resolved_config
 
 ROOT = Path(__file__).resolve().parents[3]
-DEMO_DATA = ROOT / "configs/data/demo.yaml"
+DEMO_DATA = Path(preset_file("data", "demo"))
 BASE = {"data": str(DEMO_DATA), "output_dir": "/tmp/run", "schedule": {"epoch_size": 1000}}
+BASE_OVERRIDES = ["data=demo", "output_dir=/tmp/run", "schedule.epoch_size=1000"]
 
 # Every key of the tree, data subtree included (torchtitan's test_no_new_cli_options habit). A new key
 # fails this test until it is added here, so the README's key table and the docs stay in step.
@@ -20,7 +22,7 @@ FROZEN_KEYS = [
     'checkpoint.init_from', 'checkpoint.keep_last_k', 'checkpoint.s3_save_dir', 'checkpoint.save_ckpt_freq',
     'compile', 'data',
     'data.train.datasets.<name>.alphas_config', 'data.train.datasets.<name>.data_path',
-    'data.train.datasets.<name>.enforce_domains', 'data.train.datasets.<name>.in_domains',
+    'data.train.datasets.<name>.data_root', 'data.train.datasets.<name>.enforce_domains', 'data.train.datasets.<name>.in_domains',
     'data.train.datasets.<name>.input_alphas', 'data.train.datasets.<name>.min_input_tokens',
     'data.train.datasets.<name>.min_target_tokens', 'data.train.datasets.<name>.modality_name_map',
     'data.train.datasets.<name>.num_input_tokens', 'data.train.datasets.<name>.num_target_tokens',
@@ -29,7 +31,7 @@ FROZEN_KEYS = [
     'data.train.datasets.<name>.wds_shuffle_buffer_tar', 'data.train.max_bad_fraction',
     'data.train.min_input_tokens', 'data.train.min_target_tokens', 'data.train.num_input_tokens',
     'data.train.num_target_tokens', 'data.train.s3_retry_seconds', 'data.train.weights',
-    'data.val.datasets.<name>.data_path', 'data.val.datasets.<name>.in_domains',
+    'data.val.datasets.<name>.data_path', 'data.val.datasets.<name>.data_root', 'data.val.datasets.<name>.in_domains',
     'data.val.datasets.<name>.min_input_tokens', 'data.val.datasets.<name>.min_target_tokens',
     'data.val.datasets.<name>.modality_name_map', 'data.val.datasets.<name>.num_input_tokens',
     'data.val.datasets.<name>.num_target_tokens', 'data.val.datasets.<name>.out_domains', 'device', 'dtype',
@@ -103,6 +105,8 @@ def test_a_config_file_given_as_an_override_suggests_config():
     with pytest.raises(ConfigError, match=r"override 'configs/train/demo-cpu.yaml' is not of the form key=value \(a "
                                           r"config file is given with --config: --config configs/train/demo-cpu.yaml\)"):
         load_config(None, ["configs/train/demo-cpu.yaml"])
+    with pytest.raises(ConfigError, match=r"\(a config file is given with --config: --config demo-cpu\)"):
+        load_config(None, ["demo-cpu"])  # a shipped config's name
     with pytest.raises(ConfigError, match=r"override 'optim.blr' is not of the form key=value$"):
         load_config(None, ["optim.blr"])
 
@@ -185,6 +189,19 @@ def test_data_errors_name_the_data_file_and_the_overrides(tmp_path):
         load_config(write_base(), ["data.train.datasets.synth_ful.data_path=x"])
 
 
+def test_a_folder_as_data_path_fails_at_start_in_one_line_naming_data_root(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write_base(), [f"data.train.datasets.synth_full.data_path={tmp_path}"])
+    message = str(info.value)
+    assert "\n" not in message and info.value.key == "data"
+    assert f"'train.datasets.synth_full.data_path': '{tmp_path}' is not a shard pattern" in message
+    assert "goes in data_root" in message
+    # An override of the other source key replaces the entry's: the val entry now reads a root.
+    cfg = load_config(write_base(), [f"data.val.datasets.synth_full.data_root={tmp_path}"])
+    assert (cfg.data.val["synth_full"].data_root, cfg.data.val["synth_full"].data_path) == (str(tmp_path), None)
+    assert cfg.to_dict()["data"]["val"]["datasets"]["synth_full"] == {"data_root": str(tmp_path)}
+
+
 def test_inline_data_mapping(tmp_path):
     inline = yaml.safe_load(DEMO_DATA.read_text())
     cfg = load_config(write(tmp_path, {**BASE, "data": inline}), ["data.train.num_target_tokens=16"])
@@ -197,21 +214,61 @@ def test_relative_paths_follow_the_file_or_the_working_directory(tmp_path, monke
     (project / "configs/data").mkdir()
     (project / "configs/data/d.yaml").write_text(DEMO_DATA.read_text())
     path = write(project / "configs/train", {**BASE, "data": "configs/data/d.yaml", "output_dir": "runs/a",
-                                             "model": {"modalities": str(ROOT / "configs/modalities/tiny.yaml")}})
+                                             "model": {"modalities": "tiny"}})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     cfg = load_config(path)
     # In a file: against the file's project root (the folder holding configs/), from any working directory.
     assert cfg.output_dir == str(project / "runs/a")
-    assert cfg.data["train"]["datasets"]["synth_full"]["alphas_config"] == str(project / "configs/alphas/demo_rgb2all_all2all.yaml")
-    assert cfg.data["train"]["datasets"]["synth_full"]["data_path"].startswith(str(project / "data/demo/train/"))
+    assert cfg.data.train["synth_full"].alphas_config == preset_file("alphas", "demo_rgb2all_all2all")  # by name
+    assert cfg.data.train["synth_full"].data_path.startswith(str(project / "data/demo/train/"))
     # On the command line: against the working directory; URLs unchanged.
     cfg = load_config(path, ["output_dir=out", "data.train.datasets.synth_full.data_path=shards/x.tar",
                              "data.val.datasets.synth_full.data_path=s3://bucket/val.tar"])
     assert cfg.output_dir == os.path.join(elsewhere, "out")
-    assert cfg.data["train"]["datasets"]["synth_full"]["data_path"] == str(elsewhere / "shards/x.tar")
-    assert cfg.data["val"]["datasets"]["synth_full"]["data_path"] == "s3://bucket/val.tar"
+    assert cfg.data.train["synth_full"].data_path == str(elsewhere / "shards/x.tar")
+    assert cfg.data.val["synth_full"].data_path == "s3://bucket/val.tar"
+
+
+def test_shipped_configs_are_named_and_resolve_where_they_are_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing of the checkout is reachable: the names find the installed files
+    cfg = load_config("demo-cpu")
+    assert cfg.output_dir == str(tmp_path / "runs/demo-cpu")  # relative paths: against the working directory
+    assert cfg.data.train["synth_full"].data_path.startswith(f"{tmp_path}/data/demo/train/")
+    assert cfg.data.train["synth_full"].alphas_config == preset_file("alphas", "demo_rgb2all_all2all")
+    assert sorted(cfg.model_config().modalities) == ["tok_cam", "tok_depth", "tok_gaze", "tok_rgb"]
+    assert cfg.model_config().modalities["tok_rgb"].grid == (2, 4, 4)  # the tiny set, not the released one
+    assert load_config("cam-demo-cpu").recipe == "tokenizer"
+    hand = load_config("demo-hand-finetune")
+    assert "tok_hand" in hand.model_config().modalities and hand.checkpoint.init_from == str(tmp_path / "runs/demo-cpu")
+    # Named in a config file: the shipped data config's paths resolve against that file's project root.
+    (tmp_path / "proj/configs").mkdir(parents=True)
+    path = write(tmp_path / "proj/configs", {**BASE, "data": "demo", "model": {"modalities": "tiny"}})
+    assert load_config(path).data.val["synth_full"].data_path.startswith(f"{tmp_path}/proj/data/demo/val/")
+    # A data override takes a name too.
+    cfg = load_config("demo-cpu", ["data.train.datasets.synth_full.alphas_config=mix_mod4_all2all_uni"])
+    assert cfg.data.train["synth_full"].alphas_config == preset_file("alphas", "mix_mod4_all2all_uni")
+
+
+def test_an_existing_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, {**BASE, "output_dir": "mine"}, name="demo-cpu")
+    assert load_config("demo-cpu").output_dir == str(tmp_path / "mine")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("demo-cpuu", []), "config file not found: demo-cpuu, and the train presets are cam-demo-cpu, demo-cpu, "),
+    ((None, [*BASE_OVERRIDES, "model.modalities=tinyy"]), "config key 'model.modalities' (command-line override "
+     "'model.modalities=tinyy'): config file not found: {cwd}/tinyy, and the modalities presets are egom2p, tiny, tiny-hand"),
+    ((None, ["data=demoo"]), "config key 'data' (command-line override 'data=demoo'): config file not found: {cwd}/demoo, "
+     "and the data presets are demo, demo-hand"),
+])
+def test_an_unknown_name_is_one_line_with_the_known_names(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_config(*args)
+    assert "\n" not in str(err.value) and str(err.value).startswith(message.format(cwd=tmp_path)), str(err.value)
 
 
 def test_resolved_config_round_trips(tmp_path, monkeypatch):

@@ -89,13 +89,16 @@ def test_released_data_config_means_ours(released):
     for split in ("train", "val"):
         for name, mine in getattr(ours, split).items():
             theirs = getattr(reference, split)[name]
-            skip = ("data_path", "alphas_config")
+            skip = ("data_path", "data_root", "alphas_config")
             assert {k: v for k, v in vars(mine).items() if k not in skip} == \
                    {k: v for k, v in vars(theirs).items() if k not in skip}, name
             assert load_alphas_config(mine.alphas_config) == load_alphas_config(theirs.alphas_config)
             if split == "train":  # the same shards under another root (ours: a placeholder bucket)
                 assert _folders_and_tail(mine.data_path) == _folders_and_tail(theirs.data_path)
                 assert mine.data_path.startswith("/iopsstor/scratch/cscs/lgen/main_model_token/")
+            else:  # the original's val data_path is a root: ours names it data_root, as the released config does
+                assert (mine.data_path, theirs.data_path) == (None, None)
+                assert mine.data_root == "/iopsstor/scratch/cscs/lgen/main_model_token/val_correct"
 
 
 def test_report_names_what_is_not_carried(tmp_path, capsys):
@@ -139,7 +142,7 @@ def test_finetune_keys_are_carried(tmp_path, capsys):
     assert (cfg.schedule.epochs, cfg.schedule.warmup_epochs, cfg.schedule.global_batch_size) == (10, 1.0, 32)
     # Keys the file leaves out take the original's code defaults where they differ from ours.
     assert cfg.data_config().train["holoassist"].num_input_tokens == 2048  # the dataset's own budget wins
-    assert cfg.data["train"]["num_input_tokens"] == 128  # the original's code default, written explicitly
+    assert cfg.to_dict()["data"]["train"]["num_input_tokens"] == 128  # the original's code default, written explicitly
     assert cfg.output_dir == str(tmp_path / "ours" / "runs" / "finetune")  # no output_dir: ours needs one
     assert "fixed_eval (default): True: ours has no fixed-budget evaluation" in out
 

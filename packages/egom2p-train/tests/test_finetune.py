@@ -13,7 +13,7 @@ from egom2p.model import EgoM2P, is_block_parameter, parameter_modality, write_p
 from egom2p.train.config import ConfigError, FinetuneConfig, LoraSection
 from egom2p.train.finetune import match_pretrained
 from egom2p.train.trainer import Trainer
-from fakes import BUDGETS, ROOT, FakeLoader, PoisonableEgoM2P, tiny_config
+from fakes import BUDGETS, FakeLoader, PoisonableEgoM2P, tiny_config
 from test_trainer_loop import CPU, make_cfg
 
 HAND = {"vocab_size": 32, "length": 8, "folder": "hand"}
@@ -188,7 +188,7 @@ def test_finetune_mistakes_are_one_line_naming_the_key(overrides, message):
     from egom2p.train.config import load_config
     from egom2p.train.schedule import dry_run_report
 
-    demo = ROOT / "configs/train/demo-cpu.yaml"
+    demo = "demo-cpu"
     with pytest.raises(ConfigError) as err:
         dry_run_report(load_config(demo, overrides), 1)
     assert message in str(err.value)

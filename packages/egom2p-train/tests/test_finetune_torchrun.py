@@ -3,7 +3,7 @@
 import pytest
 import torch
 from egom2p.model import EgoM2P, is_block_parameter, preset_config, write_pretrained
-from launch import ROOT, command, final_weights, run, step_dirs
+from launch import command, final_weights, run, step_dirs
 
 # Two-process runs take a while on a shared CPU: the whole suite runs them (first), the per-package isolation check not.
 pytestmark = pytest.mark.long(seconds=30)
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.long(seconds=30)
 def pretrained(tmp_path_factory):
     """Weights to fine-tune, of launch.py's TINY architecture, perturbed away from their initialisation."""
     torch.manual_seed(1)
-    model = EgoM2P(preset_config("egom2p-tiny", modalities=str(ROOT / "configs/modalities/tiny.yaml"), dim=48,
+    model = EgoM2P(preset_config("egom2p-tiny", modalities="tiny", dim=48,
                                  encoder_depth=1, decoder_depth=1, num_heads=4, attn_backend="sdpa"))
     with torch.no_grad():
         for param in model.parameters():

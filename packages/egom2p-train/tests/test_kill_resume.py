@@ -10,6 +10,7 @@ from launch import command, final_weights, run, start_and_wait_for_step, step_di
 
 
 @pytest.mark.xdist_group("torchrun")
+@pytest.mark.long(seconds=45)
 def test_sigkill_mid_run_and_mid_save_then_resume_matches_uninterrupted(tmp_path, demo_data_config):
     ref = tmp_path / "ref"
     run(command(ref, demo_data_config, "schedule.max_steps=8"))
@@ -41,6 +42,7 @@ def test_sigkill_mid_run_and_mid_save_then_resume_matches_uninterrupted(tmp_path
 
 
 @pytest.mark.xdist_group("torchrun")
+@pytest.mark.long(seconds=12)
 def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, demo_data_config):
     out = tmp_path / "term"
     proc = start_and_wait_for_step(command(out, demo_data_config, "schedule.max_steps=1000", "schedule.epochs=200",
@@ -55,6 +57,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, demo_data_confi
 
 
 @pytest.mark.xdist_group("torchrun")
+@pytest.mark.long(seconds=40)
 def test_resume_with_loader_workers_is_exact(tmp_path, demo_data_config):
     # The workers' stream positions travel in train_state.pt (a weights-only load) like the rest.
     workers = ("loader.num_workers=2", "checkpoint.every_steps=100")

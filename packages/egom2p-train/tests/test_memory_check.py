@@ -44,7 +44,7 @@ def estimate_for(cfg, micro_batch: int) -> MemoryEstimate:
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("width", [96, 192])
 def test_tokenizer_estimate_matches_the_saved_activations(dtype, width):
-    cfg = load_config(ROOT / "configs/tokenizers/cam-demo-cpu.yaml",
+    cfg = load_config("cam-demo-cpu",
                       [f"dtype={dtype}", f"tokenizer.dim_tokens={width}", "tokenizer.num_heads=4"])
     recipe = build_recipe(cfg)
     model = recipe.build_model().train()
@@ -63,7 +63,7 @@ def test_tokenizer_estimate_matches_the_saved_activations(dtype, width):
 def test_egom2p_estimate_matches_activations_and_logits(tmp_path, dim, budget):
     from egom2p.train.recipes.egom2p import EgoM2PRecipe
 
-    cfg = load_config(ROOT / "configs/train/demo-cpu.yaml",
+    cfg = load_config("demo-cpu",
                       ["model.preset=egom2p-tiny", f"model.modalities={TINY_MODALITIES}", f"model.dim={dim}",
                        "model.encoder_depth=2", "model.decoder_depth=2", "model.num_heads=4",
                        "model.attn_backend=sdpa", "dtype=float32"])
@@ -114,10 +114,10 @@ def test_a_run_too_large_for_the_machine_is_one_line():
 
 def test_check_memory_false_skips_the_refusal():
     huge = ["loader.batch_size=100000000"]
-    cfg = load_config(ROOT / "configs/tokenizers/cam-demo-cpu.yaml", huge)
+    cfg = load_config("cam-demo-cpu", huge)
     estimate, problem = check_training_memory(build_recipe(cfg), cfg, CPU)
     assert problem is not None and estimate.total > 1024 * GIB
-    cfg = load_config(ROOT / "configs/tokenizers/cam-demo-cpu.yaml", [*huge, "check_memory=false"])
+    cfg = load_config("cam-demo-cpu", [*huge, "check_memory=false"])
     assert check_training_memory(build_recipe(cfg), cfg, CPU)[1] is None
 
 
@@ -126,7 +126,7 @@ def test_lora_counts_only_the_adapters_as_trained():
     overrides = ["device=cpu", "check_memory=false"]
     full, _ = check_training_memory(*_recipe_and_cfg(overrides), CPU)
     lora, _ = check_training_memory(*_recipe_and_cfg([*overrides, "finetune.lora.rank=4", "checkpoint.init_from=x"]), CPU)
-    cfg = load_config(ROOT / "configs/train/demo-cpu.yaml", overrides)
+    cfg = load_config("demo-cpu", overrides)
     params = sum(p.numel() for p in build_recipe(cfg).build_model().parameters())
     assert full.states == params * 16  # fp32 weights + gradients + two AdamW moments
     assert params * 4 < lora.states < params * 4 + 0.1 * params * 12  # the base's weights + a few adapter states
@@ -134,5 +134,5 @@ def test_lora_counts_only_the_adapters_as_trained():
 
 
 def _recipe_and_cfg(overrides):
-    cfg = load_config(ROOT / "configs/train/demo-cpu.yaml", overrides)
+    cfg = load_config("demo-cpu", overrides)
     return build_recipe(cfg), cfg

@@ -1,4 +1,5 @@
-"""Optimizer groups follow SPEC 6.5: norms and biases undecayed, embeddings decayed, tied params once."""
+"""Optimizer groups as the original's (docs/original-behaviour.md#optimizer): norms and biases undecayed,
+embeddings decayed, tied params once."""
 
 import torch
 from egom2p.train.optim import build_optimizer, is_no_decay

@@ -1,14 +1,16 @@
 """loader.pack_rows: a fixed row count is honoured; null packs into the cheapest row count for the attention
-backend (one row with the Triton kernel, the least EgoM2P.packed_work among 1, 2, 4, ... rows otherwise),
-and the loss of what it picks is the loss of the unpacked batch."""
+backend (one row with the Triton kernel, the least egom2p.model.cost.packed_work among 1, 2, 4, ... rows
+otherwise), and the loss of what it picks is the loss of the unpacked batch."""
 
 import dataclasses
 
 import pytest
 import torch
+from egom2p.core.packing import PackedBatch
 from egom2p.data.packing import pack_batch
 from egom2p.model import EgoM2P
-from egom2p.train.packing import pack_micro_batch, row_samples
+from egom2p.model.cost import packed_work
+from egom2p.train.packing import pack_micro_batch
 from fakes import tiny_config
 
 
@@ -29,18 +31,18 @@ def model_with(backend: str) -> EgoM2P:
     return EgoM2P(dataclasses.replace(tiny_config(), attn_backend=backend))
 
 
-def work(model: EgoM2P, packed: dict) -> int:
-    return model.packed_work(row_samples(packed), (packed["encoder"]["ids"].shape[1], packed["decoder"]["ids"].shape[1]))
+def work(model: EgoM2P, packed: PackedBatch) -> int:
+    return packed_work(model, packed.row_samples(), packed.widths)
 
 
 def test_a_fixed_row_count_is_honoured():
     packed = pack_micro_batch(model_with("sdpa"), masked_batch(8), (None, None), num_rows=3, multiple=4)
-    assert packed["encoder"]["ids"].shape[0] == 3
+    assert packed.num_rows == 3
 
 
 def test_triton_packs_into_one_row():
     packed = pack_micro_batch(model_with("triton"), masked_batch(8), (None, None), num_rows=None, multiple=4)
-    assert packed["encoder"]["ids"].shape[0] == 1
+    assert packed.num_rows == 1
 
 
 @pytest.mark.parametrize("batch_size", [1, 5, 16])
@@ -50,19 +52,19 @@ def test_dense_backend_picks_the_least_work(batch_size):
     candidates = [pack_batch(batch, num_rows=r, multiple=4) for r in (1, 2, 4, 8, 16) if r <= batch_size]
     assert work(model, chosen) == min(work(model, p) for p in candidates)
     if batch_size == 16:  # the cheapest is not one long row: dense attention pays every pair of a row
-        assert chosen["encoder"]["ids"].shape[0] > 1
+        assert chosen.num_rows > 1
 
 
 def test_work_counts_every_pair_of_a_short_row_and_own_pairs_with_triton_or_long_cpu_rows(monkeypatch):
     dense, triton = model_with("sdpa"), model_with("triton")
     one_row, two_rows = [[(50, 25), (50, 25)]], [[(50, 25)], [(50, 25)]]
     # Triton: linear in the slots, whatever the rows.
-    assert triton.packed_work(one_row, (100, 50)) == triton.packed_work(two_rows, (50, 25))
+    assert packed_work(triton, one_row, (100, 50)) == packed_work(triton, two_rows, (50, 25))
     # sdpa on short rows (the calls of per-run attention would cost more): every pair of a row.
-    assert dense.packed_work(one_row, (100, 50)) > dense.packed_work(two_rows, (50, 25))
+    assert packed_work(dense, one_row, (100, 50)) > packed_work(dense, two_rows, (50, 25))
     # ... and when per-run attention pays (free calls here), each sample's own pairs, as Triton.
     monkeypatch.setattr("egom2p.model.attention._MACS_PER_CALL", 0)
-    assert dense.packed_work(one_row, (100, 50)) == dense.packed_work(two_rows, (50, 25))
+    assert packed_work(dense, one_row, (100, 50)) == packed_work(dense, two_rows, (50, 25))
 
 
 def test_the_chosen_packing_gives_the_unpacked_loss():

@@ -3,7 +3,7 @@
 import sys
 
 import pytest
-from egom2p.core.cli import MissingExtraError
+from egom2p.core.errors import MissingExtraError
 from egom2p.train.cli import main
 from egom2p.train.metrics import MetricsLogger
 from egom2p.train.plot import plot_run, read_metrics, series

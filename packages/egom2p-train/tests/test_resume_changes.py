@@ -2,6 +2,7 @@
 a change of what is trained is refused unless ``resume.allow_changes`` lists it (issue 25)."""
 
 import pytest
+from egom2p.data.config import load_data_config
 from egom2p.train.config import (
     RESUME_RUN_KEYS,
     RESUME_TRAINED_KEYS,
@@ -16,15 +17,16 @@ from egom2p.train.config import (
 from test_trainer_loop import make_cfg
 from test_trainer_resume import trainer_for
 
-DATA = {"train": {"datasets": {"a": {"data_path": "/shards/a-{000..003}.tar", "in_domains": ["tok_rgb"]}},
-                  "num_input_tokens": 16},
+DATA = {"train": {"datasets": {"a": {"data_path": "/shards/a-{000..003}.tar", "in_domains": ["tok_rgb"],
+                                     "out_domains": ["tok_rgb"], "input_alphas": "1", "target_alphas": "1"}},
+                  "num_input_tokens": 16, "num_target_tokens": 16},
         "val": {"datasets": {"a": {"data_path": "/shards/a-val.tar"}}}}
 
 
-def with_data(cfg, **train):
-    """``cfg`` with a copy of ``DATA`` whose dataset ``a`` entry is updated by ``train``."""
-    cfg.data = {"train": {**DATA["train"], "datasets": {"a": {**DATA["train"]["datasets"]["a"], **train}}},
-                "val": DATA["val"]}
+def with_data(cfg, val=DATA["val"], **train):
+    """``cfg`` with a copy of ``DATA`` whose dataset ``a`` entry is updated by ``train`` (and ``val`` as its val)."""
+    cfg.data = load_data_config({"train": {**DATA["train"], "datasets": {"a": {**DATA["train"]["datasets"]["a"], **train}}},
+                                 "val": val})
     return cfg
 
 
@@ -99,8 +101,7 @@ def test_the_refusal_names_every_changed_key_and_run_side_changes_pass(tmp_path)
         trainer_for(cfg)[0].try_resume()
     assert err.value.key == "seed"
     # Changes of how the same thing is trained are logged, one line each, and the run goes on.
-    cfg = with_data(make_cfg(tmp_path), data_path="/shards/a-{000..003}.tar")
-    cfg.data["val"] = {"datasets": {}}
+    cfg = with_data(make_cfg(tmp_path), val={"datasets": {}}, data_path="/shards/a-{000..003}.tar")
     cfg.model.attn_backend, cfg.loader.num_workers, cfg.optim.clip_grad = "sdpa", 3, 0.5
     resumed, logs = trainer_for(cfg)
     resumed.try_resume()

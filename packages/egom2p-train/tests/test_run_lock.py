@@ -177,9 +177,8 @@ def test_check_stops_when_the_directory_is_no_longer_writable(tmp_path, monkeypa
 
 def test_print_config_and_dry_run_take_no_lock(tmp_path, capsys):
     from egom2p.train.cli import main
-    from launch import ROOT
 
-    demo = str(ROOT / "configs/train/demo-cpu.yaml")
+    demo = "demo-cpu"
     held = RunLock.acquire(tmp_path / "held")  # a second lock in this process would be refused: exit 2
     try:
         for flag in ("--print-config", "--dry-run"):

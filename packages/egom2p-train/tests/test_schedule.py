@@ -1,4 +1,4 @@
-"""LR rule and cosine schedule: the released recipe's numbers (SPEC 6.3, 6.4)."""
+"""LR rule and cosine schedule: the released recipe's numbers (docs/original-behaviour.md#training-recipe)."""
 
 import math
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from egom2p.data.packing import pack_batch
 from egom2p.model import EgoM2P
+from egom2p.model.cost import flops_per_sample
 from egom2p.train.throughput import batch_flops, count_tokens
 from fakes import tiny_config
 
@@ -47,4 +48,4 @@ def test_computed_counts_padding_slots_and_equals_valid_without_padding(model):
                         "target_mask": torch.zeros(2, 32, dtype=torch.bool)}}
     tokens = count_tokens(full, (32, 32))
     assert tokens.valid == 128 and batch_flops(model, tokens)[0] == batch_flops(model, tokens)[1]
-    assert batch_flops(model, tokens)[1] == 2 * model.flops_per_sample(32, 32, {"tok_rgb": 32})
+    assert batch_flops(model, tokens)[1] == 2 * flops_per_sample(model.config, 32, 32, {"tok_rgb": 32})

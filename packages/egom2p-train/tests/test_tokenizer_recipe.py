@@ -33,7 +33,7 @@ TINY = ["recipe=tokenizer", "tokenizer.preset=cam-tiny", "tokenizer.dim_tokens=3
         "tokenizer_data.train=[{synthetic: {windows: 40, seed: 0}}]",
         "tokenizer_data.val=[{synthetic: {windows: 10, seed: 1}}]"]
 GAZE = ["tokenizer.preset=gaze-tiny", "tokenizer_data.gaze_frame=holoassist"]
-DEMO = ROOT / "configs/tokenizers/cam-demo-cpu.yaml"
+DEMO = "cam-demo-cpu"  # the shipped config, by name
 
 
 def config(out, *extra):
@@ -182,7 +182,7 @@ def one_line_error(argv, capsys):
 @pytest.mark.parametrize("override, message", [
     ("tokenizer.dim_token=64", "unknown config key 'tokenizer.dim_token'.*did you mean 'tokenizer.dim_tokens'"),
     ("model.dim=48", "config key 'model.dim' .* belongs to recipe 'egom2p', but this config has recipe 'tokenizer'"),
-    (f"data={ROOT / 'configs/data/demo.yaml'}", "config key 'data' .* belongs to recipe 'egom2p'"),
+    ("data=demo", "config key 'data' .* belongs to recipe 'egom2p'"),
     ("loss_type=token", "config key 'loss_type' .* belongs to recipe 'egom2p'"),
     ("tokenizer.dim_tokens=30", "config key 'tokenizer.dim_tokens': .*divisible by num_heads"),
     ("tokenizer.preset=cam-huge", "config key 'tokenizer.preset': unknown tokenizer preset 'cam-huge'"),
@@ -197,7 +197,7 @@ def test_config_mistakes_are_one_line_naming_the_key(tmp_path, capsys, override,
 
 
 def test_tokenizer_sections_are_refused_under_the_egom2p_recipe(tmp_path, capsys):
-    err = one_line_error(["--config", str(ROOT / "configs/train/demo-cpu.yaml"), "tokenizer.depth=2"], capsys)
+    err = one_line_error(["--config", "demo-cpu", "tokenizer.depth=2"], capsys)
     assert "config key 'tokenizer.depth'" in err and "belongs to recipe 'tokenizer'" in err
 
 
@@ -207,7 +207,7 @@ def test_gaze_needs_its_frame(tmp_path, capsys):
 
 
 def test_dry_run_prints_the_tokenizer_schedule(capsys):
-    demo = ROOT / "configs/tokenizers/gaze-demo-cpu.yaml"
+    demo = "gaze-demo-cpu"
     assert main(["--config", str(demo), "--dry-run", "--world-size", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
     cfg = load_config(demo)
@@ -240,6 +240,7 @@ def test_the_released_recipe_names_its_placeholder_data(capsys):
 
 
 @pytest.mark.xdist_group("torchrun")
+@pytest.mark.long(seconds=18)
 def test_two_process_gloo_run_keeps_codebooks_identical_and_learns_from_both_ranks(tmp_path):
     out = tmp_path / "run"
     proc = run([*train_command(2), *TINY, f"output_dir={out}", "schedule.max_steps=5", "loader.batch_size=4",

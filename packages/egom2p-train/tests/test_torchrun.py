@@ -9,6 +9,7 @@ from launch import command, final_weights, logged_steps, run, step_dirs
 
 
 @pytest.mark.xdist_group("torchrun")
+@pytest.mark.long(seconds=10)
 def test_two_process_gloo_run_logs_checkpoints_keeps_replicas_equal_and_resumes_under_fsdp(tmp_path, demo_data_config):
     out = tmp_path / "run"
     proc = run(command(out, demo_data_config, "schedule.max_steps=5", nproc=2))

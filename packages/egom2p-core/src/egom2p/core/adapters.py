@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from egom2p.core.checkpoint_files import read_config_json, read_safetensors
 
 __all__ = ["ADAPTER_CONFIG_NAME", "ADAPTER_FORMAT", "ADAPTER_PARTS", "ADAPTER_WEIGHTS_NAME", "adapter_scaling",
            "merge_adapter", "read_adapter", "write_adapter"]
@@ -54,8 +55,6 @@ def write_adapter(directory: str | os.PathLike, tensors: Mapping[str, torch.Tens
 def read_adapter(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """The adapter tensors and config of ``directory``, or None when it has none; a one-line ValueError naming the
     file when only one of the two files is there or the config is not ours."""
-    from egom2p.core.checkpoints import read_config_json, read_safetensors
-
     directory = Path(directory)
     weights, config = directory / ADAPTER_WEIGHTS_NAME, directory / ADAPTER_CONFIG_NAME
     if not weights.is_file() and not config.is_file():

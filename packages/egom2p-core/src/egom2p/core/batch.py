@@ -15,9 +15,11 @@ from typing import Any
 import torch
 from egom2p.core.modalities import ModalitySpec
 
-__all__ = ["BATCH_KEYS", "MASK_KEYS", "ModalityBatch", "validate_batch"]
+__all__ = ["BATCH_KEYS", "MASK_KEYS", "MaskedBatch", "ModalityBatch", "validate_batch"]
 
 BATCH_KEYS = ("tensor", "input_mask", "target_mask")
+#: The masked batch as a type: ``{modality: {"tensor", "input_mask", "target_mask"}}`` (the one alias every package uses).
+MaskedBatch = Mapping[str, Mapping[str, torch.Tensor]]
 MASK_KEYS = ("input_mask", "target_mask")
 
 

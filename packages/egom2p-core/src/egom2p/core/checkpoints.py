@@ -12,8 +12,8 @@ the weights, :mod:`egom2p.core.adapters`); a trainer's
 An original file is a pickle: :func:`load_torch_file` reads it with ``torch.load(weights_only=True)``,
 allowing ``argparse.Namespace`` (the originals' ``args``) and nothing else by default; a file holding other
 types is refused with the exact types and a one-time conversion the user can run on a file they trust.
-The file names and step-directory rule come from :mod:`egom2p.core.checkpoint_layout`, the durable writes
-from :mod:`egom2p.core.atomic`, the integrity manifest (``integrity.json``, which a trainer's step directories
+The file names and step-directory rule come from :mod:`egom2p.core.checkpoint_layout`, the safe reads of the
+weights and config files from :mod:`egom2p.core.checkpoint_files`, the durable writes from :mod:`egom2p.core.atomic`, the integrity manifest (``integrity.json``, which a trainer's step directories
 carry) from :mod:`egom2p.core.checkpoint_integrity`; all are re-exported here. Every directory read here is
 verified against its manifest when it has one, and its tensors against ``config.json``'s ``dtype`` when that
 is set; a write checks disk space first and says "disk full" (:mod:`egom2p.core.disk_space`) when it runs out.
@@ -34,6 +34,7 @@ import torch
 from egom2p.core import hub
 from egom2p.core.adapters import merge_adapter, read_adapter
 from egom2p.core.atomic import fsync_dir, write_atomic
+from egom2p.core.checkpoint_files import read_config_json, read_safetensors, short_text
 from egom2p.core.checkpoint_integrity import INTEGRITY_NAME, verify_checkpoint_dir, write_integrity
 from egom2p.core.checkpoint_layout import (
     CONFIG_NAME,
@@ -44,10 +45,9 @@ from egom2p.core.checkpoint_layout import (
     newest_step,
     step_dir_name,
 )
-from egom2p.core.cli import MissingExtraError
 from egom2p.core.disk_space import disk_full_errors, require_free_space, tensor_bytes
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from egom2p.core.errors import MissingExtraError
+from safetensors.torch import save_file
 
 __all__ = [
     "CONFIG_NAME", "INTEGRITY_NAME", "ORIGINAL_SUFFIXES", "SAFE_GLOBALS", "STEP_DIR_RE", "WEIGHTS_NAME",
@@ -56,7 +56,7 @@ __all__ = [
     "verify_checkpoint_dir", "write_atomic", "write_checkpoint_dir", "write_integrity",
 ]
 
-# The only non-tensor type the released originals need: their ``args`` (SPEC 8.1).
+# The only non-tensor type the released originals need: their ``args`` (docs/original-behaviour.md#checkpoints).
 SAFE_GLOBALS = (argparse.Namespace,)
 
 
@@ -81,43 +81,6 @@ def write_checkpoint_dir(
         write_atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         write_integrity(directory, (WEIGHTS_NAME, CONFIG_NAME))  # last: it records the two files above
         fsync_dir(directory)
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of safetensors file ``path`` (on the CPU); a one-line ValueError naming it when unreadable."""
-    try:
-        return load_file(os.fspath(path))
-    except SafetensorError as err:
-        raise ValueError(f"{path}: not a readable safetensors file ({_short(err)})") from None
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object's pairs as a dict; a key given twice (JSON keeps the last, silently) is an error."""
-    data: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in data:
-            raise _DuplicateKey(f"duplicate key {key!r}: which value is meant? keep one")
-        data[key] = value
-    return data
-
-
-def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON object in ``path``; a one-line ValueError naming the file when it is unreadable, not an object, or
-    gives a key twice."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_refuse_duplicates)
-    except _DuplicateKey as err:
-        raise ValueError(f"{path}: {err}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable JSON config ({_short(err)})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of config fields, got {type(data).__name__}")
-    return data
 
 
 def check_config_dtype(state: Mapping[str, torch.Tensor], dtype: Any, where: str) -> None:
@@ -249,10 +212,6 @@ def _refused_types(path: Path, err: Exception, allowed: Iterable[type]) -> list[
     return [n for n in names if n not in allowed_names]
 
 
-def _short(text: object, limit: int = 200) -> str:
-    return " ".join(str(text).split())[:limit]
-
-
 def load_torch_file(path: str | os.PathLike, safe_globals: Iterable[type] = SAFE_GLOBALS) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` allowing ``safe_globals`` besides tensors
     and plain containers.
@@ -273,18 +232,18 @@ def load_torch_file(path: str | os.PathLike, safe_globals: Iterable[type] = SAFE
             head = f.read(2)
         looks_like_torch = head == b"PK" or head[:1] == b"\x80"
         if "Weights only load failed" not in str(err) or not looks_like_torch:
-            raise ValueError(f"{path}: not a PyTorch checkpoint (UnpicklingError: {_short(err)})") from None
+            raise ValueError(f"{path}: not a PyTorch checkpoint (UnpicklingError: {short_text(err)})") from None
         refused = _refused_types(path, err, allowed)
         if refused:
             raise ValueError(f"{path}: holds {', '.join(refused)}, which the safe loader (torch.load with "
                              f"weights_only=True) does not allow; {_conversion_hint(path)}") from None
         # The unpickler's own words: after "WeightsUnpickler error:", else the last paragraph before the docs link.
         detail = str(err).split("Check the documentation")[0].split("WeightsUnpickler error:")[-1].strip()
-        reason = _short(detail.split("\n\n")[-1])
+        reason = short_text(detail.split("\n\n")[-1])
         raise ValueError(f"{path}: the safe loader (torch.load with weights_only=True) cannot read it ({reason}); "
                          f"{_conversion_hint(path)}") from None
     except (RuntimeError, EOFError, KeyError, ValueError, IndexError) as err:  # zip, EOF, bad-opcode errors
-        raise ValueError(f"{path}: not a PyTorch checkpoint ({type(err).__name__}: {_short(err)})") from None
+        raise ValueError(f"{path}: not a PyTorch checkpoint ({type(err).__name__}: {short_text(err)})") from None
 
 
 def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

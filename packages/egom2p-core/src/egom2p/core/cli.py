@@ -37,13 +37,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from egom2p.core.disk_space import DiskFullError
-from egom2p.core.shards import ShardError
+from egom2p.core.errors import DiskFullError, MissingExtraError, ShardError
 
 __all__ = [
     "CliParser",
     "HelpFormatter",
-    "MissingExtraError",
     "USER_ERRORS",
     "add_checkpoint_option",
     "add_data_options",
@@ -61,12 +59,8 @@ __all__ = [
 ]
 
 
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message says which ``pip install`` brings it."""
-
-
 # The exceptions that mean "the user gave something wrong": one line and exit 2, never a traceback.
-# DiskFullError: the message says "disk full" and names the path (egom2p.core.disk_space).
+# DiskFullError: the message says "disk full" and names the path (egom2p.core.errors).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
                ShardError, MissingExtraError, DiskFullError)
 
@@ -114,37 +108,30 @@ class CliParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
+def _number(text: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], unparsed: str, refused: str) -> Any:
+    """``convert(text)`` when ``ok`` holds; else the argparse error ``expected <unparsed|refused>, got 'text'``."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {unparsed}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {refused}, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a positive integer", "a positive integer")
 
 
 def finite_float(text: str) -> float:
     """argparse type: a finite number (``nan`` and ``inf`` are refused: they would poison every probability)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+    return _number(text, float, math.isfinite, "a number", "a finite number")
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+    return _number(text, float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", "a finite number >= 0")
 
 
 def parse_device(text: str) -> Any:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from egom2p.core.atomic import fsync_dir, write_atomic
-from egom2p.core.shards import sample_key
+from egom2p.core.layout import sample_key
 
 __all__ = ["SHARD_NAME", "DatasetWrite", "WriteMode", "begin_write", "existing_shards", "recover_writes",
            "refuse_existing", "shard_name"]

@@ -18,22 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HEADROOM", "DiskFullError", "disk_full_errors", "out_of_space_reason", "require_free_space", "tensor_bytes"]
+from egom2p.core.errors import DiskFullError
+
+__all__ = ["HEADROOM", "disk_full_errors", "out_of_space_reason", "require_free_space", "tensor_bytes"]
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 HEADROOM = 1 << 20  # file headers, config.json, the pickle around the tensors
-
-
-class DiskFullError(OSError):
-    """A write found no room: ``disk full: PATH: REASON[; HINT]`` (errno ``ENOSPC``, whatever the cause was)."""
-
-    def __init__(self, path: str | os.PathLike, reason: str, hint: str = ""):
-        self.path, self.reason = Path(path), reason
-        super().__init__(errno.ENOSPC, f"disk full: {path}: {reason}" + (f"; {hint}" if hint else ""))
-
-    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]"
-        return self.strerror
 
 
 def tensor_bytes(tree: Any) -> int:

@@ -33,8 +33,8 @@ def parse_choice(enum: type[_Choice], value: object, what: str) -> _Choice:
 
 
 class LossType(_Choice):
-    """How token losses are averaged (SPEC 3): per modality, per token, per present modality, or per
-    modality rescaled by ln(256) / ln(vocabulary size) (the original's ``weighted_mod``)."""
+    """How token losses are averaged: per modality, per token, per present modality, or per modality rescaled by
+    ln(256) / ln(vocabulary size) (the original's ``weighted_mod``; docs/original-behaviour.md#losses)."""
 
     MOD = "mod"
     TOKEN = "token"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from egom2p.core.checkpoint_layout import CONFIG_NAME, INTEGRITY_NAME, ORIGINAL_SUFFIXES, WEIGHTS_NAME
-from egom2p.core.cli import MissingExtraError, one_line
+from egom2p.core.cli import one_line
+from egom2p.core.errors import MissingExtraError
 
 __all__ = ["CARD_NAME", "INSTALL_HINT", "download_checkpoint", "is_hub_id", "require_hub", "upload_folder"]
 

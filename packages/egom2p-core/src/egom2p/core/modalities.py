@@ -1,10 +1,12 @@
 """Modality specs: the one description of a token modality, and the one reader of modality files.
 
-A modality file (``configs/modalities/*.yaml``) maps a modality name to
+A modality file maps a modality name to
 ``{vocab_size, grid: [T, H, W]}`` (a video token grid, 3-D sin-cos positions) or
 ``{vocab_size, length: L}`` (a token sequence, 1-D positions), plus an optional ``folder``: the
-name of the modality's shard folder (SPEC 1.6). The folder rule lives here and only here: without
-``folder``, a ``tok_`` prefix is dropped from the name (``tok_rgb`` -> ``rgb``).
+name of the modality's shard folder (docs/original-behaviour.md#shard-layout). The folder rule lives here and only here: without
+``folder``, a ``tok_`` prefix is dropped from the name (``tok_rgb`` -> ``rgb``). The modality sets that ship
+with egom2p-core (``egom2p``, the released one; ``tiny`` and ``tiny-hand``, the demos') are read by name
+(:mod:`egom2p.core.presets`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,10 @@ from typing import Any
 
 import numpy as np
 from egom2p.core.config_files import read_config_file
-from egom2p.core.shards import check_name
+from egom2p.core.layout import check_name
+from egom2p.core.presets import preset_file, resolve_preset
 
 __all__ = ["ModalitySpec", "RELEASED_MODALITIES", "default_folder", "load_modality_specs"]
-
-# The released EgoM2P set (SPEC 1.1), so that the packages work without the repository's configs/.
-RELEASED_MODALITIES: dict[str, dict[str, Any]] = {
-    "tok_cam": {"vocab_size": 256, "length": 30, "folder": "cam"},
-    "tok_depth": {"vocab_size": 64000, "grid": [5, 32, 32], "folder": "depth"},
-    "tok_gaze": {"vocab_size": 256, "length": 30, "folder": "gaze"},
-    "tok_rgb": {"vocab_size": 64000, "grid": [5, 32, 32], "folder": "rgb"},
-}
 
 _KEYS = ("vocab_size", "grid", "length", "folder")
 
@@ -138,16 +133,17 @@ def _parse_entry(name: Any, entry: Any, where: str) -> ModalitySpec:
 
 
 def load_modality_specs(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, ModalitySpec]:
-    """Read a modality file, or a mapping of entries or specs, into ``name -> ModalitySpec`` sorted by name.
+    """Read a modality file or preset name (``egom2p``, ``tiny``: :func:`egom2p.core.presets.resolve_preset`), or a
+    mapping of entries or specs, into ``name -> ModalitySpec`` sorted by name.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file and the bad
-    key otherwise. Two modalities may not share a shard folder.
+    Raises ``FileNotFoundError`` for a missing file that is no preset name (one line with the known names) and
+    ``ValueError`` naming the file and the bad key otherwise. Two modalities may not share a shard folder.
     """
     if isinstance(source, Mapping):
         raw: Any = source
         where = "<modalities>"
     else:
-        where = os.fspath(source)
+        where = resolve_preset("modalities", source).path
         raw = read_config_file(where)
     if not isinstance(raw, Mapping) or not raw:
         raise ValueError(f"{where}: expected a non-empty mapping of modality name -> {{vocab_size, grid|length}}")
@@ -158,3 +154,10 @@ def load_modality_specs(source: str | os.PathLike | Mapping[str, Any]) -> dict[s
             raise ValueError(f"{where}: modalities '{folders[spec.folder]}' and '{spec.name}' share the folder '{spec.folder}'")
         folders[spec.folder] = spec.name
     return specs
+
+
+# The released EgoM2P set, read from the shipped preset file (its one definition): the model's default modalities
+# and the set original checkpoints are converted with. Read by path, so no file of the working directory hides it.
+RELEASED_MODALITIES: dict[str, dict[str, Any]] = {
+    name: spec.to_dict() for name, spec in load_modality_specs(preset_file("modalities", "egom2p")).items()
+}

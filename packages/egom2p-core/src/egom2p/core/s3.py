@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
-from egom2p.core.cli import MissingExtraError
+from egom2p.core.errors import MissingExtraError
 
 __all__ = ["DEFAULT_RETRY_SECONDS", "RETRY_ENV", "exists_s3", "list_s3", "open_s3", "parse_s3_url", "read_s3", "retry_budget",
            "s3_client", "with_retries"]

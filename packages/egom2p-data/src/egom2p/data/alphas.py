@@ -1,4 +1,4 @@
-"""Alphas configs: the mixture-of-Dirichlet parameters of the masking (SPEC section 4.1), and the
+"""Alphas configs: the mixture-of-Dirichlet parameters of the masking (docs/original-behaviour.md#alphas-files), and the
 per-dataset alphas strings of data configs.
 
 File format (the original's ``setup_sampling_mod_info``)::
@@ -104,7 +104,8 @@ def _modality_entries(raw: Mapping[str, Any], where: str) -> tuple[Mapping[str, 
 
 
 def load_alphas_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> AlphasConfig:
-    """Load and validate an alphas config file or mapping (either layout of the module docstring).
+    """Load and validate an alphas config file, shipped preset name (``mix_mod4_all2all_uni``) or mapping (either
+    layout of the module docstring).
 
     Every modality needs ``input_alphas`` and ``target_alphas`` of the same length K, and
     ``sampling_weights`` (if given) needs K entries with a positive sum. Errors name the file and key.
@@ -113,8 +114,9 @@ def load_alphas_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> A
         raw, where = path_or_dict, "<alphas dict>"
     else:
         from egom2p.core.config_files import read_config_file  # imports PyYAML: see the module docstring
+        from egom2p.core.presets import resolve_preset
 
-        where = os.fspath(path_or_dict)
+        where = resolve_preset("alphas", path_or_dict).path  # a file, or the name of a shipped alphas config
         raw = read_config_file(where)
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: expected a mapping with 'alphas_mixture'")

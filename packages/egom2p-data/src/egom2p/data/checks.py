@@ -27,15 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from egom2p.core.errors import ShardError
+from egom2p.core.layout import expand_folders, expand_shard_pattern
 from egom2p.core.modalities import ModalitySpec
-from egom2p.core.shards import (
-    ShardError,
-    decode_tokens,
-    expand_folders,
-    expand_shard_pattern,
-    iter_tar_members,
-    open_url,
-)
+from egom2p.core.pairing import Sample, key_mismatches, pair_members
+from egom2p.core.shards import decode_tokens, iter_tar_members, open_url
 from egom2p.data.samples import SampleProblem, decode_sample, member_problem, read_token_header
 from tqdm import tqdm
 
@@ -73,7 +69,8 @@ class ShardReport:
 
     @property
     def samples(self) -> int:
-        """Samples training would read from these shards (keys of each shard's first folder)."""
+        """Samples training would read from these shards (the keys of each shard's folders, paired as the loader
+        pairs them)."""
         return sum(self.samples_per_shard.values())
 
     def format(self) -> str:
@@ -113,7 +110,9 @@ def _check_present(urls: list[dict[str, str]], pattern: str) -> None:
 
 
 def _end_marker_problem(data: bytes, url: str) -> str | None:
-    """A plain tar ends with a zero block after its last member; one cut at a member boundary does not."""
+    """A plain tar ends with a zero block after its last member; one cut at a member boundary does not.
+
+    The tar's structure, not its members (those come from core's reader): where its last member ends."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             members = len(tar.getmembers())
@@ -188,24 +187,17 @@ def _count_problems(report: ShardReport, expect: int | None) -> None:
         report.problems.append(f"{last_url}: {last_n} samples, more than the other shards ({usual})")
 
 
-def _check_samples(url: str, read: Mapping[str, list[tuple[str, str, bytes]]], modalities: Mapping[str, ModalitySpec] | None,
+def _check_samples(url: str, folders: list[str], samples: list[Sample], modalities: Mapping[str, ModalitySpec] | None,
                    by_folder: Mapping[str, str], report: ShardReport) -> None:
-    """The training loader's per-sample check on every sample of one shard (samples in the first folder's order)."""
+    """The training loader's per-sample check on every sample of one shard (paired as the loader pairs them)."""
     if modalities is None:
         return
-    own = {folder: by_folder[folder] for folder in read if folder in by_folder}
+    own = {folder: by_folder[folder] for folder in folders if folder in by_folder}
     if not own:
         return
     names = tuple(sorted(own.values()))
-    samples: dict[str, dict[str, tuple[str, bytes]]] = {}
-    first = next(iter(read))
-    for folder, members in read.items():
-        for key, ext, data in members:
-            if folder == first or key in samples:
-                samples.setdefault(key, {})
-                if folder in own:
-                    samples[key][own[folder]] = (f"{key}.{ext}", data)
-    for key, raw in samples.items():
+    for key, members in samples:
+        raw = {own[folder]: member for folder, member in members.items() if folder in own}
         result = decode_sample(raw, names, modalities)
         if isinstance(result, SampleProblem):
             report.problems.append(f"{url}:{key}: {result.detail} (training skips it: {result.reason})")
@@ -246,16 +238,10 @@ def inspect_shards(
                 _check_members(folder_url, members, summary, report)
         if not read:
             continue
-        first, first_members = next(iter(read.items()))
-        report.samples_per_shard[url] = len({key for key, _, _ in first_members})
-        for folder, members in read.items():
-            keys, ref = [k for k, _, _ in members], [k for k, _, _ in first_members]
-            if keys != ref:
-                diff = sorted(set(ref) ^ set(keys))[:3]
-                what = (f"keys differ ({len(keys)} vs {len(ref)} samples, e.g. {diff})" if diff
-                        else "keys are in a different order")
-                report.problems.append(f"{url}: folder '{folder}' vs '{first}': {what}")
-        _check_samples(url, read, modalities, by_folder, report)
+        report.problems += key_mismatches({folder: [k for k, _, _ in members] for folder, members in read.items()}, url)
+        samples = pair_members(read, "union", url)  # the loader's pairing: what training reads
+        report.samples_per_shard[url] = len(samples)
+        _check_samples(url, list(read), samples, modalities, by_folder, report)
     _count_problems(report, expect_samples_per_shard)
     return report
 

@@ -21,6 +21,7 @@ from egom2p.core.cli import (
     run_cli,
 )
 from egom2p.core.modalities import load_modality_specs
+from egom2p.core.presets import preset_names
 from egom2p.data import __version__
 
 PROG = "egom2p-data"
@@ -30,7 +31,7 @@ exit codes: 0 done; 1 nothing was inspected or validated, or validate found prob
 2 a usage or input error (one line on stderr)."""
 
 EPILOG = """examples:
-  # demo data for configs/data/demo.yaml (two datasets, train and val splits)
+  # demo data for the shipped data config demo (two datasets, train and val splits): egom2p-train --config demo-cpu
   egom2p-data synth --out data/demo
 
   # shards from one token file per sample and modality: tokens/<folder>/<key>.npy|.npz
@@ -45,8 +46,8 @@ EPILOG = """examples:
 
   # what is in a set of shards (local or s3://), and will training read all of it?
   egom2p-data inspect --data 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar'
-  egom2p-data validate --data 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar' --modalities configs/modalities/egom2p.yaml
-  egom2p-data validate --data shards/ --dataset egogen --modalities configs/modalities/egom2p.yaml --expect-samples-per-shard 1000
+  egom2p-data validate --data 'shards/[rgb,cam]/egogen/shard-{000000..000003}.tar' --modalities egom2p
+  egom2p-data validate --data shards/ --dataset egogen --modalities egom2p --expect-samples-per-shard 1000
 """
 
 
@@ -66,18 +67,20 @@ def _cmd_write(args: argparse.Namespace) -> int:
 
 
 def _pattern(args: argparse.Namespace, folders: list[str] | None) -> str:
-    """``--data`` as a shard pattern: a pattern as given, or a local root with ``--dataset``."""
+    """``--data`` as a shard pattern: a pattern as given, or a root (local or ``s3://``) with ``--dataset``
+    (:func:`egom2p.core.sources.is_shard_pattern` decides which)."""
+    from egom2p.core.sources import is_shard_pattern
     from egom2p.data.shards import dataset_pattern
 
     data = args.data
-    if "://" in data or data.endswith(".tar") or any(c in data for c in "[{"):
+    if is_shard_pattern(data):
         if args.dataset is not None:
             raise ValueError(f"--dataset applies to a root directory as --data, not to the shard pattern {args.data!r}")
         return data
-    if os.path.isdir(data):
-        if args.dataset is None:
-            raise ValueError(f"--data {data} is a directory: also give --dataset NAME (or a shard pattern)")
+    if args.dataset is not None:
         return dataset_pattern(data, args.dataset, folders)
+    if data.startswith("s3://") or os.path.isdir(data):
+        raise ValueError(f"--data {data} is a directory: also give --dataset NAME (or a shard pattern)")
     raise FileNotFoundError(f"--data {data}: not a shard pattern (.../shard-{{000000..000009}}.tar) and no such folder")
 
 
@@ -149,14 +152,15 @@ def build_parser() -> CliParser:
     for name, (short, description) in texts.items():
         p = sub.add_parser(name, help=short, description=description, epilog=EPILOG)
         add_data_options(p)
-        p.add_argument("--modalities", metavar="FILE",
-                       help="modality file (configs/modalities/*.yaml): check shapes and vocabularies as training does")
+        p.add_argument("--modalities", metavar="FILE|NAME",
+                       help="modality file, or the name of one egom2p-core ships ("
+                            f"{', '.join(preset_names('modalities'))}): check shapes and vocabularies as training does")
         if name == "validate":
             p.add_argument("--expect-samples-per-shard", type=positive_int, metavar="N",
                            help="every shard holds N samples, the last 1 to N (default: the most common count)")
 
     s = sub.add_parser("synth", help="write the synthetic demo dataset", description="Write the synthetic demo "
-                       "dataset (configs/modalities/tiny.yaml) as OUT/{train,val}/<folder>/<dataset>/shard-*.tar.",
+                       "dataset (the modalities tiny) as OUT/{train,val}/<folder>/<dataset>/shard-*.tar.",
                        epilog=EPILOG)
     s.add_argument("--out", default="data/demo", metavar="DIR", help="output folder")
     s.add_argument("--train-samples", type=positive_int, default=2048, metavar="N", help="samples per dataset in the train split")

@@ -1,4 +1,4 @@
-"""Data configs in the original's layout (SPEC 5.1), loaded into validated dataclasses.
+"""Data configs in the original's layout (docs/original-behaviour.md#data-config), loaded into validated dataclasses.
 
 ::
 
@@ -11,7 +11,7 @@
           type: multimodal                               # the only type (checked)
           in_domains: tok_rgb-tok_depth-tok_cam          # or a list
           out_domains: [tok_rgb, tok_depth, tok_cam]
-          alphas_config: configs/alphas/mix_mod4_all2all_uni.yaml   # or input_alphas / target_alphas strings
+          alphas_config: mix_mod4_all2all_uni            # a file or shipped preset; or input_alphas / target_alphas
           num_input_tokens: 1024                         # optional: this dataset's own budget
           min_input_tokens: 512
           data_path: 's3://bucket/[rgb,depth,cam]/egogen/token/shard-{000000..000040}.tar'
@@ -24,7 +24,14 @@
                                                          # (null: $EGOM2P_S3_RETRY_SECONDS, else 300)
     val:
       datasets:
-        egogen: {data_path: ...}                         # other keys fall back to the train entry
+        egogen: {data_root: 's3://bucket/val'}           # other keys fall back to the train entry
+
+A dataset's shards are named by exactly one of two keys (:mod:`egom2p.core.sources` resolves both):
+``data_path``, a shard pattern as above, or ``data_root``, a root folder under which they are
+``<root>/<folder>/<dataset name>/**.tar`` (validation also reads the original's per-sample files
+``<root>/<folder>/<dataset name>/<key>.npz`` there). The original's val ``data_path`` is such a root: a
+``data_path`` that is no shard pattern is an error saying to use ``data_root``. A val entry without
+either takes its train entry's.
 
 Keys keep the original's meanings (``pretrain_utils.py``); where this package deliberately differs, the
 config is rejected with a message that says so:
@@ -42,34 +49,52 @@ config is rejected with a message that says so:
 * :data:`CHECKED_KEYS` accept only the released value; :data:`NO_EFFECT_KEYS` are accepted and logged as
   having no effect, with the reason.
 
-Relative paths (:data:`PATH_KEYS`) follow :mod:`egom2p.core.paths`.
+Relative paths (:data:`PATH_KEYS`) follow :mod:`egom2p.core.paths`; they are made absolute once, when the
+config is read (:func:`read_data_tree`). ``alphas_config`` and the data config itself may also be the name of a
+config egom2p-data ships (``mix_mod4_all2all_uni``; ``demo``), by :func:`egom2p.core.presets.resolve_preset`. The trainer embeds a data config as a file or mapping plus dotted
+overrides (:func:`override_data_key`); :class:`DataConfig` keeps the mapping it was built from
+(:meth:`DataConfig.to_dict`), which the trainer saves and compares on resume.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from egom2p.core.config_files import read_config_file
-from egom2p.core.paths import config_base_dir, resolve_path
+from egom2p.core.errors import SourceError
+from egom2p.core.layout import domain_list, folder_modalities
+from egom2p.core.paths import resolve_path
+from egom2p.core.presets import resolve_preset
+from egom2p.core.sources import check_shard_pattern, resolve_source
 from egom2p.data.alphas import parse_alphas_string, per_modality_alphas
+
+if TYPE_CHECKING:
+    from egom2p.core.modalities import ModalitySpec
 
 __all__ = [
     "CHECKED_KEYS",
     "DATASET_KEYS",
     "NO_EFFECT_KEYS",
     "PATH_KEYS",
+    "SOURCE_KEYS",
     "TOP_KEYS",
     "TRAIN_KEYS",
     "TRAIN_ONLY_KEYS",
     "VAL_KEYS",
     "DataConfig",
+    "DataKeyError",
     "DatasetConfig",
+    "data_config_from_tree",
+    "data_config_keys",
     "load_data_config",
+    "override_data_key",
+    "read_data_tree",
 ]
 
 logger = logging.getLogger("egom2p.data")
@@ -79,7 +104,7 @@ TRAIN_KEYS = ("datasets", "weights", "max_bad_fraction", "s3_retry_seconds", "nu
               "min_input_tokens", "min_target_tokens")
 VAL_KEYS = ("datasets",)
 DATASET_KEYS = (
-    "data_path", "in_domains", "out_domains", "alphas_config", "input_alphas", "target_alphas",
+    "data_path", "data_root", "in_domains", "out_domains", "alphas_config", "input_alphas", "target_alphas",
     "num_input_tokens", "num_target_tokens", "min_input_tokens", "min_target_tokens",
     "wds_n_repeats", "wds_shuffle_buffer_tar", "wds_shuffle_buffer_repeat", "modality_name_map", "enforce_domains",
 )
@@ -99,7 +124,9 @@ NO_EFFECT_KEYS = {
     "tok_train_aug": "the original never augments pre-tokenized data (its augmentation code is commented out)",
     "aligned_captions": "a 4M caption option; EgoM2P has no caption modality",
 }
-PATH_KEYS = ("data_path", "alphas_config")
+#: The two ways of naming a dataset's shards: a shard pattern, or a root folder (module docstring).
+SOURCE_KEYS = ("data_path", "data_root")
+PATH_KEYS = (*SOURCE_KEYS, "alphas_config")
 _BUDGETS = (("min_input_tokens", "num_input_tokens"), ("min_target_tokens", "num_target_tokens"))
 DEFAULT_SHUFFLE_BUFFER = 1000  # the original's default for both wds_shuffle_buffer_* keys
 
@@ -109,11 +136,12 @@ class DatasetConfig:
     """One dataset of the mixture (or of validation), with resolved token budgets."""
 
     name: str
-    data_path: str
     in_domains: tuple[str, ...]
     out_domains: tuple[str, ...]
     num_input_tokens: int
     num_target_tokens: int
+    data_path: str | None = None  # a shard pattern ...
+    data_root: str | None = None  # ... or a root folder: exactly one is set
     min_input_tokens: int | None = None  # None: the budget is always num_input_tokens
     min_target_tokens: int | None = None
     alphas_config: str | None = None
@@ -130,6 +158,33 @@ class DatasetConfig:
         """The dataset's modalities: the sorted union of its input and output domains."""
         return tuple(sorted(set(self.in_domains) | set(self.out_domains)))
 
+    @property
+    def source_key(self) -> str:
+        """The key that names the shards: ``data_path`` or ``data_root``."""
+        return "data_path" if self.data_path is not None else "data_root"
+
+    @property
+    def source(self) -> str:
+        """The shard pattern or root folder, whichever is set (for messages)."""
+        return str(self.data_path if self.data_path is not None else self.data_root)
+
+    def folder_modalities(self, specs: Mapping[str, ModalitySpec]) -> dict[str, str]:
+        """Shard folder -> modality name (:func:`egom2p.core.layout.folder_modalities`: each spec's folder, then
+        ``modality_name_map``)."""
+        return folder_modalities(self.modalities, specs, self.modality_name_map)
+
+    def own_folders(self, specs: Mapping[str, ModalitySpec]) -> list[str]:
+        """The folders that feed the dataset's modalities, in the order of the modality names."""
+        by_folder = self.folder_modalities(specs)
+        return sorted((f for f, m in by_folder.items() if m in self.modalities), key=by_folder.__getitem__)
+
+    def shard_urls(self, specs: Mapping[str, ModalitySpec] | None = None, files: bool = False) -> list[str]:
+        """The dataset's shard URLs (:func:`egom2p.core.sources.resolve_source`): its ``data_path`` pattern
+        expanded, or the tars under its ``data_root`` in the folders of its modalities (given the modality
+        ``specs``; else every folder of a local root); ``[]`` for a local root of per-sample files when ``files``."""
+        folders = None if specs is None else self.own_folders(specs)
+        return resolve_source(self.data_path, self.data_root, self.name, folders, policy="union", files=files)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -140,7 +195,13 @@ class DataConfig:
     val: dict[str, DatasetConfig]
     max_bad_fraction: float = 0.1
     s3_retry_seconds: float | None = None  # None: $EGOM2P_S3_RETRY_SECONDS, else 300 (egom2p.core.s3)
-    source: str = "<data config>"
+    source: str = field(default="<data config>", compare=False)
+    # The mapping it was built from, paths absolute: what a run saves and a resume compares key by key.
+    tree: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as the mapping it was read from (paths absolute): loading it gives this config again."""
+        return copy.deepcopy(dict(self.tree))
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -162,22 +223,41 @@ def _fail(where: str, key: str, problem: str) -> ValueError:
     return ValueError(f"{where}: '{key}' {problem}")
 
 
+class DataKeyError(ValueError):
+    """A key the data config does not have, at dotted ``key``, with the closest known key (``close``), else the
+    keys known there (``known``); ``no_sub_keys`` names a value given sub-keys, ``dataset`` an unknown dataset."""
+
+    def __init__(self, key: str, where: str = "", close: str | None = None, known: Sequence[str] = (),
+                 no_sub_keys: str | None = None, dataset: str | None = None) -> None:
+        self.key, self.close, self.known, self.no_sub_keys, self.dataset = key, close, tuple(known), no_sub_keys, dataset
+        what = f"unknown dataset '{dataset}' in '{key}'" if dataset is not None else f"'{key}' is not a known key"
+        super().__init__(f"{where}: {what}; {self.hint()}" if where else f"{what}; {self.hint()}")
+
+    def hint(self, prefix: str = "") -> str:
+        """What to write instead, its keys written with ``prefix`` in front (the trainer's ``data.``)."""
+        if self.no_sub_keys is not None:
+            return f"'{prefix}{self.no_sub_keys}' has no sub-keys"
+        if self.close is not None:
+            return f"did you mean '{'' if self.dataset is not None else prefix}{self.close}'?"
+        return f"known keys: {', '.join(self.known)}"
+
+
+def _closest(word: str, allowed: Sequence[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    return close[0] if close else None
+
+
 def _check_keys(raw: Mapping[Any, Any], allowed: Sequence[str], prefix: str, where: str) -> None:
     """Reject the first unknown key, naming its dotted path and the closest known key."""
     for key in raw:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(allowed)}"
-            raise _fail(where, f"{prefix}.{key}" if prefix else str(key), f"is not a known key; {hint}")
+            raise DataKeyError(f"{prefix}.{key}" if prefix else str(key), where, _closest(str(key), allowed), allowed)
 
 
 def _domains(value: Any, key: str, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        items = [v for v in value.split("-") if v]
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        items = list(value)
-    else:
+    if not (isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))):
         raise _fail(where, key, f"must be a hyphen-separated string or a list of names, got {value!r}")
+    items = domain_list(value)
     if not items:
         raise _fail(where, key, "is empty")
     return tuple(items)
@@ -208,10 +288,31 @@ def _opt_alphas(value: Any, key: str, where: str) -> str | None:
     return str(value)
 
 
-def _path(value: Any, key: str, where: str, base_dir: str) -> str:
+def _path(value: Any, key: str, where: str) -> str:
+    """A path value (made absolute when the config was read, :func:`read_data_tree`)."""
     if not isinstance(value, str) or not value:
         raise _fail(where, key, f"must be a non-empty path string, got {value!r}")
-    return resolve_path(value, base_dir)
+    return value
+
+
+def _source(raw: Mapping[str, Any], key: str, where: str, inherits: bool) -> dict[str, str | None]:
+    """The entry's ``data_path`` (a shard pattern) or ``data_root``: exactly one, or none for a val entry that
+    takes its train entry's (``inherits``); null counts as unset."""
+    given = [k for k in SOURCE_KEYS if raw.get(k) is not None]
+    if len(given) == 2:
+        raise _fail(where, f"{key}.data_root", "is set next to 'data_path': give one (data_path: a shard pattern; "
+                                               "data_root: a root folder holding <folder>/<dataset name>/)")
+    if not given:
+        if inherits:
+            return {}
+        raise _fail(where, f"{key}.data_path", "is missing: set data_path (a shard pattern) or data_root (a root folder)")
+    value = _path(raw[given[0]], f"{key}.{given[0]}", where)
+    if given[0] == "data_path":
+        try:
+            check_shard_pattern(value)
+        except SourceError as err:
+            raise ValueError(f"{where}: '{key}.data_path': {err}") from None
+    return {"data_path": None, "data_root": None, given[0]: value}
 
 
 def _original_only(raw: Mapping[str, Any], key: str, where: str, is_train: bool) -> None:
@@ -254,7 +355,7 @@ def _alphas(cfg: DatasetConfig, key: str, where: str) -> None:
 
 
 def _parse_dataset(
-    name: str, raw: Any, key: str, where: str, base_dir: str, fallback: DatasetConfig | None,
+    name: str, raw: Any, key: str, where: str, fallback: DatasetConfig | None,
     defaults: Mapping[str, int | None], is_train: bool,
 ) -> DatasetConfig:
     """One dataset entry at dotted ``key``; a val entry with a train ``fallback`` only overrides it.
@@ -268,15 +369,13 @@ def _parse_dataset(
     _original_only(raw, key, where, is_train)
     if not is_train:
         _check_val_entry(raw, key, where, fallback)
+    values: dict[str, Any] = _source(raw, key, where, inherits=fallback is not None)
     if fallback is None:
-        for required in ("data_path", "in_domains", "out_domains"):
+        for required in ("in_domains", "out_domains"):
             if required not in raw:
                 raise _fail(where, f"{key}.{required}", "is missing")
-    values: dict[str, Any] = {}
-    if "data_path" in raw:
-        values["data_path"] = _path(raw["data_path"], f"{key}.data_path", where, base_dir)
     if raw.get("alphas_config") is not None:
-        values["alphas_config"] = _path(raw["alphas_config"], f"{key}.alphas_config", where, base_dir)
+        values["alphas_config"] = _path(raw["alphas_config"], f"{key}.alphas_config", where)
     for k in ("in_domains", "out_domains"):
         if k in raw:
             values[k] = _domains(raw[k], f"{key}.{k}", where)
@@ -324,6 +423,133 @@ def _datasets(raw: Any, key: str, where: str, required: bool) -> Mapping[str, An
     return raw
 
 
+def _name(source: str | os.PathLike | Mapping[str, Any], where: str | None) -> str:
+    return where or ("<data config>" if isinstance(source, Mapping) else os.fspath(source))
+
+
+def _resolve_entry(entry: Any, base: str) -> None:
+    """Make the path keys of one dataset entry absolute against ``base``, in place (other values: validation's);
+    an ``alphas_config`` that names no file may name a shipped alphas preset."""
+    if isinstance(entry, dict):
+        for k in PATH_KEYS:
+            value = entry.get(k)
+            if not isinstance(value, str):
+                continue
+            if k == "alphas_config":
+                try:
+                    entry[k] = resolve_preset("alphas", value, base).path
+                    continue
+                except FileNotFoundError:
+                    pass  # kept as a path: where the file is read, its error names it and the presets
+            entry[k] = resolve_path(value, base)
+
+
+def _resolve_split(split: Any, base: str) -> None:
+    datasets = split.get("datasets") if isinstance(split, Mapping) else None
+    if isinstance(datasets, Mapping):
+        for entry in datasets.values():
+            _resolve_entry(entry, base)
+
+
+def read_data_tree(
+    source: str | os.PathLike | Mapping[str, Any], base_dir: str | os.PathLike | None = None, where: str | None = None,
+) -> dict[str, Any]:
+    """A data config file's mapping (or a copy of ``source``), the path keys of its dataset entries made absolute.
+
+    Relative paths resolve against ``base_dir``, default the file's project root
+    (:func:`egom2p.core.paths.config_base_dir`) or, for a mapping or a shipped data config named by ``source``
+    (``"demo"``), the working directory. The one place the data config's paths are resolved; values of the wrong
+    type are left for validation to name.
+    """
+    if isinstance(source, Mapping):
+        raw: Any = source
+        base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
+    else:
+        found = resolve_preset("data", source)  # a file, or the name of a shipped data config
+        raw = read_config_file(found.path)
+        base = os.fspath(base_dir) if base_dir is not None else found.base_dir
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{_name(source, where)}: expected a mapping with 'train' (and optionally 'val'), "
+                         f"got {type(raw).__name__}")
+    tree = copy.deepcopy(dict(raw))
+    for split in tree.values():
+        _resolve_split(split, base)
+    return tree
+
+
+def data_config_keys() -> list[str]:
+    """Every dotted key of a data config (``train.weights``, ``val.datasets.<name>.data_root``), sorted."""
+    keys = [f"train.{k}" for k in TRAIN_KEYS if k != "datasets"] + [f"val.{k}" for k in VAL_KEYS if k != "datasets"]
+    keys += [f"{split}.datasets.<name>.{k}" for split in TOP_KEYS for k in _entry_keys(split)]
+    return sorted(keys)
+
+
+def _entry_keys(split: str) -> tuple[str, ...]:
+    """Keys of a dataset entry: a val entry takes the stream and alphas keys from its train entry."""
+    return DATASET_KEYS if split == "train" else tuple(k for k in DATASET_KEYS if k not in TRAIN_ONLY_KEYS)
+
+
+def _check_override(parts: list[str], tree: Mapping[str, Any]) -> None:
+    """Raise :class:`DataKeyError` for an override key (split in ``parts``) the data config does not have."""
+    key = ".".join(parts)
+    if parts[0] not in TOP_KEYS:
+        raise DataKeyError(key, close=_closest(parts[0], TOP_KEYS), known=TOP_KEYS)
+    split_keys = TRAIN_KEYS if parts[0] == "train" else VAL_KEYS
+    if len(parts) < 2 or parts[1] not in split_keys:
+        close = _closest(parts[1] if len(parts) > 1 else "", split_keys)
+        raise DataKeyError(key, close=f"{parts[0]}.{close}" if close else None, known=split_keys)
+    if parts[1] != "datasets":
+        if len(parts) > 2:
+            raise DataKeyError(key, no_sub_keys=".".join(parts[:2]))
+        return
+    if len(parts) < 3:
+        return  # the whole datasets mapping
+    known = set((tree.get(parts[0]) or {}).get("datasets") or {})
+    if parts[0] == "val":  # a val entry may be added for any training dataset
+        known |= set(((tree.get("train") or {}).get("datasets")) or {})
+    if len(parts) > 3 and parts[2] not in known:
+        raise DataKeyError(key, close=_closest(parts[2], sorted(known)), known=sorted(known), dataset=parts[2])
+    allowed = _entry_keys(parts[0])
+    if len(parts) == 4 and parts[3] not in allowed:
+        close = _closest(parts[3], allowed)
+        raise DataKeyError(key, close=".".join([*parts[:3], close]) if close else None, known=allowed)
+    if len(parts) > 4:
+        raise DataKeyError(key, no_sub_keys=".".join(parts[:4]))
+
+
+def override_data_key(tree: dict[str, Any], key: str, value: Any, base_dir: str | os.PathLike) -> None:
+    """Set the dotted ``key`` of a data tree (``train.weights``, ``val.datasets.egogen.data_root``) to ``value``,
+    in place, its paths made absolute against ``base_dir``.
+
+    A dataset entry's ``data_path`` or ``data_root`` replaces the other one (the override names the entry's
+    source). Raises :class:`DataKeyError` for a key the data config does not have, and for a dataset that
+    neither split names (a val entry may be added for any training dataset).
+    """
+    parts = key.split(".")
+    _check_override(parts, tree)
+    node: Any = tree
+    for depth, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise DataKeyError(key, no_sub_keys=".".join(parts[: depth + 1]))
+    node[parts[-1]] = value = copy.deepcopy(value)
+    # Only the value just set can be relative: the rest was resolved when it was read.
+    base = os.fspath(base_dir)
+    if len(parts) == 4:
+        if parts[3] in SOURCE_KEYS:
+            node.pop(SOURCE_KEYS[1 - SOURCE_KEYS.index(parts[3])], None)
+        if parts[3] in PATH_KEYS:  # resolved as in a file: an alphas_config may name a shipped preset
+            entry = {parts[3]: value}
+            _resolve_entry(entry, base)
+            node[parts[3]] = entry[parts[3]]
+    elif len(parts) == 3:
+        _resolve_entry(value, base)
+    elif len(parts) == 2:
+        _resolve_split({"datasets": value}, base)
+    else:
+        _resolve_split(value, base)
+
+
 def load_data_config(
     source: str | os.PathLike | Mapping[str, Any], base_dir: str | os.PathLike | None = None, where: str | None = None,
 ) -> DataConfig:
@@ -331,19 +557,15 @@ def load_data_config(
 
     ``base_dir`` overrides where relative paths resolve (default: the file's project root, see
     :func:`egom2p.core.paths.config_base_dir`; the working directory for a mapping). ``where`` names the
-    source in errors, e.g. ``"configs/train/demo-cpu.yaml: data"`` for a mapping taken from another file.
+    source in errors, e.g. ``"configs/train/my-run.yaml: data"`` for a mapping taken from another file.
     """
-    if isinstance(source, Mapping):
-        raw: Any = source
-        name = where or "<data config>"
-        base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
-    else:
-        path = os.fspath(source)
-        raw = read_config_file(path)
-        name = where or path
-        base = os.fspath(base_dir) if base_dir is not None else config_base_dir(path)
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{name}: expected a mapping with 'train' (and optionally 'val'), got {type(raw).__name__}")
+    return data_config_from_tree(read_data_tree(source, base_dir, where), _name(source, where))
+
+
+def data_config_from_tree(tree: Mapping[str, Any], where: str = "<data config>") -> DataConfig:
+    """Validate a tree of :func:`read_data_tree` (after any :func:`override_data_key`) into a :class:`DataConfig`
+    that keeps a copy of it; errors name ``where`` and the dotted key."""
+    name, raw = where, tree
     _check_keys(raw, TOP_KEYS, "", name)
     train = raw.get("train")
     if not isinstance(train, Mapping):
@@ -352,7 +574,7 @@ def load_data_config(
     defaults = {high: _count(train.get(high), f"train.{high}", name, minimum=1) for _, high in _BUDGETS}
     defaults.update({low: _count(train.get(low), f"train.{low}", name, minimum=0) for low, _ in _BUDGETS})
     datasets = _datasets(train.get("datasets"), "train.datasets", name, required=True)
-    train_sets = {n: _parse_dataset(n, d, f"train.datasets.{n}", name, base, None, defaults, True)
+    train_sets = {n: _parse_dataset(n, d, f"train.datasets.{n}", name, None, defaults, True)
                   for n, d in datasets.items()}
     weights = train.get("weights", [1.0] * len(train_sets))
     if (not isinstance(weights, (list, tuple)) or len(weights) != len(train_sets)
@@ -366,7 +588,7 @@ def load_data_config(
         raise _fail(name, "train.s3_retry_seconds", f"must be a number of seconds >= 0 (or null), got {retry!r}")
     config = DataConfig(train=train_sets, weights=tuple(float(w) for w in weights), val={},
                         max_bad_fraction=float(frac), s3_retry_seconds=None if retry is None else float(retry),
-                        source=name)
+                        source=name, tree=copy.deepcopy(dict(raw)))
     val = raw.get("val")
     if val is None:
         return config
@@ -376,7 +598,7 @@ def load_data_config(
     val_sets = {}
     for n, d in _datasets(val.get("datasets"), "val.datasets", name, required=False).items():
         key = f"val.datasets.{n}"
-        val_sets[n] = cfg = _parse_dataset(n, d, key, name, base, train_sets.get(n), defaults, False)
+        val_sets[n] = cfg = _parse_dataset(n, d, key, name, train_sets.get(n), defaults, False)
         # Validation batches go through the model with the training budgets: they must fit.
         for high, most in (("num_input_tokens", config.max_input_tokens), ("num_target_tokens", config.max_target_tokens)):
             if getattr(cfg, high) > most:

@@ -1,6 +1,7 @@
-"""Training and validation loaders over token shards (SPEC section 5, with its quirks 15/16 fixed).
+"""Training and validation loaders over token shards (docs/original-behaviour.md#data-pipeline, with its
+quirks 15/16 fixed: docs/original-behaviour.md#quirks).
 
-Training: per rank and dataloader worker, every dataset is the original's webdataset pipeline (SPEC 5.3):
+Training: per rank and dataloader worker, every dataset is the original's webdataset pipeline (docs/original-behaviour.md#data-pipeline):
 an infinite stream of resampled shards (a shard drawn with replacement, its samples read in tar order) ->
 a shuffle buffer of ``wds_shuffle_buffer_tar`` samples -> decode -> each sample ``wds_n_repeats`` times in a
 row -> a shuffle buffer of ``wds_shuffle_buffer_repeat`` samples (:class:`~egom2p.data.shuffle.ShuffleBuffer`,
@@ -49,23 +50,17 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 import torch
+from egom2p.core.errors import ShardError
 from egom2p.core.modalities import ModalitySpec
-from egom2p.core.shards import (
-    ShardError,
-    expand_shard_pattern,
-    find_root_shards,
-    iter_folder_samples,
-    open_url,
-    read_shard,
-)
+from egom2p.core.pairing import iter_folder_samples, read_shard
+from egom2p.core.shards import open_url
 from egom2p.data.config import DataConfig, DatasetConfig
 from egom2p.data.masking import UnifiedMasking
 from egom2p.data.samples import SampleProblem, decode_sample
 from egom2p.data.shuffle import ShuffleBuffer
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-__all__ = ["BadDataError", "build_train_loader", "build_val_loaders", "check_bad_data", "folder_modalities", "TrainLoader",
-           "ValLoader"]
+__all__ = ["BadDataError", "build_train_loader", "build_val_loaders", "check_bad_data", "TrainLoader", "ValLoader"]
 
 
 class BadDataError(RuntimeError):
@@ -161,14 +156,6 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def folder_modalities(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> dict[str, str]:
-    """Shard folder -> modality name for one dataset (the spec's folder, then ``modality_name_map``): the one rule
-    for which folder of a ``[a,b]`` pattern feeds which modality (the loader and the start-up check use it)."""
-    mapping = {specs[m].folder: m for m in cfg.modalities}
-    mapping.update(cfg.modality_name_map)
-    return mapping
-
-
 def _by_modality(raw: Mapping[str, tuple[str, bytes]], folders: Mapping[str, str]) -> RawSample:
     """A sample read by folder, keyed by modality name (folders of no modality are dropped)."""
     return {folders[f]: member for f, member in raw.items() if f in folders}
@@ -180,8 +167,9 @@ def _opener(retry_seconds: float | None) -> Opener:
 
 
 def _read_samples(url: str, folders: Mapping[str, str], opener: Opener = open_url) -> list[tuple[str, RawSample]]:
-    """One shard URL (local or ``s3://``) as ``[(key, {modality: (member, bytes)})]``."""
-    return [(key, _by_modality(raw, folders)) for key, raw in read_shard(url, opener)]
+    """One shard URL (local or ``s3://``) as ``[(key, {modality: (member, bytes)})]``, its folders paired by key
+    with core's ``union`` policy (a key some folder lacks is a sample missing that modality, counted as bad)."""
+    return [(key, _by_modality(raw, folders)) for key, raw in read_shard(url, opener, policy="union")]
 
 
 def _check_modalities(cfg: DatasetConfig, specs: Mapping[str, ModalitySpec]) -> None:
@@ -232,8 +220,8 @@ class _DatasetStream:
         self.cfg = cfg
         self.opener = opener
         self.specs = specs
-        self.urls = expand_shard_pattern(cfg.data_path)
-        self.folders = folder_modalities(cfg, specs)
+        self.urls = cfg.shard_urls(specs)
+        self.folders = cfg.folder_modalities(specs)
         self.seed_parts = seed_parts
         self.bad = bad
         self.dtypes = {m: _compact_dtype(specs[m].vocab_size) for m in cfg.modalities}
@@ -274,7 +262,8 @@ class _DatasetStream:
             self._fruitless_draws += 1
             if self._fruitless_draws > MAX_FRUITLESS_DRAWS:
                 raise BadDataError(f"dataset '{self.cfg.name}': {MAX_FRUITLESS_DRAWS} shard draws in a row gave no "
-                                   f"usable sample (last shard {self._url}); check {self.cfg.data_path}")
+                                   f"usable sample (last shard {self._url}); check {self.cfg.source_key} "
+                                   f"{self.cfg.source}")
             self.draw += 1
             self.offset = 0
             self._load(self.draw)
@@ -577,22 +566,16 @@ class ValLoader:
         self.stats = _new_stats()
 
     def _raw_samples(self) -> Iterator[tuple[str, str, RawSample]]:
-        folders = folder_modalities(self.cfg, self.modalities)
-        urls = None if ".tar" not in self.cfg.data_path else expand_shard_pattern(self.cfg.data_path)
-        if urls is None:
-            # A data root (the released config's val roots): the training layout's tars below
-            # <root>/<folder>/<dataset>/, local or s3://; else the original's per-file layout (local).
-            # Union: a tar only some folders hold is read, and counted as a bad shard, not silently dropped.
-            own = sorted((f for f, m in folders.items() if m in self.cfg.modalities), key=folders.__getitem__)
-            urls = find_root_shards(self.cfg.data_path, self.cfg.name, own, policy="union")
-            if not urls:
-                if "://" in self.cfg.data_path:
-                    raise FileNotFoundError(f"validation set '{self.cfg.name}': no tar shards under "
-                                            f"{self.cfg.data_path}/<{'|'.join(own)}>/{self.cfg.name}/")
-                where = os.path.join(self.cfg.data_path, self.cfg.name)
-                for key, raw in iter_folder_samples(self.cfg.data_path, self.cfg.name, own):
-                    yield key, where, _by_modality(raw, folders)
-                return
+        folders = self.cfg.folder_modalities(self.modalities)
+        # A pattern, or under a root (the released config's val roots) the training layout's tars, local or s3://
+        # (union: a tar only some folders hold is read and counted as a bad shard, not silently dropped), else
+        # the original's per-file layout (local).
+        urls = self.cfg.shard_urls(self.modalities, files=True)
+        if not urls:
+            root = str(self.cfg.data_root)
+            for key, raw in iter_folder_samples(root, self.cfg.name, self.cfg.own_folders(self.modalities)):
+                yield key, os.path.join(root, self.cfg.name), _by_modality(raw, folders)
+            return
         bad = _BadData(self.stats, self.max_bad_fraction)
         for url in urls:
             self.stats["shards_read"] += 1

@@ -1,4 +1,4 @@
-"""EgoM2P's token-budget masking (SPEC section 4), per sample and batched.
+"""EgoM2P's token-budget masking (docs/original-behaviour.md#masking), per sample and batched.
 
 Per sample: pick a mixture component k (``sampling_weights`` or uniform), budgets ``N_in`` / ``N_tg``
 uniform in ``[min, num]``, split each budget over the modalities with a Dirichlet(max(alpha_k, 1e-9)) draw
@@ -157,8 +157,8 @@ class UnifiedMasking:
         """Build the masking of one dataset the way the original's ``setup_sampling_mod_info`` does.
 
         With ``alphas_config`` every modality of ``in_domains | out_domains`` gets both its input and its
-        target alphas from the file (SPEC quirk 11, the released behaviour); ``enforce_domains=True``
-        zeroes the input alphas of modalities not in ``in_domains`` and the target alphas of those not in
+        target alphas from the file (quirk 11 in docs/original-behaviour.md#quirks: the released behaviour);
+        ``enforce_domains=True`` zeroes the input alphas of modalities not in ``in_domains`` and the target alphas of those not in
         ``out_domains``. Without it, ``input_alphas`` / ``target_alphas`` (``"a"`` or ``"a1-a2-..."``) give
         one concentration per sorted in / out domain (:func:`~egom2p.data.alphas.per_modality_alphas`), the
         other modalities get 0, and there is a single component.

@@ -1,4 +1,4 @@
-"""Packing: the selected tokens of several samples of a masked batch in shared rows, on the CPU.
+"""Packing: the kept tokens of several samples of a masked batch in shared rows, on the CPU.
 
 The released masking fills on average about half of each sample's 2048 + 2048 slots; a one-row-per-
 sample batch computes the rest as padding. :func:`pack_batch` puts the encoder inputs and decoder
@@ -6,24 +6,9 @@ targets of all samples of a batch into ``num_rows`` rows whose widths are rounde
 ``multiple`` (a small set of static shapes), with a sample id per token, so that attention keeps
 every sample to itself. The model's loss on the packed batch is the loss of the unpacked batch.
 
-The packed batch (a dict of dicts of tensors, like the batch contract, so it moves to the device the
-same way; ``R`` rows, ``Le`` / ``Ld`` slots per encoder / decoder row)::
-
-    {"encoder": {"ids":       int64 [R, Le]  token ids, 0 at padding
-                 "modality":  int32 [R, Le]  index of the token's modality in sorted(packed["targets"]), -1 at padding
-                 "positions": int64 [R, Le]  position inside its modality (0 .. N_m - 1), 0 at padding
-                 "samples":   int32 [R, Le]  index of the token's sample in the masked batch, -1 at padding
-                 "lengths":   int32 [R]      valid tokens of each row: they are the prefix j < lengths[r]},
-     "decoder": {the same keys, [R, Ld]},
-     "targets": {modality: int64 [C_m]  flat decoder slot (r * Ld + j) of each target of the modality,
-                                        ordered by sample then position; -1 pads C_m to a multiple}}
-
-``targets`` has an entry for every modality of the masked batch (with or without targets): the set of
-modalities is what the ``mod`` loss averages over. A sample's tokens are contiguous in one row, in
-concatenation order (sorted modality names, then position), and samples inside a row keep their batch
-order, so segment ids are sorted (the Triton kernel skips whole blocks of other samples). Selection
-follows the model: a sample keeps its first ``num_input_tokens`` inputs and ``num_target_tokens``
-targets in concatenation order. Encoder row r and decoder row r hold the same samples.
+The result is an :class:`egom2p.core.packing.PackedBatch` (its docstring gives the layout). A sample
+keeps the tokens of the model's selection rule (:func:`egom2p.core.packing.kept_tokens`); samples are
+spread over the rows by :func:`egom2p.core.packing.balance_rows`.
 """
 
 from __future__ import annotations
@@ -31,22 +16,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from egom2p.core.packing import PACKED_KEYS
+from egom2p.core.packing import PackedBatch, PackedSide, balance_rows, kept_tokens
 from torch import Tensor
 
-__all__ = ["pack_batch", "packing_efficiency"]
+__all__ = ["pack_batch"]
 
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _flatten(batch: Mapping[str, Mapping[str, Tensor]]) -> tuple[list[str], Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Concatenated ids [B, N], input / target masks [B, N], modality index [N] and position [N]."""
+def _flatten(batch: Mapping[str, Mapping[str, Tensor]]) -> tuple[list[str], Tensor, dict, dict, Tensor, Tensor]:
+    """Concatenated ids [B, N], input / target masks per modality [B, N_m], modality index [N] and position [N]."""
     if not isinstance(batch, Mapping) or not batch:
         raise ValueError("pack_batch needs a non-empty masked batch: modality -> {tensor, input_mask, target_mask}")
     names = sorted(batch)
-    ids, input_mask, target_mask, modality, positions = [], [], [], [], []
+    ids, modality, positions = [], [], []
+    masks: dict[str, dict[str, Tensor]] = {"input_mask": {}, "target_mask": {}}
     batch_size = None
     for i, name in enumerate(names):
         entry = batch[name]
@@ -61,37 +47,16 @@ def _flatten(batch: Mapping[str, Mapping[str, Tensor]]) -> tuple[list[str], Tens
             raise ValueError(f"batch[{name!r}]['tensor'] has shape {tuple(t.shape)}; expected [B={batch_size}, ...]")
         t = t.reshape(batch_size, -1)
         n = t.shape[1]
-        for key, out in (("input_mask", input_mask), ("target_mask", target_mask)):
+        for key, out in masks.items():
             mask = torch.as_tensor(entry[key])
             if mask.dtype != torch.bool or mask.numel() != batch_size * n:
                 raise ValueError(f"batch[{name!r}][{key!r}] must be bool [{batch_size}, {n}], got {mask.dtype} {tuple(mask.shape)}")
-            out.append(mask.reshape(batch_size, n))
+            out[name] = mask.reshape(batch_size, n)
         ids.append(t.long())
         modality.append(torch.full((n,), i, dtype=torch.int32))
         positions.append(torch.arange(n))
-    return (names, torch.cat(ids, 1), torch.cat(input_mask, 1), torch.cat(target_mask, 1), torch.cat(modality),
+    return (names, torch.cat(ids, 1), masks["input_mask"], masks["target_mask"], torch.cat(modality),
             torch.cat(positions))
-
-
-def _selected(excluded: Tensor, budget: int | None, what: str) -> Tensor:
-    """Bool [B, N]: the first ``budget`` non-excluded tokens of each sample."""
-    chosen = ~excluded
-    if budget is not None:
-        if budget < 0:
-            raise ValueError(f"{what} must be >= 0, got {budget}")
-        chosen &= torch.cumsum(chosen, dim=1) <= budget
-    return chosen
-
-
-def _assign_rows(sizes: list[int], num_rows: int) -> list[int]:
-    """Row of each sample: largest first onto the least-filled row (balanced widths)."""
-    fill = [0] * num_rows
-    rows = [0] * len(sizes)
-    for s in sorted(range(len(sizes)), key=lambda s: -sizes[s]):
-        r = min(range(num_rows), key=lambda r: fill[r])
-        rows[s] = r
-        fill[r] += sizes[s]
-    return rows
 
 
 def _place(chosen: Tensor, row_of: Tensor, num_rows: int, multiple: int) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
@@ -109,18 +74,18 @@ def _place(chosen: Tensor, row_of: Tensor, num_rows: int, multiple: int) -> tupl
 
 
 def _side(ids: Tensor, modality: Tensor, positions: Tensor, sample: Tensor, token: Tensor, slot: Tensor,
-          lengths: Tensor, num_rows: int, width: int) -> dict[str, Tensor]:
+          lengths: Tensor, num_rows: int, width: int) -> PackedSide:
     def fill(values: Tensor, empty: int, dtype: torch.dtype) -> Tensor:
         out = torch.full((num_rows * width,), empty, dtype=dtype)
         return out.index_copy_(0, slot, values.to(dtype)).view(num_rows, width)
 
-    return {
-        "ids": fill(ids[sample, token], 0, torch.int64),
-        "modality": fill(modality[token], -1, torch.int32),
-        "positions": fill(positions[token], 0, torch.int64),
-        "samples": fill(sample, -1, torch.int32),
-        "lengths": lengths.to(torch.int32),
-    }
+    return PackedSide(
+        ids=fill(ids[sample, token], 0, torch.int64),
+        modality=fill(modality[token], -1, torch.int32),
+        positions=fill(positions[token], 0, torch.int64),
+        samples=fill(sample, -1, torch.int32),
+        lengths=lengths.to(torch.int32),
+    )
 
 
 def pack_batch(
@@ -130,8 +95,8 @@ def pack_batch(
     *,
     num_rows: int = 1,
     multiple: int = 256,
-) -> dict[str, dict[str, Tensor]]:
-    """Pack a masked batch (the batch contract, CPU tensors) into the packed batch of the module docstring.
+) -> PackedBatch:
+    """Pack a masked batch (the batch contract, CPU tensors) into a :class:`~egom2p.core.packing.PackedBatch`.
 
     Args:
         batch: modality -> {tensor [B, N_m] or [B, *grid], input_mask, target_mask}.
@@ -145,9 +110,11 @@ def pack_batch(
     if num_rows < 1 or multiple < 1:
         raise ValueError(f"num_rows and multiple must be >= 1, got {num_rows} and {multiple}")
     names, ids, input_mask, target_mask, modality, positions = _flatten(batch)
-    inputs = _selected(input_mask, num_input_tokens, "num_input_tokens")
-    targets = _selected(target_mask, num_target_tokens, "num_target_tokens")
-    row_of = torch.tensor(_assign_rows((inputs.sum(1) + targets.sum(1)).tolist(), num_rows), dtype=torch.int64)
+    inputs = kept_tokens(input_mask, num_input_tokens, "num_input_tokens")
+    targets = kept_tokens(target_mask, num_target_tokens, "num_target_tokens")
+    row_of = torch.zeros(inputs.shape[0], dtype=torch.int64)
+    for r, members in enumerate(balance_rows((inputs.sum(1) + targets.sum(1)).tolist(), num_rows)):
+        row_of[members] = r
 
     sample, token, slot, lengths, width = _place(inputs, row_of, num_rows, multiple)
     encoder = _side(ids, modality, positions, sample, token, slot, lengths, num_rows, width)
@@ -158,16 +125,5 @@ def pack_batch(
         mine = slot[modality[token] == i]  # already by sample, then position
         padded = torch.full((_round_up(len(mine), multiple),), -1, dtype=torch.int64)
         target_slots[name] = padded.index_copy_(0, torch.arange(len(mine)), mine)
-    return dict(zip(PACKED_KEYS, (encoder, decoder, target_slots)))
+    return PackedBatch(encoder, decoder, target_slots)
 
-
-def packing_efficiency(packed: Mapping[str, Mapping[str, Tensor]]) -> dict[str, float]:
-    """Valid tokens / computed slots of a packed batch, per side (``encoder``, ``decoder``) and ``total``."""
-    valid, computed = {}, {}
-    for side in ("encoder", "decoder"):
-        valid[side] = int(packed[side]["lengths"].sum())
-        computed[side] = packed[side]["ids"].numel()
-    out = {side: valid[side] / computed[side] if computed[side] else 1.0 for side in valid}
-    total = sum(computed.values())
-    out["total"] = sum(valid.values()) / total if total else 1.0
-    return out

@@ -1,13 +1,13 @@
 """What the data package adds to the shard format of :mod:`egom2p.core.shards`: writing, and the one pattern
-string of a dataset's shards under a root folder (finding them is core's ``find_root_shards``, opening them,
+string of a dataset's shards under a root folder (finding them is core's ``resolve_source``, opening them,
 local or S3, core's ``open_url``).
 
-The layout, pattern grammar, codec and readers are core's (SPEC 1.6):
+The layout and pattern grammar (:mod:`egom2p.core.layout`), codec and readers are core's (docs/original-behaviour.md#shard-layout):
 ``root/<folder>/<dataset>/shard-000000.tar``, one tar per modality folder, the same keys in the same
 order in every folder's tar, read with patterns like ``root/[rgb,depth,cam]/egogen/shard-{000000..000003}.tar``.
 
 Sample keys: a tar member's key is its name up to the FIRST dot (webdataset's rule, and core's
-:func:`~egom2p.core.shards.sample_key`), so a key containing a dot would be read back as a different
+:func:`~egom2p.core.layout.sample_key`), so a key containing a dot would be read back as a different
 sample. :func:`write_shards` therefore refuses keys with a dot (``egom2p-data write`` names the file to
 rename) instead of encoding them: an encoded key would not match the user's file names anywhere else.
 
@@ -22,7 +22,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from egom2p.core.dataset_write import WriteMode, begin_write, shard_name
-from egom2p.core.shards import check_name, encode_tokens, find_root_shards, write_tar
+from egom2p.core.layout import check_name
+from egom2p.core.shards import encode_tokens, write_tar
+from egom2p.core.sources import resolve_source
 from tqdm import tqdm
 
 __all__ = ["dataset_pattern", "write_shards"]
@@ -112,19 +114,15 @@ def write_shards(
 
 
 def dataset_pattern(root: str | os.PathLike, dataset: str, folders: Sequence[str] | None = None) -> str:
-    """One shard pattern for the tars core's :func:`~egom2p.core.shards.find_root_shards` finds under a local
-    ``root`` (union policy, default folders), e.g. ``root/[cam,rgb]/egogen/{shard-000000.tar,shard-000001.tar}``.
+    """One shard pattern for the tars core's :func:`~egom2p.core.sources.resolve_source` finds under ``root``
+    (union policy; ``folders`` default to every folder of a local root that holds ``<dataset>/``), e.g.
+    ``root/[cam,rgb]/egogen/{shard-000000.tar,shard-000001.tar}``.
 
     A tar one folder lacks shows up as a missing file. Raises ``FileNotFoundError`` when no tar is found,
     ``ValueError`` for a name that cannot stand in a pattern.
     """
     root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"data root {root} is not a folder")
-    urls = find_root_shards(root, check_name(dataset, "dataset"), folders, policy="union")
-    if not urls:
-        raise FileNotFoundError(f"no tar shards under {root}/<folder>/{dataset}/ (a shard pattern, or the root of "
-                                "root/<folder>/<dataset>/shard-*.tar)")
+    urls = resolve_source(data_root=root, dataset=check_name(dataset, "dataset"), folders=folders, policy="union")
     # every URL starts root/[folders]/dataset/: the shared folder is the pattern's head, the rest its names
     head = os.path.commonprefix(urls).rpartition("/")[0] + "/"
     names = [check_name(url[len(head):], "shard file", allow_nested=True) for url in urls]

@@ -1,9 +1,9 @@
 """webdataset's shuffle buffer as a pull-based object whose contents can be saved and restored.
 
-The original's training pipeline shuffles twice with ``webdataset.shuffle(1000)`` (SPEC 5.3). A generator
-cannot be checkpointed, so :class:`ShuffleBuffer` restates ``webdataset.filters._shuffle`` step for step
-(``tests/data_reference_wds.py`` checks it against a restatement of that generator) and exposes its items:
-the loader saves references to them in its ``state_dict()`` and rebuilds them on resume.
+The original's training pipeline shuffles twice with ``webdataset.shuffle(1000)``
+(docs/original-behaviour.md#data-pipeline). A generator cannot be checkpointed, so :class:`ShuffleBuffer`
+restates ``webdataset.filters._shuffle`` step for step (``tests/data_reference_wds.py`` checks it against a
+restatement of that generator) and exposes its items: the loader saves references to them in its ``state_dict()`` and rebuilds them on resume.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The inputs of ``egom2p-data write``: a folder of per-sample token files, or stacked arrays.
 
-``--from-dir DIR`` reads ``DIR/<folder>/<key>.npy|.npz``. A sample's key is the file name without its
-final extension (``clip.v1.npy`` -> ``clip.v1``), and the rules below make a mistake an error naming the
-file instead of a lost or mispaired sample:
+``--from-dir DIR`` reads ``DIR/<folder>/<key>.npy|.npz``. A sample's key is core's
+(:func:`egom2p.core.layout.sample_key`: the file name up to its first dot), and the rules below make a mistake
+an error naming the file instead of a lost or mispaired sample:
 
-- a key with a dot is refused (tar readers take the first dot as the start of the extension, see
+- a name with a dot before its ``.npy`` / ``.npz`` is refused (its key would end at that dot, see
   :mod:`egom2p.data.shards`): rename ``clip.v1.npy`` to ``clip_v1.npy``;
 - two files for one key in a folder (``a.npy`` and ``a.npz``) are an error, and so is one key stored as
   ``.npy`` in one folder and ``.npz`` in another (files of two export runs mixed in one tree);
@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from egom2p.core.layout import sample_key
 from egom2p.core.shards import TOKEN_SUFFIXES, load_token_array
 
 __all__ = ["TokenFiles", "load_token_file", "read_from_dir", "read_stacked"]
@@ -61,10 +62,11 @@ def _folder_files(directory: str) -> dict[str, str]:
         if not name.endswith(TOKEN_SUFFIXES) or not os.path.isfile(path):
             ignored.append(name)
             continue
-        key = os.path.splitext(name)[0]
-        if not key or "." in key:
-            raise ValueError(f"{path}: sample key {key!r} contains a dot, which tar readers take as the start of the "
-                             f"extension; rename the file (e.g. {key.replace('.', '_') or 'sample'}{os.path.splitext(name)[1]})")
+        key, ext = sample_key(name)
+        if not key or "." in ext:  # the key would end at an earlier dot than the token suffix's
+            stem, suffix = os.path.splitext(name)
+            raise ValueError(f"{path}: sample key {stem!r} contains a dot, which tar readers take as the start of the "
+                             f"extension; rename the file (e.g. {stem.replace('.', '_') or 'sample'}{suffix})")
         if key in files:
             raise ValueError(f"{directory}: two files for sample key {key!r}: {os.path.basename(files[key])} and {name}")
         files[key] = path

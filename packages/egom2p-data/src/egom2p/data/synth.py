@@ -1,4 +1,4 @@
-"""The demo dataset: synthetic tokens for ``configs/modalities/tiny.yaml`` with learnable cross-modal rules.
+"""The demo dataset: synthetic tokens for the modality preset ``tiny`` with learnable cross-modal rules.
 
 Rules (all deterministic given the sample's random content):
 

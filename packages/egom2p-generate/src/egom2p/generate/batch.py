@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from egom2p.core.batch import validate_batch
+from egom2p.core.batch import MaskedBatch, validate_batch
 from egom2p.core.modalities import ModalitySpec
-
-Batch = dict[str, dict[str, torch.Tensor]]
 
 
 def empty_target(batch_size: int, num_tokens: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """A modality still to be generated: zeros, not an input, every position a target (SPEC 7.1)."""
+    """A modality still to be generated: zeros, not an input, every position a target.
+
+    As the original's (docs/original-behaviour.md#inputs).
+    """
     return {
         "tensor": torch.zeros(batch_size, num_tokens, dtype=torch.long, device=device),
         "input_mask": torch.ones(batch_size, num_tokens, dtype=torch.bool, device=device),
@@ -32,7 +33,7 @@ def flatten_batch(
     batch: Mapping[str, Mapping[str, Any]],
     modalities: Mapping[str, ModalitySpec],
     device: torch.device,
-) -> tuple[Batch, int]:
+) -> tuple[MaskedBatch, int]:
     """Validate ``batch`` against the model's modalities and return (flat working copy, batch size).
 
     A modality given without masks counts as fully given conditioning (as the original's
@@ -51,12 +52,12 @@ def flatten_batch(
     return flat, next(iter(validated.values())).ids.shape[0]
 
 
-def unflatten_into(original: Mapping[str, Mapping[str, Any]], flat: Batch) -> Batch:
+def unflatten_into(original: Mapping[str, Mapping[str, Any]], flat: MaskedBatch) -> MaskedBatch:
     """Deep copy of ``original`` with the flat working tensors written back in the caller's shapes.
 
     Modalities that exist only in ``flat`` (targets the sampler created) are returned flat, [B, N].
     """
-    out: Batch = {name: dict(entry) for name, entry in copy.deepcopy(dict(original)).items()}
+    out: dict[str, dict[str, Any]] = {name: dict(entry) for name, entry in copy.deepcopy(dict(original)).items()}
     for name, item in flat.items():
         entry = out.setdefault(name, {})
         for key, value in item.items():

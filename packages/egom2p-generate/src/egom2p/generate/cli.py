@@ -22,14 +22,22 @@ from egom2p.core.cli import (
     warn,
 )
 from egom2p.core.modalities import ModalitySpec
+from egom2p.core.progress import progress as progress_bar
 from egom2p.core.shards import decode_tokens
 from egom2p.model import EgoM2P
-from tqdm.auto import tqdm
 
 from . import __version__
 from .batch import empty_target
 from .batch_manifest import source_identity
-from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options, task_name
+from .cli_options import (
+    TASK_STEPS,
+    add_batch_size_option,
+    add_sampling_options,
+    add_signal_options,
+    add_steps_option,
+    steps_per,
+    task_name,
+)
 from .infer import generate_shards
 from .precision import TF32_HELP, tf32_on_cuda
 from .sampler import GenerationSampler
@@ -58,10 +66,10 @@ EXAMPLES = f"""examples:
   {PROG} --checkpoint ckpt_dir --target tok_cam --num-samples 4 --out cams.npz
   # batch inference: depth tokens for every sample of a shard set (local or s3://), resumable
   {PROG} --checkpoint ckpt_dir --data 'shards/[rgb]/val/shard-{{000000..000009}}.tar' \\
-      --task rgb2depth --out-root preds/          # -> preds/depth/val/shard-00000N.tar
+      --task rgb2depth --out preds/          # -> preds/depth/val/shard-00000N.tar
   # the same with another temperature: preds/ holds the first run, so write to preds-2/ (printed)
   {PROG} --checkpoint ckpt_dir --data 'shards/[rgb]/val/shard-{{000000..000009}}.tar' \\
-      --task rgb2depth --out-root preds/ --temp 0.5 --new-root
+      --task rgb2depth --out preds/ --temp 0.5 --new-root
   # multi-condition guidance: rgb with weight 1.5 and depth with weight 0.5, one pass each
   {PROG} --checkpoint ckpt_dir --guide tok_rgb=rgb.npz:1.5 --guide tok_depth=depth.npz:0.5 \\
       --target tok_cam --out cam.npz
@@ -86,10 +94,11 @@ later ones, with weight --finished-weight.
 {TF32_HELP}
 """
 
-# Options of the file / unconditional mode, and of batch inference: neither mode takes the other's.
-FILE_OPTIONS = ("cond", "guide", "target", "out", "num_samples", "finished_weight", "token_schedule",
+# Options of the file / unconditional mode, and of batch inference: neither mode takes the other's (--out is both
+# modes' main output: a FILE in the first, a DIR in the second).
+FILE_OPTIONS = ("cond", "guide", "target", "num_samples", "finished_weight", "token_schedule",
                 "temp_schedule", "roar_honours_schedule", "no_grow_conditioning", "save_figures")
-BATCH_OPTIONS = ("data", "dataset", "task", "out_root", "batch_size", "overwrite", "new_root")
+BATCH_OPTIONS = ("data", "dataset", "task", "batch_size", "overwrite", "new_root")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,11 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Generate token modalities with an EgoM2P checkpoint (ROAR / MaskGIT, classifier-free\n"
         "guidance): from token files (--cond / --guide), from nothing (no --cond), or for every\n"
-        "sample of a shard set (--data with --task and --out-root).",
+        "sample of a shard set (--data with --task and --out DIR).",
         epilog=EXAMPLES,
     )
     add_version_option(parser, __version__)
     add_checkpoint_option(parser)
+    parser.add_argument("--out", type=Path, metavar="FILE|DIR",
+                        help="the main output. With --target: a FILE, the output .npz (with several targets, "
+                             "OUT_<target>.npz per target). With --data: a local DIR for the generated shards, in "
+                             "the input's layout: DIR/<target folder>/<dataset>/shard-N.tar")
     files = parser.add_argument_group("from token files, or unconditional (no --cond / --guide)")
     files.add_argument("--cond", action="append", default=[], metavar="MODALITY=FILE",
                        help="conditioning tokens: .npz (arr_0) or .npy, one sample (5,32,32)/(30,) or a batch "
@@ -110,8 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--guide", action="append", default=[], metavar="MODALITY=FILE[,MODALITY=FILE...]:WEIGHT",
                        help="one condition of multi-condition guidance and its weight (repeat for several)")
     files.add_argument("--target", action="append", metavar="MODALITY", help="modality to generate (repeat to chain)")
-    files.add_argument("--out", type=Path, metavar="FILE",
-                       help="output .npz; with several targets, OUT_<target>.npz per target")
     files.add_argument("--num-samples", type=positive_int, metavar="N",
                        help="unconditional generation: how many samples (default: 1); with token files the "
                             "files set the batch")
@@ -129,10 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(shards, required=False)
     shards.add_argument("--task", type=task_name, metavar="TASK", help="what to generate from what: the released eval "
                         f"tasks ({', '.join(sorted(TASKS))}) or <cond>2<target> (rgb2hand: tok_rgb -> tok_hand)")
-    shards.add_argument("--out-root", type=Path, metavar="DIR",
-                        help="local directory for the generated shards, in the input's layout: "
-                             "DIR/<target folder>/<dataset>/shard-N.tar")
-    shards.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="samples per forward pass")
+    add_batch_size_option(shards, default=8)
     shards.add_argument("--overwrite", action="store_true",
                         help="generate every shard again; when DIR holds a run with other settings (recorded in "
                              "DIR/egom2p-batch-<task>.json), delete that run's outputs first (default: resume a run "
@@ -143,9 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_signal_options(parser)
     add_video_options(parser)
     sampling = add_sampling_options(parser)
-    sampling.add_argument("--steps", type=positive_int, nargs="+", metavar="N",
-                          help="decoding steps: one value for all --target or one per target (default: 3; with "
-                               f"--task, the task's: {TASK_STEPS})")
+    add_steps_option(sampling, "--target", f"3; with --task, the task's: {TASK_STEPS}")
     return parser
 
 
@@ -230,15 +236,16 @@ def _check_mode(args: argparse.Namespace) -> None:
     given = lambda names: [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False, [])]  # noqa: E731
     if args.decode and args.video_tokenizer is None:
         raise ValueError("--decode needs --video-tokenizer SOURCE (the Cosmos tokenizer that decodes the video tokens)")
-    if args.data is not None or args.task is not None or args.out_root is not None:
-        missing = [flag for flag, value in (("--data", args.data), ("--task", args.task), ("--out-root", args.out_root))
+    if args.data is not None or args.task is not None:
+        missing = [flag for flag, value in (("--data", args.data), ("--task", args.task), ("--out DIR", args.out))
                    if value is None]
         if missing:
-            raise ValueError(f"batch inference needs --data, --task and --out-root; missing {', '.join(missing)}")
+            raise ValueError(f"batch inference needs --data, --task and --out DIR; missing {', '.join(missing)}")
         if given(FILE_OPTIONS):
             raise ValueError(f"{', '.join(given(FILE_OPTIONS))}: not with --data (batch inference runs --task)")
         if args.steps is not None and len(args.steps) > 1:
-            raise ValueError(f"--steps: batch inference runs one target, give one value, got {args.steps}")
+            raise ValueError(f"--steps: batch inference runs one target, give one value, got "
+                             f"{' '.join(map(str, args.steps))}")
         if args.overwrite and args.new_root:
             raise ValueError("give --overwrite or --new-root, not both")
         return
@@ -246,7 +253,7 @@ def _check_mode(args: argparse.Namespace) -> None:
         raise ValueError(f"{', '.join(given(['dataset', 'overwrite', 'new_root']))}: only with --data")
     if not args.target:
         raise ValueError("give --target MODALITY (with --cond/--guide token files, or none for unconditional "
-                         "generation), or --data/--task/--out-root for batch inference")
+                         "generation), or --data/--task/--out DIR for batch inference")
     if args.out is None:
         raise ValueError("--out FILE is required with --target")
     if args.guide:
@@ -317,10 +324,7 @@ def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> 
     if unknown:
         raise ValueError(f"--target {unknown}: unknown modality; the checkpoint has {sorted(modalities)}")
     n = len(targets)
-    steps = args.steps or [3]
-    if len(steps) not in (1, n):
-        raise ValueError(f"--steps: give one value or one per target ({n}), got {steps}")
-    steps = steps * n if len(steps) == 1 else steps
+    steps = [3 if given is None else given for given in steps_per(args.steps, targets, "--target")]
     unconditional = not batch and not guides
     if unconditional:  # the first target, empty: the sampler fills it from nothing
         single = args.num_samples is None
@@ -343,8 +347,8 @@ def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> 
         if guides:
             out = sampler.generate_multi_guided(batch, guides, schedule, **settings)
         else:
-            with tqdm(sampler.generate_iter(batch, schedule, **settings), total=len(schedule), unit="step",
-                      desc="generate", disable=None, leave=False) as steps_done:
+            with progress_bar(sampler.generate_iter(batch, schedule, **settings), total=len(schedule), unit="step",
+                              desc="generate", leave=False) as steps_done:
                 for _, _, partial in steps_done:  # the batch after each step; the last one is the result
                     out = partial
         seconds = time.perf_counter() - start
@@ -391,14 +395,14 @@ def _generate_shards(args: argparse.Namespace, options: SignalOptions | None) ->
              if args.decode else "--video-tokenizer: batch inference reads tokens; add --decode to write mp4 clips")
     with tf32_on_cuda(args.device, enabled=not args.no_tf32):
         summary = generate_shards(
-            model, args.data, args.task, args.out_root, dataset=args.dataset, batch_size=args.batch_size,
+            model, args.data, args.task, args.out, dataset=args.dataset, batch_size=args.batch_size,
             steps=args.steps[0] if args.steps else None, overwrite=args.overwrite, new_root=args.new_root,
             sources=sources, signals=decoder, video=video, scheme=args.scheme, temperature=args.temp, top_k=args.top_k,
             top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
         )  # fmt: skip
     root = Path(summary["out_root"])
-    if root != args.out_root:
-        print(f"{args.out_root} holds a run of {args.task} with other settings: writing to {root}")
+    if root != args.out:
+        print(f"{args.out} holds a run of {args.task} with other settings: writing to {root}")
     redone = f", {summary['redone']} damaged shards generated again" if summary["redone"] else ""
     print(f"{args.task}: {summary['samples']} samples in {summary['written']} new shards under {root} "
           f"({summary['skipped']} finished shards skipped{redone}, {summary['seconds']:.1f} s)")

@@ -53,6 +53,29 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     return group
 
 
+def add_steps_option(group: argparse._ArgumentGroup, what: str, default: str) -> None:
+    """``--steps N [N ...]``: decoding steps, one value for every ``what`` (target, task) or one per ``what``."""
+    group.add_argument("--steps", type=positive_int, nargs="+", metavar="N",
+                       help=f"decoding steps: one value for every {what} or one per {what}, in order "
+                            f"(default: {default})")
+
+
+def steps_per(steps: list[int] | None, names: list[str], what: str) -> list[int | None]:
+    """The ``--steps`` value of each of ``names`` (None where not given): one value serves all, or one per name;
+    any other count is a ValueError naming the option."""
+    if steps is None:
+        return [None] * len(names)
+    if len(steps) not in (1, len(names)):
+        raise ValueError(f"--steps: give one value or one per {what} ({len(names)}), got {' '.join(map(str, steps))}")
+    return list(steps) * len(names) if len(steps) == 1 else list(steps)
+
+
+def add_batch_size_option(group: argparse._ArgumentGroup, default: int) -> None:
+    """``--batch-size N``: samples per forward pass."""
+    group.add_argument("--batch-size", type=positive_int, default=default, metavar="N",
+                       help=f"samples per forward pass (default: {default})")
+
+
 def add_signal_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """``--tokenizer --gaze-frame --orig-res --resize-res --crop``: decode camera / gaze tokens to signals."""
     group = parser.add_argument_group("decoded signals (the [tokenizers] extra: pip install 'egom2p-generate[tokenizers]')")

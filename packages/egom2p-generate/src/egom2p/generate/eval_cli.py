@@ -21,7 +21,15 @@ from egom2p.core.cli import (
 from egom2p.model import EgoM2P
 
 from . import __version__
-from .cli_options import TASK_STEPS, add_sampling_options, add_signal_options, task_name
+from .cli_options import (
+    TASK_STEPS,
+    add_batch_size_option,
+    add_sampling_options,
+    add_signal_options,
+    add_steps_option,
+    steps_per,
+    task_name,
+)
 from .precision import TF32_HELP, tf32_on_cuda
 from .signal_eval import GT_SOURCE, SignalScorer
 from .signals import SignalDecoder, signal_options, warn_unused_tokenizers
@@ -68,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "any two of the checkpoint's modalities (rgb2hand: tok_rgb -> tok_hand)")
     parser.add_argument("--max-samples", type=positive_int, metavar="N", help="evaluate at most this many samples per task "
                         "(default: all)")
-    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="samples per forward pass")
+    add_batch_size_option(parser, default=1)
     parser.add_argument("--out", "--json", type=Path, metavar="FILE", help="also write the results as JSON here")
     parser.add_argument("--save-figures", type=Path, metavar="DIR",
                         help="draw true vs generated tokens of the first --max-figures samples of each task into "
@@ -77,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_signal_options(parser)
     add_video_options(parser, decode=False)
     sampling = add_sampling_options(parser)
-    sampling.add_argument("--steps", type=positive_int, metavar="N", help=f"decoding steps (default: the task's: {TASK_STEPS})")
+    add_steps_option(sampling, "--task", f"the task's: {TASK_STEPS}")
     return parser
 
 
@@ -137,6 +145,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         require_matplotlib()
     options = signal_options(args)  # the install hint and option mistakes before any model loads
+    steps = steps_per(args.steps, args.task, "--task")
     model = EgoM2P.from_pretrained(args.checkpoint, device=args.device)
     video = None if args.video_tokenizer is None else VideoCodec.load(args.video_tokenizer, model.modalities, args.device)
     if video is not None and not {task_spec(task).target for task in args.task} & set(VIDEO_MODALITIES):
@@ -147,7 +156,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         warn_unused_tokenizers(PROG, decoder, [task_spec(task).target for task in args.task])
     results = []
     with tf32_on_cuda(args.device, enabled=not args.no_tf32):
-        for task in args.task:
+        for task, task_steps in zip(args.task, steps):
             draw = figure_writer(args.save_figures, task, model, args.max_figures) if args.save_figures else None
             target = task_spec(task).target
             scorer = (SignalScorer(decoder, target, task, args.save_figures, args.max_figures)
@@ -155,7 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                       VideoScorer(video, target, task) if video is not None and target in VIDEO_MODALITIES else None)
             result = run_eval_task(
                 model, args.data, task, max_samples=args.max_samples, dataset=args.dataset,
-                batch_size=args.batch_size, steps=args.steps, on_batch=_chain(draw, scorer), scheme=args.scheme,
+                batch_size=args.batch_size, steps=task_steps, on_batch=_chain(draw, scorer), scheme=args.scheme,
                 temperature=args.temp, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg, seed=args.seed,
             )  # fmt: skip
             results.append(result if scorer is None else {**result, "signals": scorer.summary()})

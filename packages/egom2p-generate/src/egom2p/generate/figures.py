@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from egom2p.core.cli import MissingExtraError
+from egom2p.core.errors import MissingExtraError
 from egom2p.core.modalities import ModalitySpec
 
 __all__ = ["require_matplotlib", "save_token_figure"]

@@ -1,6 +1,6 @@
 """Classifier-free guidance: several versions ("passes") of the batch in one forward, and their logit mix.
 
-Single guidance (SPEC 7.3) mixes a conditional and an unconditional pass:
+Single guidance (docs/original-behaviour.md#guidance) mixes a conditional and an unconditional pass:
 `uncond + (cond - uncond) * scale`. Multi-condition guidance (the original's `generate_multi_guided`,
 https://arxiv.org/abs/2206.01714) runs one pass per condition plus the unconditional one and mixes
 `uncond + sum_i w_i (cond_i - uncond)`. Every pass decodes the same positions.
@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+from egom2p.core.batch import MaskedBatch
 from egom2p.model import EgoM2P
 
-from .batch import Batch, empty_target
+from .batch import empty_target
 
 MASK_LAYOUT = ("tensor", "input_mask", "target_mask")
 
@@ -46,7 +47,7 @@ def pass_logits(
     to the longest (the original's layout; same logits up to float rounding).
     """
     names = list(dict.fromkeys(name for p in passes for name in p))
-    stacked: Batch = {}
+    stacked: dict[str, dict[str, torch.Tensor]] = {}
     for name in names:
         some = next(p[name] for p in passes if name in p)
         batch_size, num_tokens = some["tensor"].shape
@@ -78,21 +79,21 @@ class MultiGuidance:
     later steps need one more weight.
     """
 
-    def __init__(self, conditions: Sequence[Batch], pack: bool = True):
+    def __init__(self, conditions: Sequence[MaskedBatch], pack: bool = True):
         self.pack = pack
         self.conditions: list[Mapping[str, Mapping[str, torch.Tensor]]] = list(conditions)
         self.given = len(self.conditions)
         self.finished: list[str] = []
         self.current: str | None = None
 
-    def start_step(self, state: Batch, target: str) -> None:
+    def start_step(self, state: MaskedBatch, target: str) -> None:
         """Called before each step: a change of target turns the previous one into a condition."""
         if self.current is not None and target != self.current:
             self.finished.append(self.current)
             self.conditions.append({self.current: state[self.current]})
         self.current = target
 
-    def logits(self, model: EgoM2P, state: Batch, step: Mapping, positions: torch.Tensor) -> torch.Tensor:
+    def logits(self, model: EgoM2P, state: MaskedBatch, step: Mapping, positions: torch.Tensor) -> torch.Tensor:
         """Guided logits of the step's target at `positions`."""
         weights = step["cfg_scale"]
         if len(weights) != len(self.conditions):

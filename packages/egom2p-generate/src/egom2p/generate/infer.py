@@ -30,9 +30,10 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
+from egom2p.core.errors import ShardError
 from egom2p.core.paths import resolve_path
 from egom2p.core.progress import progress as progress_bar
-from egom2p.core.shards import ShardError, decode_tokens, encode_tokens, load_token_array, read_tar_members, write_tar
+from egom2p.core.shards import decode_tokens, encode_tokens, load_token_array, read_tar_members, write_tar
 from egom2p.model import EgoM2P
 
 from .batch_manifest import build_manifest, claim_root

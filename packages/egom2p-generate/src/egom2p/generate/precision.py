@@ -1,4 +1,7 @@
-"""TF32 matmuls on CUDA, as the original's evaluation scripts enable them (SPEC 7.4)."""
+"""TF32 matmuls on CUDA, as the original's evaluation scripts enable them.
+
+The original's scripts: docs/original-behaviour.md#evaluation-scripts.
+"""
 
 from __future__ import annotations
 

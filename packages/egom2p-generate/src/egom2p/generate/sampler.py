@@ -1,4 +1,7 @@
-"""Any-to-any generation with ROAR or MaskGIT decoding and classifier-free guidance (SPEC 7.3).
+"""Any-to-any generation with ROAR or MaskGIT decoding and classifier-free guidance.
+
+The original's steps and guidance: docs/original-behaviour.md#roar-and-maskgit-steps and #guidance; quirk numbers
+below are those of docs/original-behaviour.md#quirks.
 
 Each step runs the encoder once on the conditioning plus everything decoded so far
 (`model.encode`) and the decoder only on the positions it queries (`model.decode_positions`).
@@ -27,10 +30,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from egom2p.core.batch import MaskedBatch
 from egom2p.core.modalities import ModalitySpec
 from egom2p.model import EgoM2P
 
-from .batch import Batch, empty_target, flatten_batch, unflatten_into
+from .batch import empty_target, flatten_batch, unflatten_into
 from .guidance import MultiGuidance, blanked, mix_guided, pass_logits
 from .sampling import ARGMAX_TEMPERATURE, sample_tokens
 from .schedule import SCHEMES
@@ -64,7 +68,7 @@ class GenerationSampler:
         top_k: float = 0.0,
         top_p: float = 0.0,
         order: Mapping[str, torch.Tensor] | None = None,
-    ) -> Batch:
+    ) -> MaskedBatch:
         """Run the whole schedule and return the filled batch (a new dict; `batch` is not modified).
 
         `batch`: modality -> {tensor, input_mask, target_mask} (a modality without masks is taken as
@@ -86,7 +90,7 @@ class GenerationSampler:
         top_k: float = 0.0,
         top_p: float = 0.0,
         order: Mapping[str, torch.Tensor] | None = None,
-    ) -> Iterator[tuple[int, dict[str, Any], Batch]]:
+    ) -> Iterator[tuple[int, dict[str, Any], MaskedBatch]]:
         """Like `generate`, yielding `(step_index, step_dict, batch_so_far)` after every step."""
         yield from self._run(batch, schedule, seed, top_k, top_p, order, copy_each_step=True)
 
@@ -99,7 +103,7 @@ class GenerationSampler:
         top_k: float = 0.0,
         top_p: float = 0.0,
         order: Mapping[str, torch.Tensor] | None = None,
-    ) -> Batch:
+    ) -> MaskedBatch:
         """Generate with several conditions, each with its own guidance weight (the original's
         `generate_multi_guided`): logits = `uncond + sum_i w_i (cond_i - uncond)`.
 
@@ -170,7 +174,7 @@ class GenerationSampler:
             if copy_each_step or index == last:
                 yield index, dict(step), unflatten_into(batch, state)
 
-    def _step(self, state: Batch, step: dict[str, Any], step_seed: int, top_k, top_p, order_cursor, logits_fn) -> None:
+    def _step(self, state: MaskedBatch, step: dict[str, Any], step_seed: int, top_k, top_p, order_cursor, logits_fn) -> None:
         target = step["target_domain"]
         remaining = ~state[target]["target_mask"]
         counts = remaining.sum(dim=1)
@@ -228,7 +232,7 @@ class GenerationSampler:
         key = target_mask.float() + 1e-6 * noise.to(target_mask.device)
         return torch.argsort(key, dim=1)[:, :k]
 
-    def _logits(self, state: Batch, step: dict[str, Any], positions: torch.Tensor) -> torch.Tensor:
+    def _logits(self, state: MaskedBatch, step: dict[str, Any], positions: torch.Tensor) -> torch.Tensor:
         target, scale = step["target_domain"], float(step["cfg_scale"])
         if scale == 1.0:
             ctx = self.model.encode(state)
@@ -278,7 +282,7 @@ def _check_step(
     return dict(step)
 
 
-def _check_order(order, state: Batch, batch_size: int) -> dict[str, tuple[torch.Tensor, int]]:
+def _check_order(order, state: MaskedBatch, batch_size: int) -> dict[str, tuple[torch.Tensor, int]]:
     cursor: dict[str, tuple[torch.Tensor, int]] = {}
     for name, positions in (order or {}).items():
         if name not in state:

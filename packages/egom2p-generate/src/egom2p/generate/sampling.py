@@ -1,4 +1,4 @@
-"""Token sampling primitives: top-k / top-p filtering and temperature sampling (SPEC 7.3)."""
+"""Token sampling primitives: top-k / top-p filtering and temperature sampling (docs/original-behaviour.md#sampling)."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def sample_tokens(
     |temperature| <= 1e-10 means argmax, with probability 1 reported for every token (as the
     original). Otherwise the logits are filtered (top-k/top-p) and sampled from
     softmax(logits / temperature) with `torch.multinomial` drawing from `generator`. The original
-    filters *before* dividing by the temperature (quirk 31); that stays the default for parity, and
-    `filter_after_temperature=True` gives the usual order. `logits` is not modified.
+    filters *before* dividing by the temperature (quirk 31 in docs/original-behaviour.md#quirks); that stays the
+    default for parity, and `filter_after_temperature=True` gives the usual order. `logits` is not modified.
     """
     if logits.dim() != 2:
         raise ValueError(f"sample_tokens expects logits [T, V], got shape {tuple(logits.shape)}")

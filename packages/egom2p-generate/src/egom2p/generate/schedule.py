@@ -1,11 +1,11 @@
 """Generation schedules: how many tokens, at which temperature and guidance scale, each step decodes.
 
-Reimplements the original's `build_chained_generation_schedules` (SPEC 7.2) with the same argument
-names and the same step dicts, so schedules written for EgoM2P/4M work unchanged. Deliberate
-differences: integer guidance scales are accepted (the original crashes, quirk 30), lists of
-multi-condition weights are checked (numbers only, not empty), and ROAR can be told to honour the
-cosine token schedule (`roar_honours_token_schedule=True`; the original always
-uses the linear one for ROAR, which stays the default for parity).
+Reimplements the original's `build_chained_generation_schedules` (docs/original-behaviour.md#schedules) with
+the same argument names and the same step dicts, so schedules written for EgoM2P/4M work unchanged. Deliberate
+differences: integer guidance scales are accepted (the original crashes, quirk 30), lists of multi-condition
+weights are checked (numbers only, not empty), and ROAR can be told to honour the cosine token schedule
+(`roar_honours_token_schedule=True`; the original always uses the linear one for ROAR, which stays the default
+for parity). Quirk numbers here are those of docs/original-behaviour.md#quirks.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def build_generation_schedule(
     modality_info: Mapping[str, ModalitySpec] | None = None,
     roar_honours_token_schedule: bool = False,
 ) -> list[dict[str, Any]]:
-    """Build the flat list of generation steps for chained targets (SPEC 7.2).
+    """Build the flat list of generation steps for chained targets.
 
     Every per-target argument is a list with one entry per target, in generation order. Each step
     is a dict `{target_domain, scheme, num_tokens, temperature, cfg_scale, cfg_cond_domains}`.

@@ -1,11 +1,12 @@
 """Evaluation samples from pre-tokenised data, read with the one shard format of ``egom2p.core.shards``.
 
-Two layouts (SPEC 1.6): tar shards ``root/<folder>/<dataset>/shard-*.tar`` (under a root, core's
-:func:`~egom2p.core.shards.find_root_shards` finds them at any depth), one tar per modality folder holding the same ``<key>.npz|.npy`` members in the same order; or folders of per-sample files
-``root/<folder>/<dataset>/<key>.npz``, paired across folders by key. A shard pattern holds exactly
-one ``[folder,...]`` list and brace ranges, e.g.
-``data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar``. Patterns may name
-``s3://bucket/...`` URLs (the ``[s3]`` extra); a root directory is local.
+Two layouts (docs/original-behaviour.md#shard-layout): tar shards ``root/<folder>/<dataset>/shard-*.tar``, one tar per modality folder holding
+the same ``<key>.npz|.npy`` members in the same order; or folders of per-sample files
+``root/<folder>/<dataset>/<key>.npz``, paired across folders by key. ``data`` is a shard pattern or a root plus a
+dataset name, told apart and resolved by core's :func:`~egom2p.core.sources.resolve_source` (under a root it finds
+the tars at any depth). A shard pattern holds exactly one ``[folder,...]`` list and brace ranges, e.g.
+``data/demo/val/[cam,depth,gaze,rgb]/synth_full/shard-{000000..000001}.tar``. Patterns and roots may name
+``s3://bucket/...`` URLs (the ``[s3]`` extra); per-sample files are read from a local root only.
 
 Batch inference writes its outputs "in the same layout": :class:`DataShard` knows where the tar of
 another modality folder goes under an output root (``root/<folder>/<dataset>/shard-000000.tar``). The folders
@@ -17,23 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import zip_longest
-from typing import IO
 
 import numpy as np
-from egom2p.core.shards import (
-    TOKEN_SUFFIXES,
-    ShardError,
-    decode_tokens,
-    expand_folders,
-    expand_shard_pattern,
-    find_root_shards,
-    iter_folder_samples,
-    iter_tar_members,
-    open_url,
-)
+from egom2p.core.layout import expand_folders
+from egom2p.core.pairing import iter_folder_samples, iter_shard
+from egom2p.core.shards import TOKEN_SUFFIXES, decode_tokens
+from egom2p.core.sources import is_shard_pattern, resolve_source
 
 Shard = dict[str, str]  # folder -> tar path, one modality folder each
 Sample = tuple[str, dict[str, np.ndarray]]  # (key, folder -> int64 token array)
@@ -45,7 +36,7 @@ def expand_data_pattern(pattern: str) -> list[Shard]:
     The pattern must hold exactly one ``[a,b,...]`` list naming the modality folders (a single
     folder is written ``[cam]``): the folder tells which modality a tar holds.
     """
-    shards = [expand_folders(url) for url in expand_shard_pattern(pattern)]
+    shards = [expand_folders(url) for url in resolve_source(data_path=pattern)]
     if "" in shards[0]:
         raise ValueError(
             f"data pattern {pattern!r} must contain exactly one [folder,...] list, "
@@ -90,27 +81,22 @@ class DataShard:
 def list_data_shards(data: str | os.PathLike, folders: Sequence[str], dataset: str | None = None) -> list[DataShard]:
     """The tar shards of a shard pattern, or of ``root`` + ``dataset`` (see :func:`iter_samples`).
 
-    Raises ``ValueError`` for a pattern naming unknown folders, an ``s3://`` root without a pattern,
-    or a dataset stored as per-sample files instead of tars; ``FileNotFoundError`` when a root holds
-    no tars of ``dataset``; ``ShardError`` when its folders hold different shard names (core's strict policy).
+    Raises ``ValueError`` for a pattern naming unknown folders, a root without ``dataset``, or a dataset stored as
+    per-sample files instead of tars; ``FileNotFoundError`` when a root holds no tars of ``dataset``;
+    ``ShardError`` when its folders hold different shard names (core's strict policy).
     """
     text = os.fspath(data)
-    if "[" in text:
-        urls = expand_shard_pattern(text)
+    if is_shard_pattern(text):
+        urls = resolve_source(data_path=text)
         shards = expand_data_pattern(text)
         unknown = sorted(set(shards[0]) - set(folders))
         if unknown:
             raise ValueError(f"data folders {unknown} in {text!r} match no modality; known folders: {sorted(folders)}")
         return [_data_shard(url, tars, rel) for url, tars, rel in zip(urls, shards, _differing_folders(urls))]
-    if "://" in text:
-        raise ValueError(f"data {text!r}: a URL must be a shard pattern with a [folder,...] list")
     if dataset is None:
-        raise ValueError(f"data {text!r} is a root directory: also give the dataset name")
-    urls = find_root_shards(text, dataset, folders, policy="strict")
-    if not urls:
-        if any(os.path.isdir(os.path.join(text, f, dataset)) for f in folders):
-            raise ValueError(f"{text}: dataset {dataset!r} is stored as per-sample files, not tar shards")
-        raise FileNotFoundError(f"no token folders {text}/<{'|'.join(folders)}>/{dataset}/")
+        raise ValueError(f"data {text!r} is a root, not a shard pattern (.../shard-{{000000..000009}}.tar): also give "
+                         "the dataset name")
+    urls = resolve_source(data_root=text, dataset=dataset, folders=folders, policy="strict")
     return [_data_shard(url, expand_folders(url)) for url in urls]
 
 
@@ -129,41 +115,25 @@ def _differing_folders(urls: Sequence[str]) -> list[str]:
     return ["".join(f"{p}/" for p in path[shared:]) for path in parts]
 
 
-def _token_members(url: str, stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
-    """``(key, member name, bytes)`` of the token members of one tar; other members are ignored."""
-    for key, ext, data in iter_tar_members(stream, url):
-        name = f"{key}.{ext}"
-        if name.endswith(TOKEN_SUFFIXES):
-            yield key, name, data
-
-
 def iter_shard_samples(shards: Iterable[Mapping[str, str]]) -> Iterator[Sample]:
-    """Stream ``(key, {folder: tokens})`` from each shard's tars in lockstep.
+    """Stream ``(key, {folder: tokens})`` from each shard's tars in lockstep (core's paired reader,
+    :func:`egom2p.core.pairing.iter_shard`); members other than token files are ignored.
 
     The tars of one shard must hold the same keys in the same order: a differing key or length
     raises ``ShardError`` naming every tar of the shard.
     """
     for shard in shards:
-        folders = list(shard)
-        with ExitStack() as stack:
-            streams = [_token_members(shard[f], stack.enter_context(open_url(shard[f]))) for f in folders]
-            for items in zip_longest(*streams):
-                if any(item is None for item in items):
-                    ended = [shard[f] for f, item in zip(folders, items) if item is None]
-                    raise ShardError(f"shards differ in length: {ended} ended before {list(shard.values())}")
-                keys = [key for key, _, _ in items]
-                if len(set(keys)) != 1:
-                    found = ", ".join(f"{shard[f]}: {key!r}" for f, key in zip(folders, keys))
-                    raise ShardError(f"sample keys differ across modality shards: {found}")
-                yield keys[0], {f: decode_tokens(f"{shard[f]}:{name}", data) for f, (_, name, data) in zip(folders, items)}
+        for key, members in iter_shard(shard, policy="lockstep", suffixes=TOKEN_SUFFIXES):
+            yield key, {f: decode_tokens(f"{shard[f]}:{name}", data) for f, (name, data) in members.items()}
 
 
 def iter_file_samples(root: str | os.PathLike, dataset: str, folders: Sequence[str]) -> Iterator[Sample]:
-    """``(key, {folder: tokens})`` from per-sample files ``root/<folder>/<dataset>/<key>.npz``, paired by key.
+    """``(key, {folder: tokens})`` from per-sample files ``root/<folder>/<dataset>/<key>.npz``, paired by key with
+    core's ``union`` policy (:func:`egom2p.core.pairing.iter_folder_samples`).
 
     A folder lacking a key is left out of that sample. Raises ``FileNotFoundError`` when no folder exists.
     """
-    for key, files in iter_folder_samples(root, dataset, folders):
+    for key, files in iter_folder_samples(root, dataset, folders, policy="union"):
         yield key, {
             folder: decode_tokens(os.path.join(os.fspath(root), folder, dataset, name), data)
             for folder, (name, data) in files.items()
@@ -171,15 +141,15 @@ def iter_file_samples(root: str | os.PathLike, dataset: str, folders: Sequence[s
 
 
 def iter_samples(data: str | os.PathLike, folders: Sequence[str], dataset: str | None = None) -> Iterator[Sample]:
-    """Samples of a shard pattern (``data`` holds a ``[folder,...]`` list, local or ``s3://``) or of a
-    local ``root`` + ``dataset``.
+    """Samples of a shard pattern (``data`` holds a ``[folder,...]`` list) or of a ``root`` + ``dataset``, local
+    or ``s3://``.
 
     ``folders`` are the known modality folders: a pattern may name only these, and under a root
     these are looked for. Under a root, a dataset's tar shards are read if it has any (folders holding
-    different shard names raise ``ShardError``), else its per-sample files.
+    different shard names raise ``ShardError``), else (a local root) its per-sample files.
     """
     text = os.fspath(data)
-    if "[" in text or dataset is None or "://" in text:
+    if is_shard_pattern(text) or dataset is None:
         return iter_shard_samples(shard.tars for shard in list_data_shards(text, folders, dataset))
-    urls = find_root_shards(text, dataset, folders, policy="strict")
+    urls = resolve_source(data_root=text, dataset=dataset, folders=folders, policy="strict", files=True)
     return iter_shard_samples(map(expand_folders, urls)) if urls else iter_file_samples(text, dataset, folders)

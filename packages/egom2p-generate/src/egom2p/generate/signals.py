@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from egom2p.core.cli import MissingExtraError, one_line, warn
+from egom2p.core.cli import one_line, warn
+from egom2p.core.errors import MissingExtraError
 from egom2p.core.modalities import ModalitySpec
 
 INSTALL_HINT = "pip install 'egom2p-generate[tokenizers]'"

@@ -1,4 +1,6 @@
-"""Conditioning -> target tasks with the original eval scripts' settings (SPEC 7.4), and their token accuracy.
+"""Conditioning -> target tasks with the original eval scripts' settings, and their token accuracy.
+
+The original's scripts and settings: docs/original-behaviour.md#evaluation-scripts.
 
 The original scripts only write outputs; here each task generates the target from the
 conditioning of every sample (:class:`TaskRunner`, shared with batch inference in
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from egom2p.core.layout import folder_modalities
 from egom2p.core.modalities import ModalitySpec
 from egom2p.core.progress import progress as progress_bar
 from egom2p.model import EgoM2P
@@ -152,7 +155,7 @@ def load_samples(
     :mod:`egom2p.generate.shards`). An iterable of dicts is passed through (keys may be modality names
     or folder names; sample keys are ``sample-<i>``).
     """
-    by_folder = {spec.folder: name for name, spec in modalities.items()}
+    by_folder = folder_modalities(modalities, modalities)  # core's folder -> modality rule
     if isinstance(data, (str, Path)):
         keyed: Iterable[tuple[str, Mapping[str, np.ndarray]]] = iter_samples(data, list(by_folder), dataset)
     else:

@@ -4,10 +4,10 @@
 Modality specs and the batch contract come from :mod:`egom2p.core`.
 """
 
-from .checkpoint import resolve_checkpoint, write_pretrained
+from .checkpoint import resolve_checkpoint
 from .config import EgoM2PConfig
 from .hub import model_card, push_to_hub
-from .model import EgoM2P, EgoM2POutput, EncoderContext, is_block_parameter, parameter_modality
+from .model import EgoM2P, EgoM2POutput, EncoderContext, is_block_parameter, parameter_modality, write_pretrained
 from .presets import PRESETS, preset_config
 
 __version__ = "0.1.0"

@@ -3,8 +3,9 @@
 Every backend applies the visibility rule of :mod:`egom2p.model.kernels.reference` (key lengths,
 segment ids, optional causal): ``reference`` is that module's PyTorch math, ``sdpa`` hands its
 boolean mask to ``scaled_dot_product_attention``, ``triton`` is the fused kernel that reads the
-per-token metadata instead of a mask. This module also owns which backend may run what
-(:func:`check_backend`) and what ``auto`` means (:func:`resolve_backend`).
+per-token metadata instead of a mask. This module also owns the one parse of a backend name and which
+backend may run what (:func:`check_backend`), and what ``auto`` means (:func:`resolve_backend`). The model
+resolves its backend once, when it is built or moved, and hands the concrete one to its attention layers.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from .kernels.reference import attention_visibility, check_attention_inputs, mas
 CAUSAL_BACKENDS = frozenset({AttnBackend.REFERENCE, AttnBackend.SDPA})
 
 
-def check_backend(backend: str, causal: bool = False) -> AttnBackend:
-    """Parse ``backend``; ValueError for an unknown name or for a causal mask on a backend without one."""
+def check_backend(backend: AttnBackend | str, causal: bool = False) -> AttnBackend:
+    """Parse ``backend`` (the one parse of a backend name); ValueError for an unknown name or for a causal mask on
+    a backend without one."""
     parsed = AttnBackend.parse(backend, "attn_backend")
     if causal and parsed not in (AttnBackend.AUTO, *CAUSAL_BACKENDS):
         raise ValueError(f"attn_backend {parsed.value!r} has no causal mode (decoder_causal_mask); "
@@ -39,7 +41,7 @@ def _triton_available() -> bool:
     return True
 
 
-def resolve_backend(backend: str, device: torch.device, causal: bool = False) -> AttnBackend:
+def resolve_backend(backend: AttnBackend | str, device: torch.device, causal: bool = False) -> AttnBackend:
     """The concrete backend for attention on ``device``: ``auto`` is triton on CUDA when the kernel
     imports and no causal mask is needed, sdpa otherwise; other names are checked and returned."""
     parsed = check_backend(backend, causal)
@@ -48,6 +50,12 @@ def resolve_backend(backend: str, device: torch.device, causal: bool = False) ->
     if device.type == "cuda" and (not causal or AttnBackend.TRITON in CAUSAL_BACKENDS) and _triton_available():
         return AttnBackend.TRITON
     return AttnBackend.SDPA
+
+
+def _is_resolved(backend: AttnBackend | str, causal: bool) -> bool:
+    """Whether ``backend`` is a concrete backend that may run this call as is (nothing to parse or resolve)."""
+    return (isinstance(backend, AttnBackend) and backend is not AttnBackend.AUTO
+            and (not causal or backend in CAUSAL_BACKENDS))
 
 
 def _sdpa(q, k, v, mask: torch.Tensor) -> torch.Tensor:
@@ -174,7 +182,7 @@ def attention(
     key_lengths: torch.Tensor | None = None,
     q_segments: torch.Tensor | None = None,
     k_segments: torch.Tensor | None = None,
-    backend: str = "auto",
+    backend: AttnBackend | str = "auto",
     causal: bool = False,
     query_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -184,8 +192,9 @@ def attention(
         q: ``[B, H, Nq, Dh]``; k, v: ``[B, H, Nk, Dh]``, all the same dtype.
         key_lengths: int ``[B]``; valid keys are the prefix ``j < key_lengths[b]``.
         q_segments, k_segments: int ``[B, Nq]`` / ``[B, Nk]``; a query sees only keys of its segment.
-        backend: ``reference`` | ``sdpa`` | ``triton`` | ``auto`` (resolved here for ``q``'s device;
-            the model resolves it once when built and passes the concrete backend).
+        backend: a concrete :class:`AttnBackend` is used as is (the model's attention layers hold the one
+            resolved when the model was built or moved); a name or ``auto`` is parsed and resolved here for
+            ``q``'s device (:func:`resolve_backend`).
         causal: also require ``j <= i`` (only the original's causal-decoder variant uses it).
         query_lengths: int ``[B]``; queries ``i >= query_lengths[b]`` are padding: zero output (the
             Triton kernel does not compute them).
@@ -194,7 +203,8 @@ def attention(
     """
     q, k, v = _autocast_inputs(q, k, v)
     check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
-    backend = resolve_backend(backend, q.device, causal)
+    if not _is_resolved(backend, causal):
+        backend = resolve_backend(backend, q.device, causal)
     batch, heads, num_queries, head_dim = q.shape
     num_keys = k.shape[2]
     if num_keys == 0:  # empty context: nothing to attend to

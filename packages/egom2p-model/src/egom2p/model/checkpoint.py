@@ -3,10 +3,11 @@
 The file format, the safe loader and the path rules belong to :mod:`egom2p.core.checkpoints` (a directory
 with ``model.safetensors`` + ``config.json``; a run's newest ``checkpoints/step-<N>/``; an original
 ``.pth``/``.pt``; a Hugging Face Hub id ``org/repo`` with the ``[hub]`` extra). This module adds what is
-EgoM2P's: the config is an :class:`EgoM2PConfig`, written weights must fit ``EgoM2P(config)``, and the
-original's layout is mapped onto ours.
+EgoM2P's: the config is an :class:`EgoM2PConfig`, weights must fit the model the config makes, and the
+original's layout is mapped onto ours. It sits below :mod:`egom2p.model.model` (which imports it for
+``from_pretrained``/``save_pretrained``): what needs the model class receives it as an argument.
 
-The original's state dict (SPEC 8.2) has our parameter names plus entries we do not store:
+The original's state dict (docs/original-behaviour.md#checkpoints) has our parameter names plus entries we do not store:
 fixed ``pos_emb`` buffers, all-zero LayerNorm ``bias`` buffers (bias-free variants), and tied
 duplicates (``decoder_embeddings.M.to_logits.weight`` = decoder ``token_emb``; decoder ``mod_emb`` =
 encoder ``mod_emb``). Those are checked against what they must equal, then dropped. The original file is
@@ -30,9 +31,9 @@ from egom2p.core.checkpoints import (
     read_checkpoint_dir,
     read_checkpoint_weights,
     verify_checkpoint_dir,
-    write_checkpoint_dir,
 )
 from egom2p.core.cli import one_line
+from egom2p.core.layout import domain_list
 from egom2p.core.modalities import RELEASED_MODALITIES
 from torch import nn
 
@@ -42,37 +43,21 @@ from .presets import PRESETS
 HUB_INSTALL_HINT = "pip install 'egom2p-model[hub]'"  # what a missing [hub] extra tells an egom2p-model user
 
 
-def _check_state_keys(state_dict: Mapping[str, torch.Tensor], config: EgoM2PConfig) -> None:
-    from .model import EgoM2P  # checkpoint <- model import cycle; only needed here
+def _expected_shapes(cls: type, config: EgoM2PConfig) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of ``cls(config)``, from a model built on the meta device (no memory)."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
 
-    with torch.device("meta"):  # shapes only, no memory
-        expected = {k: tuple(v.shape) for k, v in EgoM2P(config).state_dict().items()}
+
+def check_state_dict(cls: type, state_dict: Mapping[str, torch.Tensor], config: EgoM2PConfig) -> None:
+    """ValueError naming the missing, unexpected and wrongly shaped keys of ``state_dict`` against ``cls(config)``."""
+    expected = _expected_shapes(cls, config)
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state_dict) if tuple(state_dict[k].shape) != expected[k])
     if missing or unexpected or wrong:
         raise ValueError(f"state dict does not match the config: missing keys {missing}; unexpected keys {unexpected}; "
                          f"wrong shapes {[(k, tuple(state_dict[k].shape), expected[k]) for k in wrong]}")
-
-
-def write_pretrained(directory: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], config: EgoM2PConfig) -> None:
-    """Write ``model.safetensors`` (``state_dict``) and ``config.json`` (``config``) into ``directory``.
-
-    The file-writing half of ``save_pretrained``, for callers that hold a full state dict but no
-    model to call it on (the trainer exporting a sharded or compiled model). The keys and shapes
-    must be those of ``EgoM2P(config)`` (ValueError naming the differences otherwise, before anything is
-    written), so the directory always opens with ``EgoM2P.from_pretrained``. The files are written
-    atomically by :func:`egom2p.core.checkpoints.write_checkpoint_dir`.
-    """
-    if not isinstance(config, EgoM2PConfig):
-        raise TypeError(f"config must be an EgoM2PConfig, got {type(config).__name__}")
-    _check_state_keys(state_dict, config)
-    write_checkpoint_dir(directory, state_dict, config.to_dict())
-
-
-def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> None:
-    """Write ``model``'s ``model.safetensors`` and ``config.json`` into ``directory`` (see ``write_pretrained``)."""
-    write_pretrained(directory, model.state_dict(), model.config)
 
 
 def resolve_checkpoint(path: str | os.PathLike, revision: str | None = None) -> Path:
@@ -91,11 +76,7 @@ def _as_config(config: EgoM2PConfig | Mapping[str, Any]) -> EgoM2PConfig:
 
 
 def _domains(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [d for d in value.split("-") if d]
-    return [str(d) for d in value]
+    return [] if value is None else domain_list(value)
 
 
 def config_from_original_args(args: argparse.Namespace) -> EgoM2PConfig:
@@ -161,11 +142,9 @@ def original_to_native(model: nn.Module, state: Mapping[str, torch.Tensor]) -> d
 
 
 def _first_misfit(cls: type, cfg: Any, state: Mapping[str, torch.Tensor]) -> str | None:
-    """The first tensor of ``state`` whose shape differs from what ``cls(cfg)`` makes, checked on a model built on the
-    meta device (no memory), or None. Missing and extra keys (and the original's layout) are
-    :func:`original_to_native`'s to judge, on the real model."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in cls(cfg).state_dict().items()}
+    """The first tensor of ``state`` whose shape differs from what ``cls(cfg)`` makes, or None. Missing and extra
+    keys (and the original's layout) are :func:`original_to_native`'s to judge, on the real model."""
+    expected = _expected_shapes(cls, cfg)
     for key, value in state.items():
         if key in expected and tuple(value.shape) != expected[key]:
             return f"'{key}' has shape {list(value.shape)}, the config makes {list(expected[key])}"

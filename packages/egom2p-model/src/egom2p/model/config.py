@@ -17,11 +17,11 @@ from .attention import check_backend
 class EgoM2PConfig:
     """Architecture of an EgoM2P encoder-decoder.
 
-    ``modalities`` accepts a modality-file path, a mapping ``name -> {vocab_size, grid|length, folder?}``
-    or ``name -> ModalitySpec``; it is normalised by :func:`egom2p.core.modalities.load_modality_specs`
-    to ``dict[str, ModalitySpec]`` (sorted names). ``attn_backend`` stays as given (``auto`` included):
-    the model resolves it for its device.
-    Defaults are the released ``egom2p_base_12e_12d_swiglu_nobias`` (SPEC 2.1).
+    ``modalities`` accepts a modality-file path or preset name (``"egom2p"``, ``"tiny"``), a mapping
+    ``name -> {vocab_size, grid|length, folder?}`` or ``name -> ModalitySpec``; it is normalised by
+    :func:`egom2p.core.modalities.load_modality_specs` to ``dict[str, ModalitySpec]`` (sorted names).
+    ``attn_backend`` stays as given (``auto`` included): the model resolves it for its device.
+    Defaults are the released ``egom2p_base_12e_12d_swiglu_nobias`` (docs/original-behaviour.md#architecture).
     """
 
     dim: int = 768

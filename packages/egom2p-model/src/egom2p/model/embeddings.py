@@ -1,7 +1,8 @@
-"""Positional, modality and token embeddings (SPEC 1.2-1.5).
+"""Positional, modality and token embeddings (docs/original-behaviour.md#embeddings).
 
 Positional embeddings are fixed sin-cos tables kept as non-persistent buffers (they are a
-function of the config, so checkpoints need not store them; the original did, quirk 6).
+function of the config, so checkpoints need not store them; the original did, quirk 6 in
+docs/original-behaviour.md#quirks).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class DecoderEmbedding(nn.Module):
     """Decoder side of one modality: positions and the token table that doubles as the output head.
 
     The decoder's input at a target is the mask token, so ``token_emb`` is used only as the
-    (tied) output projection ``logits = h @ token_emb.weight.T`` (SPEC 1.3). The modality
-    embedding is the encoder's (SPEC 1.5), so it is not stored here.
+    (tied) output projection ``logits = h @ token_emb.weight.T``. The modality
+    embedding is the encoder's (one parameter per modality), so it is not stored here.
     """
 
     def __init__(self, spec: ModalitySpec, dim: int, pos_emb: torch.Tensor) -> None:

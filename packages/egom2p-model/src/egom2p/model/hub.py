@@ -18,14 +18,14 @@ from egom2p.core.checkpoints import CONFIG_NAME, WEIGHTS_NAME
 from egom2p.core.hub import CARD_NAME, is_hub_id, upload_folder
 from torch import nn
 
-from .checkpoint import HUB_INSTALL_HINT, save_pretrained
+from .checkpoint import HUB_INSTALL_HINT
 from .presets import PRESETS
 
 __all__ = ["COMMIT_MESSAGE", "TOKENIZERS", "model_card", "prepare_hub_folder", "push_to_hub"]
 
 COMMIT_MESSAGE = "Upload EgoM2P checkpoint"
 
-# What a user needs to turn video and trajectories into the released modalities' tokens (SPEC 9).
+# What a user needs to turn video and trajectories into the released modalities' tokens (docs/original-behaviour.md#tokenizers).
 TOKENIZERS = {
     "tok_rgb": "NVIDIA Cosmos-0.1-Tokenizer-DV4x8x8 (16 frames at 8 fps, 256x256 -> 5x32x32 tokens)",
     "tok_depth": "NVIDIA Cosmos-0.1-Tokenizer-DV4x8x8 on per-clip min-max normalised depth as 3-channel gray video",
@@ -85,7 +85,7 @@ def model_card(model: nn.Module, repo_id: str) -> str:
 def prepare_hub_folder(model: nn.Module, directory: str | os.PathLike, repo_id: str) -> Path:
     """Write what :func:`push_to_hub` uploads into ``directory``: weights, config and the model card."""
     directory = Path(directory)
-    save_pretrained(model, directory)
+    model.save_pretrained(directory)
     (directory / CARD_NAME).write_text(model_card(model, repo_id), encoding="utf-8")
     return directory
 

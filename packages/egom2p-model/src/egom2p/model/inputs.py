@@ -1,15 +1,15 @@
 """Token layouts: which tokens the encoder and the decoder compute, laid out in rows of static width.
 
-Selection follows the original (SPEC 2.4): concatenate the modalities, stable-sort each sample so
-the selected tokens come first in concatenation order, keep the first ``budget``. We concatenate
-in sorted modality order (the original used dict order for the encoder and a random order for
-the decoder, quirk 8; neither changes what a token sees under the non-causal masks).
+Selection is :func:`egom2p.core.packing.kept_tokens`, the rule the packer and the trainer's counting
+share: a sample keeps its first ``budget`` selected tokens in concatenation order, the modalities
+concatenated in sorted name order (the original used dict order for the encoder and a random order
+for the decoder; neither changes what a token sees under the non-causal masks).
 
 A :class:`TokenLayout` comes from one of three places:
 - :func:`select_tokens` (a masked batch, the batch contract): one row per sample. With a budget the
   row width is the budget, a static shape, and nothing reads the device (the training path); with
   ``budget=None`` rows are trimmed to the fullest sample (one host sync; inference).
-- :func:`read_packed_batch` (a packed batch from ``egom2p.data.packing``): rows holding several
+- :func:`read_packed_batch` (a :class:`~egom2p.core.packing.PackedBatch`): rows holding several
   samples each, built on the CPU by the loader; ``samples`` says which token belongs to which sample.
 - :func:`pack_layout` (inference): the valid tokens of a one-row-per-sample layout re-packed on the
   device, so that guided generation computes each pass's own tokens only.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from egom2p.core.batch import ModalityBatch
 from egom2p.core.modalities import ModalitySpec
-from egom2p.core.packing import PACKED_SIDE_KEYS
+from egom2p.core.packing import PackedBatch, PackedSide, kept_tokens
 
 # Target ids at padded head slots: ``F.cross_entropy``'s and the fused loss's default ignore_index.
 IGNORE_INDEX = -100
@@ -65,19 +65,19 @@ def select_tokens(
     if budget is not None and (budget < 0 or budget > total):
         raise ValueError(f"num_{'encoder' if side == 'input' else 'decoder'}_tokens={budget} must be in [0, {total}] "
                          f"(the number of tokens of the modalities in the batch)")
-    ids = torch.cat([m.ids for m in inputs.values()], dim=1)
-    excluded = torch.cat([(m.input_mask if side == "input" else m.target_mask) for m in inputs.values()], dim=1)
+    ids = torch.cat([m.ids for m in inputs.values()], dim=1)  # ``inputs`` is in sorted name order, as kept_tokens
+    kept = kept_tokens({name: (m.input_mask if side == "input" else m.target_mask) for name, m in inputs.items()}, budget)
     modality = torch.cat(
         [torch.full((m.ids.shape[1],), modality_index[name], dtype=torch.int64, device=device) for name, m in inputs.items()]
     )
     positions = torch.cat([torch.arange(m.ids.shape[1], device=device) for m in inputs.values()])
-    lengths = (~excluded).sum(dim=1)
+    lengths = kept.sum(dim=1)
     if budget is None:
         width = int(lengths.max()) if batch else 0  # host sync: inference only
     else:
         width = budget
-        lengths = lengths.clamp(max=budget)
-    order = torch.sort(excluded.to(torch.int8), dim=1, stable=True).indices[:, :width]
+    # Kept tokens first, each sample's in concatenation order; slots past its length are padding.
+    order = torch.sort((~kept).to(torch.int8), dim=1, stable=True).indices[:, :width]
     valid = torch.arange(width, device=device)[None, :] < lengths[:, None]
     return TokenLayout(
         ids=torch.where(valid, ids.gather(1, order), 0),
@@ -107,103 +107,39 @@ def target_slots(layout: TokenLayout, modality_index: Mapping[str, int], num_tok
     return out
 
 
-def _packed_side(entry: Mapping[str, torch.Tensor], side: str, to_model: list[int], check_values: bool) -> TokenLayout:
-    if not isinstance(entry, Mapping) or any(k not in entry for k in PACKED_SIDE_KEYS):
-        raise ValueError(f"packed batch[{side!r}] must hold {list(PACKED_SIDE_KEYS)}")
-    ids = entry["ids"]
-    if ids.dim() != 2:
-        raise ValueError(f"packed batch[{side!r}]['ids'] must be [rows, width], got {tuple(ids.shape)}")
-    for key in PACKED_SIDE_KEYS:
-        t = entry[key]
-        if t.dtype.is_floating_point or t.dtype == torch.bool:
-            raise ValueError(f"packed batch[{side!r}][{key!r}] must be an integer tensor, got {t.dtype}")
-        want = ids.shape[:1] if key == "lengths" else ids.shape
-        if t.shape != want:
-            raise ValueError(f"packed batch[{side!r}][{key!r}] has shape {tuple(t.shape)}, expected {tuple(want)}")
-    modality = entry["modality"].long()
-    if check_values and bool(((modality < -1) | (modality >= len(to_model))).any()):
-        raise ValueError(f"packed batch[{side!r}]['modality'] must be in [-1, {len(to_model)}) "
-                         f"(indices into sorted(batch['targets']))")
+def _layout(side: PackedSide, to_model: list[int]) -> TokenLayout:
+    """One side of a packed batch as a layout, its modality indices (into the batch's sorted modalities)
+    mapped to the model's."""
+    modality = side.modality.long()
     if to_model != list(range(len(to_model))):  # batch index -> model index (Python scalars: no host-to-device copy)
         remapped = torch.full_like(modality, -1)
         for index, model_index in enumerate(to_model):
             remapped = torch.where(modality == index, model_index, remapped)
         modality = remapped
-    return TokenLayout(ids=ids.long(), modality=modality, positions=entry["positions"].long(),
-                       lengths=entry["lengths"].to(torch.int32), samples=entry["samples"].to(torch.int32))
-
-
-def _check_packed_values(layout: TokenLayout, side: str, names: Sequence[str], specs: Mapping[str, ModalitySpec]) -> None:
-    """The debug check of a packed side (host syncs): valid slots form the prefix, ids and positions in range."""
-    if not torch.equal(layout.modality >= 0, layout.valid):
-        raise ValueError(f"packed batch[{side!r}]: the tokens of row r must be its first lengths[r] slots (modality -1 after)")
-    for name in names:
-        here = layout.modality == list(specs).index(name)
-        spec = specs[name]
-        for key, values, limit in (("ids", layout.ids, spec.vocab_size), ("positions", layout.positions, spec.num_tokens)):
-            bad = here & ((values < 0) | (values >= limit))
-            if bool(bad.any()):
-                raise ValueError(f"packed batch[{side!r}][{key!r}] has {name} values {values[bad].unique()[:5].tolist()} "
-                                 f"outside [0, {limit})")
+    return TokenLayout(ids=side.ids.long(), modality=modality, positions=side.positions.long(),
+                       lengths=side.lengths.to(torch.int32), samples=side.samples.to(torch.int32))
 
 
 def read_packed_batch(
-    batch: Mapping[str, Mapping[str, torch.Tensor]], specs: Mapping[str, ModalitySpec], check_values: bool = True
+    batch: PackedBatch, specs: Mapping[str, ModalitySpec], check_values: bool = True
 ) -> tuple[TokenLayout, TokenLayout, dict[str, torch.Tensor]]:
     """The encoder and decoder layouts and the per-modality target slots of a packed batch.
 
-    The batch's modality indices refer to ``sorted(batch['targets'])``; they are mapped to positions in
-    the model's sorted modality list (``specs``). Shapes and dtypes are always checked; with
-    ``check_values`` (a debug check that reads the device) also every index and token id.
+    The batch's modality indices refer to its sorted modalities; they are mapped to positions in the
+    model's sorted modality list (``specs``). The structure was checked when the batch was built; with
+    ``check_values`` (a debug check that reads the device) also every index and token id
+    (:meth:`PackedBatch.check_values`).
     """
-    targets = batch["targets"]
-    names = sorted(targets)
-    model_names = list(specs)
-    unknown = [n for n in names if n not in specs]
-    if not names or unknown:
-        raise ValueError(f"packed batch['targets'] must name the batch's modalities; unknown {unknown}, "
-                         f"the model has {model_names}")
-    to_model = [model_names.index(n) for n in names]
-    encoder = _packed_side(batch["encoder"], "encoder", to_model, check_values)
-    decoder = _packed_side(batch["decoder"], "decoder", to_model, check_values)
-    if encoder.ids.shape[0] != decoder.ids.shape[0]:
-        raise ValueError(f"packed batch has {encoder.ids.shape[0]} encoder rows and {decoder.ids.shape[0]} decoder rows")
-    slots = {}
-    for name in names:
-        index = targets[name]
-        if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
-            raise ValueError(f"packed batch['targets'][{name!r}] must be a 1-D integer tensor, got {index.dtype} "
-                             f"{tuple(index.shape)}")
-        slots[name] = index.long()
+    to_model = batch.modality_indices(list(specs))
     if check_values:
-        _check_packed_values(encoder, "encoder", names, specs)
-        _check_packed_values(decoder, "decoder", names, specs)
-        flat = decoder.modality.reshape(-1)
-        for name, index in slots.items():
-            used = index[index >= 0]
-            in_range = bool((index >= -1).all()) and bool((used < flat.numel()).all())
-            if not in_range or bool((flat[used] != model_names.index(name)).any()):
-                raise ValueError(f"packed batch['targets'][{name!r}] must list decoder slots of {name} (or -1)")
-    return encoder, decoder, slots
-
-
-def first_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """Samples into rows of ``capacity`` slots: longest first, each into the first row where it fits
-    (a sample longer than ``capacity`` gets a row of its own). Each row lists its samples in order."""
-    rows: list[list[int]] = []
-    fill: list[int] = []
-    for s in sorted(range(len(lengths)), key=lambda s: -lengths[s]):
-        r = next((r for r, used in enumerate(fill) if used + lengths[s] <= capacity), len(rows))
-        if r == len(rows):
-            rows.append([])
-            fill.append(0)
-        rows[r].append(s)
-        fill[r] += lengths[s]
-    return [sorted(row) for row in rows]
+        batch.check_values(specs)
+    slots = {name: batch.targets[name].long() for name in batch.modality_names}
+    return _layout(batch.encoder, to_model), _layout(batch.decoder, to_model), slots
 
 
 def pack_layout(layout: TokenLayout, rows: Sequence[Sequence[int]]) -> tuple[TokenLayout, list[int]]:
-    """Re-pack a one-row-per-sample layout into ``rows`` (lists of samples, e.g. from :func:`first_fit`).
+    """Re-pack a one-row-per-sample layout into ``rows`` (lists of samples, e.g. from
+    :func:`egom2p.model.cost.inference_rows`).
 
     Inference only (reads the lengths). Each sample's tokens stay contiguous and in order; rows are as
     wide as the fullest. Returns the packed layout (``samples`` set) and the row of each sample.

@@ -1,4 +1,4 @@
-"""Transformer blocks (SPEC 2.2): pre-norm encoder block and decoder block with cross-attention.
+"""Transformer blocks (docs/original-behaviour.md#architecture): pre-norm encoder block and decoder block with cross-attention.
 
 Module and parameter names follow the original so that its state dict maps one to one.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from egom2p.core.enums import AttnBackend
 from einops import rearrange
 from torch import nn
 
@@ -19,7 +20,19 @@ def layer_norm(dim: int, bias: bool) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=1e-6, bias=bias)
 
 
-class SelfAttention(nn.Module):
+class AttentionLayer(nn.Module):
+    """An attention layer: holds ``backend``, the attention backend it runs (:func:`egom2p.model.attention.attention`).
+
+    ``EgoM2P`` sets it to its resolved backend when built and on every device move; a layer used on its own keeps
+    ``auto``, resolved per call for the inputs' device.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend: AttnBackend = AttnBackend.AUTO
+
+
+class SelfAttention(AttentionLayer):
     """Multi-head self-attention with one ``qkv`` projection (rows: all q, all k, all v)."""
 
     def __init__(self, cfg: EgoM2PConfig) -> None:
@@ -30,15 +43,15 @@ class SelfAttention(nn.Module):
         self.q_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
         self.k_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, backend: str, key_lengths=None, segments=None, causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_lengths=None, segments=None, causal: bool = False) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (qkv h d) -> qkv b h n d", qkv=3, h=self.num_heads)
         # Queries are the keys: rows past key_lengths are padding, which the kernel need not compute.
-        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, segments, segments, backend=backend, causal=causal,
-                        query_lengths=key_lengths)
+        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, segments, segments, backend=self.backend,
+                        causal=causal, query_lengths=key_lengths)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(AttentionLayer):
     """Queries from the decoder, keys/values from the context via one ``kv`` projection."""
 
     def __init__(self, cfg: EgoM2PConfig) -> None:
@@ -54,7 +67,6 @@ class CrossAttention(nn.Module):
         self,
         x: torch.Tensor,
         context: torch.Tensor,
-        backend: str,
         key_lengths=None,
         q_segments=None,
         k_segments=None,
@@ -62,7 +74,7 @@ class CrossAttention(nn.Module):
     ) -> torch.Tensor:
         q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.num_heads)
         k, v = rearrange(self.kv(context), "b n (kv h d) -> kv b h n d", kv=2, h=self.num_heads)
-        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, q_segments, k_segments, backend=backend,
+        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, q_segments, k_segments, backend=self.backend,
                         query_lengths=query_lengths)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
@@ -94,11 +106,9 @@ class EncoderBlock(nn.Module):
         self.norm2 = layer_norm(cfg.dim, cfg.norm_bias)
         self.mlp = Mlp(cfg)
 
-    def forward(
-        self, x: torch.Tensor, backend: str, key_lengths: torch.Tensor | None, segments: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_lengths: torch.Tensor | None, segments: torch.Tensor | None = None) -> torch.Tensor:
         """``segments`` (packed rows): a token sees only tokens of its own sample."""
-        x = x + self.attn(self.norm1(x), backend, key_lengths=key_lengths, segments=segments)
+        x = x + self.attn(self.norm1(x), key_lengths=key_lengths, segments=segments)
         return x + self.mlp(self.norm2(x))
 
 
@@ -119,7 +129,6 @@ class DecoderBlock(nn.Module):
         self,
         y: torch.Tensor,
         context: torch.Tensor,
-        backend: str,
         self_key_lengths: torch.Tensor | None,
         segments: torch.Tensor | None,
         context_lengths: torch.Tensor | None,
@@ -129,7 +138,7 @@ class DecoderBlock(nn.Module):
     ) -> torch.Tensor:
         """``segments``: self-attention segments; ``samples``/``context_samples`` (packed rows): the sample
         of each query / context key, so that a query reads only its own sample's context."""
-        y = y + self.self_attn(self.norm1(y), backend, key_lengths=self_key_lengths, segments=segments, causal=causal)
-        y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), backend, key_lengths=context_lengths,
+        y = y + self.self_attn(self.norm1(y), key_lengths=self_key_lengths, segments=segments, causal=causal)
+        y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), key_lengths=context_lengths,
                                 q_segments=samples, k_segments=context_samples, query_lengths=self_key_lengths)
         return y + self.mlp(self.norm2(y))

@@ -1,4 +1,4 @@
-"""Output heads and the loss reductions of the original (SPEC 3)."""
+"""Output heads and the loss reductions of the original (docs/original-behaviour.md#losses)."""
 
 from __future__ import annotations
 
@@ -57,11 +57,11 @@ def reduce_losses(
     """Combine per-modality mean losses into the training loss.
 
     - ``mod`` (released): mean over every modality in the batch dict, including ones without
-      targets (they add an exact 0 but count in the denominator, quirk 1).
-    - ``token``: weighted by targets x vocabulary size, as the original's ``logits.numel()`` (quirk 2).
+      targets (they add an exact 0 but count in the denominator, quirk 1 in docs/original-behaviour.md#quirks).
+    - ``token``: weighted by targets x vocabulary size, as the original's ``logits.numel()`` (quirk 2 there).
     - ``mod_present``: mean over the modalities that have at least one target (ours; what the
       original's validation effectively reports). 0 when no modality has targets.
-    - ``weighted_mod``: like ``mod`` over the losses rescaled by ``scale_mod_losses`` (SPEC 3).
+    - ``weighted_mod``: like ``mod`` over the losses rescaled by ``scale_mod_losses``.
     """
     loss_type = LossType.parse(loss_type, "loss_type")
     names = list(mod_loss)

@@ -1,6 +1,6 @@
-"""The EgoM2P encoder-decoder (SPEC 2), readable top to bottom.
+"""The EgoM2P encoder-decoder (docs/original-behaviour.md#architecture), readable top to bottom.
 
-forward: a masked batch (egom2p.core.batch) or a packed batch (egom2p.data.packing) -> token layouts
+forward: a masked batch (egom2p.core.batch) or a packed batch (egom2p.core.packing) -> token layouts
 (encoder inputs, decoder targets; ``inputs.py``) -> encoder -> context -> decoder (mask-token queries)
 -> per-modality heads and cross-entropy -> reduced loss.
 
@@ -14,41 +14,35 @@ validates every sample) and the inference helpers (``budget=None``, ``encode(pac
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from egom2p.core.batch import validate_batch
+from egom2p.core.batch import MaskedBatch, validate_batch
+from egom2p.core.checkpoints import write_checkpoint_dir
 from egom2p.core.enums import AttnBackend, LossType
-from egom2p.core.packing import is_packed_batch
+from egom2p.core.packing import PackedBatch
 from torch import nn
 
-from .attention import computed_pairs, resolve_backend
-from .checkpoint import load_pretrained, save_pretrained
+from .attention import resolve_backend
+from .checkpoint import check_state_dict, load_pretrained
 from .config import EgoM2PConfig
+from .cost import inference_rows
 from .embeddings import DecoderEmbedding, EncoderEmbedding, position_table
 from .inputs import (
     IGNORE_INDEX,
     TokenLayout,
-    first_fit,
     pack_layout,
     read_packed_batch,
     select_tokens,
     target_slots,
 )
-from .layers import DecoderBlock, EncoderBlock, layer_norm
+from .layers import AttentionLayer, DecoderBlock, EncoderBlock, layer_norm
 from .losses import cross_entropy_sum, reduce_losses, scale_mod_losses
 from .presets import preset_config
-
-Batch = Mapping[str, Mapping[str, torch.Tensor]]
-
-# Packed inference tries rows as wide as the longest sample, that rounded up to this (room for short
-# samples beside a long one), and one row for everything (see EgoM2P._pack_rows).
-PACK_ROUNDING = 256
-
 
 # State-dict sections: the per-modality embeddings, and the blocks with their final norms (the original's
 # "shared parameters", which its fine-tuning warm-up freezes).
@@ -66,6 +60,21 @@ def parameter_modality(name: str) -> str | None:
 def is_block_parameter(name: str) -> bool:
     """Whether ``name`` belongs to an encoder/decoder block or their final norms."""
     return name.partition(".")[0] in BLOCK_SECTIONS
+
+
+def write_pretrained(directory: str | Path, state_dict: Mapping[str, torch.Tensor], config: EgoM2PConfig) -> None:
+    """Write ``model.safetensors`` (``state_dict``) and ``config.json`` (``config``) into ``directory``.
+
+    The file-writing half of ``EgoM2P.save_pretrained``, for callers that hold a full state dict but no
+    model to call it on (the trainer exporting a sharded or compiled model). The keys and shapes
+    must be those of ``EgoM2P(config)`` (ValueError naming the differences otherwise, before anything is
+    written), so the directory always opens with ``EgoM2P.from_pretrained``. The files are written
+    atomically by :func:`egom2p.core.checkpoints.write_checkpoint_dir`.
+    """
+    if not isinstance(config, EgoM2PConfig):
+        raise TypeError(f"config must be an EgoM2PConfig, got {type(config).__name__}")
+    check_state_dict(EgoM2P, state_dict, config)
+    write_checkpoint_dir(directory, state_dict, config.to_dict())
 
 
 @dataclass
@@ -108,6 +117,7 @@ class EgoM2P(nn.Module):
     ``attn_backend`` is the concrete attention backend, resolved from ``config.attn_backend`` when
     the model is built and again whenever it moves (``.to``/``.cuda``): ``auto`` becomes ``triton``
     on CUDA and ``sdpa`` elsewhere (``sdpa`` for the causal-decoder variant, which Triton lacks).
+    Every attention layer holds it (:class:`egom2p.model.layers.AttentionLayer`); the forward does not pass it.
     """
 
     def __init__(self, config: EgoM2PConfig) -> None:
@@ -134,27 +144,33 @@ class EgoM2P(nn.Module):
         self.decoder_proj_context = nn.Linear(dim, dim, bias=True)  # the original's only biased linear layer
         self.decoder = nn.ModuleList(DecoderBlock(config) for _ in range(config.decoder_depth))
         self.decoder_norm = layer_norm(dim, config.norm_bias)
-        self.attn_backend = self._resolve_backend()
+        self._resolve_backend()
         self.reset_parameters()
 
-    def _resolve_backend(self) -> AttnBackend:
-        return resolve_backend(self.config.attn_backend, self.mask_token.device, self.config.decoder_causal_mask)
+    def _resolve_backend(self) -> None:
+        """Resolve ``config.attn_backend`` for the model's device, once, and hand it to every attention layer."""
+        self.attn_backend: AttnBackend = resolve_backend(self.config.attn_backend, self.mask_token.device,
+                                                         self.config.decoder_causal_mask)
+        for module in self.modules():
+            if isinstance(module, AttentionLayer):
+                module.backend = self.attn_backend
 
     def _apply(self, fn, recurse: bool = True):
         # Every device move (.to, .cuda, .cpu, to_empty) goes through here: re-resolve `auto` for the new device.
         out = super()._apply(fn, recurse)
-        self.attn_backend = self._resolve_backend()
+        self._resolve_backend()
         return out
 
     # ----------------------------------------------------------------------------------- init
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """MAE-style init of the original (SPEC 2.7).
+        """MAE-style init of the original (docs/original-behaviour.md#initialisation).
 
         Linear: Xavier-uniform, with fan-out split per projection for ``qkv`` (by 3) and ``kv``
         (by 2); biases 0. LayerNorm: weight 1, bias 0. Encoder token tables, modality embeddings
         and the mask token: normal(0, init_std). Decoder token tables (= output heads): Xavier-
-        uniform, bound sqrt(6 / (D + V)), which is what the trained original effectively got (quirk 3).
+        uniform, bound sqrt(6 / (D + V)), which is what the trained original effectively got (quirk 3 in
+        docs/original-behaviour.md#quirks).
         """
         std = self.config.init_std
         for name, module in self.named_modules():
@@ -210,7 +226,7 @@ class EgoM2P(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` into ``directory`` (atomically, see ``write_pretrained``)."""
-        save_pretrained(self, directory)
+        write_pretrained(directory, self.state_dict(), self.config)
 
     # ------------------------------------------------------------------------- embeddings
     def _embed(self, layout: TokenLayout, build) -> torch.Tensor:
@@ -236,9 +252,9 @@ class EgoM2P(nn.Module):
         emb = self._embed(layout, lambda name, ids, pos: self._position_emb(name, pos))
         x = tokens + emb
         for block in self.encoder:
-            x = block(x, self.attn_backend, layout.lengths, layout.samples)
+            x = block(x, layout.lengths, layout.samples)
         x = self.encoder_norm(x)
-        # The embeddings are added again to the context (zero at padding, SPEC 2.4 step 6).
+        # The embeddings are added again to the context (zero at padding, docs/original-behaviour.md#forward-pass).
         return EncoderContext(context=self.decoder_proj_context(x) + emb, key_lengths=layout.lengths, samples=layout.samples)
 
     def _decode(
@@ -253,8 +269,7 @@ class EgoM2P(nn.Module):
         """Decoder blocks; ``samples`` (packed rows) keeps each query to its own sample's context."""
         context = ctx.context.to(y.dtype)
         for block in self.decoder:
-            y = block(y, context, self.attn_backend, self_lengths, self_segments, ctx.key_lengths, causal,
-                      samples, ctx.samples)
+            y = block(y, context, self_lengths, self_segments, ctx.key_lengths, causal, samples, ctx.samples)
         return self.decoder_norm(y)
 
     def _self_segments(self, layout: TokenLayout) -> torch.Tensor | None:
@@ -267,7 +282,7 @@ class EgoM2P(nn.Module):
         return layout.samples * len(self.modality_names) + layout.modality
 
     def encode(
-        self, batch: Batch, num_encoder_tokens: int | None = None, check_vocab: bool = True, pack: bool = False
+        self, batch: MaskedBatch, num_encoder_tokens: int | None = None, check_vocab: bool = True, pack: bool = False
     ) -> EncoderContext:
         """Run the encoder on the batch's inputs; ``None`` keeps as many tokens as the fullest sample has.
 
@@ -280,51 +295,16 @@ class EgoM2P(nn.Module):
         layout = select_tokens(inputs, self._modality_index, "input", num_encoder_tokens)
         if not pack:
             return self._encode_layout(layout)
-        packed, rows = pack_layout(layout, self._pack_rows(layout.lengths.tolist()))
+        packed, rows = pack_layout(layout, inference_rows(self, layout.lengths.tolist()))
         ctx = self._encode_layout(packed)
         ctx.sample_rows = rows
         return ctx
-
-    def packed_work(self, rows: Sequence[Sequence[tuple[int, int]]], widths: tuple[int, int]) -> int:
-        """Relative work of packed rows on this model's attention backend and device, to choose a packing.
-
-        ``rows[r]`` lists the ``(encoder tokens, decoder tokens)`` of each sample packed in row ``r``; every row
-        is ``widths = (encoder width, decoder width)`` slots wide. In units of one query-key pair of attention:
-        the linear layers cost about 6 dim pairs per slot (24 dim^2 FLOPs against 4 dim); attention costs the
-        pairs :func:`~egom2p.model.attention.computed_pairs` says the backend computes (the encoder's self-
-        attention, the decoder's self- and cross-attention): each sample's own pairs with the Triton kernel and
-        with ``sdpa`` on the CPU when per-run attention pays, every pair of the row otherwise.
-        """
-        enc_width, dec_width = widths
-        heads, head_dim = self.config.num_heads, self.config.dim // self.config.num_heads
-        device = self.mask_token.device
-
-        def pairs(num_q: int, num_k: int, runs: list[tuple[int, int]]) -> int:  # 0 when a side is empty
-            return computed_pairs(self.attn_backend, device, num_q, num_k, runs, heads, head_dim)
-
-        work = 0
-        for row in rows:
-            work += 6 * self.config.dim * (enc_width + dec_width)
-            work += pairs(enc_width, enc_width, [(e, e) for e, _ in row])
-            work += pairs(dec_width, dec_width, [(d, d) for _, d in row]) + pairs(dec_width, enc_width, list(row))
-        return work
-
-    def _pack_rows(self, lengths: list[int]) -> list[list[int]]:
-        """The cheapest (:meth:`packed_work`) of a few first-fit packings of samples with these token counts."""
-
-        def work(rows: list[list[int]]) -> int:
-            width = max((sum(lengths[s] for s in row) for row in rows), default=0)
-            return self.packed_work([[(lengths[s], 0) for s in row] for row in rows], (width, 0))
-
-        longest = max(lengths, default=0)
-        capacities = (longest, -(-longest // PACK_ROUNDING) * PACK_ROUNDING, sum(lengths))
-        return min((first_fit(lengths, capacity) for capacity in capacities), key=work)
 
     def decode_positions(self, ctx: EncoderContext, modality: str, positions: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, k, V]`` of ``modality`` at ``positions`` (int64 ``[B, k]``).
 
         Queries are mask token + position + modality embedding; they attend to each other
-        without restriction and to the context's valid keys (SPEC 2.5, inference).
+        without restriction and to the context's valid keys (docs/original-behaviour.md#forward-pass, inference).
         """
         if modality not in self.modalities:
             raise ValueError(f"unknown modality {modality!r}; the model has {self.modality_names}")
@@ -363,7 +343,7 @@ class EgoM2P(nn.Module):
 
     def forward(
         self,
-        batch: Batch,
+        batch: MaskedBatch | PackedBatch,
         num_encoder_tokens: int | None = None,
         num_decoder_tokens: int | None = None,
         loss_type: str = "mod",
@@ -375,7 +355,7 @@ class EgoM2P(nn.Module):
         Masked batch: budgets are per sample (the original's 2048/2048 in training); ``None`` = every
         selected token (rows trimmed to the fullest sample: a host sync). Samples with fewer tokens
         are padded; padding never influences valid tokens.
-        Packed batch (``egom2p.data.packing.pack_batch``, keys ``encoder``/``decoder``/``targets``):
+        Packed batch (a :class:`egom2p.core.packing.PackedBatch`, e.g. ``egom2p.data.packing.pack_batch``'s):
         the packer applied the budgets, so the budget arguments are not used; losses are those of
         the unpacked batch.
         ``loss_type`` is a :class:`egom2p.core.enums.LossType` value. ``check_vocab=False`` skips the
@@ -383,7 +363,7 @@ class EgoM2P(nn.Module):
         path, which then never reads the device (``mod`` and ``weighted_mod`` losses).
         """
         loss_type = LossType.parse(loss_type, "loss_type")
-        if is_packed_batch(batch):
+        if isinstance(batch, PackedBatch):
             encoder, decoder, targets = read_packed_batch(batch, self.modalities, check_values=check_vocab)
         else:
             inputs = validate_batch(batch, self.modalities, check_vocab=check_vocab)
@@ -415,48 +395,3 @@ class EgoM2P(nn.Module):
         loss = reduce_losses(mod_loss, num_targets, vocab, loss_type)
         mod_loss = scale_mod_losses(mod_loss, vocab, loss_type)  # weighted_mod reports the rescaled losses, as the original
         return EgoM2POutput(loss=loss, mod_loss=mod_loss, num_targets=num_targets, logits=logits if return_logits else None)
-
-    # ------------------------------------------------------------------------- accounting
-    def flops_per_sample(
-        self,
-        num_encoder_tokens: int,
-        num_decoder_tokens: int,
-        decoder_tokens_per_modality: Mapping[str, int] | None = None,
-        backward: bool = True,
-    ) -> float:
-        """FLOPs of one sample (multiply-add = 2 FLOPs), for MFU.
-
-        With N encoder and M decoder tokens, D = dim, H = MLP hidden, L_e / L_d = depths:
-        - encoder layer: 2N(3D^2 + D^2) projections + k_mlp*2NDH MLP + 4N^2 D attention
-          (scores and weighted sum over all N keys);
-        - context projection 2ND^2;
-        - decoder layer: 2M(3D^2 + D^2) self projections + 4 D sum_m M_m^2 self-attention
-          (targets see only their own modality's M_m targets; M_m^2 summed over modalities,
-          or M^2 with ``decoder_sep_mask`` off) + 2M D^2 + 2N(2D^2) + 2MD^2 cross projections
-          + 4MND cross-attention + k_mlp*2MDH MLP;
-        - heads: 2 M_m D V_m per modality.
-        k_mlp = 3 for SwiGLU, 2 for GELU. Embedding lookups, norms and softmax are not counted.
-        Without ``decoder_tokens_per_modality`` all M targets are assumed to belong to the
-        modality with the largest vocabulary (an upper bound; the common video case).
-        ``backward=True`` returns forward + backward = 3x forward.
-        """
-        cfg = self.config
-        n, m, d, h = num_encoder_tokens, num_decoder_tokens, cfg.dim, cfg.mlp_hidden
-        if decoder_tokens_per_modality is None:
-            largest = max(self.modality_names, key=lambda k: self.modalities[k].vocab_size)
-            decoder_tokens_per_modality = {largest: m}
-        unknown = set(decoder_tokens_per_modality) - set(self.modalities)
-        if unknown:
-            raise ValueError(f"unknown modalities {sorted(unknown)} in decoder_tokens_per_modality")
-        if sum(decoder_tokens_per_modality.values()) != m:
-            raise ValueError(f"decoder_tokens_per_modality sums to {sum(decoder_tokens_per_modality.values())}, expected {m}")
-        k_mlp = 3 if cfg.gated_mlp else 2
-        encoder = cfg.encoder_depth * (2 * n * 4 * d * d + k_mlp * 2 * n * d * h + 4 * n * n * d)
-        self_pairs = sum(c * c for c in decoder_tokens_per_modality.values()) if cfg.decoder_sep_mask else m * m
-        decoder = cfg.decoder_depth * (
-            2 * m * 4 * d * d + 4 * d * self_pairs + 2 * m * d * d + 2 * n * 2 * d * d + 2 * m * d * d
-            + 4 * m * n * d + k_mlp * 2 * m * d * h
-        )
-        heads = sum(2 * c * d * self.modalities[k].vocab_size for k, c in decoder_tokens_per_modality.items())
-        forward = encoder + 2 * n * d * d + decoder + heads
-        return float(3 * forward if backward else forward)

@@ -1,4 +1,7 @@
-"""Named architectures: our short names and every registry name of the original (SPEC 2.8)."""
+"""Named architectures: our short names and every registry name of the original.
+
+The original's registry: docs/original-behaviour.md#registry-names.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from .config import EgoM2PConfig
 _SWIGLU_NOBIAS = dict(gated_mlp=True, qkv_bias=False, proj_bias=False, mlp_bias=False, norm_bias=False)
 _GELU = dict(gated_mlp=False, qkv_bias=True, proj_bias=True, mlp_bias=True, norm_bias=True)
 
-# (dim, encoder_depth, decoder_depth, num_heads) per size; SwiGLU large/xlarge use the original's
-# odd widths because the 3-D position embedding needs dim % 6 == 0 (quirk 9).
+# (dim, encoder_depth, decoder_depth, num_heads) per size. SwiGLU has the GELU sizes but for large/xlarge,
+# which use the original's odd widths because the 3-D position embedding needs dim % 6 == 0 (quirk 9
+# in docs/original-behaviour.md#quirks); the QK-norm variants come in the GELU sizes from base up.
 _SIZES_GELU = {
     "tiny_6e_6d": (384, 6, 6, 6),
     "small_8e_8d": (512, 8, 8, 8),
@@ -18,18 +22,8 @@ _SIZES_GELU = {
     "large_24e_24d": (1024, 24, 24, 16),
     "xlarge_24e_24d": (2048, 24, 24, 32),
 }
-_SIZES_SWIGLU = {
-    "tiny_6e_6d": (384, 6, 6, 6),
-    "small_8e_8d": (512, 8, 8, 8),
-    "base_12e_12d": (768, 12, 12, 12),
-    "large_24e_24d": (1020, 24, 24, 15),
-    "xlarge_24e_24d": (2046, 24, 24, 31),
-}
-_SIZES_QKNORM = {
-    "base_12e_12d": (768, 12, 12, 12),
-    "large_24e_24d": (1024, 24, 24, 16),
-    "xlarge_24e_24d": (2048, 24, 24, 32),
-}
+_SIZES_SWIGLU = {**_SIZES_GELU, "large_24e_24d": (1020, 24, 24, 15), "xlarge_24e_24d": (2046, 24, 24, 31)}
+_SIZES_QKNORM = {size: _SIZES_GELU[size] for size in ("base_12e_12d", "large_24e_24d", "xlarge_24e_24d")}
 
 
 def _arch(size: tuple[int, int, int, int], **flags: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The camera convention: OpenCV camera-to-world 4x4 poses <-> the camera tokenizer's normalised 9-D input.
 
-A window of poses becomes the model input in four steps, as in the original EgoM2P (SPEC 9.3):
+A window of poses becomes the model input in four steps, as in the original EgoM2P (docs/original-behaviour.md#camera):
 
 1. basis change: every pose is right-multiplied by the dataset's basis matrix (:data:`BASES`);
 2. canonicalisation: every pose is left-multiplied by the inverse of the window's first pose, so the first pose is

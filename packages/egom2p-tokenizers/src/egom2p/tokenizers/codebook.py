@@ -1,6 +1,7 @@
 """The tokenizers' vector quantizer: a cosine-similarity codebook with EMA updates and dead-code replacement.
 
-Behaviour is the original's (4M's copy of lucidrains' ``CosineSimCodebook`` / ``VectorQuantize``, SPEC 9.3):
+Behaviour is the original's (4M's copy of lucidrains' ``CosineSimCodebook`` / ``VectorQuantize``;
+docs/original-behaviour.md#camera):
 
 - search: latents and codes are l2-normalised; the nearest code is the argmax of their dot products (one
   matmul); the vector returned is the *stored* code entry, looked up before this step's update;

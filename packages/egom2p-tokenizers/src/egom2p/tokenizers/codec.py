@@ -7,12 +7,14 @@ windows back where their originals were (:meth:`WindowCodec.decode_like`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from egom2p.core.modalities import RELEASED_MODALITIES, ModalitySpec, load_modality_specs
+from egom2p.core.progress import progress as progress_bar
 from egom2p.tokenizers.camera import basis_matrix
 from egom2p.tokenizers.gaze import GazeFrame
 from egom2p.tokenizers.vqvae import VQVAE
-from tqdm.auto import tqdm
 
 __all__ = ["FRAME_HELP", "WindowCodec", "modality_spec"]
 
@@ -29,7 +31,8 @@ def modality_spec(kind: str, vocab_size: int, num_tokens: int) -> ModalitySpec:
 class WindowCodec:
     """``model`` with the data's conventions: ``basis`` (camera: a name of
     :data:`~egom2p.tokenizers.camera.BASES` or None) or ``frame`` (gaze, required); ``batch_size`` windows per
-    forward pass; ``progress``: a tqdm bar over batches (on a terminal)."""
+    forward pass; ``progress``: count the batches (:mod:`egom2p.core.progress`: a bar on a terminal, periodic lines
+    in a log)."""
 
     def __init__(self, model: VQVAE, *, basis: str | None = None, frame: GazeFrame | None = None,
                  batch_size: int = 256, progress: bool = False) -> None:
@@ -59,9 +62,9 @@ class WindowCodec:
         """Frames per window (60)."""
         return self.model.config.num_frames
 
-    def _batches(self, count: int, what: str) -> tqdm:
+    def _batches(self, count: int, what: str) -> Any:
         starts = range(0, count, self.batch_size)
-        return tqdm(starts, desc=what, unit="batch", leave=False, disable=None if self.progress else True)
+        return progress_bar(starts, desc=what, unit="batch", enabled=None if self.progress else False, leave=False)
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """Windows of poses (N, frames, 4, 4) or gaze pixels (N, frames, 2) -> token ids (N, tokens) int64."""

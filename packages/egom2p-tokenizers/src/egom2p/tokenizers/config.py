@@ -28,7 +28,7 @@ def _number(name: str, value: Any) -> float:
 class TokenizerConfig:
     """Architecture and quantizer of a camera (``kind="cam"``) or gaze (``kind="gaze"``) VQ-VAE.
 
-    Defaults are the released tokenizers (SPEC 9.3 / 9.4): 60 frames compressed 2x in time to 30 tokens,
+    Defaults are the released tokenizers (docs/original-behaviour.md#camera, #gaze): 60 frames compressed 2x in time to 30 tokens,
     a 256 x 32 cosine-similarity codebook with EMA decay 0.99 and dead-code threshold 2.0, and a
     768-wide transformer with 12 encoder and 12 decoder blocks. ``in_channels`` follows ``kind`` (9 or 2)
     when left out. ``eps`` is the LayerNorm epsilon.

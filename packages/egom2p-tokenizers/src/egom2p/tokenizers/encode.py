@@ -34,18 +34,21 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from egom2p.core.atomic import fsync_dir, write_atomic
 from egom2p.core.checkpoint_integrity import file_sha256
 from egom2p.core.dataset_write import begin_write, existing_shards, recover_writes, refuse_existing, shard_name
-from egom2p.core.shards import ShardError, check_name, decode_tokens, encode_tokens, read_tar_members, write_tar
+from egom2p.core.errors import ShardError
+from egom2p.core.layout import check_name
+from egom2p.core.progress import progress as progress_bar
+from egom2p.core.shards import decode_tokens, encode_tokens, read_tar_members, write_tar
 from egom2p.tokenizers.codec import WindowCodec
 from egom2p.tokenizers.keys import is_sample_key
 from egom2p.tokenizers.recordings import counted, describe_skipped, input_files, read_recording
 from egom2p.tokenizers.tracks import WINDOW_LENGTH
-from tqdm.auto import tqdm
 
 __all__ = ["MANIFEST_NAME", "EncodeSummary", "codec_identity", "earlier_runs", "encode_to_shards", "read_manifest",
            "run_identity", "tokenizer_digest", "write_manifest"]
@@ -235,10 +238,11 @@ def earlier_runs(path: Path) -> list[dict]:
     return [*(earlier if isinstance(earlier, list) else []), manifest]
 
 
-def _shards(files: list[Path], codec: WindowCodec, summary: EncodeSummary, bar: tqdm, *, fps: float | None,
+def _shards(files: list[Path], codec: WindowCodec, summary: EncodeSummary, bar: Any, *, fps: float | None,
             stride: int, samples_per_shard: int, given_keys: list[str] | None = None
             ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """``(keys, windows)`` of each shard in order, reading one recording at a time."""
+    """``(keys, windows)`` of each shard in order, reading one recording at a time; ``bar`` (a progress counter)
+    counts the recordings read."""
     keys: list[str] = []
     windows: list[np.ndarray] = []
     for file in files:
@@ -305,7 +309,8 @@ def encode_to_shards(codec: WindowCodec, inputs: list[str | os.PathLike], root: 
         directory = summary.directory
     run = _run_id(identity)
     replaced, leftovers = _stale_files(directory, run, staged=write is not None)
-    bar = tqdm(total=len(files), desc=f"encoding {codec.kind}", unit="recording", disable=None if progress else True)
+    bar = progress_bar(total=len(files), desc=f"encoding {codec.kind}", unit="recording",
+                       enabled=None if progress else False)
     with bar:
         shards = _shards(files, codec, summary, bar, fps=fps, stride=stride, samples_per_shard=samples_per_shard,
                          given_keys=keys)

@@ -2,8 +2,8 @@
 
 A recording's gaze point in pixels of its original resolution is divided by that resolution, rescaled to the
 resolution the frames are resized to, shifted by the centre crop's offset and divided by the crop size, so the
-square crop spans [0, 1] ("crop units", SPEC 9.4). A point is valid when it is not NaN and both coordinates lie in
-[-0.2, 1.2] (:data:`VALID_RANGE`); invalid points are set to 0. The model sees ``(g - 0.5) / 0.5``, so a valid
+square crop spans [0, 1] ("crop units", docs/original-behaviour.md#gaze). A point is valid when it is not NaN and
+both coordinates lie in [-0.2, 1.2] (:data:`VALID_RANGE`); invalid points are set to 0. The model sees ``(g - 0.5) / 0.5``, so a valid
 point inside the crop lies in [-1, 1] and an invalid one reads ``[-1, -1, 0]``. The model's output goes back by
 ``x * 0.5 + 0.5`` and the same steps in reverse.
 """

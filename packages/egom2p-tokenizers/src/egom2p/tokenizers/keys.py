@@ -5,12 +5,12 @@ A sample's key names the recording and where in it the window starts::
     <recording stem>_<start frame at 30 fps, at least 6 digits>      e.g.  P01_cooking_000120
 
 - The recording stem is the recording's file name up to its first dot (``P01_cooking.tum`` ->
-  ``P01_cooking``), the same rule as a tar member's key (:func:`egom2p.core.shards.sample_key`), so a
+  ``P01_cooking``), the same rule as a tar member's key (:func:`egom2p.core.layout.sample_key`), so a
   stem never holds a dot.
 - The start frame counts 30 fps frames from the recording's first sample (its first timestamp is frame 0),
   whatever the source's own rate: a window starting 4 s in is ``_000120``. A video clip, a camera track and
   a gaze track of the same recording that start at the same instant therefore give the same key for the
-  same 2 s, and their shards zip by key (SPEC 1.6).
+  same 2 s, and their shards zip by key (docs/original-behaviour.md#shard-layout).
 
 Every writer of window shards (``egom2p-tokenize encode`` today, video clips later) builds keys with
 :func:`window_key`; nothing else formats them.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-from egom2p.core.shards import sample_key
+from egom2p.core.layout import sample_key
 
 __all__ = ["FPS", "is_sample_key", "parse_window_key", "recording_stem", "start_frame", "window_key"]
 

@@ -1,4 +1,6 @@
-"""The tokenizers' transformer trunks: a time-patching encoder and a frame-unpatching decoder (SPEC 9.3).
+"""The tokenizers' transformer trunks: a time-patching encoder and a frame-unpatching decoder.
+
+The original's network: docs/original-behaviour.md#camera.
 
 Pre-norm ViT blocks (LayerNorm with bias, qkv with bias, GELU MLP), a fixed 1-D sin-cos position
 embedding and a residual Tanh "post MLP" after the blocks. Module and parameter names are the

@@ -37,9 +37,10 @@ import numpy as np
 from egom2p.core.atomic import fsync_dir
 from egom2p.core.checkpoint_integrity import file_sha256
 from egom2p.core.dataset_write import SHARD_NAME, begin_write, shard_name
+from egom2p.core.layout import check_name
 from egom2p.core.modalities import RELEASED_MODALITIES, load_modality_specs
-from egom2p.core.shards import check_name, encode_tokens, read_tar_members, write_tar
-from tqdm.auto import tqdm
+from egom2p.core.progress import progress as progress_bar
+from egom2p.core.shards import encode_tokens, read_tar_members, write_tar
 
 from .codec import WindowCodec
 from .cosmos import CosmosVideoTokenizer
@@ -302,7 +303,7 @@ def prepare_dataset(recordings: list[Recording], root: str | os.PathLike, datase
             match = SHARD_NAME.match(stale.name)
             if match is None and stale.name != MANIFEST_NAME or match is not None and int(match[1]) >= next_index:
                 stale.unlink()
-    bar = tqdm(recordings, desc="preparing", unit="recording", disable=None if progress else True)
+    bar = progress_bar(recordings, desc="preparing", unit="recording", enabled=None if progress else False)
     with bar:
         for number, recording in enumerate(bar):
             if number < len(done):

@@ -25,6 +25,7 @@ from egom2p.tokenizers.tracks import (
     TRACK_SUFFIXES,
     CameraTrack,
     GazeTrack,
+    existing_file,
     load_npy,
     read_camera_track,
     read_gaze_track,
@@ -49,18 +50,9 @@ SIGNAL_TAILS = {"cam": (4, 4), "gaze": (2,)}
 _WHAT = {"cam": "camera poses", "gaze": "gaze pixels"}
 
 
-def _existing(path: str | os.PathLike, what: str) -> Path:
-    file = Path(path)
-    if not file.exists():
-        raise FileNotFoundError(f"{what} not found: {file}")
-    if file.is_dir():
-        raise IsADirectoryError(f"{file}: expected a {what}, got a folder")
-    return file
-
-
 def read_npy(path: str | os.PathLike, what: str = "array file") -> np.ndarray:
     """The array of an ``.npy`` file (never unpickled); one-line errors name the file."""
-    file = _existing(path, what)
+    file = existing_file(path, what)
     if file.suffix.lower() != ".npy":
         raise ValueError(f"{file}: expected a .npy {what}, got {file.suffix or 'no suffix'!r}")
     return load_npy(file)
@@ -68,7 +60,7 @@ def read_npy(path: str | os.PathLike, what: str = "array file") -> np.ndarray:
 
 def read_token_file(path: str | os.PathLike) -> np.ndarray:
     """The int64 token ids of an ``.npy`` or ``.npz`` (``arr_0``) token file, in its stored shape."""
-    file = _existing(path, "token file")
+    file = existing_file(path, "token file")
     return decode_tokens(str(file), file.read_bytes())
 
 

@@ -1,7 +1,7 @@
 """Token ids to decode: a token file, or every sample of a set of shards (core's format, local or ``s3://``).
 
-A source is a shard pattern when it ends in ``.tar`` or holds a brace range or a ``[folder,...]`` list
-(:func:`egom2p.core.shards.expand_shard_pattern`); a folder list must name the tokenizer's folder (``cam`` /
+A source is a shard pattern when every name its braces expand to is a ``.tar`` (core's one rule,
+:func:`egom2p.core.sources.is_shard_pattern`); a ``[folder,...]`` list must name the tokenizer's folder (``cam`` /
 ``gaze``), which is the one read. Anything else is a token file (:func:`.signal_files.read_token_file`).
 """
 
@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from egom2p.core.shards import decode_tokens, expand_folders, expand_shard_pattern, read_tar_members
+from egom2p.core.layout import expand_folders, expand_shard_pattern
+from egom2p.core.progress import progress as progress_bar
+from egom2p.core.shards import decode_tokens, read_tar_members
+from egom2p.core.sources import is_shard_pattern
 from egom2p.tokenizers.codec import WindowCodec
 from egom2p.tokenizers.signal_files import read_token_file
-from tqdm.auto import tqdm
 
 __all__ = ["TokenInput", "is_shard_pattern", "read_token_input"]
 
@@ -26,11 +28,6 @@ class TokenInput:
     tokens: np.ndarray
     keys: list[str] | None = None
     single: bool = False
-
-
-def is_shard_pattern(source: str) -> bool:
-    """Whether ``source`` names shards rather than a token file."""
-    return source.endswith(".tar") or any(c in source for c in "{[")
 
 
 def _shard_tars(pattern: str, folder: str) -> list[str]:
@@ -59,7 +56,8 @@ def read_token_input(source: str, codec: WindowCodec) -> TokenInput:
     rows: list[np.ndarray] = []
     n = codec.spec.num_tokens
     tars = _shard_tars(source, codec.spec.folder)
-    for tar in tqdm(tars, desc="reading shards", unit="shard", leave=False, disable=None if len(tars) > 1 else True):
+    for tar in progress_bar(tars, desc="reading shards", unit="shard", enabled=None if len(tars) > 1 else False,
+                            leave=False):
         for key, ext, data in read_tar_members(tar):
             where = f"{tar}: sample {key}"
             tokens = decode_tokens(f"{key}.{ext}", data)

@@ -20,6 +20,7 @@ intervals), or one of which is missing, is missing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -154,14 +155,13 @@ class GazeTrack:
 
 # --- reading and writing -------------------------------------------------------------------------------------------
 
-def _existing_file(path: str | os.PathLike, what: str) -> Path:
+def existing_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path; a one-line FileNotFoundError (IsADirectoryError for a folder) names it as ``what``."""
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(f"{what} not found: {file}")
     if file.is_dir():
-        raise ValueError(f"{file}: is a folder; read its files with read_{what.replace(' ', '_')}s")
-    if file.suffix.lower() not in TRACK_SUFFIXES:
-        raise ValueError(f"{file}: unsupported {what} file type {file.suffix!r}; use one of {', '.join(TRACK_SUFFIXES)}")
+        raise IsADirectoryError(f"{file}: expected a {what}, got a folder")
     return file
 
 
@@ -228,23 +228,50 @@ def _tum_to_poses(rows: np.ndarray, file: Path) -> np.ndarray:
     return poses
 
 
+@dataclass(frozen=True)
+class _TrackFiles:
+    """How one kind of track is stored in the files of the module docstring."""
+
+    what: str  # "camera track", in messages; read_<what>s reads a folder of them
+    key: str  # the array of an .npz
+    frames: str  # what the frames hold, in messages
+    frame_shape: tuple[int, ...]
+    layout: str  # the numbers of a text line, the time first
+    from_text: Callable[[np.ndarray, Path], np.ndarray]  # text rows -> frames
+
+    def read(self, path: str | os.PathLike, fps: float | None) -> tuple[Path, np.ndarray, np.ndarray]:
+        """``(file, frames, times)`` of one track file; ``fps`` only for .npy. One-line errors name the file."""
+        file = Path(path)
+        if file.is_dir():
+            raise ValueError(f"{file}: is a folder; read its files with read_{self.what.replace(' ', '_')}s")
+        file = existing_file(file, self.what)
+        suffix = file.suffix.lower()
+        if suffix not in TRACK_SUFFIXES:
+            raise ValueError(f"{file}: unsupported {self.what} file type {file.suffix!r}; use one of "
+                             f"{', '.join(TRACK_SUFFIXES)}")
+        if suffix in TEXT_SUFFIXES:
+            rows = _read_text(file, len(self.layout.split()), self.layout)
+            return file, self.from_text(rows, file), rows[:, 0]
+        shape = f"(N, {', '.join(map(str, self.frame_shape))})"
+        if suffix == ".npz":
+            frames, times = _load_npz(file, self.key, f"{self.frames} {shape}")
+        else:  # .npy: a wrong shape is named before a missing fps
+            frames, times = load_npy(file), None
+        if frames.shape[1:] != self.frame_shape:
+            raise ValueError(f"{file}: expected {self.frames} of shape {shape}, got {frames.shape}")
+        return file, frames, _frame_times(len(frames), fps, str(file)) if times is None else times
+
+
+_CAMERA_FILES = _TrackFiles("camera track", "poses", "camera poses", (4, 4), "t tx ty tz qx qy qz qw", _tum_to_poses)
+_GAZE_FILES = _TrackFiles("gaze track", "gaze", "gaze pixels", (2,), "t x y", lambda rows, file: rows[:, 1:3])
+
+
 def read_camera_track(path: str | os.PathLike, fps: float | None = None) -> CameraTrack:
     """Read a camera track from an .npy (needs ``fps``), .npz or TUM text file (see the module docstring).
 
     ``fps`` is used only by .npy files, which carry no times.
     """
-    file = _existing_file(path, "camera track")
-    suffix = file.suffix.lower()
-    if suffix == ".npy":
-        poses = load_npy(file)
-        if poses.ndim != 3 or poses.shape[1:] != (4, 4):
-            raise ValueError(f"{file}: expected camera poses of shape (N, 4, 4), got {poses.shape}")
-        times = _frame_times(len(poses), fps, str(file))
-    elif suffix == ".npz":
-        poses, times = _load_npz(file, "poses", "camera poses (N, 4, 4)")
-    else:
-        rows = _read_text(file, 8, "t tx ty tz qx qy qz qw")
-        poses, times = _tum_to_poses(rows, file), rows[:, 0]
+    file, poses, times = _CAMERA_FILES.read(path, fps)
     return CameraTrack(times=times, poses=poses, source=str(file))
 
 
@@ -253,18 +280,7 @@ def read_gaze_track(path: str | os.PathLike, fps: float | None = None) -> GazeTr
 
     ``fps`` is used only by .npy files, which carry no times.
     """
-    file = _existing_file(path, "gaze track")
-    suffix = file.suffix.lower()
-    if suffix == ".npy":
-        pixels = load_npy(file)
-        times = _frame_times(len(pixels), fps, str(file)) if pixels.ndim == 2 and pixels.shape[1] == 2 else None
-    elif suffix == ".npz":
-        pixels, times = _load_npz(file, "gaze", "gaze pixels (N, 2)")
-    else:
-        rows = _read_text(file, 3, "t x y")
-        pixels, times = rows[:, 1:3], rows[:, 0]
-    if pixels.ndim != 2 or pixels.shape[1] != 2:
-        raise ValueError(f"{file}: expected gaze pixels of shape (N, 2), got {pixels.shape}")
+    file, pixels, times = _GAZE_FILES.read(path, fps)
     return GazeTrack(times=times, pixels=pixels, source=str(file))
 
 
@@ -280,12 +296,12 @@ def _track_files(path: str | os.PathLike, what: str) -> list[Path]:
 
 def read_camera_tracks(path: str | os.PathLike, fps: float | None = None) -> list[CameraTrack]:
     """The camera tracks of a file (one) or of every track file in a folder (sorted by name)."""
-    return [read_camera_track(file, fps) for file in _track_files(path, "camera track")]
+    return [read_camera_track(file, fps) for file in _track_files(path, _CAMERA_FILES.what)]
 
 
 def read_gaze_tracks(path: str | os.PathLike, fps: float | None = None) -> list[GazeTrack]:
     """The gaze tracks of a file (one) or of every track file in a folder (sorted by name)."""
-    return [read_gaze_track(file, fps) for file in _track_files(path, "gaze track")]
+    return [read_gaze_track(file, fps) for file in _track_files(path, _GAZE_FILES.what)]
 
 
 def write_camera_track_tum(path: str | os.PathLike, track: CameraTrack) -> None:

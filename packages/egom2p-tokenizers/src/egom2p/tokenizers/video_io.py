@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from egom2p.core.atomic import write_atomic
-from egom2p.core.cli import MissingExtraError
+from egom2p.core.errors import MissingExtraError
 
 from .video import CLIP_FRAMES, FRAME_SIZE, VIDEO_FPS
 

@@ -1,4 +1,6 @@
-"""``VQVAE``: the camera and gaze tokenizers (SPEC 9.3 / 9.4), window <-> 30 tokens, exact to the original.
+"""``VQVAE``: the camera and gaze tokenizers, window <-> 30 tokens, exact to the original.
+
+The original's tokenizers: docs/original-behaviour.md#tokenizers.
 
 Layout (the original's module names, so released weights load unchanged)::
 

@@ -51,7 +51,8 @@ from egom2p.core.checkpoints import (
     write_checkpoint_dir,
     write_integrity,
 )
-from egom2p.core.disk_space import DiskFullError, disk_full_errors, require_free_space, tensor_bytes
+from egom2p.core.disk_space import disk_full_errors, require_free_space, tensor_bytes
+from egom2p.core.errors import DiskFullError
 from safetensors.torch import load_file
 
 TEMP_MARK = ".tmp-"  # step-<N>.tmp-<pid>: a save in progress or a retired checkpoint

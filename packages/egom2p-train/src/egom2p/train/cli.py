@@ -11,18 +11,20 @@ from collections.abc import Sequence
 
 from egom2p.core.cli import CliParser, add_version_option, fail, positive_int, run_cli
 from egom2p.core.disk_space import out_of_space_reason
+from egom2p.core.presets import preset_names
 from egom2p.train import __version__
 
 PROG = "egom2p-train"
 
 EXAMPLES = """\
 examples:
-  # single process (CPU demo)
-  egom2p-train --config configs/train/demo-cpu.yaml output_dir=runs/demo
+  # single process (CPU demo): a config egom2p-train ships, by name (after egom2p-data synth --out data/demo)
+  egom2p-train --config demo-cpu output_dir=runs/demo
   # tiny model, 20 steps: any key of the tree, data keys included, as a dotted override
-  egom2p-train --config configs/train/demo-cpu.yaml model.dim=48 schedule.max_steps=20 \\
+  egom2p-train --config demo-cpu model.dim=48 schedule.max_steps=20 \\
       data.train.num_input_tokens=32 output_dir=runs/t
-  # the resolved tree, and the schedule a 256-GPU job would run (one JSON line), without training
+  # the released recipe (a file in the repository's configs/, to copy and edit): the resolved tree, and the
+  # schedule a 256-GPU job would run (one JSON line), without training
   egom2p-train --config configs/train/egom2p-b-released.yaml --print-config
   egom2p-train --config configs/train/egom2p-b-released.yaml --dry-run --world-size 256
   # one node, 8 GPUs
@@ -31,7 +33,7 @@ examples:
   torchrun --nnodes=64 --nproc_per_node=4 --rdzv_backend=c10d --rdzv_endpoint=$HEAD:29500 \\
       --rdzv_id=$JOB_ID -m egom2p.train --config configs/train/egom2p-b-released.yaml
   # the camera tokenizer (recipe: tokenizer) on synthetic head motion, CPU; the released recipe on 4 GPUs
-  egom2p-train --config configs/tokenizers/cam-demo-cpu.yaml
+  egom2p-train --config cam-demo-cpu
   torchrun --standalone --nproc_per_node=4 -m egom2p.train --config configs/tokenizers/cam-released.yaml
   # the loss, per-modality loss, LR, tokens/s and MFU curves of a run (needs egom2p-train[viz])
   egom2p-train plot runs/demo --out runs/demo/curves.png
@@ -39,8 +41,9 @@ examples:
 Re-running the same command resumes from the newest output_dir/checkpoints/step-N/
 (checkpoint.auto_resume=true); every step directory opens with EgoM2P.from_pretrained
 (VQVAE.from_pretrained for the tokenizer recipe).
-Relative paths in a config file resolve against its project root, on the command line against the
-working directory. Keys are listed in packages/egom2p-train/README.md.
+Relative paths in a config file resolve against its project root, on the command line and in a shipped
+config named on it against the working directory. --config, model.modalities, data and alphas_config take a
+file or the name of a shipped config (an existing file wins). Keys are listed in packages/egom2p-train/README.md.
 Exit codes: 0 done or stopped cleanly (SIGTERM: checkpoint written), 1 stopped after non-finite steps,
 2 a config, input or usage error (one line naming the key, file or value), 130 interrupted.
 """
@@ -60,8 +63,9 @@ def build_parser() -> CliParser:
     parser = CliParser(prog=PROG, description="Train EgoM2P or its camera / gaze tokenizers (single process or "
                                               "under torchrun); 'egom2p-train plot RUN_DIR' draws a run's curves.",
                        epilog=EXAMPLES)
-    parser.add_argument("--config", "-c", metavar="FILE",
-                        help="training YAML (configs/train/*.yaml); without it, the dataclass defaults")
+    parser.add_argument("--config", "-c", metavar="FILE|NAME",
+                        help="training YAML, or the name of one egom2p-train ships ("
+                             f"{', '.join(preset_names('train'))}); without it, the dataclass defaults")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config tree (YAML, loads back with --config) and exit")
     parser.add_argument("--dry-run", action="store_true",

@@ -17,7 +17,9 @@ top level.
 Relative paths follow :mod:`egom2p.core.paths`: a path written in a config file resolves against
 that file's project root, a path given on the command line against the working directory. They are
 resolved when read, so the rest of the trainer only sees absolute paths and the saved
-``config.yaml`` reproduces the run from any directory.
+``config.yaml`` reproduces the run from any directory. The config file, ``model.modalities``, ``data`` and a
+data config's ``alphas_config`` also take the name of a config the wheels ship (``--config demo-cpu``,
+``model.modalities=tiny``, ``data=demo``; :mod:`egom2p.core.presets`); an existing file wins over a name.
 """
 
 from __future__ import annotations
@@ -37,16 +39,15 @@ from typing import Any
 import yaml
 from egom2p.core.config_files import parse_yaml, read_config_file
 from egom2p.core.enums import AttnBackend, LossType
-from egom2p.core.paths import config_base_dir, resolve_path
+from egom2p.core.paths import resolve_path
+from egom2p.core.presets import preset_names, resolve_preset
 from egom2p.data.config import (
-    DATASET_KEYS,
-    PATH_KEYS,
-    TOP_KEYS,
-    TRAIN_KEYS,
-    TRAIN_ONLY_KEYS,
-    VAL_KEYS,
     DataConfig,
-    load_data_config,
+    DataKeyError,
+    data_config_from_tree,
+    data_config_keys,
+    override_data_key,
+    read_data_tree,
 )
 from egom2p.model import EgoM2PConfig, preset_config
 from egom2p.tokenizers.camera import BASES
@@ -145,7 +146,7 @@ class LoaderConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW (SPEC 6.5) and the LR rule lr = blr x global batch / 256."""
+    """AdamW (docs/original-behaviour.md#optimizer) and the LR rule lr = blr x global batch / 256."""
 
     blr: float = 1e-4  # base LR; lr = blr x global batch / 256
     min_blr: float = 0.0  # base LR at the end of the cosine
@@ -248,14 +249,14 @@ class TrainConfig:
     compile: bool = False  # ours: torch.compile the model
     activation_checkpointing: bool = False  # ours: recompute block activations in backward
     fsdp: bool = False  # ours: FSDP2 fully_shard instead of DDP
-    loss_type: str = "mod"  # mod | token | mod_present (SPEC 3)
+    loss_type: str = "mod"  # mod | token | mod_present (docs/original-behaviour.md#losses)
     max_bad_steps: int = 5  # ours: stop after K non-finite steps in a row
     check_memory: bool = True  # ours: refuse to start when the memory estimate exceeds what the device has free
     eval_only: bool = False  # validate the resumed (or init_from) weights once and exit without training
     model: ModelConfig = field(default_factory=ModelConfig)  # type: ignore[valid-type]
-    # The data config (SPEC 5.1 layout, validated by egom2p.data.config): a data YAML path in a file or
-    # override is included here as a mapping, with its relative paths resolved.
-    data: dict[str, Any] | None = None
+    # The data config (egom2p.data.config owns it): a data YAML path or an inline mapping, plus data.* overrides,
+    # read and validated once; to_dict() and config.yaml hold its mapping, paths absolute.
+    data: DataConfig | None = None
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -269,7 +270,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain YAML-able data (what ``output_dir/config.yaml`` holds): the keys of its recipe."""
-        tree = dataclasses.asdict(self)
+        tree = dataclasses.asdict(dataclasses.replace(self, data=None))  # the data config saves its own mapping
+        tree["data"] = self.data.to_dict() if self.data is not None else None
         for other, keys in RECIPE_KEYS.items():
             if other != self.recipe:
                 for key in keys:
@@ -288,15 +290,14 @@ class TrainConfig:
     def data_config(self) -> DataConfig:
         """The validated data config of the ``data`` section."""
         if self.data is None:
-            raise ConfigError("config key 'data': must be set (a data yaml, see configs/data/, or a mapping)", "data")
-        try:
-            return load_data_config(self.data, where="config key 'data'")
-        except (ValueError, FileNotFoundError) as err:
-            raise ConfigError(str(err), "data") from None
+            raise ConfigError("config key 'data': must be set (a data yaml or preset name, or a mapping)", "data")
+        return self.data
 
 
-# Keys whose string values are filesystem paths, resolved when read (data paths: data's PATH_KEYS).
-_PATH_KEYS = ("output_dir", "model.modalities", "checkpoint.init_from")
+# Keys whose string values are filesystem paths, resolved when read (the data config resolves its own).
+_PATH_KEYS = ("output_dir", "checkpoint.init_from")
+# Keys whose string values are a file or the name of a shipped config of that kind (egom2p.core.presets).
+_PRESET_KEYS = {"model.modalities": "modalities"}
 # Keys holding lists of sources whose path entries resolve like _PATH_KEYS.
 _SOURCE_KEYS = ("tokenizer_data.train", "tokenizer_data.val")
 
@@ -321,15 +322,7 @@ def config_keys() -> list[str]:
                 keys.append(prefix + name)
 
     walk(TrainConfig, "")
-    for split, split_keys in (("train", TRAIN_KEYS), ("val", VAL_KEYS)):
-        keys += [f"data.{split}.{k}" for k in split_keys if k != "datasets"]
-        keys += [f"data.{split}.datasets.<name>.{k}" for k in _dataset_keys(split)]
-    return sorted(keys)
-
-
-def _dataset_keys(split: str) -> tuple[str, ...]:
-    """Keys of a dataset entry: a val entry takes the stream and alphas keys from its train entry."""
-    return DATASET_KEYS if split == "train" else tuple(k for k in DATASET_KEYS if k not in TRAIN_ONLY_KEYS)
+    return sorted(keys + [f"data.{k}" for k in data_config_keys()])
 
 
 # ------------------------------------------------------------------ what a resume may find changed
@@ -514,7 +507,12 @@ class _Builder:
             if not last:
                 raise _unknown(key, where, f" ('{here}' has no sub-keys)")
             value = _coerce(key, raw, tp, where)
-            if key in _PATH_KEYS and isinstance(value, str):
+            if key in _PRESET_KEYS and isinstance(value, str):
+                try:
+                    value = resolve_preset(_PRESET_KEYS[key], value, base).path
+                except FileNotFoundError as err:
+                    raise ConfigError(f"config key '{key}'{where}: {err}", key) from None
+            elif key in _PATH_KEYS and isinstance(value, str):
                 value = resolve_path(value, base)
             if key in _SOURCE_KEYS:
                 value = [resolve_path(v, base) if isinstance(v, str) else v for v in value]
@@ -523,88 +521,43 @@ class _Builder:
 
     # ------------------------------------------------------------------ the data subtree
     def _set_data(self, parts: list[str], raw: Any, where: str, base: str) -> None:
-        if not parts:  # data: <file> or data: {train: ..., val: ...}
-            if isinstance(raw, str) and raw:
-                path = resolve_path(raw, base)
-                try:
-                    included = read_config_file(path)
-                except (FileNotFoundError, ValueError) as err:
-                    raise ConfigError(f"config key 'data'{where}: {err}", "data") from None
-                if not isinstance(included, Mapping):
-                    raise ConfigError(f"config key 'data'{where}: {path} must hold a mapping with 'train'", "data")
-                self.data, self.data_where = copy.deepcopy(dict(included)), path
-                _resolve_data_paths(self.data, config_base_dir(path))
-            elif isinstance(raw, Mapping):
-                self.data, self.data_where = copy.deepcopy(dict(raw)), f"config key 'data'{where}"
-                _resolve_data_paths(self.data, base)
-            else:
+        """``data: <file or mapping>`` reads the data config (:func:`egom2p.data.config.read_data_tree`); a dotted
+        ``data.*`` key overrides one of its keys (:func:`egom2p.data.config.override_data_key`)."""
+        if not parts:  # data: <file or preset name> or data: {train: ..., val: ...}
+            if not (isinstance(raw, str) and raw) and not isinstance(raw, Mapping):
                 raise ConfigError(f"config key 'data'{where}: expected a data yaml path or a mapping, got {raw!r}", "data")
+            try:
+                if isinstance(raw, str):  # a file, or the name of a shipped data config
+                    found = resolve_preset("data", raw, base)
+                    source: Any = found.path
+                    self.data_where, base_dir = found.path, found.base_dir
+                else:
+                    source, self.data_where, base_dir = raw, f"config key 'data'{where}", base
+                self.data = read_data_tree(source, base_dir)
+            except (FileNotFoundError, ValueError) as err:
+                raise ConfigError(f"config key 'data'{where}: {err}", "data") from None
             self.sources["data"] = where
             return
         key = "data." + ".".join(parts)
         if self.data is None:
             raise ConfigError(f"config key '{key}'{where}: set 'data' (a data yaml or a mapping) first", key)
-        _check_data_key(parts, key, where, self.data)
-        node = self.data
-        for depth, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise _unknown(key, where, f" ('{'.'.join(['data', *parts[:depth + 1]])}' has no sub-keys)")
-        node[parts[-1]] = copy.deepcopy(raw)
-        # Only the value just set can still be relative: everything else was resolved when it was read.
-        _resolve_data_paths(self.data, base)
+        try:
+            override_data_key(self.data, ".".join(parts), raw, base)
+        except DataKeyError as err:
+            if err.dataset is not None:
+                raise ConfigError(f"unknown dataset '{err.dataset}' in config key '{key}'{where} ({err.hint()})",
+                                  key) from None
+            raise _unknown(key, where, f" ({err.hint('data.')})") from None
         self.sources[key] = where
         self.data_overrides.append(key)
-
-
-def _close(word: str, options: Sequence[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(options)})"
-
-
-def _check_data_key(parts: list[str], key: str, where: str, data: Mapping[str, Any]) -> None:
-    """Reject a data override whose key (or dataset name) the data config does not know, with a hint."""
-    if parts[0] not in TOP_KEYS:
-        raise _unknown(key, where, _close(parts[0], TOP_KEYS, "data."))
-    split_keys = TRAIN_KEYS if parts[0] == "train" else VAL_KEYS
-    if len(parts) < 2 or parts[1] not in split_keys:
-        raise _unknown(key, where, _close(parts[1] if len(parts) > 1 else "", split_keys, f"data.{parts[0]}."))
-    if parts[1] != "datasets":
-        if len(parts) > 2:
-            raise _unknown(key, where, f" ('data.{parts[0]}.{parts[1]}' has no sub-keys)")
-        return
-    if len(parts) < 3:
-        return  # the whole datasets mapping
-    known = set((data.get(parts[0]) or {}).get("datasets") or {})
-    if parts[0] == "val":  # a val entry may be added for any training dataset
-        known |= set(((data.get("train") or {}).get("datasets")) or {})
-    if len(parts) > 3 and parts[2] not in known:
-        raise ConfigError(f"unknown dataset '{parts[2]}' in config key '{key}'{where}{_close(parts[2], sorted(known))}", key)
-    allowed = _dataset_keys(parts[0])
-    if len(parts) == 4 and parts[3] not in allowed:
-        raise _unknown(key, where, _close(parts[3], allowed, f"data.{parts[0]}.datasets.{parts[2]}."))
-    if len(parts) > 4:
-        raise _unknown(key, where, f" ('{'.'.join(['data', *parts[:4]])}' has no sub-keys)")
-
-
-def _resolve_data_paths(data: Mapping[str, Any], base: str) -> None:
-    """Make the path-valued keys of every dataset entry absolute against ``base``, in place."""
-    for split in data.values():
-        datasets = split.get("datasets") if isinstance(split, Mapping) else None
-        if not isinstance(datasets, Mapping):
-            continue
-        for entry in datasets.values():
-            if isinstance(entry, dict):
-                for k in PATH_KEYS:
-                    if isinstance(entry.get(k), str):
-                        entry[k] = resolve_path(entry[k], base)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``key=value`` and read the value as YAML (``optim.blr=1e-4``, ``optim.opt_betas=[0.9,0.99]``)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        looks_like_file = text.endswith((".yaml", ".yml", ".json")) or os.path.isfile(text)
+        looks_like_file = (text.endswith((".yaml", ".yml", ".json")) or os.path.isfile(text)
+                           or text in preset_names("train"))
         hint = f" (a config file is given with --config: --config {text})" if looks_like_file else ""
         raise ConfigError(f"override {text!r} is not of the form key=value{hint}")
     try:
@@ -620,36 +573,41 @@ def _build(cls: type, values: Mapping[str, Any]) -> Any:
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Build the validated config: defaults, then the YAML file ``path``, then ``key=value`` overrides.
+    """Build the validated config: defaults, then the YAML file ``path`` (or shipped preset name), then ``key=value``
+    overrides.
 
     Raises ``ConfigError`` naming the offending dotted key and the file or override it came from,
     for unknown keys, wrong types and impossible values (data keys included).
     """
     builder = _Builder()
     if path is not None:
-        where = f" in {path}"
         try:
-            raw = read_config_file(path)
+            found = resolve_preset("train", path)  # a file, or the name of a shipped config
+            raw = read_config_file(found.path)
         except (FileNotFoundError, ValueError) as err:
             raise ConfigError(str(err)) from None
+        where = f" in {found.path}"
         if raw is None:
             raw = {}
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(raw).__name__}")
-        base = config_base_dir(path)
+            raise ConfigError(f"config file {found.path} must hold a mapping of keys, got {type(raw).__name__}")
         for key, value in raw.items():
-            builder.set(str(key), value, where, base)
+            builder.set(str(key), value, where, found.base_dir)
     for text in overrides:
         key, value = parse_override(text)
         builder.set(key, value, f" (command-line override '{text}')", os.getcwd())
     cfg = _build(TrainConfig, builder.values)
-    cfg.data = builder.data
     _refuse_other_recipes(cfg.recipe, builder.sources)
     data_where = builder.data_where
     if builder.data_overrides:
         data_where += f" (after overrides of {', '.join(builder.data_overrides)})"
     try:
-        validate_config(cfg, data_where)
+        if builder.data is not None:
+            try:
+                cfg.data = data_config_from_tree(builder.data, data_where)
+            except (ValueError, FileNotFoundError) as err:
+                raise ConfigError(str(err), "data") from None
+        validate_config(cfg)
     except ConfigError as err:
         source = "" if err.key == "data" else builder.sources.get(err.key or "", "")  # data errors name their origin
         raise ConfigError(f"{err}{source}", err.key) from None
@@ -666,6 +624,8 @@ def _require_finite(section: Any, prefix: str = "") -> None:
     rate, decay or token budget makes training meaningless (zero and negatives are the range checks' job)."""
     for f in dataclasses.fields(section):
         key, value = prefix + f.name, getattr(section, f.name)
+        if isinstance(value, DataConfig):
+            continue  # validated by egom2p.data.config
         if dataclasses.is_dataclass(value):
             _require_finite(value, f"{key}.")
         for number in value if isinstance(value, list) else [value]:
@@ -714,7 +674,7 @@ def _fill_model(section: Any) -> None:
             setattr(section, f.name, value)
 
 
-def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
+def validate_config(cfg: TrainConfig) -> None:
     """Reject impossible values with an error naming the dotted key; fill the model (or tokenizer) section's
     unset fields."""
     _require(cfg.recipe in RECIPES, "recipe", f"{cfg.recipe!r} is not one of {list(RECIPES)}")
@@ -763,11 +723,7 @@ def validate_config(cfg: TrainConfig, data_where: str = "") -> None:
         _validate_tokenizer(cfg)
         return
     _require(sch.epoch_size is not None, "schedule.epoch_size", "must be set (samples per epoch over all GPUs)")
-    _require(cfg.data is not None, "data", "must be set (a data yaml, see configs/data/, or a mapping)")
-    try:
-        data_cfg = load_data_config(cfg.data, where=data_where or None)
-    except (ValueError, FileNotFoundError) as err:
-        raise ConfigError(str(err), "data") from None
+    data_cfg = cfg.data_config()
     _fill_model(cfg.model)
     _check_budgets(data_cfg, cfg.model_config())
     _validate_finetune(cfg)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from egom2p.train.config import ConfigError
+from torch import nn
 
-# The original used timedelta(4800) = 4800 *days* (SPEC quirk 21); half an hour catches a hung rank.
+# The original used timedelta(4800) = 4800 *days* (quirk 21, docs/original-behaviour.md#quirks); half an hour
+# catches a hung rank.
 INIT_TIMEOUT = datetime.timedelta(minutes=30)
 
 
@@ -112,3 +115,30 @@ def barrier() -> None:
     """Wait for every rank; a no-op without a process group."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def check_replicas_identical(model: nn.Module) -> None:
+    """Collective: raise if the data-parallel ranks hold different weights or buffers (DDP must keep them equal).
+
+    Compares a float64 checksum per parameter and buffer (a codebook's EMA state included) across ranks;
+    sharded (FSDP) tensors are skipped.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    local = torch.stack([t.detach().double().sum() for t in tensors if not hasattr(t, "full_tensor")])
+    mine = local.cpu().tolist()
+    everyone = gather_objects(mine)
+    if any(other != mine for other in everyone):
+        raise RuntimeError("data-parallel ranks diverged: their weights differ after training")
+
+
+def check_on_main(info: DistInfo, check: Callable[[], None]) -> None:
+    """Run ``check`` on rank 0 only; every rank raises the ``ConfigError`` it raised (the same one line)."""
+    problem = None
+    if info.is_main:
+        try:
+            check()
+        except ConfigError as err:
+            problem = (str(err), err.key)
+    problem = broadcast_object(problem)
+    if problem is not None:
+        raise ConfigError(*problem)

@@ -42,7 +42,7 @@ def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, target
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
-        from egom2p.core.cli import MissingExtraError
+        from egom2p.core.errors import MissingExtraError
 
         raise MissingExtraError(f"finetune.lora needs peft: {INSTALL_HINT}") from None
     names = lora_module_names(model, targets, blocks)

@@ -1,4 +1,4 @@
-"""AdamW with the original's two parameter groups (SPEC 6.5)."""
+"""AdamW with the original's two parameter groups (docs/original-behaviour.md#optimizer)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,12 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             continue
         name = parameter_name(name)
         (no_decay if is_no_decay(name, extra) else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": group, "weight_decay": wd} for group, wd in zip((decay, no_decay), group_weight_decays(weight_decay))]
+
+
+def group_weight_decays(weight_decay: float) -> tuple[float, float]:
+    """The weight decay of each group :func:`parameter_groups` makes, in its order (decay, then no decay)."""
+    return (weight_decay, 0.0)
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05,

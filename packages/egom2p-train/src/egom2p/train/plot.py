@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from egom2p.core.cli import MissingExtraError
+from egom2p.core.errors import MissingExtraError
 
 __all__ = ["plot_run", "read_metrics", "series"]
 

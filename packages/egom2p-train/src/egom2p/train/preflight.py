@@ -1,24 +1,24 @@
-"""Start-up checks: before the first step, every dataset's shard pattern resolves, a shard opens, and the
-pattern's folders feed every modality the dataset's domains name.
+"""Start-up checks: before the first step, every dataset's source resolves (a shard pattern expands, a data root
+holds the dataset's tars), a shard opens, and the shard's folders feed every modality the dataset's domains name.
 
-A missing bucket, a typo in a pattern or data that was never written then ends the run in its first
-seconds with one line naming the dataset, the pattern and the fix, instead of tracebacks from every
-rank at the first batch. Only rank 0 looks (the caller broadcasts the verdict).
+A missing bucket, a typo in a pattern, a folder given as a pattern or data that was never written then ends the
+run in its first seconds with one line naming the dataset, its source and the fix, instead of tracebacks from
+every rank at the first batch (or a hundred shard draws later). Only rank 0 looks (the caller broadcasts the
+verdict). The sources resolve as the loader resolves them (:meth:`egom2p.data.config.DatasetConfig.shard_urls`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from typing import Any
 
+from egom2p.core.layout import expand_folders
 from egom2p.core.modalities import ModalitySpec
-from egom2p.core.shards import expand_folders, expand_shard_pattern, open_url
-from egom2p.data.loader import folder_modalities
+from egom2p.core.shards import open_url
+from egom2p.data.config import DatasetConfig
 from egom2p.train.config import ConfigError
 
 FIX = ("write the shards there (egom2p-data write, or egom2p-data synth --out DIR for the demo data) "
-       "or point data_path at them")
+       "or point data_path (a shard pattern) or data_root (a root folder) at them")
 
 
 def _open_first(url: str) -> None:
@@ -33,23 +33,23 @@ def _open_first(url: str) -> None:
         stream.read(1)
 
 
-def check_dataset_source(key: str, pattern: str) -> str | None:
-    """The problem with the shards of one dataset (``key`` is its dotted config key), or None.
+def check_dataset_source(key: str, dataset: DatasetConfig, specs: Mapping[str, ModalitySpec] | None = None,
+                         files: bool = False) -> str | None:
+    """The problem with the shards of one dataset (``key`` is its dotted source key), or None.
 
-    A ``.tar`` pattern must expand and its first shard must open in every folder of its ``[a,b]``
-    list; another path (the original's per-file validation layout) must be a local directory.
+    The source must resolve and its first shard must open in every folder of its ``[a,b]`` list, which must feed
+    every modality the dataset names (given the model's ``specs``). ``files``: a local root of the original's
+    per-sample files is accepted (validation reads them).
     """
-    where = f"config key '{key}': {pattern}"
-    if ".tar" not in pattern:
-        if pattern.startswith("s3://") or os.path.isdir(pattern):
-            return None
-        return f"{where}: no such directory; {FIX}"
+    where = f"config key '{key}': {dataset.source}"
     try:
-        urls = expand_shard_pattern(pattern)
-    except ValueError as err:
-        return f"{where}: the pattern does not expand ({err}); fix the brace ranges"
+        urls = dataset.shard_urls(specs, files=files)
+    except FileNotFoundError as err:
+        return f"{where}: {err}; {FIX}"
+    except ValueError as err:  # a wrong pattern or root: the message says what to write instead
+        return f"{where}: {err}"
     if not urls:
-        return f"{where}: the pattern names no shard; fix the brace ranges"
+        return None  # per-sample files
     for folder_url in expand_folders(urls[0]).values():
         try:
             _open_first(folder_url)
@@ -57,40 +57,35 @@ def check_dataset_source(key: str, pattern: str) -> str | None:
             return f"{where}: {folder_url} does not exist; {FIX}"
         except (OSError, ValueError, ImportError) as err:  # denied, an outage past the retry budget, no boto3
             return f"{where}: cannot open {folder_url}: {err}"
-    return None
+    return None if specs is None else _unfed_modalities(where, dataset, specs, urls[0])
 
 
-def check_dataset_folders(key: str, dataset: Any, specs: Mapping[str, ModalitySpec]) -> str | None:
-    """The modalities of ``dataset`` (a ``DatasetConfig``) that no folder of its ``[a,b]`` pattern feeds, as a
-    problem naming them and their folders, or None (also for a pattern without a folder list: one tar per shard)."""
-    pattern = str(dataset.data_path)
-    if ".tar" not in pattern:
-        return None
-    present = set(expand_folders(expand_shard_pattern(pattern)[0])) - {""}
+def _unfed_modalities(where: str, dataset: DatasetConfig, specs: Mapping[str, ModalitySpec], url: str) -> str | None:
+    """The modalities of ``dataset`` that no folder of the shard ``url`` feeds, as a problem naming them and their
+    folders, or None (also for a shard without a folder list: one tar per shard)."""
+    present = set(expand_folders(url)) - {""}
     if not present:
         return None
-    fed = {modality for folder, modality in folder_modalities(dataset, specs).items() if folder in present}
+    fed = {modality for folder, modality in dataset.folder_modalities(specs).items() if folder in present}
     missing = [m for m in dataset.modalities if m not in fed]
     if not missing:
         return None
     wanted = {m: specs[m].folder for m in missing if m in specs}
-    return (f"config key '{key}': {pattern}: no folder for {', '.join(missing)} (folder "
-            f"{', '.join(wanted.values()) or '?'}), which the dataset's in_domains / out_domains name; add it to the "
-            f"[{','.join(sorted(present))}] list or drop it from the domains")
+    return (f"{where}: no folder for {', '.join(missing)} (folder {', '.join(wanted.values()) or '?'}), which the "
+            f"dataset's in_domains / out_domains name; add it to the [{','.join(sorted(present))}] list or drop it "
+            "from the domains")
 
 
-def check_data_sources(train: Mapping[str, Any], val: Mapping[str, Any],
+def check_data_sources(train: Mapping[str, DatasetConfig], val: Mapping[str, DatasetConfig],
                        specs: Mapping[str, ModalitySpec] | None = None) -> None:
     """Raise ``ConfigError`` for the first dataset (train, then val) whose shards cannot be read, or (with the
-    model's modality ``specs``) whose pattern lacks the folder of a modality its domains name.
+    model's modality ``specs``) whose shards lack the folder of a modality its domains name.
 
-    ``train`` / ``val``: dataset name -> an object with ``data_path`` (``DataConfig.train`` / ``.val``).
+    ``train`` / ``val``: ``DataConfig.train`` / ``.val``; a val entry may name a root of per-sample files.
     """
     for split, datasets in (("train", train), ("val", val)):
         for name, dataset in datasets.items():
-            key = f"data.{split}.datasets.{name}.data_path"
-            problem = check_dataset_source(key, str(dataset.data_path))
-            if problem is None and specs is not None:
-                problem = check_dataset_folders(key, dataset, specs)
+            key = f"data.{split}.datasets.{name}.{dataset.source_key}"
+            problem = check_dataset_source(key, dataset, specs, files=split == "val")
             if problem is not None:
                 raise ConfigError(problem, key)

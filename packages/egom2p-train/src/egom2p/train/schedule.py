@@ -1,6 +1,7 @@
-"""The learning-rate rule and the cosine schedule of the original trainer (SPEC 6.3, 6.4).
+"""The learning-rate rule and the cosine schedule of the original trainer (docs/original-behaviour.md#training-recipe).
 
-One difference on purpose (SPEC quirk 15): an "epoch" is an exact number of *optimizer* steps,
+One difference on purpose (quirk 15 in docs/original-behaviour.md#quirks): an "epoch" is an exact number of
+*optimizer* steps,
 ``epoch_size // global_batch`` with ``global_batch = batch_size x accum_iter x world size``, and the
 schedule is indexed by the global optimizer step, so the LR never jumps. This module is the one
 place that turns epochs into steps.

@@ -5,14 +5,17 @@ prepares each batch, computes the loss and what to log, and validates; the loop,
 resume, SIGTERM, the non-finite step guard and the metrics are the same for all. ``Trainer`` takes
 ready-made pieces (model, loaders, recipe) so that it can be tested in-process with a tiny model and a fake
 loader; ``run_training`` builds those pieces from a ``TrainConfig`` (the console script's path).
+
+The loop orchestrates; the pieces with a job of their own live beside it: the micro-batches of a step
+(:mod:`egom2p.train.accumulate`), when to log, checkpoint and validate (:mod:`egom2p.train.cadence`), the
+metrics row (:mod:`egom2p.train.step_metrics`), the config changes a resume accepts
+(:mod:`egom2p.train.resume_changes`) and the optimizer state across a resume (:mod:`egom2p.train.optim_state`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,28 +23,25 @@ from typing import Any
 
 import torch
 from egom2p.core.checkpoints import step_dir_name
-from egom2p.core.config_files import read_config_file
 from egom2p.train import distributed as D
+from egom2p.train import resume_changes
+from egom2p.train.accumulate import accumulate
+from egom2p.train.cadence import Cadence
 from egom2p.train.checkpoint import CheckpointManager, detached
-from egom2p.train.config import (
-    ConfigError,
-    TrainConfig,
-    change_allowed,
-    changes_what_is_trained,
-    config_changes,
-    save_resolved_config,
-)
+from egom2p.train.config import ConfigError, TrainConfig, save_resolved_config
 from egom2p.train.faults import BadStepGuard, NonFiniteStepError, StopRequest
 from egom2p.train.finetune import Finetuning, match_pretrained
 from egom2p.train.memory_check import check_training_memory
-from egom2p.train.metrics import MetricsLogger, ProgressBar, mfu, peak_flops, peak_memory_gib
+from egom2p.train.metrics import MetricsLogger, ProgressBar
 from egom2p.train.optim import build_optimizer
-from egom2p.train.parallel import parallelize, parameter_name, wrap_ddp
-from egom2p.train.recipe import Recipe, TrainLoader, ValLoaders, autocast_context, build_recipe
+from egom2p.train.optim_state import drop_unsaved_state, follow_config
+from egom2p.train.parallel import parallelize, wrap_ddp
+from egom2p.train.recipe import Recipe, TrainLoader, ValLoaders, build_recipe
 from egom2p.train.recipes.egom2p import EgoM2PRecipe
 from egom2p.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from egom2p.train.run_lock import RunLock, hold_run_directory
 from egom2p.train.schedule import Schedule, derive_schedule
+from egom2p.train.step_metrics import Window, metrics_row
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -51,15 +51,6 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 _FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-def _to_cpu(batch: Any) -> Any:
-    """A batch (tensors in nested dicts, or a tensor) on the CPU, for ``debug_batch.pt``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.cpu()
-    if isinstance(batch, Mapping):
-        return {k: _to_cpu(v) for k, v in batch.items()}
-    return batch
 
 
 class Trainer:
@@ -96,9 +87,7 @@ class Trainer:
         self.step = 0
         total, max_steps = self.schedule.total_steps, cfg.schedule.max_steps
         self.end_step = min(total, max_steps or total)
-        spe = self.schedule.steps_per_epoch
-        self.ckpt_every = ckpt.every_steps or ckpt.save_ckpt_freq * spe
-        self.val_every = cfg.metrics.val_every_steps or cfg.metrics.eval_freq * spe
+        self.cadence = Cadence.from_config(cfg, self.schedule.steps_per_epoch, self.end_step)
         self.val_failures = 0
         self._iter = None
         self._bad_batches: list[Any] = []
@@ -115,71 +104,17 @@ class Trainer:
                 "accum_iter": s.accum_iter, "peak_lr": s.peak_lr, "warmup_steps": s.warmup_steps,
                 "total_steps": s.total_steps, "world_size": self.info.world_size, **identity}
 
-    def _apply_config_at(self, step: int) -> None:
-        """Make the optimizer follow the current config from ``step`` on: hyperparameters and the LR schedule.
-
-        A restored optimizer state carries the old run's LR, decay, betas and eps in its param groups; the
-        current config wins. The schedule is recomputed (``LambdaLR`` positioned at ``step``).
-        """
-        opt, peak = self.cfg.optim, self.schedule.peak_lr
-        for group, decay in zip(self.optimizer.param_groups, (opt.weight_decay, 0.0)):  # build_optimizer's order
-            group.update(weight_decay=decay, betas=tuple(opt.opt_betas), eps=opt.opt_eps, lr=peak, initial_lr=peak)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.lr_lambda, last_epoch=step - 1)
-
     def _saved_config(self, state: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Rank 0: the resolved config a checkpoint was trained with: its own copy, else (a checkpoint older than
-        that copy) the run directory's ``config.yaml``, else None."""
-        if "config" in state:
-            return state["config"]
-        path = Path(self.cfg.output_dir) / "config.yaml"
-        try:
-            saved = read_config_file(path) if path.is_file() else None
-        except ValueError as err:
-            self.log(f"resume: the saved config is unreadable ({err}); only the optimizer settings are compared")
-            return None
-        return saved if isinstance(saved, Mapping) else None
+        """Rank 0: the resolved config a checkpoint was trained with (:func:`egom2p.train.resume_changes.saved_config`)."""
+        return resume_changes.saved_config(state, self.cfg.output_dir, self.log)
 
     def _report_changes(self, saved: Mapping[str, Any], saved_config: Mapping[str, Any] | None, path: str) -> bool:
-        """Log every config change since the checkpoint at ``path``, one line per key (the new values are used), and
-        refuse those that alter what is trained (``egom2p.train.config.RESUME_TRAINED_KEYS``) unless
-        ``resume.allow_changes`` lists them.
-
-        ``saved`` is the checkpoint's ``resume_settings()``, ``saved_config`` its resolved config tree (None: only
-        the settings are compared). Returns whether the data streams must restart: their seed or the datasets they
-        are positioned in changed (allowed), so the saved positions mean nothing.
-        """
-        now = self.resume_settings()
-        if saved_config is not None:
-            changes = config_changes(saved_config, self.cfg.to_dict())
-        else:
-            changes = [(k, saved[k], v) for k, v in now.items() if "." in k and k in saved and saved[k] != v]
-        # What the streams are positioned by (dataset names, training windows) can change behind an unchanged config.
-        positioned_by = {"seed": "seed", **{name: key for name, (key, _) in self.recipe.resume_identity(self.train_loader).items()}}
-        moved = False
-        for name, key in positioned_by.items():
-            if name in saved and saved[name] != now[name]:
-                moved = True
-                if not any(change_allowed(k, [key]) or change_allowed(key, [k]) for k, _, _ in changes):
-                    changes.append((key, saved[name], now[name]))
-        allowed = self.cfg.resume.allow_changes
-        refused = [k for k, _, _ in changes if changes_what_is_trained(k) and not change_allowed(k, allowed)]
-        if refused:
-            key, old, new = next(c for c in changes if c[0] == refused[0])
-            others = f" (and {', '.join(refused[1:4])}{' ...' if len(refused) > 4 else ''})" if len(refused) > 1 else ""
-            raise ConfigError(
-                f"config key '{key}': {old!r} -> {new!r}{others} since {path} changes what is trained: list "
-                f"{'it' if len(refused) == 1 else 'them'} in resume.allow_changes to resume with the change "
-                f"(resume.allow_changes=[{','.join(refused[:4])}]), or start a new output_dir with "
-                "checkpoint.init_from set to that checkpoint", key)
-        for key, old, new in changes:
-            note = " (allowed by resume.allow_changes)" if changes_what_is_trained(key) else ""
-            self.log(f"resume: {key}: {old!r} -> {new!r}{note}")
-        derived = [f"{k} {saved[k]} -> {now[k]}" for k in ("global_batch_size", "peak_lr", "warmup_steps", "total_steps")
-                   if k in saved and saved[k] != now[k]]
-        if changes or derived:
-            self.log(f"resume: {len(changes)} config change(s) since {path}; training continues with the new values"
-                     + (f" ({', '.join(derived)}; LR schedule recomputed at step {self.step})" if derived else ""))
-        return moved
+        """Log (or refuse) the config changes since the checkpoint at ``path`` whose ``resume_settings()`` are
+        ``saved`` (:func:`egom2p.train.resume_changes.report_changes`); returns whether the data streams restart."""
+        identity = self.recipe.resume_identity(self.train_loader)
+        positioned_by = {"seed": "seed", **{name: key for name, (key, _) in identity.items()}}
+        return resume_changes.report_changes(self.cfg, saved, self.resume_settings(), saved_config, positioned_by, path,
+                                             self.step, self.log)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, background: bool = False) -> Path | None:
@@ -233,8 +168,8 @@ class Trainer:
         set_optimizer_state_dict(self.model, self.optimizer, dict(state.get("optimizer", {})),
                                  options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast,
                                                           strict=False))
-        self._drop_unsaved_optimizer_state(small["optimizer_state_keys"])
-        self._apply_config_at(self.step)
+        drop_unsaved_state(self.bare_model, self.optimizer, small["optimizer_state_keys"])
+        self.scheduler = follow_config(self.optimizer, self.cfg.optim, self.schedule, self.step)
         self.guard.load_state_dict(small["guard"])
         self.guard.in_a_row = 0  # a resumed run (e.g. with a lower LR) gets its full allowance of bad steps
         saved_world = small["world_size"]
@@ -251,15 +186,6 @@ class Trainer:
                 f"global batch {old_batch} -> {self.schedule.global_batch}, schedule recomputed"))
             self.log(f"resume: {why}; data streams and RNG restart (reseeded with the step)")
             seed_everything(self.cfg.seed + self.info.rank + 1_000_003 * self.step)
-
-    def _drop_unsaved_optimizer_state(self, saved: list[str]) -> None:
-        """Forget the AdamW state of parameters the checkpoint had none for (they had not trained yet, e.g. frozen in
-        the fine-tuning warm-up): loading gives each a zero state that has counted a step, and a parameter that
-        starts training later must start from a fresh one, as in the run that was not interrupted."""
-        keep = set(saved)
-        for name, param in self.bare_model.named_parameters():
-            if parameter_name(name) not in keep:
-                self.optimizer.state.pop(param, None)
 
     def _fits(self, weights: Mapping[str, torch.Tensor]) -> str | None:
         """Why ``weights`` cannot be loaded into this model (keys or shapes differ), or None."""
@@ -330,48 +256,23 @@ class Trainer:
         return Path(chosen)
 
     # ------------------------------------------------------------------ one step
-    def _forward(self, model: nn.Module, batch: Any, training: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with autocast_context(self.info.device, self.cfg.dtype):
-            return self.recipe.forward(model, batch, training)
-
     def train_step(self, stop: StopRequest | None = None) -> dict[str, Any]:
-        """One optimizer step over ``accum_iter`` micro-batches; skips the update if anything is non-finite.
-
-        The micro-batches run without reading the device; one transfer of the losses follows them.
-        """
+        """One optimizer step over ``accum_iter`` micro-batches (:func:`egom2p.train.accumulate.accumulate`); skips
+        the update if anything is non-finite."""
         cfg, model = self.cfg, self.model
         model.train()
         if self._iter is None:
             self._iter = iter(self.train_loader)
-        accum = self.schedule.accum_iter
-        losses, sums, batches = [], {}, []
-        flops_computed = flops_valid = 0.0
-        valid_tokens = 0
-        for micro in range(accum):
-            batch, work = self.recipe.prepare_batch(self.bare_model, next(self._iter), self.info.device)
-            flops_computed, flops_valid = flops_computed + work.flops_computed, flops_valid + work.flops_valid
-            valid_tokens += work.valid_tokens
-            last = micro == accum - 1
-            sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-            with sync:
-                loss, named = self._forward(model, batch, training=True)
-                (loss / accum).backward()
-            losses.append(loss.detach().float())
-            for name, value in named.items():
-                sums[name] = sums.get(name, 0.0) + value.detach().float() / accum
-            batches.append(batch)
-        names = sorted(sums)
-        host = torch.stack(losses + [sums[n] for n in names]).cpu().tolist()
-        micro_losses = host[:accum]
-        finite = [math.isfinite(v) for v in micro_losses]
-        self._bad_batches = [_to_cpu(b) for b, ok in zip(batches, finite) if not ok]
+        acc = accumulate(model, self.bare_model, self.recipe, self._iter, self.schedule.accum_iter, self.info.device,
+                         cfg.dtype)
+        self._bad_batches = acc.bad_batches
         clip = cfg.optim.clip_grad if cfg.optim.clip_grad is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
             grad_norm = grad_norm.full_tensor()
         grad_norm = float(grad_norm)
         # One small all-reduce makes every rank agree on skipping and stopping.
-        flags = torch.tensor([float(not all(finite) or not math.isfinite(grad_norm)),
+        flags = torch.tensor([float(not acc.finite or not math.isfinite(grad_norm)),
                               float(stop is not None and stop.requested is not None)])
         D.all_reduce(flags, "max")
         lr = self.optimizer.param_groups[0]["lr"]
@@ -385,9 +286,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        return {"loss": sum(micro_losses) / accum, "scalars": dict(zip(names, host[accum:])), "grad_norm": grad_norm,
-                "lr": lr, "skipped": skipped, "stop": bool(flags[1].item()), "flops_computed": flops_computed,
-                "flops_valid": flops_valid, "valid_tokens": valid_tokens}
+        return {"loss": acc.loss, "scalars": acc.scalars, "grad_norm": grad_norm, "lr": lr, "skipped": skipped,
+                "stop": bool(flags[1].item()), "flops_computed": acc.flops_computed, "flops_valid": acc.flops_valid,
+                "valid_tokens": acc.valid_tokens}
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
@@ -464,7 +365,7 @@ class Trainer:
                     self.apply_finetune_plan()
                 window.add(result)
                 bar.update(result["loss"], window.valid_tokens / max(window.elapsed(), 1e-9))
-                if self.step % met.log_every_steps == 0 or self.step == self.end_step:
+                if self.cadence.log_due(self.step):
                     last = self._log_metrics(logger, result, window)
                     window = Window()
                 if result["stop"]:
@@ -474,13 +375,14 @@ class Trainer:
                     path = self.save_checkpoint()
                     self.log(f"stop requested ({who}): checkpoint {path or ''} written at step {self.step}, exiting")
                     return last
-                save_due = save_due or self.step % self.ckpt_every == 0 or self.step == self.end_step
+                due = self.cadence.checkpoint_due(self.step)
+                save_due = save_due or due  # a postponed checkpoint stays due until a healthy step
                 if save_due and self._healthy():
                     self.save_checkpoint(background=cfg.checkpoint.async_save and self.step < self.end_step)
                     saved_at, save_due = self.step, False
-                elif self.step % self.ckpt_every == 0 or self.step == self.end_step:
+                elif due:
                     self.log(f"checkpoint of step {self.step} postponed: {self.guard.in_a_row} non-finite steps in a row")
-                if self.step % self.val_every == 0 and self.val_loaders is not None:
+                if self.cadence.validate_due(self.step) and self.val_loaders is not None:
                     val = self.validate()
                     self._check_run_dir()
                     logger.log(self.step, val)
@@ -503,65 +405,12 @@ class Trainer:
                 logger.close()
 
     def _log_metrics(self, logger: MetricsLogger, result: dict[str, Any], window: Window) -> dict[str, Any]:
-        names = sorted(result["scalars"])
-        # Average the step's losses over ranks and add up the window's work (a collective every rank reaches).
-        t = torch.tensor([result["loss"]] + [result["scalars"][n] for n in names]
-                         + [window.flops_computed, window.flops_valid, window.valid_tokens], dtype=torch.float64)
-        D.all_reduce(t)
-        world = self.info.world_size
-        losses, (flops_computed, flops_valid, valid_tokens) = t[:-3] / world, t[-3:].tolist()
-        elapsed = max(window.elapsed(), 1e-9)
-        peak = peak_flops(self.info.device, self.cfg.dtype)
-        budget_tok_s = window.steps * self.schedule.global_batch * self.schedule.tokens_per_sample / elapsed
-        row: dict[str, Any] = {
-            "loss": float(losses[0]), **{n: float(losses[1 + i]) for i, n in enumerate(names)},
-            "lr": result["lr"], "grad_norm": result["grad_norm"],
-            "total_tokens_seen_b": self.schedule.tokens_seen(self.step) / 1e9,
-            "tokens_per_s_per_device": budget_tok_s / world, "valid_tok_s": valid_tokens / elapsed / world,
-            "mfu_computed": mfu(flops_computed / elapsed / world, peak),
-            "mfu_valid": mfu(flops_valid / elapsed / world, peak),
-            "peak_memory_gib": peak_memory_gib(self.info.device),
-            "skipped_steps": self.guard.total_skipped, "epoch": self.step / self.schedule.steps_per_epoch,
-        }
-        for key, value in dict(getattr(self.train_loader, "stats", {}) or {}).items():
-            if isinstance(value, (int, float)):
-                row[f"data/{key}"] = value
+        """Collective: log the metrics row of ``result``'s step (:func:`egom2p.train.step_metrics.metrics_row`)."""
+        row = metrics_row(result, window, self.info, self.cfg.dtype, self.schedule, self.step, self.guard.total_skipped,
+                          getattr(self.train_loader, "stats", {}))
         self._check_run_dir()
         logger.log(self.step, row)
         return row
-
-
-class Window:
-    """Work done since the last metrics line: steps, this rank's FLOPs and valid tokens, wall time."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.steps, self.flops_computed, self.flops_valid, self.valid_tokens = 0, 0.0, 0.0, 0
-
-    def add(self, result: Mapping[str, Any]) -> None:
-        """Count one step's ``train_step`` result."""
-        self.steps += 1
-        self.flops_computed += result["flops_computed"]
-        self.flops_valid += result["flops_valid"]
-        self.valid_tokens += result["valid_tokens"]
-
-    def elapsed(self) -> float:
-        """Seconds since the window opened."""
-        return time.perf_counter() - self.start
-
-
-def check_replicas_identical(model: nn.Module) -> None:
-    """Collective: raise if the data-parallel ranks hold different weights or buffers (DDP must keep them equal).
-
-    Compares a float64 checksum per parameter and buffer (a codebook's EMA state included) across ranks;
-    sharded (FSDP) tensors are skipped.
-    """
-    tensors = [*model.parameters(), *model.buffers()]
-    local = torch.stack([t.detach().double().sum() for t in tensors if not hasattr(t, "full_tensor")])
-    mine = local.cpu().tolist()
-    everyone = D.gather_objects(mine)
-    if any(other != mine for other in everyone):
-        raise RuntimeError("data-parallel ranks diverged: their weights differ after training")
 
 
 def run_training(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -591,19 +440,6 @@ def build_trainer(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]
     return Trainer(cfg, model, loader, info, recipe, recipe.build_val_loaders(info), log=log)
 
 
-def _check_on_rank0(info: D.DistInfo, check: Callable[[], None]) -> None:
-    """Run ``check`` on rank 0 only; every rank raises the ``ConfigError`` it raised (the same one line)."""
-    problem = None
-    if info.is_main:
-        try:
-            check()
-        except ConfigError as err:
-            problem = (str(err), err.key)
-    problem = D.broadcast_object(problem)
-    if problem is not None:
-        raise ConfigError(*problem)
-
-
 def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None], lock: RunLock | None) -> dict[str, Any]:
     """``run_training`` inside the process group: build, resume or initialise, then fit or evaluate."""
     main_log = log if info.is_main else (lambda _msg: None)
@@ -615,13 +451,13 @@ def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None], lock:
         if problem is not None:
             raise ConfigError(problem, "check_memory")
 
-    _check_on_rank0(info, check_memory)
+    D.check_on_main(info, check_memory)
     trainer = build_trainer(cfg, info, main_log, recipe)
     trainer.run_lock = lock
     main_log(f"egom2p-train: {recipe.describe()} ({trainer.num_params / 1e6:.2f}M parameters), "
              f"world size {info.world_size}, device {info.device}, dtype {cfg.dtype}, output {cfg.output_dir}")
     main_log(f"schedule: {trainer.schedule.describe()}, running to step {trainer.end_step}")
-    _check_on_rank0(info, recipe.check_sources)  # the data sources are there
+    D.check_on_main(info, recipe.check_sources)  # the data sources are there
     resumed = trainer.try_resume() if cfg.checkpoint.auto_resume else None
     if resumed is not None:
         main_log(f"resumed from {resumed} at step {trainer.step}")
@@ -638,7 +474,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None], lock:
         save_resolved_config(cfg, cfg.output_dir)
     last = trainer.fit()
     if info.distributed and not cfg.fsdp:
-        check_replicas_identical(trainer.model)
+        D.check_replicas_identical(trainer.model)
         main_log(f"replicas identical on {info.world_size} ranks at step {trainer.step}")
     if trainer.step >= trainer.end_step:  # fit saved this step's checkpoint (or resumed from it), else it raised
         main_log(f"done at step {trainer.step}; weights for inference in "

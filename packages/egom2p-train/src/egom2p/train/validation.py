@@ -21,7 +21,34 @@ import torch
 from egom2p.train import distributed as D
 from torch import nn
 
-__all__ = ["validate_datasets"]
+__all__ = ["reduce_dataset_sums", "validate_datasets"]
+
+
+def reduce_dataset_sums(dataset: str, rows: Iterable[torch.Tensor], size: int, step: int,
+                        log: Callable[[str], None]) -> torch.Tensor | None:
+    """Collective: the sum of one validation dataset's per-batch ``rows`` (``size`` numbers each) over this
+    rank's batches and all ranks, float64; None when producing them failed on any rank (then logged here, never
+    raised: see the module docstring)."""
+    sums = torch.zeros(1 + size, dtype=torch.float64)  # [failed on some rank, the rows' sum]
+    try:
+        for row in rows:
+            sums[1:] += row
+    except Exception as err:  # logged and counted, never fatal
+        sums[0] = 1
+        log(f"validation of '{dataset}' failed at step {step}: {type(err).__name__}: {err}")
+    D.all_reduce(sums)
+    return None if sums[0] > 0 else sums[1:]
+
+
+def _loss_row(losses: tuple[torch.Tensor, Mapping[str, Any]], names: Sequence[str]) -> torch.Tensor:
+    """One batch's ``[loss, 1, then per name: its loss, 1 where the batch has it]`` from ``(loss, named losses)``."""
+    loss, named = losses
+    row = torch.zeros(2 + 2 * len(names), dtype=torch.float64)
+    row[0], row[1] = float(loss), 1
+    for i, name in enumerate(names):
+        if name in named:
+            row[2 + 2 * i], row[3 + 2 * i] = float(named[name]), 1
+    return row
 
 
 @torch.no_grad()
@@ -49,31 +76,18 @@ def validate_datasets(model: nn.Module, build_loaders: Callable[[], Mapping[str,
         metrics: dict[str, float] = {}
         failures = 0
         for dataset, loader in loaders.items():
-            # [failed, loss sum, batches, then per modality: loss sum, batches holding the modality]
-            sums = torch.zeros(3 + 2 * len(names), dtype=torch.float64)
-            try:
-                for raw in loader:
-                    loss, named = forward(prepare(raw))
-                    sums[1] += float(loss)
-                    sums[2] += 1
-                    for i, name in enumerate(names):
-                        if name in named:
-                            sums[3 + 2 * i] += float(named[name])
-                            sums[4 + 2 * i] += 1
-            except Exception as err:
-                sums[0] = 1
-                log(f"validation of '{dataset}' failed at step {step}: {type(err).__name__}: {err}")
-            D.all_reduce(sums)
-            if sums[0] > 0:
+            rows = (_loss_row(forward(prepare(raw)), names) for raw in loader)
+            sums = reduce_dataset_sums(dataset, rows, 2 + 2 * len(names), step, log)
+            if sums is None:
                 failures += 1
                 continue
-            batches = float(sums[2])
+            batches = float(sums[1])
             if batches == 0:
                 continue
-            metrics[f"val/{dataset}/loss"] = float(sums[1]) / batches
+            metrics[f"val/{dataset}/loss"] = float(sums[0]) / batches
             for i, name in enumerate(names):
-                if sums[4 + 2 * i] > 0:
-                    metrics[f"val/{dataset}/{name}"] = float(sums[3 + 2 * i]) / batches
+                if sums[3 + 2 * i] > 0:
+                    metrics[f"val/{dataset}/{name}"] = float(sums[2 + 2 * i]) / batches
         return metrics, failures
     finally:
         model.train(was_training)

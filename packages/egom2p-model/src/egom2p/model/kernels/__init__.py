@@ -9,8 +9,9 @@
 - ``fused_linear_cross_entropy``: output head + cross-entropy in token chunks, never holding the
   ``[T, V]`` logits (``fused_linear_ce.py``; on CUDA a Triton row kernel, ``_ce_kernel.py``, works
   in place on each chunk's logits; elsewhere PyTorch).
-- ``compile_check``: compiles every kernel variant for sm_90 offline (no GPU) and checks spills,
-  shared memory and load pipelining (``python -m egom2p.model.kernels.compile_check``).
+
+The offline sm_90 compile check of these kernels (spills, shared memory, load pipelining; no GPU) is a
+development tool outside the wheel: ``python ci/kernel_compile_check.py``.
 
 This package imports without Triton; only the Triton kernels need it, and they are imported on
 first use so that ``from egom2p.model.kernels import fused_linear_cross_entropy`` works everywhere.

@@ -54,6 +54,15 @@ def _store_tile(base, offs, stride, offs_d, ok, value, HEAD_DIM: tl.constexpr, B
     tl.store(base + offs[:, None] * stride + offs_d[None, :], value.to(base.dtype.element_ty), mask=mask)
 
 
+def _program_block(BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
+    """``(block, b, h, offs, offs_d)``: this program's block along grid axis 0, its sample and head (axes 1
+    and 2, int64), the block's token offsets and the head's columns."""
+    block = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    h = tl.program_id(2).to(tl.int64)
+    return block, b, h, block * BLOCK + tl.arange(0, BLOCK), tl.arange(0, BLOCK_D)
+
+
 def _seq_end(LENGTHS, b, N, HAS_LEN: tl.constexpr):
     """Tokens ``< end`` of sample ``b`` are valid: its length capped at N (N without lengths)."""
     end = N
@@ -62,16 +71,18 @@ def _seq_end(LENGTHS, b, N, HAS_LEN: tl.constexpr):
     return end
 
 
-def _loop_bounds(BOUNDS, b, num_blocks, block, end, STEP: tl.constexpr, HAS_SEG: tl.constexpr):
-    """``[lo, hi)`` token range of the inner loop of program block ``block``: ``[0, end)``, or with
-    segments the plan's ``[first, last)`` blocks (of STEP tokens) capped at ``end``."""
+def _loop_bounds(BOUNDS, b, num_blocks, block, own_end, end, BLOCK: tl.constexpr, STEP: tl.constexpr,
+                 HAS_SEG: tl.constexpr):  # fmt: skip
+    """``[lo, hi)`` token range of the inner loop of program block ``block`` (of BLOCK tokens): ``[0, end)``,
+    or with segments the plan's ``[first, last)`` blocks (of STEP tokens) capped at ``end``; empty when
+    the block starts at or past ``own_end`` (all padding: it computes nothing)."""
     lo = 0
     hi = end
     if HAS_SEG:
         ptr = BOUNDS + (b * num_blocks + block) * 2
         lo = tl.load(ptr) * STEP
         hi = tl.minimum(tl.load(ptr + 1) * STEP, end)
-    return lo, hi
+    return lo, tl.where(block * BLOCK < own_end, hi, lo)
 
 
 def _load_segments(SEG, offs, ok, HAS_SEG: tl.constexpr):
@@ -81,6 +92,16 @@ def _load_segments(SEG, offs, ok, HAS_SEG: tl.constexpr):
     if HAS_SEG:
         seg = tl.load(SEG + offs, mask=ok, other=-1)
     return seg
+
+
+def _load_rows(x_base, stride_x, y_base, stride_y, seg_base, offs, end, offs_d, HAS_SEG: tl.constexpr,
+               HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
+    """``(ok, x, y, seg)`` for the tokens ``offs`` of two heads sharing a token axis (k and v, or q and dO):
+    ``ok = offs < end``, both tiles (0 where not ok) and the tokens' segment ids."""
+    ok = offs < end
+    x = _load_tile(x_base, offs, stride_x, offs_d, ok, HEAD_DIM, BLOCK_D)
+    y = _load_tile(y_base, offs, stride_y, offs_d, ok, HEAD_DIM, BLOCK_D)
+    return ok, x, y, _load_segments(seg_base, offs, ok, HAS_SEG)
 
 
 def _tile_visible(row_seg, col_seg, row_ok, col_ok, HAS_SEG: tl.constexpr):
@@ -110,18 +131,13 @@ def _fwd_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """One program per query block: online softmax over the key blocks of its loop bounds."""
-    pid_m = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    h = tl.program_id(2).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
+    pid_m, b, h, offs_m, offs_d = _program_block(BLOCK_M, BLOCK_D)
     q_end = _seq_end(QUERY_LEN, b, NQ, HAS_QLEN)
     n_end = _seq_end(KEY_LEN, b, NK, HAS_LEN)
     row_ok = offs_m < q_end
     q = _load_tile(Q + b * stride_qb + h * stride_qh, offs_m, stride_qn, offs_d, row_ok, HEAD_DIM, BLOCK_D)
     q_seg = _load_segments(QSEG + b * NQ, offs_m, row_ok, HAS_SEG)
-    lo, hi = _loop_bounds(BOUNDS, b, NQB, pid_m, n_end, BLOCK_N, HAS_SEG)
-    hi = tl.where(pid_m * BLOCK_M < q_end, hi, lo)  # a block of padded queries computes nothing
+    lo, hi = _loop_bounds(BOUNDS, b, NQB, pid_m, q_end, n_end, BLOCK_M, BLOCK_N, HAS_SEG)
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
     kseg_base = KSEG + b * NK
@@ -131,10 +147,8 @@ def _fwd_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        col_ok = offs_n < n_end
-        k = _load_tile(k_base, offs_n, stride_kn, offs_d, col_ok, HEAD_DIM, BLOCK_D)
-        v = _load_tile(v_base, offs_n, stride_vn, offs_d, col_ok, HEAD_DIM, BLOCK_D)
-        k_seg = _load_segments(kseg_base, offs_n, col_ok, HAS_SEG)
+        col_ok, k, v, k_seg = _load_rows(k_base, stride_kn, v_base, stride_vn, kseg_base, offs_n, n_end, offs_d,
+                                         HAS_SEG, HEAD_DIM, BLOCK_D)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
         s = tl.where(_tile_visible(q_seg, k_seg, row_ok, col_ok, HAS_SEG), s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -161,11 +175,7 @@ def _bwd_delta_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):  # fmt: skip
     """DELTA[b, h, i] = sum_d O * dO (fp32), the row term of the softmax backward."""
-    pid_m = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    h = tl.program_id(2).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
+    _, b, h, offs_m, offs_d = _program_block(BLOCK_M, BLOCK_D)
     row_ok = offs_m < NQ
     o = _load_tile(Out + b * stride_ob + h * stride_oh, offs_m, stride_on, offs_d, row_ok, HEAD_DIM, BLOCK_D)
     do = _load_tile(DO + b * stride_dob + h * stride_doh, offs_m, stride_don, offs_d, row_ok, HEAD_DIM, BLOCK_D)
@@ -186,19 +196,14 @@ def _bwd_dkdv_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """One program per key block: loops over its query blocks, so dK/dV need no atomics."""
-    pid_n = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    h = tl.program_id(2).to(tl.int64)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
+    pid_n, b, h, offs_n, offs_d = _program_block(BLOCK_N, BLOCK_D)
     n_end = _seq_end(KEY_LEN, b, NK, HAS_LEN)
     q_end = _seq_end(QUERY_LEN, b, NQ, HAS_QLEN)
-    col_ok = offs_n < n_end
-    k = _load_tile(K + b * stride_kb + h * stride_kh, offs_n, stride_kn, offs_d, col_ok, HEAD_DIM, BLOCK_D)
-    v = _load_tile(V + b * stride_vb + h * stride_vh, offs_n, stride_vn, offs_d, col_ok, HEAD_DIM, BLOCK_D)
-    k_seg = _load_segments(KSEG + b * NK, offs_n, col_ok, HAS_SEG)
-    lo, hi = _loop_bounds(BOUNDS, b, NKB, pid_n, q_end, BLOCK_M, HAS_SEG)
-    hi = tl.where(pid_n * BLOCK_N < n_end, hi, lo)  # a block of padded keys sees no query
+    k_base = K + b * stride_kb + h * stride_kh
+    v_base = V + b * stride_vb + h * stride_vh
+    col_ok, k, v, k_seg = _load_rows(k_base, stride_kn, v_base, stride_vn, KSEG + b * NK, offs_n, n_end, offs_d,
+                                     HAS_SEG, HEAD_DIM, BLOCK_D)
+    lo, hi = _loop_bounds(BOUNDS, b, NKB, pid_n, n_end, q_end, BLOCK_N, BLOCK_M, HAS_SEG)
     q_base = Q + b * stride_qb + h * stride_qh
     do_base = DO + b * stride_dob + h * stride_doh
     row_base = (b * H + h) * NQ
@@ -208,13 +213,11 @@ def _bwd_dkdv_kernel(
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
-        row_ok = offs_m < q_end
-        q = _load_tile(q_base, offs_m, stride_qn, offs_d, row_ok, HEAD_DIM, BLOCK_D)
-        do = _load_tile(do_base, offs_m, stride_don, offs_d, row_ok, HEAD_DIM, BLOCK_D)
+        row_ok, q, do, q_seg = _load_rows(q_base, stride_qn, do_base, stride_don, qseg_base, offs_m, q_end, offs_d,
+                                          HAS_SEG, HEAD_DIM, BLOCK_D)
         lse = tl.load(LSE + row_base + offs_m, mask=row_ok, other=0.0)
         delta = tl.load(DELTA + row_base + offs_m, mask=row_ok, other=0.0)
         # Transposed tile: rows are this program's keys, columns the queries.
-        q_seg = _load_segments(qseg_base, offs_m, row_ok, HAS_SEG)
         keep = _tile_visible(k_seg, q_seg, col_ok, row_ok, HAS_SEG)
         s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2
         p_t = tl.where(keep, tl.exp2(s_t - lse[None, :]), 0.0)
@@ -243,22 +246,17 @@ def _bwd_dq_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """One program per query block: recomputes P over its key blocks and accumulates dQ."""
-    pid_m = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    h = tl.program_id(2).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
+    pid_m, b, h, offs_m, offs_d = _program_block(BLOCK_M, BLOCK_D)
     q_end = _seq_end(QUERY_LEN, b, NQ, HAS_QLEN)
     n_end = _seq_end(KEY_LEN, b, NK, HAS_LEN)
-    row_ok = offs_m < q_end
-    q = _load_tile(Q + b * stride_qb + h * stride_qh, offs_m, stride_qn, offs_d, row_ok, HEAD_DIM, BLOCK_D)
-    do = _load_tile(DO + b * stride_dob + h * stride_doh, offs_m, stride_don, offs_d, row_ok, HEAD_DIM, BLOCK_D)
+    q_base = Q + b * stride_qb + h * stride_qh
+    do_base = DO + b * stride_dob + h * stride_doh
+    row_ok, q, do, q_seg = _load_rows(q_base, stride_qn, do_base, stride_don, QSEG + b * NQ, offs_m, q_end, offs_d,
+                                      HAS_SEG, HEAD_DIM, BLOCK_D)
     row_base = (b * H + h) * NQ
     lse = tl.load(LSE + row_base + offs_m, mask=row_ok, other=0.0)
     delta = tl.load(DELTA + row_base + offs_m, mask=row_ok, other=0.0)
-    q_seg = _load_segments(QSEG + b * NQ, offs_m, row_ok, HAS_SEG)
-    lo, hi = _loop_bounds(BOUNDS, b, NQB, pid_m, n_end, BLOCK_N, HAS_SEG)
-    hi = tl.where(pid_m * BLOCK_M < q_end, hi, lo)
+    lo, hi = _loop_bounds(BOUNDS, b, NQB, pid_m, q_end, n_end, BLOCK_M, BLOCK_N, HAS_SEG)
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
     kseg_base = KSEG + b * NK
@@ -266,10 +264,8 @@ def _bwd_dq_kernel(
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        col_ok = offs_n < n_end
-        k = _load_tile(k_base, offs_n, stride_kn, offs_d, col_ok, HEAD_DIM, BLOCK_D)
-        v = _load_tile(v_base, offs_n, stride_vn, offs_d, col_ok, HEAD_DIM, BLOCK_D)
-        k_seg = _load_segments(kseg_base, offs_n, col_ok, HAS_SEG)
+        col_ok, k, v, k_seg = _load_rows(k_base, stride_kn, v_base, stride_vn, kseg_base, offs_n, n_end, offs_d,
+                                         HAS_SEG, HEAD_DIM, BLOCK_D)
         keep = _tile_visible(q_seg, k_seg, row_ok, col_ok, HAS_SEG)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
         p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
@@ -281,7 +277,7 @@ def _bwd_dq_kernel(
     _store_tile(dq_base, offs_m, stride_dqn, offs_d, offs_m < NQ, dq * softmax_scale, HEAD_DIM, BLOCK_D)
 
 
-_HELPERS = (_load_tile, _store_tile, _seq_end, _loop_bounds, _load_segments, _tile_visible)
+_HELPERS = (_program_block, _load_tile, _store_tile, _seq_end, _loop_bounds, _load_segments, _load_rows, _tile_visible)
 _KERNELS = {
     "fwd": _fwd_kernel,
     "delta": _bwd_delta_kernel,

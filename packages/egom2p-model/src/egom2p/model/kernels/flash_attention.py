@@ -52,7 +52,7 @@ class BlockConfig:
 
 
 # (forward, dK/dV, dQ) per (head-dim tile, fp32 or not). Keyed on what changes register pressure and
-# shared memory, never on N. Checked for sm_90 by `egom2p.model.kernels.compile_check` (no spills,
+# shared memory, never on N. Checked for sm_90 by `ci/kernel_compile_check.py` (no spills,
 # async copies, shared memory within 227 KB) with and without segments, which need no other tiles.
 # With the loads pipelined, 128-row tiles need 8 warps except the D=64 forward. fp32 (TF32 dots)
 # holds twice the bytes per tile, hence narrower key tiles; its D=128 dK/dV takes 16-row query tiles

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from egom2p.core.batch import MaskedBatch
+from egom2p.core.packing import PackedBatch
 from egom2p.data.config import DataConfig
 from egom2p.train.config import TrainConfig
 from egom2p.train.distributed import DistInfo
@@ -28,11 +30,12 @@ from torch import nn
 
 __all__ = ["EgoM2PRecipe", "move_batch"]
 
-Batch = dict[str, dict[str, torch.Tensor]]
 
 
-def move_batch(batch: Mapping[str, Mapping[str, Any]], device: torch.device) -> Batch:
-    """Tensors of the batch dict on ``device``; non-tensor entries are dropped."""
+def move_batch(batch: PackedBatch | Mapping[str, Mapping[str, Any]], device: torch.device) -> PackedBatch | MaskedBatch:
+    """The batch on ``device``: a packed batch whole, a masked batch's tensors (non-tensor entries are dropped)."""
+    if isinstance(batch, PackedBatch):
+        return batch.to(device, non_blocking=True)
     return {mod: {k: v.to(device, non_blocking=True) for k, v in d.items() if isinstance(v, torch.Tensor)}
             for mod, d in batch.items()}
 
@@ -104,19 +107,17 @@ class EgoM2PRecipe:
         check_data_sources(self.data_config.train, self.data_config.val, self.cfg.model_config().modalities)
 
     def prepare_batch(self, model: nn.Module, raw: Mapping[str, Mapping[str, Any]],
-                      device: torch.device) -> tuple[Batch, BatchWork]:
+                      device: torch.device) -> tuple[MaskedBatch, BatchWork]:
         """Pack a loader batch on the CPU (``loader.pack``), count its tokens and FLOPs, move it to ``device``."""
         loader = self.cfg.loader
         batch = raw
         if loader.pack:
             batch = pack_micro_batch(model, raw, self.budgets, loader.pack_rows, loader.pack_multiple)
         tokens = count_tokens(batch, self.budgets)
-        computed = valid = 0.0
-        if callable(getattr(model, "flops_per_sample", None)):
-            computed, valid = batch_flops(model, tokens)
+        computed, valid = batch_flops(model, tokens)
         return move_batch(batch, device), BatchWork(tokens.valid, computed, valid)
 
-    def forward(self, model: nn.Module, batch: Batch, training: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, model: nn.Module, batch: MaskedBatch, training: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model's loss and ``<modality>_loss`` per modality with targets; the vocabulary is checked in
         validation (training batches were checked by the loader)."""
         out = model(batch, num_encoder_tokens=self.budgets[0], num_decoder_tokens=self.budgets[1],
@@ -126,7 +127,7 @@ class EgoM2PRecipe:
     def validate(self, model: nn.Module, loaders: ValLoaders, device: torch.device, step: int,
                  log: Callable[[str], None]) -> tuple[dict[str, float], int]:
         """Losses per validation dataset, as the original computes them (:func:`validate_datasets`)."""
-        def forward(batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        def forward(batch: MaskedBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             with autocast_context(device, self.cfg.dtype):
                 return self.forward(model, batch, training=False)
 

@@ -31,13 +31,13 @@ from egom2p.tokenizers.codebook import codebook_stats
 from egom2p.tokenizers.config import TokenizerConfig
 from egom2p.tokenizers.metrics import CAMERA_METRICS, camera_metrics_per_window, gaze_error_px, gaze_mse
 from egom2p.tokenizers.vqvae import VQVAE
-from egom2p.train import distributed as D
 from egom2p.train.config import ConfigError, TrainConfig, gaze_frame_of
 from egom2p.train.distributed import DistInfo
 from egom2p.train.memory_check import ActivationShape
 from egom2p.train.recipe import BatchWork, TrainLoader, ValLoaders, autocast_context
 from egom2p.train.recipes.window_loader import WindowLoader
 from egom2p.train.recipes.window_sources import read_windows
+from egom2p.train.validation import reduce_dataset_sums
 from torch import nn
 
 __all__ = ["GAZE_METRICS", "TokenizerRecipe"]
@@ -140,6 +140,23 @@ class TokenizerRecipe:
         mean_error = gaze_error_px(gaze.model_output_to_crop_pixels(recon, frame), truth)
         return valid_frames, valid_frames * np.array([mean_mse, mean_error])
 
+    def _validation_row(self, model: VQVAE, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """One validation batch's ``[windows, weight (windows or valid frames), loss sum, metric sums...,
+        code counts...]`` (float64)."""
+        names, size = self._metric_names(), self.tokenizer.codebook_size
+        on_device = x.to(device)
+        with autocast_context(device, self.cfg.dtype):
+            recon, _, tokens = model(on_device, return_tokens=True)
+            loss = model.reconstruction_loss(recon, on_device)
+        weight, metric_sums = self._batch_sums(recon.double().cpu().numpy(), x.double().numpy())
+        row = torch.zeros(3 + len(names) + size, dtype=torch.float64)
+        row[0] = len(x)
+        if weight > 0:  # the batch's means are over its weight: sums of them weighted are exact
+            row[1], row[2] = weight, float(loss) * weight
+            row[3:3 + len(names)] = torch.from_numpy(metric_sums)
+        row[3 + len(names):] = torch.bincount(tokens.reshape(-1).cpu(), minlength=size).double()
+        return row
+
     @torch.no_grad()
     def validate(self, model: nn.Module, loaders: ValLoaders, device: torch.device, step: int,
                  log: Callable[[str], None]) -> tuple[dict[str, float], int]:
@@ -152,35 +169,18 @@ class TokenizerRecipe:
         failures = 0
         try:
             for dataset, batches in loaders().items():
-                # [failed, windows, weight (windows or valid frames), loss sum, metric sums..., code counts...]
-                sums = torch.zeros(4 + len(names) + size, dtype=torch.float64)
-                try:
-                    for x in batches:
-                        on_device = x.to(device)
-                        with autocast_context(device, self.cfg.dtype):
-                            recon, _, tokens = model(on_device, return_tokens=True)
-                            loss = model.reconstruction_loss(recon, on_device)
-                        weight, metric_sums = self._batch_sums(recon.double().cpu().numpy(), x.double().numpy())
-                        sums[1] += len(x)
-                        if weight > 0:  # the batch's means are over its weight: sums of them weighted are exact
-                            sums[2] += weight
-                            sums[3] += float(loss) * weight
-                            sums[4:4 + len(names)] += torch.from_numpy(metric_sums)
-                        sums[4 + len(names):] += torch.bincount(tokens.reshape(-1).cpu(), minlength=size).double()
-                except Exception as err:  # logged and counted, never fatal (as egom2p.train.validation)
-                    sums[0] = 1
-                    log(f"validation of '{dataset}' failed at step {step}: {type(err).__name__}: {err}")
-                D.all_reduce(sums)
-                if sums[0] > 0:
+                rows = (self._validation_row(model, x, device) for x in batches)
+                sums = reduce_dataset_sums(dataset, rows, 3 + len(names) + size, step, log)
+                if sums is None:
                     failures += 1
                     continue
-                if sums[1] == 0:
+                if sums[0] == 0:
                     continue
                 prefix = f"val/{dataset}"
-                if sums[2] > 0:
-                    metrics[f"{prefix}/loss"] = float(sums[3] / sums[2])
-                    metrics.update({f"{prefix}/{name}": float(sums[4 + i] / sums[2]) for i, name in enumerate(names)})
-                counts = sums[4 + len(names):].long()
+                if sums[1] > 0:
+                    metrics[f"{prefix}/loss"] = float(sums[2] / sums[1])
+                    metrics.update({f"{prefix}/{name}": float(sums[3 + i] / sums[1]) for i, name in enumerate(names)})
+                counts = sums[3 + len(names):].long()
                 usage = codebook_stats(torch.repeat_interleave(torch.arange(size), counts), size)
                 metrics.update({f"{prefix}/live_codes": float(usage["live_codes"]),
                                 f"{prefix}/perplexity": usage["perplexity"]})

@@ -1,23 +1,38 @@
-"""The offline sm_90 compile check (``egom2p.model.kernels.compile_check``, run by ci/kernel_compile_check.py).
+"""The offline sm_90 compile check of the Triton kernels (ci/kernel_compile_check.py, a development tool outside
+the model wheel, so its test lives here and not in the model package's own tests).
 
-The whole check runs here, on the CPU, in a subprocess without ``TRITON_INTERPRET`` (this folder's
-conftest sets it for the interpreter tests): every kernel variant compiles for the H100 with the
-Triton wheel's ptxas, without spills and with pipelined loads. About a minute on two cores.
+The whole check runs here, on the CPU, in a subprocess without ``TRITON_INTERPRET`` (the model's kernel tests
+set it for the interpreter): every kernel variant compiles for the H100 with the Triton wheel's ptxas, without
+spills and with pipelined loads. About a minute on two cores.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from egom2p.model.kernels import compile_check
-from egom2p.model.kernels.compile_check import Variant, problems
+
+SCRIPT = Path(__file__).resolve().parents[1] / "ci" / "kernel_compile_check.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("kernel_compile_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+compile_check = _load_script()
+Variant, problems = compile_check.Variant, compile_check.problems
 
 
 def test_every_kernel_variant_compiles_for_sm90_without_spills_and_with_async_copies():
     pytest.importorskip("triton")  # without it there is no kernel to check (ci/kernel_compile_check.py fails then)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-m", "egom2p.model.kernels.compile_check", "--jobs", "2"],
+    done = subprocess.run([sys.executable, str(SCRIPT), "--jobs", "2"],
                           env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
     report = done.stdout + done.stderr[-3000:]
     print(report)  # the table: registers, spills, shared memory per variant (pytest -s shows it)
