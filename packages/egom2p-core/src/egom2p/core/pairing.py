@@ -24,10 +24,10 @@ from egom2p.core.errors import ShardError
 from egom2p.core.layout import expand_folders, sample_key
 from egom2p.core.shards import TOKEN_SUFFIXES, iter_tar_members, open_url, read_tar_members
 
-__all__ = ["PairPolicy", "Sample", "iter_folder_samples", "iter_shard", "key_mismatches", "pair_members", "read_shard"]
+__all__ = ["PairPolicy", "PairedSample", "iter_folder_samples", "iter_shard", "key_mismatches", "pair_members", "read_shard"]
 
 PairPolicy = Literal["union", "strict", "lockstep"]
-Sample = tuple[str, dict[str, tuple[str, bytes]]]  # (key, {folder: (member name, bytes)})
+PairedSample = tuple[str, dict[str, tuple[str, bytes]]]  # (key, {folder: (member name, bytes)})
 Member = tuple[str, str, bytes]  # (key, extension, bytes): what the tar reader yields
 Opener = Callable[[str], IO[bytes]]
 _POLICIES = ("union", "strict", "lockstep")
@@ -61,7 +61,7 @@ def _pair_keys(keys: Mapping[str, Sequence[str]], policy: PairPolicy, where: str
     return holders
 
 
-def pair_members(per_folder: Mapping[str, Sequence[Member]], policy: PairPolicy = "union", where: str = "") -> list[Sample]:
+def pair_members(per_folder: Mapping[str, Sequence[Member]], policy: PairPolicy = "union", where: str = "") -> list[PairedSample]:
     """Pair the members already read from one shard's folders (folder -> ``[(key, ext, bytes)]``) by key."""
     holders = _pair_keys({f: [m[0] for m in members] for f, members in per_folder.items()}, policy, where)
     by_key = {f: {key: (f"{key}.{ext}", data) for key, ext, data in members} for f, members in per_folder.items()}
@@ -78,7 +78,7 @@ def _wanted(members: Iterable[Member], suffixes: Sequence[str] | None) -> Iterat
 
 
 def read_shard(shard: str | Mapping[str, str], opener: Opener = open_url, policy: PairPolicy = "union",
-               suffixes: Sequence[str] | None = None) -> list[Sample]:
+               suffixes: Sequence[str] | None = None) -> list[PairedSample]:
     """Read every folder of a shard (a URL with a ``[a,b]`` list, one tar, or folder -> tar URL) and pair the members
     by key under ``policy`` (module docstring); ``suffixes`` keeps only the members whose name ends in one of
     them (None: all). Raises :class:`ShardError` for an unreadable tar (and, ``strict``, differing keys)."""
@@ -91,7 +91,7 @@ def read_shard(shard: str | Mapping[str, str], opener: Opener = open_url, policy
 
 
 def iter_shard(shard: str | Mapping[str, str], opener: Opener = open_url, policy: PairPolicy = "lockstep",
-               suffixes: Sequence[str] | None = None) -> Iterator[Sample]:
+               suffixes: Sequence[str] | None = None) -> Iterator[PairedSample]:
     """The samples of :func:`read_shard`, streamed: with ``lockstep`` one member of each folder's tar at a time (the
     tars must hold the same keys in the same order: a differing key or length raises :class:`ShardError` naming
     every tar of the shard); other policies read the tars whole first."""
@@ -114,7 +114,7 @@ def iter_shard(shard: str | Mapping[str, str], opener: Opener = open_url, policy
 
 
 def iter_folder_samples(root: str | os.PathLike, dataset: str, folders: Iterable[str],
-                        policy: PairPolicy = "union") -> Iterator[Sample]:
+                        policy: PairPolicy = "union") -> Iterator[PairedSample]:
     """The original's per-file layout ``root/<folder>/<dataset>/<key>.npz|.npy``, paired by key under ``policy``
     (``union`` or ``strict``), each folder's files in sorted order; files are read as their sample is yielded.
 

@@ -30,7 +30,7 @@ import numpy as np
 from egom2p.core.errors import ShardError
 from egom2p.core.layout import expand_folders, expand_shard_pattern
 from egom2p.core.modalities import ModalitySpec
-from egom2p.core.pairing import Sample, key_mismatches, pair_members
+from egom2p.core.pairing import PairedSample, key_mismatches, pair_members
 from egom2p.core.shards import decode_tokens, iter_tar_members, open_url
 from egom2p.data.samples import SampleProblem, decode_sample, member_problem, read_token_header
 from tqdm import tqdm
@@ -187,7 +187,7 @@ def _count_problems(report: ShardReport, expect: int | None) -> None:
         report.problems.append(f"{last_url}: {last_n} samples, more than the other shards ({usual})")
 
 
-def _check_samples(url: str, folders: list[str], samples: list[Sample], modalities: Mapping[str, ModalitySpec] | None,
+def _check_samples(url: str, folders: list[str], samples: list[PairedSample], modalities: Mapping[str, ModalitySpec] | None,
                    by_folder: Mapping[str, str], report: ShardReport) -> None:
     """The training loader's per-sample check on every sample of one shard (paired as the loader pairs them)."""
     if modalities is None:

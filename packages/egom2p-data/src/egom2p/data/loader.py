@@ -77,7 +77,7 @@ class BadDataError(RuntimeError):
 logger = logging.getLogger("egom2p.data")
 MIN_SAMPLES_FOR_BAD_CHECK = 50
 MAX_FRUITLESS_DRAWS = 100  # a dataset whose shards all fail stops the run even with max_bad_fraction=1
-Sample = dict[str, np.ndarray]
+TokenSample = dict[str, np.ndarray]  # modality -> one sample's token array
 RawSample = dict[str, tuple[str, bytes]]  # modality -> (member name, bytes)
 Opener = Callable[[str], IO[bytes]]
 
@@ -139,7 +139,7 @@ class _BadData:
 def _decode_sample(
     key: str, url: str, raw: Mapping[str, tuple[str, bytes]], modalities: tuple[str, ...],
     specs: Mapping[str, ModalitySpec], bad: _BadData,
-) -> Sample | None:
+) -> TokenSample | None:
     """Decode and validate one sample; on a problem count it and return None."""
     result = decode_sample(raw, modalities, specs)
     if isinstance(result, SampleProblem):
@@ -206,7 +206,7 @@ class _Entry(NamedTuple):
     index: int
     url: str
     key: str
-    data: Any  # RawSample before decoding, Sample after
+    data: Any  # RawSample before decoding, TokenSample after
 
 
 _SHARD_DRAW, _SHUFFLE = 0, 1  # seed tags of one stream's random sources
@@ -288,7 +288,7 @@ class _DatasetStream:
         self._repeats_left -= 1
         return self._repeating
 
-    def next(self) -> Sample:
+    def next(self) -> TokenSample:
         """The next training sample (int64 token arrays by modality)."""
         entry = self._repeat_buffer.pull(self._next_repeated)
         return {m: a.astype(np.int64) for m, a in entry.data.items()}
@@ -587,7 +587,7 @@ class ValLoader:
             for key, raw in samples:
                 yield key, url, raw
 
-    def _emit(self, samples: list[Sample], gen: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
+    def _emit(self, samples: list[TokenSample], gen: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
         tensors = {m: torch.from_numpy(np.stack([s[m] for s in samples])) for m in self.cfg.modalities}
         masked = self.masking.mask_batch(tensors, gen)
         if not self.fill_missing_modalities:
@@ -598,7 +598,7 @@ class ValLoader:
         self.stats = _new_stats()
         bad = _BadData(self.stats, self.max_bad_fraction)
         gen = torch.Generator().manual_seed(_seed(self.seed, self.rank))
-        pending: list[Sample] = []
+        pending: list[TokenSample] = []
         for i, (key, where, raw) in enumerate(self._raw_samples()):
             if i % self.world_size != self.rank:
                 continue

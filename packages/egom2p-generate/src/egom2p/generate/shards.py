@@ -27,7 +27,7 @@ from egom2p.core.shards import TOKEN_SUFFIXES, decode_tokens
 from egom2p.core.sources import is_shard_pattern, resolve_source
 
 Shard = dict[str, str]  # folder -> tar path, one modality folder each
-Sample = tuple[str, dict[str, np.ndarray]]  # (key, folder -> int64 token array)
+KeyedTokens = tuple[str, dict[str, np.ndarray]]  # (key, folder -> int64 token array)
 
 
 def expand_data_pattern(pattern: str) -> list[Shard]:
@@ -115,7 +115,7 @@ def _differing_folders(urls: Sequence[str]) -> list[str]:
     return ["".join(f"{p}/" for p in path[shared:]) for path in parts]
 
 
-def iter_shard_samples(shards: Iterable[Mapping[str, str]]) -> Iterator[Sample]:
+def iter_shard_samples(shards: Iterable[Mapping[str, str]]) -> Iterator[KeyedTokens]:
     """Stream ``(key, {folder: tokens})`` from each shard's tars in lockstep (core's paired reader,
     :func:`egom2p.core.pairing.iter_shard`); members other than token files are ignored.
 
@@ -127,7 +127,7 @@ def iter_shard_samples(shards: Iterable[Mapping[str, str]]) -> Iterator[Sample]:
             yield key, {f: decode_tokens(f"{shard[f]}:{name}", data) for f, (name, data) in members.items()}
 
 
-def iter_file_samples(root: str | os.PathLike, dataset: str, folders: Sequence[str]) -> Iterator[Sample]:
+def iter_file_samples(root: str | os.PathLike, dataset: str, folders: Sequence[str]) -> Iterator[KeyedTokens]:
     """``(key, {folder: tokens})`` from per-sample files ``root/<folder>/<dataset>/<key>.npz``, paired by key with
     core's ``union`` policy (:func:`egom2p.core.pairing.iter_folder_samples`).
 
@@ -140,7 +140,7 @@ def iter_file_samples(root: str | os.PathLike, dataset: str, folders: Sequence[s
         }
 
 
-def iter_samples(data: str | os.PathLike, folders: Sequence[str], dataset: str | None = None) -> Iterator[Sample]:
+def iter_samples(data: str | os.PathLike, folders: Sequence[str], dataset: str | None = None) -> Iterator[KeyedTokens]:
     """Samples of a shard pattern (``data`` holds a ``[folder,...]`` list) or of a ``root`` + ``dataset``, local
     or ``s3://``.
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+from egom2p.core.checkpoints import parse_dtype
 from torch import nn
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def autocast_context(device: torch.device, dtype: str):
     """bf16/fp16 autocast over fp32 weights; float32 runs without autocast."""
     if dtype == "float32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=getattr(torch, dtype))
+    return torch.autocast(device_type=device.type, dtype=parse_dtype(dtype))
 
 
 def build_recipe(cfg: TrainConfig) -> Recipe:
