@@ -206,3 +206,41 @@ def test_root_finder_rejects_bad_policies_and_folder_names(tmp_path):
         find_root_shards(tmp_path, "ds", ["a,b"], policy="first")
     with pytest.raises(ValueError, match="name the modality folders"):
         find_root_shards("s3://bucket/root", "ds")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint16", ">i4", "int64", "float32"])
+@pytest.mark.parametrize("shape", [(0,), (8,), (2, 3, 4)])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".compressed.npz"])
+def test_one_pass_decoding_gives_what_np_load_gives(dtype, shape, order, suffix):
+    """The header-first reader against numpy's own: same values, dtype, shape and memory order, and writable."""
+    array = np.asarray(np.arange(int(np.prod(shape))).reshape(shape) % 100, dtype=dtype, order=order)
+    stream = io.BytesIO()
+    {".npy": np.save, ".npz": np.savez, ".compressed.npz": np.savez_compressed}[suffix](stream, array)
+    name = "k" + suffix.removeprefix(".compressed")
+    ours = load_token_array(name, stream.getvalue())
+    loaded = np.load(io.BytesIO(stream.getvalue()), allow_pickle=False)
+    theirs = loaded if name.endswith(".npy") else loaded["arr_0"]
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and np.array_equal(ours, theirs)
+    assert ours.flags.f_contiguous == theirs.flags.f_contiguous and ours.flags.writeable
+
+
+def test_one_pass_decoding_refuses_objects_truncation_and_what_the_check_refuses():
+    stream = io.BytesIO()
+    np.save(stream, np.arange(8))
+    whole = stream.getvalue()
+    with pytest.raises(ValueError, match=r"k.npy: not a readable token file \(truncated: 32 of 64 data bytes\)"):
+        load_token_array("k.npy", whole[:-32])
+    objects = io.BytesIO()
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="k.npy: not a readable token file"):
+        load_token_array("k.npy", objects.getvalue())
+    seen = []
+
+    def refuse(head):
+        seen.append((head.shape, str(head.dtype)))
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        decode_tokens("k.npy", whole, refuse)
+    assert seen == [((8,), "int64")]

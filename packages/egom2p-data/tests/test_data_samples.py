@@ -7,9 +7,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from egom2p.core.shards import encode_tokens
+from egom2p.core.shards import encode_tokens, read_token_header
 from egom2p.data import samples as samples_module
-from egom2p.data.samples import MAX_TOKEN_BYTES, SampleProblem, decode_sample, member_problem, read_token_header
+from egom2p.data.samples import MAX_TOKEN_BYTES, SampleProblem, decode_sample, member_problem
 
 
 def npz_bomb(shape: tuple[int, ...], zeros: int) -> bytes:
@@ -26,11 +26,18 @@ def npz_bomb(shape: tuple[int, ...], zeros: int) -> bytes:
 
 @pytest.fixture
 def no_decoding(monkeypatch):
-    """Fail the test if a member is decoded: the guard must reject it from its header."""
-    def refuse(name, data):
-        raise AssertionError(f"{name} was decoded")
+    """Fail the test if a member's data would be read: the header check must refuse it first (decoding runs the
+    check on the header before it inflates anything)."""
+    real = samples_module.decode_tokens
 
-    monkeypatch.setattr(samples_module, "decode_tokens", refuse)
+    def guarded(name, data, check):
+        def check_then_refuse(head):
+            check(head)  # raises for the members these tests hand in
+            raise AssertionError(f"{name} passed its header check and would be decoded")
+
+        return real(name, data, check_then_refuse)
+
+    monkeypatch.setattr(samples_module, "decode_tokens", guarded)
 
 
 def test_a_zlib_bomb_is_rejected_before_it_is_inflated(tiny, no_decoding):

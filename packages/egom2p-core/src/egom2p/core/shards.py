@@ -7,10 +7,13 @@ under a root) are :mod:`egom2p.core.layout`; reading a shard's folders paired by
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, NamedTuple
 
 import numpy as np
 from egom2p.core.atomic import write_atomic
@@ -19,45 +22,114 @@ from egom2p.core.layout import sample_key
 from egom2p.core.s3 import read_s3
 
 __all__ = [
+    "TokenHeader",
     "decode_tokens",
     "encode_tokens",
     "iter_tar_members",
     "load_token_array",
     "open_url",
     "read_tar_members",
+    "read_token_header",
     "write_tar",
 ]
 
 TOKEN_SUFFIXES = (".npz", ".npy")
 
 
-def load_token_array(name: str, data: bytes) -> np.ndarray:
-    """The array stored in one token file, in its stored dtype: ``.npz`` -> ``arr_0``, ``.npy`` -> the array.
+class TokenHeader(NamedTuple):
+    """What a token file's ``.npy`` header declares, read before any of its data."""
 
-    Never unpickles. Raises ``ValueError`` naming ``name`` for other suffixes, archives without
-    ``arr_0`` and corrupt files.
-    """
-    if not name.endswith(TOKEN_SUFFIXES):
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    header_bytes: int  # length of the .npy header
+    stored_bytes: int  # the .npy file's size (an .npz member: its declared uncompressed size)
+    fortran_order: bool = False
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of array data the header describes."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _unreadable_file(name: str, exc: Exception) -> ValueError:
+    return ValueError(f"{name}: not a readable token file ({type(exc).__name__}: {exc})")
+
+
+def _npy_header(stream: IO[bytes], name: str, stored_bytes: int) -> TokenHeader:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as exc:  # bad magic, header syntax, EOF: a corrupt or unsafe file
+        raise _unreadable_file(name, exc) from None
+    return TokenHeader(tuple(shape), dtype, stream.tell(), stored_bytes, bool(fortran))
+
+
+@contextlib.contextmanager
+def _open_token_file(name: str, data: bytes) -> Iterator[tuple[IO[bytes], TokenHeader]]:
+    """The stream of a token file's ``.npy`` (an ``.npz``'s ``arr_0`` member), positioned after its header, and
+    the header: the zip directory and the header are read once, the data not yet (nothing is inflated)."""
+    if name.endswith(".npy"):
+        stream = io.BytesIO(data)
+        yield stream, _npy_header(stream, name, len(data))
+        return
+    if not name.endswith(".npz"):
         raise ValueError(f"{name}: unsupported token file type (expected .npz or .npy)")
     try:
-        if name.endswith(".npy"):
-            return np.load(io.BytesIO(data), allow_pickle=False)
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            files = archive.files
-            array = archive["arr_0"] if "arr_0" in files else None
-    except Exception as exc:  # zip, header, pickle and EOF errors of a corrupt or unsafe file
-        raise ValueError(f"{name}: not a readable token file ({type(exc).__name__}: {exc})") from None
-    if array is None:
-        raise ValueError(f"{name}: .npz holds {files}, expected 'arr_0'")
-    return array
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = archive.namelist()
+        info = archive.getinfo("arr_0.npy") if "arr_0.npy" in names else None
+        member = archive.open(info) if info is not None else None
+    except Exception as exc:  # zip errors of a corrupt, encrypted or exotic archive
+        raise _unreadable_file(name, exc) from None
+    if member is None:
+        raise ValueError(f"{name}: .npz holds {[n.removesuffix('.npy') for n in names]}, expected 'arr_0'")
+    with archive, member:
+        yield member, _npy_header(member, name, info.file_size)
 
 
-def decode_tokens(name: str, data: bytes) -> np.ndarray:
-    """Decode one token file (see :func:`load_token_array`) as int64 token ids.
+def read_token_header(name: str, data: bytes) -> TokenHeader:
+    """The shape, dtype and sizes a ``.npy`` file or an ``.npz`` archive's ``arr_0`` declare, reading only the zip
+    directory and the ``.npy`` header. Raises ``ValueError`` naming ``name`` for unreadable files."""
+    with _open_token_file(name, data) as (_, head):
+        return head
+
+
+def load_token_array(name: str, data: bytes, check: Callable[[TokenHeader], None] | None = None) -> np.ndarray:
+    """The array stored in one token file, in its stored dtype: ``.npz`` -> ``arr_0``, ``.npy`` -> the array.
+
+    One pass: the header is read once, ``check(header)`` (when given) may refuse the file by raising before any
+    data is inflated (a zlib bomb is stopped from its header), then the data is read. Never unpickles. Raises
+    ``ValueError`` naming ``name`` for other suffixes, archives without ``arr_0``, object arrays and corrupt or
+    truncated files.
+    """
+    with _open_token_file(name, data) as (stream, head):
+        if check is not None:
+            check(head)
+        if head.dtype.hasobject:
+            raise ValueError(f"{name}: not a readable token file (an object array would need unpickling)")
+        buffer = np.empty(head.data_bytes, np.uint8)
+        try:
+            got = stream.readinto(memoryview(buffer))
+        except Exception as exc:  # a corrupt deflate stream
+            raise _unreadable_file(name, exc) from None
+    if got != head.data_bytes:
+        raise ValueError(f"{name}: not a readable token file (truncated: {got} of {head.data_bytes} data bytes)")
+    array = np.frombuffer(buffer, head.dtype, count=math.prod(head.shape))
+    return array.reshape(head.shape, order="F" if head.fortran_order else "C")
+
+
+def decode_tokens(name: str, data: bytes, check: Callable[[TokenHeader], None] | None = None) -> np.ndarray:
+    """Decode one token file (see :func:`load_token_array`, which runs ``check`` on its header) as int64 token ids.
 
     A non-integer array is an error naming ``name``, never truncated to ints.
     """
-    array = load_token_array(name, data)
+    array = load_token_array(name, data, check)
     if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"{name}: token array has dtype {array.dtype}, expected integers")
     return array.astype(np.int64, copy=False)

@@ -31,8 +31,8 @@ from egom2p.core.errors import ShardError
 from egom2p.core.layout import expand_folders, expand_shard_pattern
 from egom2p.core.modalities import ModalitySpec
 from egom2p.core.pairing import PairedSample, key_mismatches, pair_members
-from egom2p.core.shards import decode_tokens, iter_tar_members, open_url
-from egom2p.data.samples import SampleProblem, decode_sample, member_problem, read_token_header
+from egom2p.core.shards import decode_tokens, iter_tar_members, open_url, read_token_header
+from egom2p.data.samples import SampleProblem, decode_sample, member_problem
 from tqdm import tqdm
 
 __all__ = ["FolderSummary", "ShardReport", "inspect_shards"]
