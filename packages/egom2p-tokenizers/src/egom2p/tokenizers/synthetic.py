@@ -145,19 +145,22 @@ def synthetic_head_motion(seconds: float, seed: int, kind: str | None = None) ->
     time = np.arange(count) * step
     speed, turn_rate, yaw_swing, pitch_swing = _blend(_behaviour_targets(count, rng, kind)).T
     heading = rng.uniform(-np.pi, np.pi) + np.cumsum(turn_rate) * step
-    forward = np.stack([np.cos(heading), np.sin(heading), np.zeros(count)], axis=-1)
-    left = np.stack([-np.sin(heading), np.cos(heading), np.zeros(count)], axis=-1)
+    # Per axis rather than (M, 3) stacks: hours at 600 Hz are tens of millions of samples (the same values).
+    cos_heading, sin_heading = np.cos(heading), np.sin(heading)  # forward = (cos, sin, 0), left = (-sin, cos, 0)
     # Steps: the head rises and falls once per step and sways sideways once per stride (two steps).
     step_phase = 2 * np.pi * rng.uniform(1.7, 2.0) * time + rng.uniform(0, 2 * np.pi)
+    stride = np.sin(step_phase / 2)
     gait = speed / _WALK_SPEED
-    positions = np.array([*rng.uniform(-5, 5, size=2), rng.uniform(1.5, 1.75)])
-    positions = positions + np.cumsum(speed[:, None] * forward, axis=0) * step
-    positions[:, 2] += _BOB_M * gait * np.sin(step_phase)
-    positions += (_SWAY_M * gait * np.sin(step_phase / 2))[:, None] * left
+    start = np.array([*rng.uniform(-5, 5, size=2), rng.uniform(1.5, 1.75)])
+    sway = _SWAY_M * gait * stride
+    x = start[0] + np.cumsum(speed * cos_heading) * step - sway * sin_heading
+    y = start[1] + np.cumsum(speed * sin_heading) * step + sway * cos_heading
+    z = start[2] + _BOB_M * gait * np.sin(step_phase)
+    positions = np.stack([x, y, z], axis=-1)
     yaw = heading + yaw_swing * np.sin(2 * np.pi * rng.uniform(0.12, 0.25) * time + rng.uniform(0, 2 * np.pi))
     pitch = rng.uniform(-0.2, 0.05) + pitch_swing * np.sin(2 * np.pi * rng.uniform(0.1, 0.2) * time
                                                             + rng.uniform(0, 2 * np.pi))
-    roll = _ROLL_RAD * gait * np.sin(step_phase / 2)
+    roll = _ROLL_RAD * gait * stride
     return HeadMotion(step=step, positions=positions, angles=np.stack([yaw, pitch, roll], axis=-1))
 
 
