@@ -231,6 +231,10 @@ def test_one_pass_decoding_refuses_objects_truncation_and_what_the_check_refuses
     whole = stream.getvalue()
     with pytest.raises(ValueError, match=r"k.npy: not a readable token file \(truncated: 32 of 64 data bytes\)"):
         load_token_array("k.npy", whole[:-32])
+    claims = io.BytesIO()  # a header claiming 8 TB over 64 bytes of data: refused before anything is allocated
+    np.lib.format.write_array_header_1_0(claims, {"descr": "<i8", "fortran_order": False, "shape": (10**12,)})
+    with pytest.raises(ValueError, match=r"truncated: 64 of 8000000000000 data bytes"):
+        load_token_array("k.npy", claims.getvalue() + bytes(64))
     objects = io.BytesIO()
     np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="k.npy: not a readable token file"):

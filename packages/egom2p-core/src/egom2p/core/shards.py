@@ -113,6 +113,10 @@ def load_token_array(name: str, data: bytes, check: Callable[[TokenHeader], None
             check(head)
         if head.dtype.hasobject:
             raise ValueError(f"{name}: not a readable token file (an object array would need unpickling)")
+        stored = head.stored_bytes - head.header_bytes  # what the file holds: never allocate more than that
+        if head.data_bytes > stored:
+            raise ValueError(f"{name}: not a readable token file (truncated: {max(stored, 0)} of {head.data_bytes} "
+                             "data bytes)")
         buffer = np.empty(head.data_bytes, np.uint8)
         try:
             got = stream.readinto(memoryview(buffer))
