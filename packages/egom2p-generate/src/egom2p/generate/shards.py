@@ -36,13 +36,19 @@ def expand_data_pattern(pattern: str) -> list[Shard]:
     The pattern must hold exactly one ``[a,b,...]`` list naming the modality folders (a single
     folder is written ``[cam]``): the folder tells which modality a tar holds.
     """
-    shards = [expand_folders(url) for url in resolve_source(data_path=pattern)]
+    return _pattern_shards(pattern)[1]
+
+
+def _pattern_shards(pattern: str) -> tuple[list[str], list[Shard]]:
+    """The shard URLs of ``pattern`` (resolved once) and each one's ``{folder: tar path}``."""
+    urls = resolve_source(data_path=pattern)
+    shards = [expand_folders(url) for url in urls]
     if "" in shards[0]:
         raise ValueError(
             f"data pattern {pattern!r} must contain exactly one [folder,...] list, "
             "e.g. 'data/demo/val/[cam,rgb]/synth_full/shard-{000000..000001}.tar'"
         )
-    return shards
+    return urls, shards
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,7 @@ def list_data_shards(data: str | os.PathLike, folders: Sequence[str], dataset: s
     """
     text = os.fspath(data)
     if is_shard_pattern(text):
-        urls = resolve_source(data_path=text)
-        shards = expand_data_pattern(text)
+        urls, shards = _pattern_shards(text)
         unknown = sorted(set(shards[0]) - set(folders))
         if unknown:
             raise ValueError(f"data folders {unknown} in {text!r} match no modality; known folders: {sorted(folders)}")

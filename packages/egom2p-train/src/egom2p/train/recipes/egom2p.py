@@ -31,7 +31,6 @@ from torch import nn
 __all__ = ["EgoM2PRecipe", "move_batch"]
 
 
-
 def move_batch(batch: PackedBatch | Mapping[str, Mapping[str, Any]], device: torch.device) -> PackedBatch | MaskedBatch:
     """The batch on ``device``: a packed batch whole, a masked batch's tensors (non-tensor entries are dropped)."""
     if isinstance(batch, PackedBatch):
@@ -107,7 +106,7 @@ class EgoM2PRecipe:
         check_data_sources(self.data_config.train, self.data_config.val, self.cfg.model_config().modalities)
 
     def prepare_batch(self, model: nn.Module, raw: Mapping[str, Mapping[str, Any]],
-                      device: torch.device) -> tuple[MaskedBatch, BatchWork]:
+                      device: torch.device) -> tuple[MaskedBatch | PackedBatch, BatchWork]:
         """Pack a loader batch on the CPU (``loader.pack``), count its tokens and FLOPs, move it to ``device``."""
         loader = self.cfg.loader
         batch = raw
@@ -117,7 +116,7 @@ class EgoM2PRecipe:
         computed, valid = batch_flops(model, tokens)
         return move_batch(batch, device), BatchWork(tokens.valid, computed, valid)
 
-    def forward(self, model: nn.Module, batch: MaskedBatch, training: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, model: nn.Module, batch: MaskedBatch | PackedBatch, training: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model's loss and ``<modality>_loss`` per modality with targets; the vocabulary is checked in
         validation (training batches were checked by the loader)."""
         out = model(batch, num_encoder_tokens=self.budgets[0], num_decoder_tokens=self.budgets[1],
