@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from egom2p.core.layout import expand_folders, expand_shard_pattern
 from egom2p.core.shards import encode_tokens, write_tar
-from scenarios import SCENARIOS
+from scenario_table import DOC, read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -148,13 +148,15 @@ def code_pickle(path: Path, marker: Path, payload: dict | None = None) -> Path:
     return path
 
 
-BY_ID = {s.id: s for s in SCENARIOS}
+BY_ID = {s.id: s for s in read_table()}  # the rows of docs/reliability.md's scenario table
 TESTED: set[str] = set()  # filled as test modules are collected; the table test checks every id is here
 
 
 def scenario(scenario_id: str):
-    """Mark a test as the one of ``scenario_id``; a scenario still open is a strict xfail naming the file to fix."""
+    """Mark a test as the one of row ``scenario_id``; a scenario still open is a strict xfail naming the file to fix."""
     TESTED.add(scenario_id)
+    if scenario_id not in BY_ID:
+        raise KeyError(f"{scenario_id!r} has no row in the scenario table of {DOC}")
     s = BY_ID[scenario_id]
 
     def mark(test):

@@ -1,4 +1,4 @@
-"""Batch inference reruns (scenarios_batch_rerun.py): egom2p-generate --data/--task/--out DIR on the demo's val
+"""Batch inference reruns: egom2p-generate --data/--task/--out DIR on the demo's val
 shards. One real console-script run checks the exit code and the one line; the others call its main in-process."""
 
 from __future__ import annotations

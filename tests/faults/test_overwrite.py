@@ -1,4 +1,4 @@
-"""The overwrite scenarios (scenarios_overwrite.py): dataset writes refuse, replace atomically or append.
+"""The overwrite scenarios: dataset writes refuse, replace atomically or append.
 
 The commands run in-process through their ``main`` (same parsing, same one-line errors and exit codes); the kill
 is a real ``egom2p-data write`` process killed with SIGKILL.

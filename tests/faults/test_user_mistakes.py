@@ -1,4 +1,4 @@
-"""User mistakes that once ended in a traceback (scenarios_user_mistakes.py), run through the console scripts."""
+"""User mistakes that once ended in a traceback, run through the console scripts."""
 
 from __future__ import annotations
 
