@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 from egom2p.core.enums import AttnBackend
+from egom2p.model import AttentionMask
 from egom2p.model import attention as attention_module
 from egom2p.model.attention import CAUSAL_BACKENDS, attention, check_backend, resolve_backend
 
@@ -36,7 +37,7 @@ def test_lengths_and_segments_follow_the_rule(backend):
     q_seg = torch.tensor([[0, 0, 1, 1, 2], [1, 1, 0, 0, 0]], dtype=torch.int32)
     k_seg = torch.tensor([[0, 1, 1, 0, 1, 1, 0], [1, 0, 1, 1, 1, 1, 1]], dtype=torch.int32)
     allowed = (torch.arange(7)[None, None, :] < key_lengths[:, None, None]) & (q_seg[:, :, None] == k_seg[:, None, :])
-    out = attention(q, k, v, key_lengths, q_seg, k_seg, backend=backend)
+    out = attention(q, k, v, AttentionMask(key_lengths, q_segments=q_seg, k_segments=k_seg), backend=backend)
     torch.testing.assert_close(out, _naive(q, k, v, allowed))
     # Query 4 of sample 0 is segment 2, which no key has: zeros, not NaN.
     assert torch.equal(out[0, :, 4], torch.zeros_like(out[0, :, 4]))
@@ -48,7 +49,7 @@ def test_backends_agree_in_float64_with_gradients():
     seg = torch.tensor([[0, 0, 1, 1, 1, 2], [0, 0, 0, 1, 1, 1]], dtype=torch.int32)
     outs, grads = [], []
     for backend in ("reference", "sdpa"):
-        out = attention(q, k, v, key_lengths, seg, seg, backend=backend)
+        out = attention(q, k, v, AttentionMask(key_lengths, q_segments=seg, k_segments=seg), backend=backend)
         (g,) = [torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum(), [q, k, v])]
         outs.append(out)
         grads.append(g)
@@ -64,14 +65,14 @@ def test_backends_agree_in_float64_with_gradients():
 @pytest.mark.parametrize("backend", ["reference", "sdpa"])
 def test_empty_key_set_returns_zeros(backend):
     q, k, v = _qkv(nk=0)
-    out = attention(q, k, v, torch.zeros(2, dtype=torch.int32), backend=backend)
+    out = attention(q, k, v, AttentionMask(key_lengths=torch.zeros(2, dtype=torch.int32)), backend=backend)
     assert out.shape == q.shape and torch.equal(out, torch.zeros_like(q))
 
 
 def test_causal_rule():
     q, k, v = _qkv(nq=5, nk=5)
     allowed = torch.tril(torch.ones(5, 5, dtype=torch.bool)).expand(2, 5, 5)
-    torch.testing.assert_close(attention(q, k, v, backend="sdpa", causal=True), _naive(q, k, v, allowed))
+    torch.testing.assert_close(attention(q, k, v, AttentionMask(causal=True), backend="sdpa"), _naive(q, k, v, allowed))
 
 
 def test_bad_arguments_raise():
@@ -79,9 +80,11 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match=r"attn_backend: 'flash' is not one of \['auto', 'reference', 'sdpa', 'triton'\]"):
         attention(q, k, v, backend="flash")
     with pytest.raises(ValueError, match="key_lengths"):
-        attention(q, k, v, key_lengths=torch.zeros(3, dtype=torch.int32))
+        attention(q, k, v, AttentionMask(key_lengths=torch.zeros(3, dtype=torch.int32)))
+    with pytest.raises(ValueError, match="q_segments must have shape"):
+        attention(q, k, v, AttentionMask.self_attention(segments=torch.zeros(2, 7, dtype=torch.int32)), backend="reference")
     with pytest.raises(ValueError, match="together"):
-        attention(q, k, v, q_segments=torch.zeros(2, 5, dtype=torch.int32), backend="reference")
+        AttentionMask(q_segments=torch.zeros(2, 5, dtype=torch.int32))
     with pytest.raises(ValueError, match="dtypes"):
         attention(q, k.float(), v, backend="reference")
 
@@ -92,7 +95,7 @@ def test_triton_backend_without_kernel_gives_clear_error(monkeypatch):
     q, k, v = _qkv()
     lengths = torch.full((q.shape[0],), k.shape[2] - 1, dtype=torch.int32)  # masked: unmasked calls take SDPA
     with pytest.raises(RuntimeError, match="backend 'triton' needs triton.*Use attn_backend='sdpa'"):
-        attention(q, k, v, key_lengths=lengths, backend="triton")
+        attention(q, k, v, AttentionMask(key_lengths=lengths), backend="triton")
     assert resolve_backend("auto", torch.device("cuda")) is AttnBackend.SDPA  # auto falls back quietly
 
 
@@ -104,7 +107,7 @@ def test_one_rule_for_causal_and_auto(monkeypatch):
         check_backend("triton", causal=True)
     q, k, v = _qkv(nq=5, nk=5)
     with pytest.raises(ValueError, match="'triton' has no causal mode"):
-        attention(q, k, v, backend="triton", causal=True)
+        attention(q, k, v, AttentionMask(causal=True), backend="triton")
     monkeypatch.setattr(attention_module, "_triton_available", lambda: True)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert resolve_backend("auto", cuda) is AttnBackend.TRITON
@@ -133,14 +136,14 @@ def test_sdpa_by_runs_matches_float64_reference_with_gradients(num_q, num_k, num
     q_seg, k_seg = _sorted_runs(gen, 2, num_q, num_segments), _sorted_runs(gen, 2, num_k, num_segments)
     key_lengths = torch.tensor([num_k, num_k * 3 // 4], dtype=torch.int32)
     query_lengths = torch.tensor([num_q * 2 // 3, num_q], dtype=torch.int32)
-    args = (key_lengths, q_seg, k_seg)
+    mask = AttentionMask(key_lengths, query_lengths, q_seg, k_seg)
     if num_segments > 1:  # several samples per row skip most pairs: the per-run path is taken (when calls are free)
-        assert _run_plan(q_seg, k_seg, key_lengths, query_lengths, macs_per_pair=10**9) is not None
+        assert _run_plan(mask, macs_per_pair=10**9) is not None
     monkeypatch.setattr("egom2p.model.attention._MACS_PER_CALL", 0)  # take it here despite the tiny shapes
     weights = torch.randn(2, 3, num_q, 8, generator=gen, dtype=torch.float64)
     results = []
     for backend in ("reference", "sdpa"):
-        out = attention(q, k, v, *args, backend=backend, query_lengths=query_lengths)
+        out = attention(q, k, v, mask, backend=backend)
         grads = torch.autograd.grad((out * weights).sum(), [q, k, v], allow_unused=True) if num_q else ()
         results.append((out, [torch.zeros(()) if g is None else g for g in grads]))
     (ref, ref_grads), (got, got_grads) = results
@@ -153,8 +156,9 @@ def test_unsorted_segments_fall_back_to_the_masked_rows():
     from egom2p.model.attention import _run_plan
 
     seg = torch.tensor([[0, 1, 0, 1]], dtype=torch.int32)  # segment 0's keys are two runs
-    assert _run_plan(seg, seg, None, None, macs_per_pair=10**9) is None
+    mask = AttentionMask.self_attention(segments=seg)
+    assert _run_plan(mask, macs_per_pair=10**9) is None
     q, k, v = _qkv(nq=4, nk=4)
-    out = attention(q[:1], k[:1], v[:1], None, seg, seg, backend="sdpa")
+    out = attention(q[:1], k[:1], v[:1], mask, backend="sdpa")
     allowed = seg[:, :, None] == seg[:, None, :]
     torch.testing.assert_close(out, _naive(q[:1], k[:1], v[:1], allowed))

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
-from egom2p.model.kernels.reference import attention_visibility, masked_attention_reference
+from egom2p.model.kernels.reference import AttentionMask, masked_attention_reference
 from einops import rearrange
 
 pytestmark = pytest.mark.gpu
@@ -53,36 +54,31 @@ def _runs(num_valid: int, num: int) -> torch.Tensor:
 
 
 def make_case(kind: str, num_q: int, num_k: int, head_dim: int, dtype: torch.dtype, device, seed: int = 0) -> dict:
-    """q/k/v (leaf tensors) and the mask metadata of one test case."""
+    """q/k/v (leaf tensors) and the mask of one test case."""
     gen = torch.Generator().manual_seed(seed)
     batch, heads = (1, 2) if kind == "unmasked" else (4, 2)
     q, k, v = (torch.randn(batch, heads, n, head_dim, generator=gen) for n in (num_q, num_k, num_k))
-    case = {"q": q, "k": k, "v": v, "key_lengths": None, "q_segments": None, "k_segments": None, "query_lengths": None}
+    mask = AttentionMask()
     if kind == "lengths":  # full, no key (length 0), one key, lengths beyond N; query lengths likewise
-        case["key_lengths"] = torch.tensor([num_k, 0, 1, num_k + 5])
-        case["query_lengths"] = torch.tensor([num_q + 3, num_q, 1, 0])
+        mask = AttentionMask(torch.tensor([num_k, 0, 1, num_k + 5]), torch.tensor([num_q + 3, num_q, 1, 0]))
     elif kind == "decoder":  # self-attention: runs with -1 padding, one sample all padding
         valid = [num_q, max(1, (4 * num_q) // 5), max(1, num_q // 3), 0]
-        case["q_segments"] = case["k_segments"] = torch.stack([_runs(n, num_q) for n in valid])
-        case["key_lengths"] = case["query_lengths"] = torch.tensor(valid)
+        mask = AttentionMask.self_attention(torch.tensor(valid), torch.stack([_runs(n, num_q) for n in valid]))
     elif kind == "unsorted":  # cross-attention with random segment ids, -1 included
-        case["q_segments"] = torch.randint(-1, 5, (batch, num_q), generator=gen, dtype=torch.int32)
-        case["k_segments"] = torch.randint(-1, 5, (batch, num_k), generator=gen, dtype=torch.int32)
-        case["key_lengths"] = torch.tensor([num_k, num_k // 2, 1, 0])
-    moved = {name: None if t is None else t.to(device) for name, t in case.items()}
-    for name in "qkv":
-        moved[name] = moved[name].to(dtype).requires_grad_()
-    return moved
+        q_segments = torch.randint(-1, 5, (batch, num_q), generator=gen, dtype=torch.int32)
+        k_segments = torch.randint(-1, 5, (batch, num_k), generator=gen, dtype=torch.int32)
+        mask = AttentionMask(torch.tensor([num_k, num_k // 2, 1, 0]), q_segments=q_segments, k_segments=k_segments)
+    case = {name: t.to(device, dtype).requires_grad_() for name, t in zip("qkv", (q, k, v))}
+    return {**case, "mask": mask.map(lambda t: t.to(device))}
 
 
-def _mask_args(case: dict) -> tuple:
-    return case["key_lengths"], case["q_segments"], case["k_segments"]
+def _without_query_lengths(case: dict) -> AttentionMask:
+    return replace(case["mask"], query_lengths=None)
 
 
 def _visibility(case: dict) -> torch.Tensor:
     q, k = case["q"], case["k"]
-    return attention_visibility(q.shape[0], q.shape[2], k.shape[2], q.device, *_mask_args(case),
-                                query_lengths=case["query_lengths"])  # fmt: skip
+    return case["mask"].visibility(q.shape[0], q.shape[2], k.shape[2], q.device)
 
 
 def _sdpa(case: dict, q, k, v) -> torch.Tensor:
@@ -103,10 +99,9 @@ def check_case(case: dict, grad_out: torch.Tensor | None = None) -> None:
     if grad_out is None:
         grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(7)).to(q.device, q.dtype)
     flash = _flash()
-    got = _out_and_grads(lambda *t: flash(*t, *_mask_args(case), query_lengths=case["query_lengths"]), (q, k, v), grad_out)
+    got = _out_and_grads(lambda *t: flash(*t, case["mask"]), (q, k, v), grad_out)
     ref_in = tuple(t.detach().double().requires_grad_() for t in (q, k, v))
-    want = _out_and_grads(lambda *t: masked_attention_reference(*t, *_mask_args(case), query_lengths=case["query_lengths"]),
-                          ref_in, grad_out.double())  # fmt: skip
+    want = _out_and_grads(lambda *t: masked_attention_reference(*t, case["mask"]), ref_in, grad_out.double())
     sdpa = _out_and_grads(lambda *t: _sdpa(case, *t), (q, k, v), grad_out)
     eps = torch.finfo(q.dtype).eps
     for name, g, w, s in zip(("out", "dq", "dk", "dv"), got, want, sdpa):
@@ -158,15 +153,12 @@ def test_strided_qkv_and_q_kv_views(dtype):
     lengths = torch.tensor([num, 700, 3], device=DEVICE)
     grad_merged = torch.randn(3, num, heads * head_dim, generator=gen).to(DEVICE, dtype)
     grad_out = rearrange(grad_merged, "b n (h d) -> b h n d", h=heads)  # what a head merge hands back
-    case = {"q": q, "k": k, "v": v, "key_lengths": lengths, "query_lengths": lengths, "q_segments": segments,
-            "k_segments": segments}  # fmt: skip
-    check_case(case, grad_out)
-    assert _flash()(q, k, v, lengths).transpose(1, 2).is_contiguous()  # heads merge as a view
+    check_case({"q": q, "k": k, "v": v, "mask": AttentionMask.self_attention(lengths, segments)}, grad_out)
+    assert _flash()(q, k, v, AttentionMask(key_lengths=lengths)).transpose(1, 2).is_contiguous()  # heads merge as a view
 
     context = torch.randn(3, 2048, 2 * heads * head_dim, generator=gen).to(DEVICE, dtype).requires_grad_()
     ck, cv = rearrange(context, "b n (two h d) -> two b h n d", two=2, h=heads)
-    cross = {"q": q, "k": ck, "v": cv, "key_lengths": torch.tensor([2048, 900, 0], device=DEVICE),
-             "query_lengths": None, "q_segments": None, "k_segments": None}  # fmt: skip
+    cross = {"q": q, "k": ck, "v": cv, "mask": AttentionMask(key_lengths=torch.tensor([2048, 900, 0], device=DEVICE))}
     check_case(cross, grad_out)
 
 
@@ -174,8 +166,8 @@ def test_two_backward_passes_are_bit_identical():
     case = make_case("decoder", 2048, 2048, 64, torch.bfloat16, DEVICE, seed=5)
     flash = _flash()
     grad_out = torch.randn_like(case["q"])
-    args = (*_mask_args(case),)
-    runs = [torch.autograd.grad(flash(case["q"], case["k"], case["v"], *args), (case["q"], case["k"], case["v"]), grad_out)
+    mask = _without_query_lengths(case)
+    runs = [torch.autograd.grad(flash(case["q"], case["k"], case["v"], mask), (case["q"], case["k"], case["v"]), grad_out)
             for _ in range(2)]  # fmt: skip
     for a, b in zip(*runs):
         assert torch.equal(a, b)
@@ -207,12 +199,14 @@ def test_first_call_compile_time_is_reported():
         import time, torch
         from egom2p.model.kernels.flash_attention import flash_attention
         q, k, v = (torch.randn(2, 12, 2048, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        from egom2p.model import AttentionMask
         seg = torch.zeros(2, 2048, dtype=torch.int32, device="cuda")
         lengths = torch.tensor([2048, 1000], device="cuda")
-        for label, args in (("lengths", (lengths,)), ("segments", (lengths, seg, seg))):
+        masks = (("lengths", AttentionMask(lengths)), ("segments", AttentionMask(lengths, q_segments=seg, k_segments=seg)))
+        for label, mask in masks:
             for attempt in ("first", "second"):
                 torch.cuda.synchronize(); start = time.perf_counter()
-                flash_attention(q, k, v, *args).sum().backward()
+                flash_attention(q, k, v, mask).sum().backward()
                 torch.cuda.synchronize()
                 print(f"{label} {attempt} call: {time.perf_counter() - start:.2f} s")
     """)
@@ -232,7 +226,7 @@ def test_cuda_graph_capture_and_replay_of_forward_and_backward():
     grad_out = torch.randn_like(q)
 
     def step():
-        out = flash(q, k, v, *_mask_args(case), query_lengths=case["query_lengths"])
+        out = flash(q, k, v, case["mask"])
         return (out, *torch.autograd.grad(out, (q, k, v), grad_out))
 
     side = torch.cuda.Stream()
@@ -257,11 +251,11 @@ def test_torch_compile_fullgraph_with_inductor():
     flash = _flash()
 
     def loss_fn(q, k, v, lengths, segments):
-        out = flash(q, k, v, lengths, segments, segments, query_lengths=lengths)
+        out = flash(q, k, v, AttentionMask.self_attention(lengths, segments))
         return (out.float() ** 2).sum()
 
     inputs = (case["q"], case["k"], case["v"])
-    meta = (case["key_lengths"], case["q_segments"])
+    meta = (case["mask"].key_lengths, case["mask"].q_segments)
     eager = torch.autograd.grad(loss_fn(*inputs, *meta), inputs)
     compiled = torch.compile(loss_fn, fullgraph=True, dynamic=False)
     got = torch.autograd.grad(compiled(*inputs, *meta), inputs)
@@ -272,9 +266,8 @@ def test_torch_compile_fullgraph_with_inductor():
 def test_fp32_inputs_run_tf32_dots():
     """fp32 on CUDA: TF32 dots with fp32 accumulation (the module's documented choice), errors of a 10-bit mantissa."""
     case = make_case("decoder", 1085, 1085, 64, torch.float32, DEVICE, seed=8)
-    out = _flash()(case["q"], case["k"], case["v"], *_mask_args(case), query_lengths=case["query_lengths"])
-    ref = masked_attention_reference(*(t.detach().double() for t in (case["q"], case["k"], case["v"])), *_mask_args(case),
-                                     query_lengths=case["query_lengths"])  # fmt: skip
+    out = _flash()(case["q"], case["k"], case["v"], case["mask"])
+    ref = masked_attention_reference(*(t.detach().double() for t in (case["q"], case["k"], case["v"])), case["mask"])
     assert out.dtype == torch.float32
     assert (out.double() - ref).abs().max() < 2e-2
 
@@ -284,7 +277,7 @@ def test_autocast_mixed_dtypes_like_qk_norm():
     case = make_case("lengths", 1085, 2048, 64, torch.float32, DEVICE, seed=9)
     v = case["v"].detach().bfloat16().requires_grad_()
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        out = _flash()(case["q"], case["k"], v, case["key_lengths"], query_lengths=case["query_lengths"])
+        out = _flash()(case["q"], case["k"], v, case["mask"])
     assert out.dtype == torch.bfloat16
     out.float().sum().backward()
     assert case["q"].grad.dtype == torch.float32 and v.grad.dtype == torch.bfloat16
@@ -293,11 +286,11 @@ def test_autocast_mixed_dtypes_like_qk_norm():
 def test_forward_and_backward_read_nothing_back_from_the_device():
     case = make_case("decoder", 2048, 2048, 64, torch.bfloat16, DEVICE, seed=10)
     flash = _flash()
-    flash(case["q"], case["k"], case["v"], *_mask_args(case)).sum().backward()  # compile first
+    flash(case["q"], case["k"], case["v"], _without_query_lengths(case)).sum().backward()  # compile first
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        out = flash(case["q"], case["k"], case["v"], *_mask_args(case), query_lengths=case["query_lengths"])
+        out = flash(case["q"], case["k"], case["v"], case["mask"])
         torch.autograd.grad(out, (case["q"], case["k"], case["v"]), torch.ones_like(out))
     finally:
         torch.cuda.set_sync_debug_mode("default")

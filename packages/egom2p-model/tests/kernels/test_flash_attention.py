@@ -12,7 +12,7 @@ from einops import rearrange
 pytest.importorskip("triton")
 
 from egom2p.model.kernels.flash_attention import block_loop_bounds, flash_attention  # noqa: E402
-from egom2p.model.kernels.reference import attention_visibility, masked_attention_reference  # noqa: E402
+from egom2p.model.kernels.reference import AttentionMask, masked_attention_reference  # noqa: E402
 
 # Per-dtype tolerances (output, gradients), against float64 math on the same rounded inputs.
 TOLERANCES = {
@@ -28,15 +28,14 @@ def _qkv(batch, heads, num_q, num_k, head_dim, dtype, seed):
     ]
 
 
-def _check_against_reference(q, k, v, key_lengths=None, q_segments=None, k_segments=None, query_lengths=None,
-                             grad_out=None):  # fmt: skip
+def _check_against_reference(q, k, v, mask=None, grad_out=None):
     """Compare output and dq/dk/dv with the float64 reference; return the kernel's (out, grads)."""
-    out = flash_attention(q, k, v, key_lengths, q_segments, k_segments, query_lengths=query_lengths)
+    out = flash_attention(q, k, v, mask)
     if grad_out is None:
         grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(out.dtype)
     grads = torch.autograd.grad(out, (q, k, v), grad_out)
     ref_inputs = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = masked_attention_reference(*ref_inputs, key_lengths, q_segments, k_segments, query_lengths=query_lengths)
+    ref = masked_attention_reference(*ref_inputs, mask)
     ref_grads = torch.autograd.grad(ref, ref_inputs, grad_out.double())
     out_tol, grad_tol = TOLERANCES[q.dtype]
     assert out.dtype == q.dtype and out.shape == q.shape
@@ -57,12 +56,12 @@ def test_unmasked_cross_attention_odd_lengths(dtype):
 def test_key_lengths_including_zero_one_and_beyond(dtype):
     q, k, v = _qkv(4, 1, 19, 40, 64, dtype, seed=1)
     lengths = torch.tensor([40, 0, 1, 17], dtype=torch.int32)
-    out, (dq, dk, dv) = _check_against_reference(q, k, v, key_lengths=lengths)
+    out, (dq, dk, dv) = _check_against_reference(q, k, v, AttentionMask(key_lengths=lengths))
     # Length 0: no key visible -> zero output and zero gradients, never NaN.
     assert out[1].abs().max() == 0 and dq[1].abs().max() == 0 and dk[1].abs().max() == 0
     # Keys beyond the length get no gradient.
     assert dk[3, :, 17:].abs().max() == 0 and dv[3, :, 17:].abs().max() == 0
-    _check_against_reference(q, k, v, key_lengths=torch.tensor([45, 40, 41, 1000]))  # lengths > N are capped
+    _check_against_reference(q, k, v, AttentionMask(key_lengths=torch.tensor([45, 40, 41, 1000])))  # lengths > N: capped
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -70,7 +69,7 @@ def test_query_lengths_zero_padded_rows_and_their_gradients(dtype):
     q, k, v = _qkv(3, 2, 40, 45, 32, dtype, seed=2)
     query_lengths = torch.tensor([40, 7, 0], dtype=torch.int32)
     key_lengths = torch.tensor([45, 30, 12], dtype=torch.int32)
-    out, (dq, dk, dv) = _check_against_reference(q, k, v, key_lengths, query_lengths=query_lengths)
+    out, (dq, dk, dv) = _check_against_reference(q, k, v, AttentionMask(key_lengths, query_lengths))
     assert out[1, :, 7:].abs().max() == 0 and dq[1, :, 7:].abs().max() == 0
     assert out[2].abs().max() == 0 and dk[2].abs().max() == 0 and dv[2].abs().max() == 0  # no query: no key gradient
 
@@ -83,14 +82,14 @@ def test_modality_runs_with_minus_one_padding_self_attention(dtype):
     runs = [torch.tensor([0] * 20 + [1] * 18 + [2] * 3 + [-1] * 12), torch.tensor([0] * 35 + [1] * 18)]
     segments = torch.stack(runs).to(torch.int32)
     lengths = torch.tensor([41, 53], dtype=torch.int32)
-    out, (dq, _, _) = _check_against_reference(q, k, v, lengths, segments, segments, query_lengths=lengths)
+    out, (dq, _, _) = _check_against_reference(q, k, v, AttentionMask.self_attention(lengths, segments))
     assert out[0, :, 41:].abs().max() == 0 and dq[0, :, 41:].abs().max() == 0  # padded queries see no key
 
 
 def test_negative_segment_ids_are_padding_even_within_the_lengths():
     q, k, v = _qkv(1, 1, 30, 30, 32, torch.float32, seed=4)
     segments = torch.tensor([[0] * 10 + [-1] * 5 + [1] * 10 + [-2] * 5], dtype=torch.int32)
-    out, (dq, dk, dv) = _check_against_reference(q, k, v, None, segments, segments)
+    out, (dq, dk, dv) = _check_against_reference(q, k, v, AttentionMask.self_attention(segments=segments))
     for pad in (slice(10, 15), slice(25, 30)):
         assert out[0, :, pad].abs().max() == 0 and dq[0, :, pad].abs().max() == 0
         assert dk[0, :, pad].abs().max() == 0 and dv[0, :, pad].abs().max() == 0
@@ -102,9 +101,9 @@ def test_many_unsorted_segments_and_single_segment():
     q_seg = torch.randint(-1, 6, (2, 33), generator=gen, dtype=torch.int32)
     k_seg = torch.randint(-1, 6, (2, 45), generator=gen, dtype=torch.int32)
     q_seg[0, :4] = 9  # a segment with no key: those rows are zero
-    _check_against_reference(q, k, v, torch.tensor([45, 30]), q_seg, k_seg, query_lengths=torch.tensor([33, 20]))
+    _check_against_reference(q, k, v, AttentionMask(torch.tensor([45, 30]), torch.tensor([33, 20]), q_seg, k_seg))
     ones_q, ones_k = torch.zeros(2, 33, dtype=torch.int32), torch.zeros(2, 45, dtype=torch.int32)
-    _check_against_reference(q, k, v, None, ones_q, ones_k)
+    _check_against_reference(q, k, v, AttentionMask(q_segments=ones_q, k_segments=ones_k))
 
 
 @pytest.mark.parametrize(
@@ -124,13 +123,13 @@ def test_random_masks_against_float64(batch, heads, num_q, num_k, head_dim, dtyp
     key_lengths = torch.randint(0, num_k + 3, (batch,), generator=gen)
     query_lengths = torch.randint(0, num_q + 3, (batch,), generator=gen)
     key_lengths[0], query_lengths[0] = num_k, num_q
-    _check_against_reference(q, k, v, key_lengths, query_lengths=query_lengths)
+    _check_against_reference(q, k, v, AttentionMask(key_lengths, query_lengths))
 
     def runs(num):
         seg = torch.sort(torch.randint(0, 4, (batch, num), generator=gen), dim=1).values
         return torch.where(torch.rand(batch, num, generator=gen) < 0.15, -1, seg).sort(dim=1).values.to(torch.int32)
 
-    _check_against_reference(q, k, v, key_lengths, runs(num_q), runs(num_k), query_lengths=query_lengths)
+    _check_against_reference(q, k, v, AttentionMask(key_lengths, query_lengths, runs(num_q), runs(num_k)))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -143,12 +142,21 @@ def test_strided_views_in_and_out(dtype):
     segments = torch.tensor([[0] * 12 + [1] * 17, [0] * 29], dtype=torch.int32)
     grad_merged = torch.randn(2, 29, heads * head_dim, generator=gen).to(dtype)
     grad_out = rearrange(grad_merged, "b n (h d) -> b h n d", h=heads)  # the gradient a head merge hands back
-    out, _ = _check_against_reference(q, k, v, torch.tensor([29, 20]), segments, segments, grad_out=grad_out)
+    mask = AttentionMask(key_lengths=torch.tensor([29, 20]), q_segments=segments, k_segments=segments)
+    out, _ = _check_against_reference(q, k, v, mask, grad_out=grad_out)
     assert out.transpose(1, 2).is_contiguous()  # [B, N, H, D] memory: merging the heads is a view
 
     context = torch.randn(2, 41, 2 * heads * head_dim, generator=gen).to(dtype).requires_grad_()
     k, v = rearrange(context, "b n (two h d) -> two b h n d", two=2, h=heads)
-    _check_against_reference(q, k, v, torch.tensor([41, 3]))
+    _check_against_reference(q, k, v, AttentionMask(key_lengths=torch.tensor([41, 3])))
+
+
+def test_softmax_scale_is_a_scale_of_the_queries():
+    q, k, v = _qkv(2, 2, 21, 30, 32, torch.float32, seed=15)
+    mask = AttentionMask(key_lengths=torch.tensor([30, 11]))
+    out = flash_attention(q, k, v, mask, softmax_scale=0.05)
+    ref = masked_attention_reference(q.double() * 0.05 * 32**0.5, k.double(), v.double(), mask)
+    torch.testing.assert_close(out.double(), ref, **TOLERANCES[torch.float32][0])
 
 
 def test_autocast_casts_mixed_dtypes_like_sdpa():
@@ -156,9 +164,9 @@ def test_autocast_casts_mixed_dtypes_like_sdpa():
     q, k, _ = _qkv(1, 2, 20, 20, 32, torch.float32, seed=7)
     v = torch.randn(1, 2, 20, 32).half().requires_grad_()
     with torch.autocast("cpu", dtype=torch.float16):
-        out = flash_attention(q, k, v, torch.tensor([15]))
+        out = flash_attention(q, k, v, AttentionMask(key_lengths=torch.tensor([15])))
     assert out.dtype == torch.float16
-    ref = masked_attention_reference(q.double(), k.double(), v.double(), torch.tensor([15]))
+    ref = masked_attention_reference(q.double(), k.double(), v.double(), AttentionMask(key_lengths=torch.tensor([15])))
     torch.testing.assert_close(out.double(), ref, atol=3e-3, rtol=3e-3)
     out.float().sum().backward()
     assert q.grad.dtype == torch.float32 and v.grad.dtype == torch.float16
@@ -176,20 +184,22 @@ def test_rejects_large_head_dim_and_mismatched_inputs():
     with pytest.raises(ValueError, match="head dim 256"):
         flash_attention(q, q, q)
     q = torch.randn(1, 1, 4, 32)
-    with pytest.raises(ValueError, match="together"):
-        flash_attention(q, q, q, q_segments=torch.zeros(1, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match="q_segments must have shape"):
+        flash_attention(q, q, q, AttentionMask.self_attention(segments=torch.zeros(1, 5, dtype=torch.int32)))
     with pytest.raises(ValueError, match="query_lengths must have shape"):
-        flash_attention(q, q, q, query_lengths=torch.tensor([1, 2]))
+        flash_attention(q, q, q, AttentionMask(query_lengths=torch.tensor([1, 2])))
+    with pytest.raises(ValueError, match="no causal mode"):
+        flash_attention(q, q, q, AttentionMask(causal=True))
     with pytest.raises(ValueError, match="dtypes differ"):
         flash_attention(q, q.half(), q)
 
 
 def test_backward_is_deterministic():
     q, k, v = _qkv(1, 1, 40, 40, 32, torch.float32, seed=9)
-    lengths = torch.tensor([35])
     segments = torch.tensor([[0] * 18 + [1] * 22], dtype=torch.int32)
-    first = torch.autograd.grad(flash_attention(q, k, v, lengths, segments, segments).sum(), (q, k, v))
-    second = torch.autograd.grad(flash_attention(q, k, v, lengths, segments, segments).sum(), (q, k, v))
+    mask = AttentionMask(key_lengths=torch.tensor([35]), q_segments=segments, k_segments=segments)
+    first = torch.autograd.grad(flash_attention(q, k, v, mask).sum(), (q, k, v))
+    second = torch.autograd.grad(flash_attention(q, k, v, mask).sum(), (q, k, v))
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 
@@ -206,17 +216,16 @@ def test_custom_op_registration_and_compile():
         args,
         test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
     )
+    mask = AttentionMask(key_lengths=lengths, q_segments=segments, k_segments=segments)
     compiled = torch.compile(flash_attention, backend="aot_eager", fullgraph=True)
-    torch.testing.assert_close(
-        compiled(q, k, v, lengths, segments, segments), flash_attention(q, k, v, lengths, segments, segments)
-    )
+    torch.testing.assert_close(compiled(q, k, v, mask), flash_attention(q, k, v, mask))
 
 
 def _brute_force_meets(row_seg, row_len, row_block, col_seg, col_len, col_block):
     """[B, R, C] True where some valid row token and valid column token of the two blocks share a segment."""
     rows, cols = row_seg.shape[1], col_seg.shape[1]
-    vis = attention_visibility(row_seg.shape[0], rows, cols, row_seg.device, col_len, row_seg, col_seg,
-                               query_lengths=row_len)[:, 0]  # fmt: skip
+    mask = AttentionMask(key_lengths=col_len, query_lengths=row_len, q_segments=row_seg, k_segments=col_seg)
+    vis = mask.visibility(row_seg.shape[0], rows, cols, row_seg.device)[:, 0]
     pad_r, pad_c = -rows % row_block, -cols % col_block
     vis = torch.nn.functional.pad(vis, (0, pad_c, 0, pad_r))
     b = vis.shape[0]

@@ -6,7 +6,7 @@ import torch
 pytest.importorskip("triton")
 
 from egom2p.core.enums import AttnBackend  # noqa: E402
-from egom2p.model import EgoM2P  # noqa: E402
+from egom2p.model import AttentionMask, EgoM2P  # noqa: E402
 from egom2p.model.attention import attention  # noqa: E402
 from egom2p.model.kernels.reference import masked_attention_reference  # noqa: E402
 from model_helpers import random_batch, tiny_config  # noqa: E402
@@ -18,8 +18,9 @@ def test_attention_dispatches_to_the_kernel():
     lengths = torch.tensor([23, 9], dtype=torch.int32)
     segments_q = torch.randint(0, 3, (2, 19), generator=gen, dtype=torch.int32)
     segments_k = torch.randint(0, 3, (2, 23), generator=gen, dtype=torch.int32)
-    out = attention(q, k, v, lengths, segments_q, segments_k, backend="triton")
-    want = masked_attention_reference(q.double(), k.double(), v.double(), lengths, segments_q, segments_k)
+    mask = AttentionMask(key_lengths=lengths, q_segments=segments_q, k_segments=segments_k)
+    out = attention(q, k, v, mask, backend="triton")
+    want = masked_attention_reference(q.double(), k.double(), v.double(), mask)
     torch.testing.assert_close(out.double(), want, atol=2e-5, rtol=1e-4)
 
 

@@ -1,9 +1,9 @@
 """One attention interface with interchangeable backends (docs/contracts.md, "Attention").
 
-Every backend applies the visibility rule of :mod:`egom2p.model.kernels.reference` (key lengths,
-segment ids, optional causal): ``reference`` is that module's PyTorch math, ``sdpa`` hands its
-boolean mask to ``scaled_dot_product_attention``, ``triton`` is the fused kernel that reads the
-per-token metadata instead of a mask. This module also owns the one parse of a backend name and which
+Every backend applies the visibility rule of an :class:`AttentionMask` (key and query lengths, segment
+ids, optional causal; :mod:`egom2p.model.kernels.reference` owns it): ``reference`` is that module's PyTorch
+math, ``sdpa`` hands the mask's dense boolean form to ``scaled_dot_product_attention``, ``triton`` is the
+fused kernel that reads the per-token metadata instead of a dense mask. This module also owns the one parse of a backend name and which
 backend may run what (:func:`check_backend`), and what ``auto`` means (:func:`resolve_backend`). The model
 resolves its backend once, when it is built or moved, and hands the concrete one to its attention layers.
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from egom2p.core.enums import AttnBackend
 
-from .kernels.reference import attention_visibility, check_attention_inputs, masked_attention_reference
+from .kernels.reference import AttentionMask, masked_attention_reference
 
 # The backends with a causal mode. The fused Triton kernel has none: this set is the one place
 # that says so (config validation, ``auto`` resolution and dispatch all read it).
@@ -110,29 +110,29 @@ def _runs(segments: torch.Tensor, length: torch.Tensor | None) -> list[tuple[int
     return [(i, stop - n, stop) for i, n, stop in zip(ids.tolist(), counts.tolist(), stops)]
 
 
-def _run_plan(q_segments, k_segments, key_lengths, query_lengths,
-              macs_per_pair: int) -> list[list[tuple[int, int, int, int]]] | None:  # fmt: skip
-    """Per row, ``(q_start, q_stop, k_start, k_stop)`` of each run of queries that sees a run of keys.
+def _run_plan(mask: AttentionMask, macs_per_pair: int) -> list[list[tuple[int, int, int, int]]] | None:
+    """Per row, ``(q_start, q_stop, k_start, k_stop)`` of each run of queries that sees a run of keys (``mask``
+    has segments and is not causal).
 
     None when per-run attention does not apply (a segment whose keys are not one contiguous run) or does
     not pay: the pairs it skips, at ``macs_per_pair`` multiply-adds each, are worth fewer than its calls.
     """
     plan, calls, pairs = [], 0, 0
-    for b in range(q_segments.shape[0]):
+    for b in range(mask.q_segments.shape[0]):
         keys: dict[int, tuple[int, int]] = {}
-        for seg, start, stop in _runs(k_segments[b], None if key_lengths is None else key_lengths[b]):
+        for seg, start, stop in _runs(mask.k_segments[b], None if mask.key_lengths is None else mask.key_lengths[b]):
             if seg >= 0:
                 if seg in keys:
                     return None  # unsorted segments: the masked full row is the rule
                 keys[seg] = (start, stop)
         row = []
-        for seg, start, stop in _runs(q_segments[b], None if query_lengths is None else query_lengths[b]):
+        for seg, start, stop in _runs(mask.q_segments[b], None if mask.query_lengths is None else mask.query_lengths[b]):
             if seg >= 0 and seg in keys:
                 row.append((start, stop, *keys[seg]))
                 pairs += (stop - start) * (keys[seg][1] - keys[seg][0])
         calls += len(row)
         plan.append(row)
-    return plan if _runs_pay(q_segments.numel() * k_segments.shape[1], pairs, calls, macs_per_pair) else None
+    return plan if _runs_pay(mask.q_segments.numel() * mask.k_segments.shape[1], pairs, calls, macs_per_pair) else None
 
 
 def _sdpa_by_runs(q, k, v, plan) -> torch.Tensor:
@@ -151,7 +151,7 @@ def _sdpa_by_runs(q, k, v, plan) -> torch.Tensor:
     return torch.cat(rows, dim=0)
 
 
-def _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths) -> torch.Tensor:
+def _triton(q, k, v, mask: AttentionMask) -> torch.Tensor:
     try:
         from egom2p.model.kernels.flash_attention import flash_attention
     except ImportError as err:  # triton missing, or the kernel module not installed
@@ -159,7 +159,7 @@ def _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths) -> torc
             "attention backend 'triton' needs triton and egom2p.model.kernels.flash_attention; "
             f"import failed ({err}). Use attn_backend='sdpa' or 'reference'."
         ) from err
-    return flash_attention(q, k, v, key_lengths, q_segments, k_segments, query_lengths=query_lengths)
+    return flash_attention(q, k, v, mask)
 
 
 _AUTOCAST_ELIGIBLE = (torch.float32, torch.float16, torch.bfloat16)
@@ -179,51 +179,43 @@ def attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    key_lengths: torch.Tensor | None = None,
-    q_segments: torch.Tensor | None = None,
-    k_segments: torch.Tensor | None = None,
+    mask: AttentionMask | None = None,
     backend: AttnBackend | str = "auto",
-    causal: bool = False,
-    query_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Masked multi-head attention ``softmax(q k^T / sqrt(Dh)) v`` -> ``[B, H, Nq, Dh]``.
 
     Args:
         q: ``[B, H, Nq, Dh]``; k, v: ``[B, H, Nk, Dh]``, all the same dtype.
-        key_lengths: int ``[B]``; valid keys are the prefix ``j < key_lengths[b]``.
-        q_segments, k_segments: int ``[B, Nq]`` / ``[B, Nk]``; a query sees only keys of its segment.
+        mask: which keys each query sees (None: all). Its ``causal`` (only the original's causal-decoder
+            variant uses it) needs a backend of :data:`CAUSAL_BACKENDS`; queries past its ``query_lengths``
+            are padding: zero output (the Triton kernel does not compute them).
         backend: a concrete :class:`AttnBackend` is used as is (the model's attention layers hold the one
             resolved when the model was built or moved); a name or ``auto`` is parsed and resolved here for
             ``q``'s device (:func:`resolve_backend`).
-        causal: also require ``j <= i`` (only the original's causal-decoder variant uses it).
-        query_lengths: int ``[B]``; queries ``i >= query_lengths[b]`` are padding: zero output (the
-            Triton kernel does not compute them).
 
     Under autocast q/k/v are cast to the autocast dtype first (as autocast does for SDPA).
     """
     q, k, v = _autocast_inputs(q, k, v)
-    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
-    if not _is_resolved(backend, causal):
-        backend = resolve_backend(backend, q.device, causal)
+    mask = AttentionMask() if mask is None else mask
+    mask.check(q, k, v)
+    if not _is_resolved(backend, mask.causal):
+        backend = resolve_backend(backend, q.device, mask.causal)
     batch, heads, num_queries, head_dim = q.shape
     num_keys = k.shape[2]
     if num_keys == 0:  # empty context: nothing to attend to
         return q.new_zeros(batch, heads, num_queries, head_dim)
     if backend is AttnBackend.REFERENCE:
-        return masked_attention_reference(q, k, v, key_lengths, q_segments, k_segments, causal, query_lengths=query_lengths)
-    if key_lengths is None and q_segments is None and query_lengths is None and not causal:
+        return masked_attention_reference(q, k, v, mask)
+    if mask.unmasked:
         return F.scaled_dot_product_attention(q, k, v)  # nothing masked: SDPA's flash path beats ours
     # The compiled kernel's fp32 dots are TF32: on CUDA use it for fp32 only where TF32 matmuls are allowed.
     exact_fp32 = q.is_cuda and q.dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
     if backend is AttnBackend.TRITON and not exact_fp32:
-        return _triton(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
-    if q_segments is not None and not causal and q.device.type == "cpu" and not torch.compiler.is_compiling():
+        return _triton(q, k, v, mask)
+    if mask.q_segments is not None and not mask.causal and q.device.type == "cpu" and not torch.compiler.is_compiling():
         # Sorted segments (packed rows, decoder modality runs) on the CPU: compute each run's own pairs only,
         # not the full masked rows (reading the runs is a host sync: never on CUDA or in a compiled graph).
-        plan = _run_plan(q_segments, k_segments, key_lengths, query_lengths, _macs_per_pair(heads, head_dim))
+        plan = _run_plan(mask, _macs_per_pair(heads, head_dim))
         if plan is not None:
             return _sdpa_by_runs(q, k, v, plan)
-    mask = attention_visibility(
-        batch, num_queries, num_keys, q.device, key_lengths, q_segments, k_segments, causal, query_lengths
-    )
-    return _sdpa(q, k, v, mask)
+    return _sdpa(q, k, v, mask.visibility(batch, num_queries, num_keys, q.device))

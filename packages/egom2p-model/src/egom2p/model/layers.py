@@ -13,6 +13,7 @@ from torch import nn
 
 from .attention import attention
 from .config import EgoM2PConfig
+from .kernels.reference import AttentionMask
 
 
 def layer_norm(dim: int, bias: bool) -> nn.LayerNorm:
@@ -43,11 +44,10 @@ class SelfAttention(AttentionLayer):
         self.q_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
         self.k_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, key_lengths=None, segments=None, causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: AttentionMask | None = None) -> torch.Tensor:
+        """``mask``: usually :meth:`AttentionMask.self_attention` (the queries are the keys)."""
         q, k, v = rearrange(self.qkv(x), "b n (qkv h d) -> qkv b h n d", qkv=3, h=self.num_heads)
-        # Queries are the keys: rows past key_lengths are padding, which the kernel need not compute.
-        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, segments, segments, backend=self.backend,
-                        causal=causal, query_lengths=key_lengths)
+        out = attention(self.q_norm(q), self.k_norm(k), v, mask, backend=self.backend)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
@@ -63,19 +63,10 @@ class CrossAttention(AttentionLayer):
         self.q_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
         self.k_norm = layer_norm(cfg.head_dim, cfg.norm_bias) if cfg.qk_norm else nn.Identity()
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        context: torch.Tensor,
-        key_lengths=None,
-        q_segments=None,
-        k_segments=None,
-        query_lengths=None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: AttentionMask | None = None) -> torch.Tensor:
         q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.num_heads)
         k, v = rearrange(self.kv(context), "b n (kv h d) -> kv b h n d", kv=2, h=self.num_heads)
-        out = attention(self.q_norm(q), self.k_norm(k), v, key_lengths, q_segments, k_segments, backend=self.backend,
-                        query_lengths=query_lengths)
+        out = attention(self.q_norm(q), self.k_norm(k), v, mask, backend=self.backend)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
@@ -106,9 +97,9 @@ class EncoderBlock(nn.Module):
         self.norm2 = layer_norm(cfg.dim, cfg.norm_bias)
         self.mlp = Mlp(cfg)
 
-    def forward(self, x: torch.Tensor, key_lengths: torch.Tensor | None, segments: torch.Tensor | None = None) -> torch.Tensor:
-        """``segments`` (packed rows): a token sees only tokens of its own sample."""
-        x = x + self.attn(self.norm1(x), key_lengths=key_lengths, segments=segments)
+    def forward(self, x: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+        """``mask``: the self-attention mask (packed rows: a token sees only tokens of its own sample)."""
+        x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -125,20 +116,9 @@ class DecoderBlock(nn.Module):
         self.norm2 = layer_norm(cfg.dim, cfg.norm_bias)
         self.mlp = Mlp(cfg)
 
-    def forward(
-        self,
-        y: torch.Tensor,
-        context: torch.Tensor,
-        self_key_lengths: torch.Tensor | None,
-        segments: torch.Tensor | None,
-        context_lengths: torch.Tensor | None,
-        causal: bool = False,
-        samples: torch.Tensor | None = None,
-        context_samples: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``segments``: self-attention segments; ``samples``/``context_samples`` (packed rows): the sample
-        of each query / context key, so that a query reads only its own sample's context."""
-        y = y + self.self_attn(self.norm1(y), key_lengths=self_key_lengths, segments=segments, causal=causal)
-        y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), key_lengths=context_lengths,
-                                q_segments=samples, k_segments=context_samples, query_lengths=self_key_lengths)
+    def forward(self, y: torch.Tensor, context: torch.Tensor, self_mask: AttentionMask, cross_mask: AttentionMask) -> torch.Tensor:
+        """``self_mask``: the targets' self-attention; ``cross_mask``: which context keys each target reads
+        (packed rows: only its own sample's)."""
+        y = y + self.self_attn(self.norm1(y), self_mask)
+        y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), cross_mask)
         return y + self.mlp(self.norm2(y))

@@ -40,6 +40,7 @@ from .inputs import (
     select_tokens,
     target_slots,
 )
+from .kernels.reference import AttentionMask
 from .layers import AttentionLayer, DecoderBlock, EncoderBlock, layer_norm
 from .losses import cross_entropy_sum, reduce_losses, scale_mod_losses
 from .presets import preset_config
@@ -251,8 +252,9 @@ class EgoM2P(nn.Module):
         tokens = self._embed(layout, lambda name, ids, pos: self.encoder_embeddings[name].token_emb(ids))
         emb = self._embed(layout, lambda name, ids, pos: self._position_emb(name, pos))
         x = tokens + emb
+        mask = AttentionMask.self_attention(layout.lengths, layout.samples)
         for block in self.encoder:
-            x = block(x, layout.lengths, layout.samples)
+            x = block(x, mask)
         x = self.encoder_norm(x)
         # The embeddings are added again to the context (zero at padding, docs/original-behaviour.md#forward-pass).
         return EncoderContext(context=self.decoder_proj_context(x) + emb, key_lengths=layout.lengths, samples=layout.samples)
@@ -268,8 +270,11 @@ class EgoM2P(nn.Module):
     ) -> torch.Tensor:
         """Decoder blocks; ``samples`` (packed rows) keeps each query to its own sample's context."""
         context = ctx.context.to(y.dtype)
+        self_mask = AttentionMask.self_attention(self_lengths, self_segments, causal)
+        cross_mask = AttentionMask(key_lengths=ctx.key_lengths, query_lengths=self_lengths, q_segments=samples,
+                                   k_segments=ctx.samples)  # fmt: skip
         for block in self.decoder:
-            y = block(y, context, self_lengths, self_segments, ctx.key_lengths, causal, samples, ctx.samples)
+            y = block(y, context, self_mask, cross_mask)
         return self.decoder_norm(y)
 
     def _self_segments(self, layout: TokenLayout) -> torch.Tensor | None:

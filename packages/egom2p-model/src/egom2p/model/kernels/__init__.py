@@ -1,8 +1,8 @@
 """Fused kernels of egom2p-model, and the reference they are checked against.
 
-- ``reference``: the one visibility rule of attention (key and query lengths, segment ids, causal)
-  and the plain PyTorch attention that applies it; the bottom of the stack (it imports no other
-  module here).
+- ``reference``: the one visibility rule of attention (key and query lengths, segment ids, causal),
+  its owner ``AttentionMask`` that every backend takes, and the plain PyTorch attention that applies
+  it; the bottom of the stack (it imports no other module here).
 - ``flash_attention``: masked FlashAttention-2 (forward + backward) in Triton, reading per-sample
   lengths and per-token segment ids instead of an N x N mask (``flash_attention.py``, kernels in
   ``_attention_kernels.py``).

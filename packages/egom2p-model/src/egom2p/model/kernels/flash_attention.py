@@ -1,10 +1,10 @@
 """Masked FlashAttention-2 for egom2p: the public function, its launch configs, torch custom ops and launchers.
 
-``flash_attention(q, k, v, key_lengths, q_segments, k_segments, query_lengths=...)`` computes
-``softmax(q k^T * scale) v`` under the visibility rule of :mod:`egom2p.model.kernels.reference`
-(its non-causal part: the kernels have no causal mode, see ``egom2p.model.attention.CAUSAL_BACKENDS``):
-query i of sample b sees key j iff ``i < query_lengths[b]``, ``j < key_lengths[b]`` and, when
-segments are given, ``q_segments[b, i] == k_segments[b, j] >= 0``. No N x N tensor is built: the
+``flash_attention(q, k, v, mask)`` computes ``softmax(q k^T * scale) v`` under the visibility rule of
+an :class:`~egom2p.model.kernels.reference.AttentionMask` (its non-causal part: the kernels have no causal
+mode, see ``egom2p.model.attention.CAUSAL_BACKENDS``): query i of sample b sees key j iff
+``i < query_lengths[b]``, ``j < key_lengths[b]`` and, when segments are given,
+``q_segments[b, i] == k_segments[b, j] >= 0``. No N x N tensor is built: the
 kernels (``_attention_kernels.py``) read the per-token metadata, and with segments the per-block
 loop bounds that :func:`block_loop_bounds` computes on the device once per call (forward and both
 backward kernels). A query that sees no key returns zeros, with zero gradients.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import triton
 from egom2p.model.kernels._attention_kernels import jit_kernels
-from egom2p.model.kernels.reference import check_attention_inputs
+from egom2p.model.kernels.reference import AttentionMask
 
 MAX_HEAD_DIM = 128
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -140,35 +140,31 @@ def block_loop_bounds(
     return bounds.to(torch.int32).contiguous()
 
 
-@dataclass(frozen=True)
-class _Mask:
-    """The metadata of one call as the kernels take it (int32, contiguous; None when absent)."""
+# The launchers take a call's mask as the kernels read it: int32, contiguous (``flash_attention`` converts it).
 
-    key_lengths: torch.Tensor | None
-    query_lengths: torch.Tensor | None
-    q_segments: torch.Tensor | None
-    k_segments: torch.Tensor | None
 
-    def bounds(self, kernel: str, cfg: BlockConfig) -> torch.Tensor | None:
-        """The loop bounds of ``kernel`` (``fwd``/``dq``: per query block; ``dkdv``: per key block)."""
-        if self.q_segments is None:
-            return None
-        q_side = (self.q_segments, self.query_lengths)
-        k_side = (self.k_segments, self.key_lengths)
-        if kernel == "dkdv":
-            return block_loop_bounds(*k_side, cfg.block_n, *q_side, cfg.block_m)
-        return block_loop_bounds(*q_side, cfg.block_m, *k_side, cfg.block_n)
+def _bounds(mask: AttentionMask, kernel: str, cfg: BlockConfig) -> torch.Tensor | None:
+    """The loop bounds of ``kernel`` (``fwd``/``dq``: per query block; ``dkdv``: per key block)."""
+    if mask.q_segments is None:
+        return None
+    q_side = (mask.q_segments, mask.query_lengths)
+    k_side = (mask.k_segments, mask.key_lengths)
+    if kernel == "dkdv":
+        return block_loop_bounds(*k_side, cfg.block_n, *q_side, cfg.block_m)
+    return block_loop_bounds(*q_side, cfg.block_m, *k_side, cfg.block_n)
 
-    def kernel_args(self, dummy: torch.Tensor) -> list[torch.Tensor]:
-        """KEY_LEN, QUERY_LEN, QSEG, KSEG (a 1-element dummy for what is absent)."""
-        return [dummy if t is None else t for t in (self.key_lengths, self.query_lengths, self.q_segments, self.k_segments)]
 
-    def flags(self) -> dict[str, bool]:
-        return {
-            "HAS_LEN": self.key_lengths is not None,
-            "HAS_QLEN": self.query_lengths is not None,
-            "HAS_SEG": self.q_segments is not None,
-        }
+def _kernel_args(mask: AttentionMask, dummy: torch.Tensor) -> list[torch.Tensor]:
+    """KEY_LEN, QUERY_LEN, QSEG, KSEG (the mask's field order; a 1-element dummy for what is absent)."""
+    return [dummy if t is None else t for t in mask.tensors()]
+
+
+def _flags(mask: AttentionMask) -> dict[str, bool]:
+    return {
+        "HAS_LEN": mask.key_lengths is not None,
+        "HAS_QLEN": mask.query_lengths is not None,
+        "HAS_SEG": mask.q_segments is not None,
+    }
 
 
 def _check_runnable(device: torch.device) -> None:
@@ -194,7 +190,7 @@ def bhnd_empty(like: torch.Tensor, num: int) -> torch.Tensor:
     return like.new_empty((batch, num, heads, head_dim)).permute(0, 2, 1, 3)
 
 
-def _launch_forward(q, k, v, mask: _Mask, fwd_bounds, softmax_scale: float):
+def _launch_forward(q, k, v, mask: AttentionMask, fwd_bounds, softmax_scale: float):
     batch, heads, num_q, head_dim = q.shape
     num_k = k.shape[2]
     out = bhnd_empty(q, num_q)
@@ -206,22 +202,22 @@ def _launch_forward(q, k, v, mask: _Mask, fwd_bounds, softmax_scale: float):
     _check_runnable(q.device)
     cuda = q.device.type == "cuda"
     cfg = kernel_configs(head_dim, q.dtype, cuda)["fwd"]
-    bounds = fwd_bounds if fwd_bounds is not None else mask.bounds("fwd", cfg)
+    bounds = fwd_bounds if fwd_bounds is not None else _bounds(mask, "fwd", cfg)
     dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
     num_blocks = triton.cdiv(num_q, cfg.block_m)
     with _device_guard(q.device):
         jit_kernels(interpreting())["fwd"][(num_blocks, batch, heads)](
-            q, k, v, out, lse, *mask.kernel_args(dummy), dummy if bounds is None else bounds,
+            q, k, v, out, lse, *_kernel_args(mask, dummy), dummy if bounds is None else bounds,
             *_strides(q), *_strides(k), *_strides(v), *_strides(out),
             heads, num_q, num_k, num_blocks, softmax_scale * math.log2(math.e),
-            **mask.flags(), HEAD_DIM=head_dim, BLOCK_D=head_dim_block(head_dim),
+            **_flags(mask), HEAD_DIM=head_dim, BLOCK_D=head_dim_block(head_dim),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, PRECISION=dot_precision(q.dtype, cuda),
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )  # fmt: skip
     return out, lse
 
 
-def _launch_backward(grad_out, q, k, v, out, lse, mask: _Mask, dkdv_bounds, dq_bounds, softmax_scale: float):
+def _launch_backward(grad_out, q, k, v, out, lse, mask: AttentionMask, dkdv_bounds, dq_bounds, softmax_scale: float):
     batch, heads, num_q, head_dim = q.shape
     num_k = k.shape[2]
     dq, dk, dv = bhnd_empty(q, num_q), bhnd_empty(k, num_k), bhnd_empty(v, num_k)
@@ -232,14 +228,14 @@ def _launch_backward(grad_out, q, k, v, out, lse, mask: _Mask, dkdv_bounds, dq_b
     cfgs = kernel_configs(head_dim, q.dtype, cuda)
     kernels = jit_kernels(interpreting())
     dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
-    meta = mask.kernel_args(dummy)
+    meta = _kernel_args(mask, dummy)
     shape = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim_block(head_dim)}
-    common = {**mask.flags(), **shape, "PRECISION": dot_precision(q.dtype, cuda)}
+    common = {**_flags(mask), **shape, "PRECISION": dot_precision(q.dtype, cuda)}
     scale_log2 = softmax_scale * math.log2(math.e)
     delta = torch.empty_like(lse)
     c_delta, c_kv, c_q = cfgs["delta"], cfgs["dkdv"], cfgs["dq"]
-    kv_bounds = dkdv_bounds if dkdv_bounds is not None else mask.bounds("dkdv", c_kv)
-    q_bounds = dq_bounds if dq_bounds is not None else mask.bounds("dq", c_q)
+    kv_bounds = dkdv_bounds if dkdv_bounds is not None else _bounds(mask, "dkdv", c_kv)
+    q_bounds = dq_bounds if dq_bounds is not None else _bounds(mask, "dq", c_q)
     with _device_guard(q.device):
         kernels["delta"][(triton.cdiv(num_q, c_delta.block_m), batch, heads)](
             out, grad_out, delta, *_strides(out), *_strides(grad_out), heads, num_q,
@@ -265,6 +261,8 @@ def _launch_backward(grad_out, q, k, v, out, lse, mask: _Mask, dkdv_bounds, dq_b
 
 
 # --- torch custom ops: opaque to torch.compile, with shapes from the fake implementations ---
+# They take the mask as its plain tensors (a custom op takes no dataclass), in AttentionMask's field order:
+# ``flash_attention`` passes ``*mask.tensors()``, each op rebuilds the mask with ``AttentionMask(...)``.
 
 
 @torch.library.custom_op("egom2p::flash_attention_fwd", mutates_args=())
@@ -283,12 +281,12 @@ def _flash_attention_fwd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # dkdv_bounds / dq_bounds are only saved for the backward (computed once per call, with the forward's).
     del dkdv_bounds, dq_bounds
-    mask = _Mask(key_lengths, query_lengths, q_segments, k_segments)
+    mask = AttentionMask(key_lengths, query_lengths, q_segments, k_segments)
     return _launch_forward(q, k, v, mask, fwd_bounds, softmax_scale)
 
 
 @_flash_attention_fwd.register_fake
-def _(q, k, v, key_lengths, query_lengths, q_segments, k_segments, fwd_bounds, dkdv_bounds, dq_bounds, softmax_scale):
+def _(q, k, v, *masks_bounds_and_scale):
     batch, heads, num_q, _ = q.shape
     return bhnd_empty(q, num_q), q.new_empty((batch, heads, num_q), dtype=torch.float32)
 
@@ -309,20 +307,19 @@ def _flash_attention_bwd(
     dq_bounds: torch.Tensor | None,
     softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    mask = _Mask(key_lengths, query_lengths, q_segments, k_segments)
+    mask = AttentionMask(key_lengths, query_lengths, q_segments, k_segments)
     return _launch_backward(grad_out, q, k, v, out, lse, mask, dkdv_bounds, dq_bounds, softmax_scale)
 
 
 @_flash_attention_bwd.register_fake
-def _(grad_out, q, k, v, out, lse, key_lengths, query_lengths, q_segments, k_segments, dkdv_bounds, dq_bounds,
-      softmax_scale):  # fmt: skip
+def _(grad_out, q, k, v, *outputs_masks_bounds_and_scale):
     return bhnd_empty(q, q.shape[2]), bhnd_empty(k, k.shape[2]), bhnd_empty(v, v.shape[2])
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    q, k, v, key_lengths, query_lengths, q_segments, k_segments, _, dkdv_bounds, dq_bounds, softmax_scale = inputs
+    q, k, v, *mask_tensors, _, dkdv_bounds, dq_bounds, softmax_scale = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse, key_lengths, query_lengths, q_segments, k_segments, dkdv_bounds, dq_bounds)
+    ctx.save_for_backward(q, k, v, out, lse, *mask_tensors, dkdv_bounds, dq_bounds)
     ctx.softmax_scale = softmax_scale
 
 
@@ -344,16 +341,14 @@ _flash_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 # --- the public function ---
 
 
-def _validate(q, k, v, key_lengths, q_segments, k_segments, query_lengths) -> None:
-    check_attention_inputs(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
+def _validate(q, k, v, mask: AttentionMask) -> None:
+    mask.check(q, k, v)
+    if mask.causal:
+        raise ValueError("flash_attention has no causal mode: use the sdpa or reference attention backend")
     if q.dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"flash_attention: q/k/v dtype must be one of {SUPPORTED_DTYPES}, got {q.dtype}")
     if q.shape[3] > MAX_HEAD_DIM:
         raise ValueError(f"flash_attention: head dim {q.shape[3]} > {MAX_HEAD_DIM} is not supported")
-
-
-def _as_int32(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    return None if t is None else t.to(device=device, dtype=torch.int32).contiguous()
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -364,11 +359,8 @@ def flash_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    key_lengths: torch.Tensor | None = None,
-    q_segments: torch.Tensor | None = None,
-    k_segments: torch.Tensor | None = None,
+    mask: AttentionMask | None = None,
     softmax_scale: float | None = None,
-    query_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fused masked attention ``softmax(q k^T * scale) v`` -> ``[B, H, Nq, D]`` (differentiable).
 
@@ -376,11 +368,9 @@ def flash_attention(
         q: ``[B, H, Nq, D]``; k, v: ``[B, H, Nk, D]``; fp16/bf16/fp32 (fp32 accumulation; TF32 dots
             for fp32 on CUDA), any strides with a dense last dim; D <= 128 (columns past a power of
             two are masked in the kernel). Under autocast they are cast to the autocast dtype.
-        key_lengths: int ``[B]``; key j is visible iff ``j < key_lengths[b]`` (None: all keys).
-        q_segments, k_segments: int ``[B, Nq]`` / ``[B, Nk]``; a query sees only keys of its own
-            segment; a negative id is padding (sees and is seen by nothing).
+        mask: which keys each query sees (None: all); not causal. Query rows past ``query_lengths`` are
+            not computed (output 0); key blocks past ``key_lengths`` or of no shared segment are skipped.
         softmax_scale: defaults to ``D ** -0.5``.
-        query_lengths: int ``[B]``; rows ``i >= query_lengths[b]`` are padding: not computed, output 0.
 
     A query row that sees no key (including ``Nk == 0`` or a zero length) returns zeros with zero
     gradients. The result is a ``[B, H, Nq, D]`` view of ``[B, Nq, H, D]`` memory.
@@ -388,27 +378,25 @@ def flash_attention(
     cast = _autocast_dtype(q.device)
     if cast is not None:  # as SDPA under autocast: one compute dtype for q, k and v
         q, k, v = q.to(cast), k.to(cast), v.to(cast)
-    _validate(q, k, v, key_lengths, q_segments, k_segments, query_lengths)
+    mask = AttentionMask() if mask is None else mask
+    _validate(q, k, v, mask)
     cuda = q.device.type == "cuda"
     scale = q.shape[3] ** -0.5 if softmax_scale is None else float(softmax_scale)
     device = q.device
-    mask = _Mask(*(_as_int32(t, device) for t in (key_lengths, query_lengths, q_segments, k_segments)))
+    mask = mask.map(lambda t: t.to(device=device, dtype=torch.int32).contiguous())  # as the kernels take it
     fwd_bounds = dkdv_bounds = dq_bounds = None
     if mask.q_segments is not None and q.shape[2] and k.shape[2]:  # once per call, on the device
         cfgs = kernel_configs(q.shape[3], q.dtype, cuda)
-        fwd_bounds = mask.bounds("fwd", cfgs["fwd"])
+        fwd_bounds = _bounds(mask, "fwd", cfgs["fwd"])
         if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-            dkdv_bounds = mask.bounds("dkdv", cfgs["dkdv"])
+            dkdv_bounds = _bounds(mask, "dkdv", cfgs["dkdv"])
             same_tiles = (cfgs["dq"].block_m, cfgs["dq"].block_n) == (cfgs["fwd"].block_m, cfgs["fwd"].block_n)
-            dq_bounds = fwd_bounds if same_tiles else mask.bounds("dq", cfgs["dq"])
+            dq_bounds = fwd_bounds if same_tiles else _bounds(mask, "dq", cfgs["dq"])
     out, _ = _flash_attention_fwd(
         _last_dim_contiguous(q),
         _last_dim_contiguous(k),
         _last_dim_contiguous(v),
-        mask.key_lengths,
-        mask.query_lengths,
-        mask.q_segments,
-        mask.k_segments,
+        *mask.tensors(),
         fwd_bounds,
         dkdv_bounds,
         dq_bounds,
