@@ -6,12 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from egom2p.core.testing import pytest_configure, s3_server  # noqa: F401  (importing registers them)
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests import e2e_helpers
-
-
-def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "long(seconds): a minutes-long end-to-end test; the suite starts it first")
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+from egom2p.core.testing import free_port
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,13 +24,6 @@ DATA_CONFIG = ROOT / "configs/data/egom2p-released.yaml"
 PLACEHOLDER = "s3://YOUR-BUCKET"
 MOD_FOLDERS = {"tok_rgb": "rgb", "tok_depth": "depth", "tok_gaze": "gaze", "tok_cam": "cam"}
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def released_layout() -> tuple[dict[str, str], dict[str, str]]:

@@ -16,13 +16,11 @@ import subprocess
 
 import pytest
 import torch
-from moto import server as moto_server
 from rehearsal_helpers import (
     BIN,
     ROOT,
     TRAIN_CONFIG,
     env,
-    free_port,
     kill,
     logs,
     read_metrics,
@@ -39,16 +37,6 @@ from rehearsal_helpers import (
 pytestmark = [pytest.mark.xdist_group("s3"), pytest.mark.long(seconds=95)]
 
 BUCKET = "rehearsal"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A moto S3 server on a free loopback port."""
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def run_one_process(args: list[str], endpoint: str, tool: str = "egom2p-train") -> subprocess.CompletedProcess:
@@ -72,7 +60,8 @@ def torch_equal(x: torch.Tensor, y: torch.Tensor) -> bool:
     return x.dtype == y.dtype and x.shape == y.shape and bool((x == y).all())
 
 
-def test_released_recipe_rehearsal(tmp_path, s3_endpoint):
+def test_released_recipe_rehearsal(tmp_path, s3_server):
+    s3_endpoint = s3_server.endpoint  # the module's moto server (tests/conftest.py)
     local = tmp_path / "bucket"
     val_patterns = write_released_shards(local)
     upload(s3_endpoint, BUCKET, local)

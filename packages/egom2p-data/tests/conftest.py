@@ -5,18 +5,11 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-import torch
 from egom2p.core.modalities import load_modality_specs
+from egom2p.core.testing import one_torch_thread, s3_server  # noqa: F401  (importing a fixture registers it)
 from egom2p.data.synth import write_demo_dataset
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
-
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tests share two cores with other jobs: keep torch on one thread."""
-    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -11,13 +10,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 from botocore.exceptions import ClientError  # noqa: E402
 from egom2p.core.errors import ShardError  # noqa: E402
 from egom2p.core.modalities import load_modality_specs  # noqa: E402
 from egom2p.core.s3 import RETRY_ENV, exists_s3, open_s3, parse_s3_url, read_s3, retry_budget, with_retries  # noqa: E402
 from egom2p.core.shards import open_url, read_tar_members  # noqa: E402
+from egom2p.core.testing import MotoS3Server, moto_s3_server  # noqa: E402
 from egom2p.data import build_train_loader, load_data_config  # noqa: E402
 from egom2p.data.checks import inspect_shards  # noqa: E402
 from egom2p.data.shards import write_shards  # noqa: E402
@@ -25,41 +25,14 @@ from egom2p.data.shards import write_shards  # noqa: E402
 pytestmark = pytest.mark.xdist_group("s3")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(mp: pytest.MonkeyPatch, port: int):
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-        mp.setenv(key, value)
-    return server
-
-
-def _upload_toy(endpoint: str, bucket: str, root) -> str:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint)
+def _upload_toy(server: MotoS3Server, bucket: str, root) -> str:
+    client = server.client()
     client.create_bucket(Bucket=bucket)
     rng = np.random.default_rng(0)
     write_shards(root, "toy", {"rgb": rng.integers(0, 64, (12, 2, 4, 4)), "cam": rng.integers(0, 64, (12, 8))}, samples_per_shard=4)
     for path in sorted(root.rglob("*.tar")):
         client.upload_file(str(path), bucket, f"tokens/{path.relative_to(root)}")
     return f"s3://{bucket}/tokens"
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    mp = pytest.MonkeyPatch()
-    port = _free_port()
-    server = _start_server(mp, port)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +104,8 @@ def test_retry_budget_setting(monkeypatch):
 def test_a_short_outage_is_waited_out(tmp_path, repo_root, caplog):
     """Issue 16: the S3 server goes down and comes back 2 s later; reads and the loader carry on, nothing is lost.
     With a budget shorter than the outage the read fails with a message naming the object and the setting."""
-    mp = pytest.MonkeyPatch()
-    port = _free_port()
-    server = _start_server(mp, port)
-    try:
-        prefix = _upload_toy(f"http://127.0.0.1:{port}", "egom2p-outage", tmp_path / "src")
+    with moto_s3_server() as server:
+        prefix = _upload_toy(server, "egom2p-outage", tmp_path / "src")
         url = f"{prefix}/rgb/toy/shard-000000.tar"
         expected = read_s3(url)
         server.stop()
@@ -144,8 +114,7 @@ def test_a_short_outage_is_waited_out(tmp_path, repo_root, caplog):
 
         def restart_later():
             time.sleep(2.0)
-            nonlocal server
-            server = _start_server(mp, port)
+            server.start()  # the same port: the environment still points at it
 
         thread = threading.Thread(target=restart_later)
         thread.start()
@@ -163,9 +132,6 @@ def test_a_short_outage_is_waited_out(tmp_path, repo_root, caplog):
         assert any("transient S3 error on s3://egom2p-outage/" in r.getMessage() for r in caplog.records)
         assert loader.stats["skipped_shards"] == 0 and loader.stats["samples"] == 12 and len(batches) == 3
         assert read_s3(url) == expected
-    finally:
-        server.stop()
-        mp.undo()
 
 
 def test_parse_s3_url():

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from egom2p.core.testing import one_torch_thread, s3_server  # noqa: F401  (importing a fixture registers it)
 from egom2p.model import EgoM2P, EgoM2PConfig
 from generate_helpers import saved_checkpoint, tiny_egom2p
 
@@ -14,11 +15,6 @@ TINY_MODALITIES = {
     "tok_rgb": {"vocab_size": 256, "grid": [2, 4, 4]},
 }
 PARITY_FILE = Path(__file__).parent / "fixtures" / "tiny_generate.pt"  # committed; missing = failure
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

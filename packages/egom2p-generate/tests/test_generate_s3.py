@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 
 import numpy as np
 import pytest
 
 pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
-from egom2p.core import s3  # noqa: E402
 from egom2p.core.shards import encode_tokens, read_tar_members, write_tar  # noqa: E402
 from egom2p.generate.cli import main as generate_main  # noqa: E402
 from egom2p.generate.eval_cli import main as eval_main  # noqa: E402
@@ -21,26 +19,9 @@ from egom2p.generate.shards import iter_samples  # noqa: E402
 pytestmark = pytest.mark.xdist_group("s3")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def bucket(tmp_path_factory):
-    import boto3
-
-    mp = pytest.MonkeyPatch()
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        mp.setenv(key, value)
-    s3._client.cache_clear()  # a client made before the environment above would point elsewhere
-    client = boto3.client("s3", endpoint_url=endpoint)
+def bucket(s3_server, tmp_path_factory):
+    client = s3_server.client()
     client.create_bucket(Bucket="egom2p-gen")
     root = tmp_path_factory.mktemp("s3src")
     rng = np.random.default_rng(0)
@@ -48,10 +29,7 @@ def bucket(tmp_path_factory):
         members = [(f"k{i}.npz", encode_tokens(rng.integers(0, vocab, shape))) for i in range(3)]
         write_tar(root / folder / "val" / "shard-000000.tar", members)
         client.upload_file(str(root / folder / "val" / "shard-000000.tar"), "egom2p-gen", f"tok/{folder}/val/shard-000000.tar")
-    yield "s3://egom2p-gen/tok", root
-    server.stop()
-    s3._client.cache_clear()
-    mp.undo()
+    return "s3://egom2p-gen/tok", root
 
 
 def test_samples_stream_from_s3_like_local_shards(bucket):

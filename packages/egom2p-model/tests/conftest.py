@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from egom2p.core import testing
+from egom2p.core.testing import one_torch_thread  # noqa: F401  (importing a fixture registers it)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Slow tests of behaviour (processes, kills, compiles), not of packaging: the whole-repo suite starts them first
-    # (tests/conftest.py) and ci/isolation.sh leaves them to it.
-    config.addinivalue_line("markers", "long(seconds): a slow test of behaviour, not of packaging")
+    testing.pytest_configure(config)  # the long marker
     config.addinivalue_line("markers", "gpu: needs a CUDA device (compiled kernels, sync-free step); run with `pytest -m gpu`")
 
 
@@ -23,6 +23,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    torch.set_num_threads(1)
+def _seeded():
     torch.manual_seed(0)

@@ -4,24 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from egom2p.core.presets import preset_file
+from egom2p.core.testing import one_torch_thread, pytest_configure  # noqa: F401  (importing registers them)
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(Path(__file__).parent))  # tests import their fakes module
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Slow tests of behaviour (processes, kills, compiles), not of packaging: the whole-repo suite starts them first
-    # (tests/conftest.py) and ci/isolation.sh leaves them to it.
-    config.addinivalue_line("markers", "long(seconds): a slow test of behaviour, not of packaging")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """Tests share two cores (pytest -n 2): one torch thread each, or the two workers' thread pools thrash."""
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -25,15 +25,6 @@ ROOT = Path(__file__).resolve().parents[3]
 CONFIG = {"kind": "cam", "dim": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: more threads only contend with the other test workers (10x slower on 2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _weights(n: int) -> dict[str, torch.Tensor]:
     return {"w": torch.arange(n, dtype=torch.float32), "b": torch.ones(3)}
 

@@ -1,35 +1,28 @@
 """Checkpoints are uploaded to ``s3_save_dir`` (against a local moto S3 server, no in-process mocking)."""
 
-import socket
+from collections.abc import Iterator
 
 import pytest
 import torch
+from egom2p.core.testing import MotoS3Server, moto_s3_server
 from egom2p.model import EgoM2P
 from egom2p.train.checkpoint import CHECKPOINT_FILES, CheckpointManager
 from fakes import tiny_config
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("boto3")
+pytest.importorskip("moto.server")
 
 
 @pytest.fixture
-def s3_endpoint(monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    yield endpoint
-    server.stop()
+def s3_server() -> Iterator[MotoS3Server]:
+    """A server of its own (an empty store) for each test."""
+    with moto_s3_server() as server:
+        yield server
 
 
 @pytest.mark.xdist_group("s3")
-def test_step_dir_is_uploaded_under_the_prefix(tmp_path, s3_endpoint):
-    client = boto3.client("s3")
+def test_step_dir_is_uploaded_under_the_prefix(tmp_path, s3_server):
+    client = s3_server.client()
     client.create_bucket(Bucket="ckpts")
     mgr = CheckpointManager(tmp_path, keep_last_k=1, s3_save_dir="s3://ckpts/runs/a")
     model = EgoM2P(tiny_config())
@@ -40,8 +33,8 @@ def test_step_dir_is_uploaded_under_the_prefix(tmp_path, s3_endpoint):
 
 
 @pytest.mark.xdist_group("s3")
-def test_failed_upload_is_logged_and_retried_at_the_next_save(tmp_path, s3_endpoint):
-    client = boto3.client("s3")
+def test_failed_upload_is_logged_and_retried_at_the_next_save(tmp_path, s3_server):
+    client = s3_server.client()
     logs = []
     mgr = CheckpointManager(tmp_path, keep_last_k=3, s3_save_dir="s3://later/runs", log=logs.append)
     model = EgoM2P(tiny_config())
