@@ -128,8 +128,8 @@ def test_generate_cli_sets_tf32_while_generating_on_cuda(checkpoint, token_files
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(EgoM2P, "to", lambda self, *args, **kwargs: self)  # the CPU model stands in for CUDA
     during = []
-    real = GenerationSampler.generate_iter  # the command line runs the steps one by one, for its progress bar
-    monkeypatch.setattr(GenerationSampler, "generate_iter", lambda *a, **k: during.append(_tf32_flags()) or real(*a, **k))
+    real = GenerationSampler.generate
+    monkeypatch.setattr(GenerationSampler, "generate", lambda *a, **k: during.append(_tf32_flags()) or real(*a, **k))
     code = generate_main(["--checkpoint", str(checkpoint), "--cond", f"tok_rgb={token_files['rgb']}",
                           "--target", "tok_cam", "--out", str(tmp_path / "o.npz"), "--device", device, *flags])
     assert code == 0 and during == [expected or before] and _tf32_flags() == before

@@ -22,6 +22,13 @@ def rgb_batch(batch_size=3, seed=0):
     return {"tok_rgb": {"tensor": torch.randint(0, 256, (batch_size, 2, 4, 4), generator=g)}}
 
 
+def each_step(model, batch, sched, **kwargs):
+    """The (step_index, step_dict, batch_so_far) of every on_step call of one `generate`, and its result."""
+    steps = []
+    out = GenerationSampler(model).generate(batch, sched, on_step=lambda *step: steps.append(step), **kwargs)
+    return steps, out
+
+
 def reference_roar(model, rgb_tokens, target, steps, seed):
     """Argmax ROAR written straight from the original's steps, one sample at a time, no guidance.
 
@@ -121,7 +128,7 @@ def test_chained_generation_rgb_to_cam_then_gaze(tiny_model):
     encode = tiny_model.encode
     tiny_model.encode = lambda b, *a, **k: seen.append({m: v["input_mask"].clone() for m, v in b.items()}) or encode(b, *a, **k)
     try:
-        steps = list(GenerationSampler(tiny_model).generate_iter(batch, sched, seed=0))
+        steps, out = each_step(tiny_model, batch, sched, seed=0)
     finally:
         del tiny_model.encode
     assert [i for i, _, _ in steps] == list(range(6))
@@ -129,6 +136,7 @@ def test_chained_generation_rgb_to_cam_then_gaze(tiny_model):
     assert decoded == [8, 16, 20, 24, 28, 32]  # 2 rows x (4, 4 cam; 2, 2, 2, 2 gaze)
     final = steps[-1][2]
     assert final["tok_cam"]["target_mask"].all() and final["tok_gaze"]["target_mask"].all()
+    assert all(torch.equal(out[m][key], final[m][key]) for m in final for key in final[m])
     # gaze steps see the finished cam as input in the cond half and (grown conditioning) blank it in the uncond half
     gaze_step = seen[2]
     assert not gaze_step["tok_cam"][:2].any() and gaze_step["tok_cam"][2:].all()
@@ -139,7 +147,7 @@ def test_chained_generation_rgb_to_cam_then_gaze(tiny_model):
 def test_maskgit_commits_the_k_most_confident(tiny_model):
     batch = rgb_batch(2)
     out = GenerationSampler(tiny_model).generate(batch, schedule(scheme="maskgit", steps=(3,)), seed=0)
-    first = list(GenerationSampler(tiny_model).generate_iter(batch, schedule(scheme="maskgit", steps=(3,)), seed=0))[0][2]
+    first = each_step(tiny_model, batch, schedule(scheme="maskgit", steps=(3,)), seed=0)[0][0][2]
     full = {"tok_rgb": {"tensor": batch["tok_rgb"]["tensor"], "input_mask": torch.zeros(2, 32, dtype=torch.bool),
                         "target_mask": torch.ones(2, 32, dtype=torch.bool)},
             "tok_cam": {"tensor": torch.zeros(2, 8, dtype=torch.long), "input_mask": torch.ones(2, 8, dtype=torch.bool),
@@ -159,11 +167,17 @@ def test_maskgit_commits_the_k_most_confident(tiny_model):
 def test_order_argument_sets_the_decoding_order(tiny_model):
     batch = rgb_batch(2)
     order = torch.tensor([[7, 6, 5, 4, 3, 2, 1, 0], [0, 2, 4, 6, 1, 3, 5, 7]])
-    steps = list(GenerationSampler(tiny_model).generate_iter(batch, schedule(steps=(4,)), seed=0,
-                                                             order={"tok_cam": order}))
+    steps, _ = each_step(tiny_model, batch, schedule(steps=(4,)), seed=0, order={"tok_cam": order})
     done = steps[0][2]["tok_cam"]["target_mask"]
     assert done[0].nonzero().flatten().tolist() == [6, 7]
     assert done[1].nonzero().flatten().tolist() == [0, 2]
+
+
+def test_an_empty_schedule_is_refused_before_any_step(tiny_model):
+    called = []
+    with pytest.raises(ValueError, match="schedule is empty"):
+        GenerationSampler(tiny_model).generate(rgb_batch(2), [], on_step=lambda *step: called.append(step))
+    assert called == []
 
 
 def test_caller_batch_is_not_mutated_and_layout_is_kept(tiny_model):

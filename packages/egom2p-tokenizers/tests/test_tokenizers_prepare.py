@@ -88,6 +88,17 @@ def test_clips_a_track_does_not_cover_are_skipped_and_counted(capsys, kit, tmp_p
     assert [key for key, _ in shard_members(tmp_path / "out", "gaze")] == ["P01_000000"]
 
 
+def test_a_run_that_keeps_no_clip_fails_with_its_summary(capsys, kit, tmp_path):
+    recs = tmp_path / "recs"
+    shutil.copytree(kit["recs"] / "P01", recs / "P01")
+    lines = (recs / "P01" / "cam.tum").read_text().splitlines()
+    (recs / "P01" / "cam.tum").write_text("\n".join(lines[:60]) + "\n")  # 1 s at 60 Hz: no clip has a cam window
+    result = prepare(capsys, kit, [recs / "P01"], tmp_path / "out")
+    assert result.code == 1 and result.out == ""
+    assert result.err.startswith("egom2p-tokenize: error: nothing prepared: 0 shards per folder"), result.err
+    assert "skipped: 2 clips without a cam window" in result.err
+
+
 def _no_dataset(out) -> bool:
     return not any(any((out / folder / "syn").glob("*.tar")) for folder in FOLDERS)
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,27 @@ def test_yaml_scientific_notation_string_is_a_float(tmp_path):
     # YAML 1.1 reads "1e-4" (no dot) as a string; it must still be accepted as a float.
     cfg = load_config(write(tmp_path, {**BASE, "optim": {"clip_grad": 1.0}}), ["optim.blr=1e-4", "optim.clip_grad=null"])
     assert cfg.optim.blr == pytest.approx(1e-4) and cfg.optim.clip_grad is None
+
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("loader", "batch_size", 1e6, 1000000),  # YAML reads 1e6 as a float: an integral one is an int
+    ("optim", "blr", 3, 3.0),  # an int where a float is expected
+    ("metrics", "wandb_project", "1e-4", "1e-4"),  # a string stays a string
+    ("metrics", "log_wandb", False, False),
+])
+def test_scalar_values_accepted_from_yaml(tmp_path, section, key, value, expected):
+    got = getattr(getattr(load_config(write(tmp_path, {**BASE, section: {key: value}})), section), key)
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("loader", "batch_size", 2.5), ("loader", "batch_size", True), ("loader", "batch_size", "4"),
+    ("optim", "blr", True), ("optim", "blr", "fast"), ("optim", "blr", [1e-4]),
+    ("metrics", "log_wandb", 1), ("metrics", "log_wandb", "yes"), ("metrics", "wandb_project", 3),
+])
+def test_scalar_values_refused_name_the_key_and_the_type(tmp_path, section, key, value):
+    with pytest.raises(ConfigError, match=rf"'{section}\.{key}'.*expected .*got {re.escape(repr(value))}"):
+        load_config(write(tmp_path, {**BASE, section: {key: value}}))
 
 
 def test_unknown_key_names_the_dotted_key_the_file_and_the_closest_key(tmp_path):

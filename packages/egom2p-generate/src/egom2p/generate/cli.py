@@ -10,36 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from egom2p.core.cli import (
-    CliParser,
-    add_checkpoint_option,
-    add_data_options,
-    add_version_option,
-    fail,
-    finite_float,
-    positive_int,
-    run_cli,
-    warn,
-)
+from egom2p.core.cli import add_data_options, fail, finite_float, positive_int, run_cli, warn
 from egom2p.core.modalities import ModalitySpec
 from egom2p.core.progress import progress as progress_bar
 from egom2p.core.shards import decode_tokens
 from egom2p.model import EgoM2P
 
-from . import __version__
 from .batch import empty_target
 from .batch_manifest import source_identity
-from .cli_options import (
-    TASK_STEPS,
-    add_batch_size_option,
-    add_sampling_options,
-    add_signal_options,
-    add_steps_option,
-    steps_per,
-    task_name,
-)
+from .cli_options import add_batch_size_option, add_decoding_options, generation_parser, steps_per, task_name
 from .infer import generate_shards
-from .precision import TF32_HELP, tf32_on_cuda
+from .precision import tf32_on_cuda
 from .sampler import GenerationSampler
 from .schedule import build_generation_schedule
 from .signals import (
@@ -51,7 +32,7 @@ from .signals import (
     warn_unused_tokenizers,
 )
 from .tasks import DEFAULTS, TASKS, task_spec, warn_clamped
-from .video import VIDEO_MODALITIES, VideoCodec, add_video_options, save_frames_figure, video_file
+from .video import VIDEO_MODALITIES, VideoCodec, save_frames_figure, video_file
 
 PROG = "egom2p-generate"
 
@@ -90,9 +71,9 @@ condition with its weight; logits = uncond + sum_i w_i (cond_i - uncond). The un
 sees the --cond inputs (shared by every pass) and the targets decoded so far; pass i sees the same
 plus condition i. With several targets, each finished target becomes one more condition of the
 later ones, with weight --finished-weight.
-
-{TF32_HELP}
 """
+
+FILE_STEPS = 3  # decoding steps of each --target without --steps
 
 # Options of the file / unconditional mode, and of batch inference: neither mode takes the other's (--out is both
 # modes' main output: a FILE in the first, a DIR in the second).
@@ -103,15 +84,13 @@ BATCH_OPTIONS = ("data", "dataset", "task", "batch_size", "overwrite", "new_root
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `egom2p-generate`."""
-    parser = CliParser(
-        prog=PROG,
-        description="Generate token modalities with an EgoM2P checkpoint (ROAR / MaskGIT, classifier-free\n"
+    parser = generation_parser(
+        PROG,
+        "Generate token modalities with an EgoM2P checkpoint (ROAR / MaskGIT, classifier-free\n"
         "guidance): from token files (--cond / --guide), from nothing (no --cond), or for every\n"
         "sample of a shard set (--data with --task and --out DIR).",
-        epilog=EXAMPLES,
+        EXAMPLES,
     )
-    add_version_option(parser, __version__)
-    add_checkpoint_option(parser)
     parser.add_argument("--out", type=Path, metavar="FILE|DIR",
                         help="the main output. With --target: a FILE, the output .npz (with several targets, "
                              "OUT_<target>.npz per target). With --data: a local DIR for the generated shards, in "
@@ -148,10 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--new-root", action="store_true",
                         help="when DIR holds a run with other settings, write to the first of DIR-2, DIR-3, ... that "
                              "is free or holds this same run (printed), instead of refusing")
-    add_signal_options(parser)
-    add_video_options(parser)
-    sampling = add_sampling_options(parser)
-    add_steps_option(sampling, "--target", f"3; with --task, the task's: {TASK_STEPS}")
+    add_decoding_options(parser, steps_for="--target", decode_video=True, default_steps=FILE_STEPS)
     return parser
 
 
@@ -324,7 +300,7 @@ def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> 
     if unknown:
         raise ValueError(f"--target {unknown}: unknown modality; the checkpoint has {sorted(modalities)}")
     n = len(targets)
-    steps = [3 if given is None else given for given in steps_per(args.steps, targets, "--target")]
+    steps = [FILE_STEPS if given is None else given for given in steps_per(args.steps, targets, "--target")]
     unconditional = not batch and not guides
     if unconditional:  # the first target, empty: the sampler fills it from nothing
         single = args.num_samples is None
@@ -347,10 +323,8 @@ def _generate_files(args: argparse.Namespace, options: SignalOptions | None) -> 
         if guides:
             out = sampler.generate_multi_guided(batch, guides, schedule, **settings)
         else:
-            with progress_bar(sampler.generate_iter(batch, schedule, **settings), total=len(schedule), unit="step",
-                              desc="generate", leave=False) as steps_done:
-                for _, _, partial in steps_done:  # the batch after each step; the last one is the result
-                    out = partial
+            with progress_bar(total=len(schedule), unit="step", desc="generate", leave=False) as steps_done:
+                out = sampler.generate(batch, schedule, **settings, on_step=lambda *_: steps_done.update())
         seconds = time.perf_counter() - start
 
     generated = {}

@@ -1,5 +1,7 @@
-"""The sampling options egom2p-generate and egom2p-eval share: one definition, one help text, one default.
+"""The options egom2p-generate and egom2p-eval share: one definition, one help text, one default.
 
+Each command builds its parser with :func:`generation_parser` (the head), adds its own options, then
+:func:`add_decoding_options` (the tail); the few differences between the two are arguments.
 Defaults are the released eval scripts' (``egom2p.generate.tasks.DEFAULTS``).
 """
 
@@ -7,13 +9,48 @@ from __future__ import annotations
 
 import argparse
 
-from egom2p.core.cli import add_device_option, add_seed_option, finite_float, non_negative_float, positive_int
+from egom2p.core.cli import (
+    CliParser,
+    add_checkpoint_option,
+    add_device_option,
+    add_seed_option,
+    add_version_option,
+    finite_float,
+    non_negative_float,
+    positive_int,
+)
 
+from . import __version__
+from .precision import TF32_HELP
 from .schedule import SCHEMES
 from .tasks import DEFAULTS, TASKS, task_spec
+from .video import add_video_options
 
 # The released eval scripts' decoding steps per task, for --steps help texts.
-TASK_STEPS = ", ".join(f"{name} {task.steps}" for name, task in TASKS.items())
+_TASK_STEPS = ", ".join(f"{name} {task.steps}" for name, task in TASKS.items())
+
+
+def generation_parser(prog: str, description: str, examples: str) -> CliParser:
+    """A parser with ``--version`` (this package's) and ``--checkpoint``; its epilog is ``examples`` followed by
+    the TF32 note of ``--no-tf32``."""
+    parser = CliParser(prog=prog, description=description, epilog=f"{examples}\n{TF32_HELP}\n")
+    add_version_option(parser, __version__)
+    add_checkpoint_option(parser)
+    return parser
+
+
+def add_decoding_options(parser: argparse.ArgumentParser, *, steps_for: str, decode_video: bool,
+                         default_steps: int | None = None) -> None:
+    """The decoded-signal, video and sampling options, and ``--steps`` with one value per ``steps_for``
+    (``--target`` or ``--task``); ``default_steps``: the steps where no task sets them (``None``: a task always
+    does); ``decode_video``: whether ``--decode`` writes videos (:func:`egom2p.generate.video.add_video_options`)."""
+    _add_signal_options(parser)
+    add_video_options(parser, decode=decode_video)
+    sampling = _add_sampling_options(parser)
+    default = "" if default_steps is None else f"{default_steps}; with --task, "
+    sampling.add_argument("--steps", type=positive_int, nargs="+", metavar="N",
+                          help=f"decoding steps: one value for every {steps_for} or one per {steps_for}, in order "
+                               f"(default: {default}the task's: {_TASK_STEPS})")
 
 
 def task_name(text: str) -> str:
@@ -33,8 +70,8 @@ def parse_top_k(text: str) -> float | int:
     return int(value) if value >= 1 else value
 
 
-def add_sampling_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """``--scheme --temp --top-k --top-p --cfg --seed --device --no-tf32`` (``--steps`` is the caller's)."""
+def _add_sampling_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """``--scheme --temp --top-k --top-p --cfg --seed --device --no-tf32`` (``--steps``: :func:`add_decoding_options`)."""
     group = parser.add_argument_group("sampling (defaults: the released eval scripts')")
     group.add_argument("--scheme", choices=list(SCHEMES), default=DEFAULTS["scheme"],
                        help="decoding scheme: roar (random order) or maskgit (most confident first)")
@@ -53,13 +90,6 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     return group
 
 
-def add_steps_option(group: argparse._ArgumentGroup, what: str, default: str) -> None:
-    """``--steps N [N ...]``: decoding steps, one value for every ``what`` (target, task) or one per ``what``."""
-    group.add_argument("--steps", type=positive_int, nargs="+", metavar="N",
-                       help=f"decoding steps: one value for every {what} or one per {what}, in order "
-                            f"(default: {default})")
-
-
 def steps_per(steps: list[int] | None, names: list[str], what: str) -> list[int | None]:
     """The ``--steps`` value of each of ``names`` (None where not given): one value serves all, or one per name;
     any other count is a ValueError naming the option."""
@@ -76,7 +106,7 @@ def add_batch_size_option(group: argparse._ArgumentGroup, default: int) -> None:
                        help=f"samples per forward pass (default: {default})")
 
 
-def add_signal_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def _add_signal_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """``--tokenizer --gaze-frame --orig-res --resize-res --crop``: decode camera / gaze tokens to signals."""
     group = parser.add_argument_group("decoded signals (the [tokenizers] extra: pip install 'egom2p-generate[tokenizers]')")
     group.add_argument("--tokenizer", action="append", default=[], metavar="MODALITY=SOURCE",

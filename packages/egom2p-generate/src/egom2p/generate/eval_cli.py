@@ -8,33 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from egom2p.core.cli import (
-    CliParser,
-    add_checkpoint_option,
-    add_data_options,
-    add_version_option,
-    fail,
-    positive_int,
-    run_cli,
-    warn,
-)
+from egom2p.core.cli import add_data_options, fail, positive_int, run_cli, warn
 from egom2p.model import EgoM2P
 
-from . import __version__
-from .cli_options import (
-    TASK_STEPS,
-    add_batch_size_option,
-    add_sampling_options,
-    add_signal_options,
-    add_steps_option,
-    steps_per,
-    task_name,
-)
-from .precision import TF32_HELP, tf32_on_cuda
+from .cli_options import add_batch_size_option, add_decoding_options, generation_parser, steps_per, task_name
+from .precision import tf32_on_cuda
 from .signal_eval import GT_SOURCE, SignalScorer
 from .signals import SignalDecoder, signal_options, warn_unused_tokenizers
 from .tasks import TASKS, BatchCallback, run_eval_task, task_spec
-from .video import VIDEO_MODALITIES, VideoCodec, VideoScorer, add_video_options
+from .video import VIDEO_MODALITIES, VideoCodec, VideoScorer
 
 PROG = "egom2p-eval"
 
@@ -57,19 +39,15 @@ With --video-tokenizer (the Cosmos tokenizer; the [video] extra), rgb2depth also
 of the decoded relative depth (least-squares scale and shift per clip, pixels at >= 10% of the clip's range) and
 depth2rgb PSNR and SSIM of the decoded frames, against the held-out tokens decoded the same way.
 Exit status 1 when a task evaluated no sample (the data lacks its modalities).
-
-{TF32_HELP}
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `egom2p-eval`."""
-    parser = CliParser(prog=PROG, description="Evaluation of an EgoM2P checkpoint: each task generates its target from "
-                       "the conditioning\nof every sample and counts the tokens that match; with --tokenizer it also "
-                       "decodes camera\nand gaze tokens and reports ATE / RTE / RRE and the gaze error.",
-                       epilog=EXAMPLES)
-    add_version_option(parser, __version__)
-    add_checkpoint_option(parser)
+    parser = generation_parser(PROG, "Evaluation of an EgoM2P checkpoint: each task generates its target from "
+                               "the conditioning\nof every sample and counts the tokens that match; with --tokenizer "
+                               "it also decodes camera\nand gaze tokens and reports ATE / RTE / RRE and the gaze error.",
+                               EXAMPLES)
     add_data_options(parser)
     parser.add_argument("--task", required=True, type=task_name, action="append", metavar="TASK",
                         help=f"task to run (repeat for several): {', '.join(sorted(TASKS))}, or <cond>2<target> between "
@@ -82,10 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draw true vs generated tokens of the first --max-figures samples of each task into "
                              "DIR/<task>/<key>.png (needs the [viz] extra: matplotlib)")
     parser.add_argument("--max-figures", type=positive_int, default=8, metavar="N", help="figures per task with --save-figures")
-    add_signal_options(parser)
-    add_video_options(parser, decode=False)
-    sampling = add_sampling_options(parser)
-    add_steps_option(sampling, "--task", f"the task's: {TASK_STEPS}")
+    add_decoding_options(parser, steps_for="--task", decode_video=False)
     return parser
 
 

@@ -24,7 +24,7 @@ reseeds every step with the same `seed`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -40,6 +40,9 @@ from .sampling import ARGMAX_TEMPERATURE, sample_tokens
 from .schedule import SCHEMES
 
 STEP_KEYS = ("target_domain", "scheme", "num_tokens", "temperature", "cfg_scale", "cfg_cond_domains")
+
+# Called after every step as on_step(step_index, step_dict, batch_so_far).
+StepCallback = Callable[[int, dict[str, Any], MaskedBatch], None]
 
 
 class GenerationSampler:
@@ -68,31 +71,21 @@ class GenerationSampler:
         top_k: float = 0.0,
         top_p: float = 0.0,
         order: Mapping[str, torch.Tensor] | None = None,
+        on_step: StepCallback | None = None,
     ) -> MaskedBatch:
         """Run the whole schedule and return the filled batch (a new dict; `batch` is not modified).
 
         `batch`: modality -> {tensor, input_mask, target_mask} (a modality without masks is taken as
         fully given; a scheduled target missing from the batch is created empty). `order`: optional
         modality -> LongTensor [B, n] giving the ROAR decoding order of that modality's target
-        positions; each step takes its next k entries. Returns tensors on the model's device; targets
-        the sampler created come back as [B, N].
+        positions; each step takes its next k entries. `on_step(step_index, step_dict, batch_so_far)`
+        is called after every step with a copy of the batch at that point (without it only the last
+        step's batch is materialised). Returns tensors on the model's device; targets the sampler
+        created come back as [B, N].
         """
-        results = list(self._run(batch, schedule, seed, top_k, top_p, order, copy_each_step=False))
-        if not results:
+        if not schedule:
             raise ValueError("schedule is empty: nothing to generate")
-        return results[-1][2]  # only the last step is materialised when copy_each_step is False
-
-    def generate_iter(
-        self,
-        batch: Mapping[str, Mapping[str, torch.Tensor]],
-        schedule: Sequence[Mapping[str, Any]],
-        seed: int | None = None,
-        top_k: float = 0.0,
-        top_p: float = 0.0,
-        order: Mapping[str, torch.Tensor] | None = None,
-    ) -> Iterator[tuple[int, dict[str, Any], MaskedBatch]]:
-        """Like `generate`, yielding `(step_index, step_dict, batch_so_far)` after every step."""
-        yield from self._run(batch, schedule, seed, top_k, top_p, order, copy_each_step=True)
+        return self._run(batch, schedule, seed, top_k, top_p, order, on_step)
 
     def generate_multi_guided(
         self,
@@ -139,12 +132,11 @@ class GenerationSampler:
         if not batch:  # the original's usual call: the unconditional batch holds only the targets
             rows = next(iter(flat[0].values()))["tensor"].shape[0]
             batch = {targets[0]: empty_target(rows, modalities[targets[0]].num_tokens, device)}
-        results = list(self._run(batch, schedule, seed, top_k, top_p, order, False, MultiGuidance(flat, self.pack_passes)))
-        return results[-1][2]
+        return self._run(batch, schedule, seed, top_k, top_p, order, None, MultiGuidance(flat, self.pack_passes))
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def _run(self, batch, schedule, seed, top_k, top_p, order, copy_each_step, guidance=None):
+    def _run(self, batch, schedule, seed, top_k, top_p, order, on_step, guidance=None) -> MaskedBatch:
         modalities = self.model.modalities
         device = next(self.model.parameters()).device
         state, batch_size = flatten_batch(batch, modalities, device)
@@ -163,7 +155,6 @@ class GenerationSampler:
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
 
-        last = len(steps) - 1
         for index, step in enumerate(steps):
             logits_fn = self._logits
             if multi:
@@ -171,8 +162,9 @@ class GenerationSampler:
                 logits_fn = partial(guidance.logits, self.model)
             with torch.no_grad():
                 self._step(state, step, seed + index, top_k, top_p, order_cursor, logits_fn)
-            if copy_each_step or index == last:
-                yield index, dict(step), unflatten_into(batch, state)
+            if on_step is not None:
+                on_step(index, dict(step), unflatten_into(batch, state))
+        return unflatten_into(batch, state)
 
     def _step(self, state: MaskedBatch, step: dict[str, Any], step_seed: int, top_k, top_p, order_cursor, logits_fn) -> None:
         target = step["target_domain"]

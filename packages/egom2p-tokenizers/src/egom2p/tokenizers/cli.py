@@ -33,6 +33,8 @@ from egom2p.tokenizers.cli_options import (
 
 if TYPE_CHECKING:
     from egom2p.tokenizers.codec import WindowCodec
+    from egom2p.tokenizers.encode import EncodeSummary
+    from egom2p.tokenizers.prepare import PrepareSummary
 
 PROG = "egom2p-tokenize"
 DESCRIPTION = """Camera and gaze signals to EgoM2P tokens and back, with the VQ-VAE tokenizers.
@@ -238,6 +240,16 @@ def _load_codec(args: argparse.Namespace, progress: bool = True) -> WindowCodec:
                        progress=progress)
 
 
+def _shards_written(summary: EncodeSummary | PrepareSummary, done: str) -> int:
+    """Print the shard pattern and the summary line, exit 0; a run that left no shard fails (exit 1) with
+    ``nothing <done>`` and the summary."""
+    if not summary.shards:
+        return fail(PROG, f"nothing {done}: {summary.format()}", 1)
+    print(summary.pattern())
+    print(summary.format())
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from egom2p.tokenizers.encode import encode_to_shards
 
@@ -254,11 +266,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if summary.leftovers_removed:
         print(f"{PROG}: removed {summary.leftovers_removed} unfinished temporary shard file(s) of an earlier run",
               file=sys.stderr)
-    if not summary.shards:
-        return fail(PROG, f"nothing encoded: {summary.format()}", 1)
-    print(summary.pattern())
-    print(summary.format())
-    return 0
+    return _shards_written(summary, "encoded")
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -334,11 +342,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         cam_fps=args.cam_fps, gaze_fps=args.gaze_fps, samples_per_shard=args.samples_per_shard,
         overwrite=args.overwrite, append=args.append, progress=True,
         on_resume=lambda n: print(f"{PROG}: resuming: {n} recording(s) of an earlier run are done", file=sys.stderr))
-    if not summary.shards:
-        return fail(PROG, f"nothing prepared: {summary.format()}", 1)
-    print(summary.pattern())
-    print(summary.format())
-    return 0
+    return _shards_written(summary, "prepared")
 
 
 def _cmd_cosmos_standin(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -400,6 +400,35 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _exactly(kind: type) -> Callable[[Any], Any]:
+    """A converter accepting values of ``kind`` as they are (a bool is never a number)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            return value
+        raise ValueError(value)
+
+    return convert
+
+
+def _to_int(value: Any) -> int:
+    """An int, or a float with an integral value (1e6 written in YAML)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return _exactly(int)(value)
+
+
+def _to_float(value: Any) -> float:
+    """An int or float, or a number written as a string (YAML 1.1 reads "1e-4" as a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(value)
+    return float(value)
+
+
+# The scalar annotations: a converter returning the accepted value or raising ValueError.
+_SCALARS: dict[Any, Callable[[Any], Any]] = {bool: _exactly(bool), int: _to_int, float: _to_float, str: _exactly(str)}
+
+
 def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; accept ints for floats and YAML-ish strings."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -415,29 +444,11 @@ def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
             except ConfigError:
                 continue
         raise bad
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise bad
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():  # 1e6 written in YAML
-            return int(value)
-        raise bad
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise bad
+    if tp in _SCALARS:
+        try:
+            return _SCALARS[tp](value)
+        except ValueError:
+            raise bad from None
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise bad
