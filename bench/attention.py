@@ -36,10 +36,10 @@ if "--dry-run" in sys.argv:  # must precede the first kernel call: CPU runs Trit
 
 import torch
 import torch.nn.functional as F
-from _rows import append_row, run_gpu_bench  # bench/ is on sys.path when a script runs
+from _rows import append_row, run_gpu_bench, time_step  # bench/ is on sys.path when a script runs
 from egom2p.model.cost import FLASH_BACKWARD_FACTOR, attention_flops
 from egom2p.model.kernels.flash_attention import flash_attention
-from egom2p.model.kernels.reference import attention_visibility, masked_attention_reference
+from egom2p.model.kernels.reference import AttentionMask, masked_attention_reference
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 PATTERNS = ("enc-pad0", "enc-fill53", "dec-4runs", "dec-4runs-fill50", "dec-2runs", "cross")
@@ -63,7 +63,7 @@ def _scaled_runs(runs: tuple[int, ...], n: int) -> list[int]:
 
 
 def make_case(pattern: str, batch: int, heads: int, n: int, head_dim: int, dtype, device, n_keys: int | None = None):
-    """q, k, v and the mask metadata (key_lengths, q_segments, k_segments, query_lengths) of one pattern.
+    """q, k, v and the :class:`AttentionMask` of one pattern.
 
     ``n_keys`` (cross only) sets the context length; default ``n``.
     """
@@ -76,47 +76,44 @@ def make_case(pattern: str, batch: int, heads: int, n: int, head_dim: int, dtype
         return torch.full((batch,), max(1, int(fill * n)), dtype=torch.int32, device=device)
 
     if pattern == "enc-pad0":
-        return q, k, v, lengths(1.0), None, None, None
+        return q, k, v, AttentionMask(key_lengths=lengths(1.0))
     if pattern == "enc-fill53":
-        return q, k, v, lengths(ENCODER_FILL), None, None, lengths(ENCODER_FILL)
+        return q, k, v, AttentionMask.self_attention(lengths(ENCODER_FILL))
     if pattern == "cross":
         keys = torch.randint(int(0.4 * n_k), int(0.7 * n_k) + 1, (batch,), generator=gen, device=device)
-        return q, k, v, keys.to(torch.int32), None, None, lengths(DECODER_FILL)
+        return q, k, v, AttentionMask(keys.to(torch.int32), lengths(DECODER_FILL))
     if pattern == "dec-2runs":
         segments = _runs_to_segments([n // 2, n - n // 2], batch, n, device)
-        return q, k, v, lengths(1.0), segments, segments, None
+        return q, k, v, AttentionMask(lengths(1.0), q_segments=segments, k_segments=segments)
     fill = DECODER_FILL if pattern == "dec-4runs-fill50" else 1.0
     valid = lengths(fill)
     segments = _runs_to_segments(_scaled_runs(DECODER_RUNS, int(valid[0])), batch, n, device)
-    return q, k, v, valid, segments, segments, valid if fill < 1 else None
+    return q, k, v, AttentionMask(valid, valid if fill < 1 else None, segments, segments)
 
 
-def _visible_pairs(q, k, key_lengths, q_segments, k_segments, query_lengths) -> int:
-    mask = attention_visibility(q.shape[0], q.shape[2], k.shape[2], q.device, key_lengths, q_segments, k_segments,
-                                query_lengths=query_lengths)  # fmt: skip
-    return int(mask.sum().item()) * q.shape[1]
+def _visible_pairs(q, k, mask: AttentionMask) -> int:
+    return int(mask.visibility(q.shape[0], q.shape[2], k.shape[2], q.device).sum().item()) * q.shape[1]
 
 
-def implementations(q, k, v, key_lengths, q_segments, k_segments, query_lengths, compile_flex: bool, names=IMPLS):
+def implementations(q, k, v, mask: AttentionMask, compile_flex: bool, names=IMPLS):
     """name -> forward ``fn(q, k, v)`` for this case's mask; all compute the same attention except the dense ceiling."""
     batch, _, n_q, _ = q.shape
     n_k = k.shape[2]
     impls = {}
     if "triton" in names:
-        impls["triton"] = lambda q, k, v: flash_attention(q, k, v, key_lengths, q_segments, k_segments,
-                                                          query_lengths=query_lengths)  # fmt: skip
+        impls["triton"] = lambda q, k, v: flash_attention(q, k, v, mask)
     if "sdpa-mask" in names:  # as the model's sdpa backend: rows that see nothing are opened, then zeroed
-        bool_mask = attention_visibility(batch, n_q, n_k, q.device, key_lengths, q_segments, k_segments,
-                                         query_lengths=query_lengths)  # fmt: skip
+        bool_mask = mask.visibility(batch, n_q, n_k, q.device)
         sees_any = bool_mask.any(-1, keepdim=True)
         open_mask = bool_mask | ~sees_any
         impls["sdpa-mask"] = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=open_mask).masked_fill(
             ~sees_any, 0.0)  # fmt: skip
     if "flex" in names:
-        keys = key_lengths.long()
-        rows = (query_lengths if query_lengths is not None else torch.full_like(key_lengths, n_q)).long()
-        q_seg = q_segments if q_segments is not None else torch.zeros(batch, n_q, dtype=torch.int32, device=q.device)
-        k_seg = k_segments if k_segments is not None else torch.zeros(batch, n_k, dtype=torch.int32, device=q.device)
+        keys = mask.key_lengths.long()
+        rows = (mask.query_lengths if mask.query_lengths is not None else torch.full_like(keys, n_q)).long()
+        no_segments = mask.q_segments is None
+        q_seg = torch.zeros(batch, n_q, dtype=torch.int32, device=q.device) if no_segments else mask.q_segments
+        k_seg = torch.zeros(batch, n_k, dtype=torch.int32, device=q.device) if no_segments else mask.k_segments
 
         def mask_mod(b, h, q_idx, kv_idx):
             same = (q_seg[b, q_idx] == k_seg[b, kv_idx]) & (q_seg[b, q_idx] >= 0)
@@ -139,7 +136,7 @@ def dry_run() -> int:
         case = make_case(pattern, 2, 2, 48, 32, torch.float32, torch.device("cpu"), n_keys=61)
         q, k, v = (t.requires_grad_() for t in case[:3])
         ref_in = [t.detach().double().requires_grad_() for t in (q, k, v)]
-        ref = masked_attention_reference(*ref_in, *case[3:6], query_lengths=case[6])
+        ref = masked_attention_reference(*ref_in, case[3])
         ref_grads = torch.autograd.grad(ref.sum(), ref_in)
         for name, fn in implementations(*case, compile_flex=False).items():
             if name == "sdpa-dense":
@@ -167,8 +164,6 @@ def _run_once(fn, q, k, v, grad_out):
 
 
 def bench(opts: argparse.Namespace) -> list[dict]:
-    from triton.testing import do_bench
-
     device, dtype = torch.device("cuda"), torch.bfloat16
     rows = []
     for batch in opts.batch:
@@ -181,13 +176,8 @@ def bench(opts: argparse.Namespace) -> list[dict]:
                 if name == "sdpa-dense" and pattern != opts.patterns[0]:
                     continue  # pattern-independent: measured once per batch
                 for mode in opts.modes:
-                    step = functools.partial(_run_once, fn, q, k, v, torch.randn_like(q) if mode != "fwd" else None)
-                    step()  # compile / autotune outside the timing
-                    torch.cuda.synchronize()
-                    torch.cuda.reset_peak_memory_stats()
-                    base = torch.cuda.memory_allocated()
-                    ms = do_bench(step, return_mode="median")
-                    peak_gib = (torch.cuda.max_memory_allocated() - base) / 2**30
+                    ms, peak_gib = time_step(
+                        functools.partial(_run_once, fn, q, k, v, torch.randn_like(q) if mode != "fwd" else None))
                     flops = dense_flops if name == "sdpa-dense" else fwd_flops
                     flops *= 1.0 if mode == "fwd" else 1 + FLASH_BACKWARD_FACTOR
                     row = {
@@ -195,8 +185,7 @@ def bench(opts: argparse.Namespace) -> list[dict]:
                         "mode": mode, "impl": name, "ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1),
                         "peak_gib": round(peak_gib, 3),
                     }  # fmt: skip
-                    rows.append(row)
-                    append_row(opts.json, row)
+                    rows.append(append_row(opts.json, row))
     return rows
 
 

@@ -23,7 +23,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from _rows import append_row, run_gpu_bench  # bench/ is on sys.path when a script runs
+from _rows import append_row, run_gpu_bench, time_step  # bench/ is on sys.path when a script runs
 from egom2p.model.kernels.fused_linear_ce import fused_linear_cross_entropy
 
 
@@ -69,8 +69,6 @@ def dry_run() -> int:
 
 
 def bench(opts: argparse.Namespace) -> list[dict]:
-    from triton.testing import do_bench
-
     device = torch.device("cuda")
     hidden, weight, targets = make_inputs(opts.tokens, opts.dim, opts.vocab, torch.bfloat16, device)
     rows = []
@@ -83,18 +81,10 @@ def bench(opts: argparse.Namespace) -> list[dict]:
                         return fn(hidden, weight, targets)
                 return torch.autograd.grad(fn(hidden, weight, targets), (hidden, weight))
 
-            step()
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            ms = do_bench(step, return_mode="median")
-            row = {
-                "bench": "loss", "tokens": opts.tokens, "dim": opts.dim, "vocab": opts.vocab, "mode": mode,
-                "impl": name, "ms": round(ms, 3),
-                "peak_gib": round((torch.cuda.max_memory_allocated() - base) / 2**30, 3),
-            }  # fmt: skip
-            rows.append(row)
-            append_row(opts.json, row)
+            ms, peak_gib = time_step(step)
+            rows.append(append_row(opts.json, {"bench": "loss", "tokens": opts.tokens, "dim": opts.dim,
+                                               "vocab": opts.vocab, "mode": mode, "impl": name, "ms": round(ms, 3),
+                                               "peak_gib": round(peak_gib, 3)}))
     return rows
 
 
