@@ -4,10 +4,20 @@
 # are absent, and run that package's own tests there. This is what proves that
 # `pip install egom2p-model` alone gives weights and logits (no sampler: egom2p-generate adds it).
 #
-# usage: bash ci/isolation.sh [core|data|model|generate|train|tokenizers ...]   (default: all six)
+# usage: bash ci/isolation.sh [--stage prepare|check] [core|data|model|generate|train|tokenizers ...]   (default: all six)
+#   --stage prepare: only build the wheels and make the environments (.ci/run starts this beside the whole-repo suite:
+#                    it is mostly pip unpacking wheels onto the disk, half of the check's time);
+#   --stage check:   only the checks, in the environments a prepare stage made in the same ISOLATION_DIR;
+#   no --stage:      both, one after the other.
 set -euo pipefail
+STAGE=all
+if [ "${1:-}" = --stage ]; then STAGE=${2:-}; shift 2 || shift; fi
+case $STAGE in all|prepare|check) ;; *) echo "isolation: --stage must be prepare or check, not '$STAGE'" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+if [ "$STAGE" = check ] && [ -z "${ISOLATION_DIR:-}" ]; then
+  echo "isolation: --stage check needs ISOLATION_DIR, the folder its prepare stage used" >&2; exit 2
+fi
 WORK=${ISOLATION_DIR:-$(mktemp -d /tmp/egom2p-isolation.XXXXXX)}
 DIST=$WORK/dist
 # PIP_NO_COMPILE: byte-compiling all of torch at install cost 30 s of CPU per environment; the tests compile what they
@@ -37,43 +47,50 @@ declare -A FORBIDDEN=(
 # written (it imports torch where installed), never by importing these modules.
 declare -A WITHOUT_WEBDATASET=( [core]="egom2p.core egom2p.core.shards" [data]="egom2p.data.masking" )
 
-echo "== building wheels into $DIST"
-# A reused ISOLATION_DIR starts over: an old wheel or environment of the same version would be kept by pip
-# ("already satisfied") and the check would test yesterday's code.
-rm -rf "$DIST" "$WORK"/venv-*
-mkdir -p "$DIST"
-for pkg in core data model generate train tokenizers; do
-  (cd "packages/egom2p-$pkg" && python3 -m hatch build -t wheel "$DIST" >/dev/null)
-done
-ls "$DIST"
+prepare() {
+  echo "== building wheels into $DIST"
+  # A reused ISOLATION_DIR starts over: an old wheel or environment of the same version would be kept by pip
+  # ("already satisfied") and the check would test yesterday's code.
+  rm -rf "$DIST" "$WORK"/venv-*
+  mkdir -p "$DIST"
+  for pkg in core data model generate train tokenizers; do
+    (cd "packages/egom2p-$pkg" && python3 -m hatch build -t wheel "$DIST" >/dev/null)
+  done
+  ls "$DIST"
 
-# Every package's environment is made at once (pip mostly unpacks wheels and waits on the disk): the whole check
-# took 5.3 minutes on 2 cores instead of 7.2 with one environment after another. The tests run one package at a time.
-make_env() {
-  local pkg=$1 venv=$WORK/venv-$1 dep
-  python3 -m venv "$venv"
-  local wheels=()
-  for dep in ${NEEDS[$pkg]}; do wheels+=("$(ls "$DIST"/egom2p_"$dep"-*.whl)"); done
-  [ "$pkg" = core ] && wheels[0]="${wheels[0]}[torch]"
-  [ "$pkg" = train ] && wheels[-1]="${wheels[-1]}[viz,lora]"  # the plot tests need matplotlib, the LoRA tests peft
-  # PyAV + Pillow (egom2p-tokenizers[video]): the video tests of tokenizers and generate run here too.
-  if [ "$pkg" = tokenizers ] || [ "$pkg" = generate ]; then
-    for i in "${!wheels[@]}"; do [[ ${wheels[$i]} == */egom2p_tokenizers-* ]] && wheels[$i]="${wheels[$i]}[video]"; done
-  fi
-  # --find-links lets pip resolve the pinned sibling egom2p-* requirements to the wheels just built.
-  "$venv/bin/python" -m pip install -q --find-links "$DIST" "${wheels[@]}" -r ci/requirements-test.txt
+  # Every package's environment is made at once (pip mostly unpacks wheels and waits on the disk): the whole check
+  # took 5.3 minutes on 2 cores instead of 7.2 with one environment after another. The tests run one package at a time.
+  make_env() {
+    local pkg=$1 venv=$WORK/venv-$1 dep
+    python3 -m venv "$venv"
+    local wheels=()
+    for dep in ${NEEDS[$pkg]}; do wheels+=("$(ls "$DIST"/egom2p_"$dep"-*.whl)"); done
+    [ "$pkg" = core ] && wheels[0]="${wheels[0]}[torch]"
+    [ "$pkg" = train ] && wheels[-1]="${wheels[-1]}[viz,lora]"  # the plot tests need matplotlib, the LoRA tests peft
+    # PyAV + Pillow (egom2p-tokenizers[video]): the video tests of tokenizers and generate run here too.
+    if [ "$pkg" = tokenizers ] || [ "$pkg" = generate ]; then
+      for i in "${!wheels[@]}"; do [[ ${wheels[$i]} == */egom2p_tokenizers-* ]] && wheels[$i]="${wheels[$i]}[video]"; done
+    fi
+    # --find-links lets pip resolve the pinned sibling egom2p-* requirements to the wheels just built.
+    "$venv/bin/python" -m pip install -q --find-links "$DIST" "${wheels[@]}" -r ci/requirements-test.txt
+  }
+  echo "== fresh environments for: ${PACKAGES[*]}"
+  pids=()
+  for pkg in "${PACKAGES[@]}"; do
+    make_env "$pkg" >"$WORK/env-$pkg.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!PACKAGES[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      echo "isolation: the environment of egom2p-${PACKAGES[$i]} could not be made:"; cat "$WORK/env-${PACKAGES[$i]}.log"
+      exit 1
+    fi
+  done
 }
-echo "== fresh environments for: ${PACKAGES[*]}"
-pids=()
+if [ "$STAGE" != check ]; then prepare; fi
+if [ "$STAGE" = prepare ]; then exit 0; fi
 for pkg in "${PACKAGES[@]}"; do
-  make_env "$pkg" >"$WORK/env-$pkg.log" 2>&1 &
-  pids+=($!)
-done
-for i in "${!PACKAGES[@]}"; do
-  if ! wait "${pids[$i]}"; then
-    echo "isolation: the environment of egom2p-${PACKAGES[$i]} could not be made:"; cat "$WORK/env-${PACKAGES[$i]}.log"
-    exit 1
-  fi
+  [ -x "$WORK/venv-$pkg/bin/python" ] || { echo "isolation: no environment of egom2p-$pkg in $WORK (run --stage prepare)"; exit 1; }
 done
 
 status=0
