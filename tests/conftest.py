@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from egom2p.core.testing import pytest_configure, s3_server  # noqa: F401  (importing registers them)
+from egom2p.core.testing import one_torch_thread, pytest_configure, s3_server  # noqa: F401  (importing registers them)
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests import e2e_helpers
 
