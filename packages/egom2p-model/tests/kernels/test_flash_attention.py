@@ -210,7 +210,7 @@ def test_custom_op_registration_and_compile():
     lengths = torch.tensor([9], dtype=torch.int32)
     segments = torch.tensor([[0] * 10 + [1] * 7], dtype=torch.int32)
     bounds = block_loop_bounds(segments, lengths, 16, segments, lengths, 16)
-    args = (q, k, v, lengths, lengths, segments, segments, bounds, bounds, bounds, 32**-0.5)
+    args = (q, k, v, [lengths, lengths, segments, segments], [bounds, bounds, bounds], 32**-0.5)
     torch.library.opcheck(
         torch.ops.egom2p.flash_attention_fwd.default,
         args,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -261,66 +262,52 @@ def _launch_backward(grad_out, q, k, v, out, lse, mask: AttentionMask, dkdv_boun
 
 
 # --- torch custom ops: opaque to torch.compile, with shapes from the fake implementations ---
-# They take the mask as its plain tensors (a custom op takes no dataclass), in AttentionMask's field order:
-# ``flash_attention`` passes ``*mask.tensors()``, each op rebuilds the mask with ``AttentionMask(...)``.
+# A custom op takes no dataclass: the mask travels as ``mask.tensors()`` (AttentionMask's field order, rebuilt with
+# ``AttentionMask(*mask_tensors)``), and the block-loop bounds as (fwd, dkdv, dq), each None when the mask has no
+# segments. The forward op takes the backward's bounds too, so that they are computed once per call, with its own,
+# and saved for the backward.
+MaybeTensors = Sequence[torch.Tensor | None]
 
 
 @torch.library.custom_op("egom2p::flash_attention_fwd", mutates_args=())
 def _flash_attention_fwd(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_lengths: torch.Tensor | None,
-    query_lengths: torch.Tensor | None,
-    q_segments: torch.Tensor | None,
-    k_segments: torch.Tensor | None,
-    fwd_bounds: torch.Tensor | None,
-    dkdv_bounds: torch.Tensor | None,
-    dq_bounds: torch.Tensor | None,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask_tensors: MaybeTensors, bounds: MaybeTensors,
     softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # dkdv_bounds / dq_bounds are only saved for the backward (computed once per call, with the forward's).
-    del dkdv_bounds, dq_bounds
-    mask = AttentionMask(key_lengths, query_lengths, q_segments, k_segments)
-    return _launch_forward(q, k, v, mask, fwd_bounds, softmax_scale)
+    return _launch_forward(q, k, v, AttentionMask(*mask_tensors), bounds[0], softmax_scale)
 
 
 @_flash_attention_fwd.register_fake
-def _(q, k, v, *masks_bounds_and_scale):
+def _(q, k, v, mask_tensors, bounds, softmax_scale):
     batch, heads, num_q, _ = q.shape
     return bhnd_empty(q, num_q), q.new_empty((batch, heads, num_q), dtype=torch.float32)
 
 
 @torch.library.custom_op("egom2p::flash_attention_bwd", mutates_args=())
 def _flash_attention_bwd(
-    grad_out: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    key_lengths: torch.Tensor | None,
-    query_lengths: torch.Tensor | None,
-    q_segments: torch.Tensor | None,
-    k_segments: torch.Tensor | None,
-    dkdv_bounds: torch.Tensor | None,
-    dq_bounds: torch.Tensor | None,
-    softmax_scale: float,
+    grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+    mask_tensors: MaybeTensors, bounds: MaybeTensors, softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    mask = AttentionMask(key_lengths, query_lengths, q_segments, k_segments)
-    return _launch_backward(grad_out, q, k, v, out, lse, mask, dkdv_bounds, dq_bounds, softmax_scale)
+    mask = AttentionMask(*mask_tensors)
+    return _launch_backward(grad_out, q, k, v, out, lse, mask, bounds[1], bounds[2], softmax_scale)
 
 
 @_flash_attention_bwd.register_fake
-def _(grad_out, q, k, v, *outputs_masks_bounds_and_scale):
+def _(grad_out, q, k, v, out, lse, mask_tensors, bounds, softmax_scale):
     return bhnd_empty(q, q.shape[2]), bhnd_empty(k, k.shape[2]), bhnd_empty(v, v.shape[2])
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    q, k, v, *mask_tensors, _, dkdv_bounds, dq_bounds, softmax_scale = inputs
+    q, k, v, mask_tensors, bounds, softmax_scale = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse, *mask_tensors, dkdv_bounds, dq_bounds)
-    ctx.softmax_scale = softmax_scale
+    ctx.save_for_backward(q, k, v, out, lse, *mask_tensors, *bounds)
+    ctx.num_mask_tensors, ctx.softmax_scale = len(mask_tensors), softmax_scale
+
+
+def _no_grad(tensors: MaybeTensors) -> list[None] | None:
+    """The gradient of a list input that needs none, in the structure torch's custom-op autograd expects: one None
+    for a list that holds a None (it is one input there), a None per tensor for a list of tensors."""
+    return None if any(t is None for t in tensors) else [None] * len(tensors)
 
 
 def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
@@ -330,9 +317,11 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
 
 def _backward(ctx, grad_out, grad_lse):
     del grad_lse  # the log-sum-exp is an internal output, never differentiated
-    saved = ctx.saved_tensors
-    dq, dk, dv = _flash_attention_bwd(_last_dim_contiguous(grad_out), *saved, ctx.softmax_scale)
-    return dq, dk, dv, *([None] * 8)
+    q, k, v, out, lse, *rest = ctx.saved_tensors
+    mask_tensors, bounds = rest[: ctx.num_mask_tensors], rest[ctx.num_mask_tensors :]
+    dq, dk, dv = _flash_attention_bwd(_last_dim_contiguous(grad_out), q, k, v, out, lse, mask_tensors, bounds,
+                                      ctx.softmax_scale)
+    return dq, dk, dv, _no_grad(mask_tensors), _no_grad(bounds), None
 
 
 _flash_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -396,10 +385,8 @@ def flash_attention(
         _last_dim_contiguous(q),
         _last_dim_contiguous(k),
         _last_dim_contiguous(v),
-        *mask.tensors(),
-        fwd_bounds,
-        dkdv_bounds,
-        dq_bounds,
+        list(mask.tensors()),
+        [fwd_bounds, dkdv_bounds, dq_bounds],
         scale,
     )
     return out
