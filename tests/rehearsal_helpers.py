@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from egom2p.core.testing import free_port
+from egom2p.core.testing import MotoS3Server, free_port
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +23,6 @@ TRAIN_CONFIG = ROOT / "configs/train/egom2p-b-released.yaml"
 DATA_CONFIG = ROOT / "configs/data/egom2p-released.yaml"
 PLACEHOLDER = "s3://YOUR-BUCKET"
 MOD_FOLDERS = {"tok_rgb": "rgb", "tok_depth": "depth", "tok_gaze": "gaze", "tok_cam": "cam"}
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def released_layout() -> tuple[dict[str, str], dict[str, str]]:
@@ -69,12 +68,9 @@ def write_released_shards(local: Path, samples_per_shard: int = 2, val_samples: 
     return val_patterns
 
 
-def upload(endpoint: str, bucket: str, local: Path) -> None:
-    """Upload every tar below ``local`` to ``s3://bucket/<relative path>`` on ``endpoint``."""
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+def upload(server: MotoS3Server, bucket: str, local: Path) -> None:
+    """Upload every tar below ``local`` to ``s3://bucket/<relative path>`` on ``server``."""
+    client = server.client()
     client.create_bucket(Bucket=bucket)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda p: client.upload_file(str(p), bucket, str(p.relative_to(local))), local.rglob("*.tar")))
@@ -102,9 +98,9 @@ def size_overrides(bucket: str, out: Path, max_steps: int) -> list[str]:
     ]
 
 
-def env(endpoint: str) -> dict[str, str]:
+def env(server: MotoS3Server) -> dict[str, str]:
     """The environment of every launched process: the local S3 server, one thread, no wandb."""
-    return {**os.environ, **S3_ENV, "AWS_ENDPOINT_URL": endpoint, "EGOM2P_S3_ENDPOINT_URL": endpoint,
+    return {**os.environ, **server.env, "EGOM2P_S3_ENDPOINT_URL": server.endpoint,
             "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
 
 
@@ -115,14 +111,15 @@ def agent_command(overrides: list[str], nnodes: int, port: int, rdzv_id: str) ->
             "-m", "egom2p.train", "--config", str(TRAIN_CONFIG), *overrides]
 
 
-def start_agents(overrides: list[str], log_dir: Path, tag: str, endpoint: str, nnodes: int = 2) -> list[subprocess.Popen]:
+def start_agents(overrides: list[str], log_dir: Path, tag: str, server: MotoS3Server,
+                 nnodes: int = 2) -> list[subprocess.Popen]:
     """Start ``nnodes`` agents, each in its own session (so the test signals exactly what it started)."""
     port = free_port()
     procs = []
     for node in range(nnodes):
         log = (log_dir / f"{tag}-node{node}.log").open("w")  # a file: a full pipe would block the run
         proc = subprocess.Popen(agent_command(overrides, nnodes, port, f"{tag}-{port}"), stdout=log,
-                                stderr=subprocess.STDOUT, env=env(endpoint), cwd=ROOT, start_new_session=True)
+                                stderr=subprocess.STDOUT, env=env(server), cwd=ROOT, start_new_session=True)
         proc.log_path = Path(log.name)
         procs.append(proc)
     return procs

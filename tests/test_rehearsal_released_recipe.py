@@ -16,6 +16,7 @@ import subprocess
 
 import pytest
 import torch
+from egom2p.core.testing import MotoS3Server
 from rehearsal_helpers import (
     BIN,
     ROOT,
@@ -39,9 +40,9 @@ pytestmark = [pytest.mark.xdist_group("s3"), pytest.mark.long(seconds=95)]
 BUCKET = "rehearsal"
 
 
-def run_one_process(args: list[str], endpoint: str, tool: str = "egom2p-train") -> subprocess.CompletedProcess:
+def run_one_process(args: list[str], server: MotoS3Server, tool: str = "egom2p-train") -> subprocess.CompletedProcess:
     """A single-process command (the 1-GPU launch) that must succeed."""
-    proc = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env(endpoint), cwd=ROOT,
+    proc = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env(server), cwd=ROOT,
                           timeout=120)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -61,16 +62,15 @@ def torch_equal(x: torch.Tensor, y: torch.Tensor) -> bool:
 
 
 def test_released_recipe_rehearsal(tmp_path, s3_server):
-    s3_endpoint = s3_server.endpoint  # the module's moto server (tests/conftest.py)
     local = tmp_path / "bucket"
     val_patterns = write_released_shards(local)
-    upload(s3_endpoint, BUCKET, local)
+    upload(s3_server, BUCKET, local)
     val_on_s3 = {name: f"s3://{BUCKET}/{pattern}" for name, pattern in val_patterns.items()}
 
     # An uninterrupted two-node run: 3 of the schedule's 4 epochs (max_steps keeps the schedule).
     ref = tmp_path / "ref"
     ref.mkdir()
-    agents = start_agents(size_overrides(BUCKET, ref, max_steps=12), tmp_path, "ref", s3_endpoint)
+    agents = start_agents(size_overrides(BUCKET, ref, max_steps=12), tmp_path, "ref", s3_server)
     wait_all(agents)
     text = logs(agents)
     assert "world size 2" in text and "global batch 4 (accum_iter 1)" in text, text[-3000:]
@@ -84,7 +84,7 @@ def test_released_recipe_rehearsal(tmp_path, s3_server):
     out = tmp_path / "preempted"
     out.mkdir()
     command = size_overrides(BUCKET, out, max_steps=12)
-    agents = start_agents(command, tmp_path, "term", s3_endpoint)
+    agents = start_agents(command, tmp_path, "term", s3_server)
     wait_for_step(agents, out, 3)
     kill(agents, signal.SIGTERM)
     wait_all(agents, timeout=60, expect_success=False)
@@ -92,14 +92,14 @@ def test_released_recipe_rehearsal(tmp_path, s3_server):
     assert "stop requested (SIGTERM)" in text, text[-3000:]
     stopped = step_numbers(out)[-1]
     assert 3 <= stopped < 12, step_numbers(out)
-    agents = start_agents(command, tmp_path, "resume", s3_endpoint)
+    agents = start_agents(command, tmp_path, "resume", s3_server)
     wait_all(agents)
     assert f"at step {stopped}" in logs(agents), logs(agents)[-3000:]
     assert step_numbers(out)[-1] == 12
     assert_same_weights(weights(ref, 12), weights(out, 12))
 
     # Continue on one process: same global batch and schedule (accum_iter 2), validation on the S3 val roots.
-    one = run_one_process(["--config", str(TRAIN_CONFIG), *size_overrides(BUCKET, out, max_steps=16)], s3_endpoint)
+    one = run_one_process(["--config", str(TRAIN_CONFIG), *size_overrides(BUCKET, out, max_steps=16)], s3_server)
     assert "at step 12" in one.stdout and "now 1 (accum_iter 2): same global batch 4 and schedule" in one.stdout, \
         one.stdout[-3000:]
     assert step_numbers(out)[-1] == 16
@@ -111,13 +111,13 @@ def test_released_recipe_rehearsal(tmp_path, s3_server):
     last = out / "checkpoints" / "step-16"
     results = tmp_path / "eval.json"
     run_one_process(["--checkpoint", str(last), "--data", val_on_s3["holoassist"], "--task", "rgb2depth",
-                     "--max-samples", "4", "--device", "cpu", "--out", str(results)], s3_endpoint, tool="egom2p-eval")
+                     "--max-samples", "4", "--device", "cpu", "--out", str(results)], s3_server, tool="egom2p-eval")
     assert "rgb2depth" in json.dumps(json.loads(results.read_text()))
 
     # ... and an init_from fine-tuning run: its weights, a fresh step, optimizer and schedule.
     tuned = tmp_path / "finetune"
     ft = run_one_process(["--config", str(TRAIN_CONFIG), *size_overrides(BUCKET, tuned, max_steps=2),
-                          f"checkpoint.init_from={last}"], s3_endpoint)
+                          f"checkpoint.init_from={last}"], s3_server)
     assert f"initialised weights from {last}" in ft.stdout and "resumed from" not in ft.stdout, ft.stdout[-3000:]
     assert [m["step"] for m in read_metrics(tuned) if "loss" in m] == [1, 2]
     source, after = weights(out, 16), weights(tuned, 2)
